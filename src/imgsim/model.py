@@ -1,0 +1,155 @@
+"""The embedding network (ResNet-like CNN + projection head) and its self-describing model file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig, from_dict, to_dict
+from .fileio import atomic_path
+
+MODEL_FORMAT = "imgsim-model"
+MODEL_FORMAT_VERSION = 1
+
+# Inputs are uint8 RGB; the network normalises them itself so the file is all a caller needs.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+class ModelNotLoadedError(RuntimeError):
+    """No usable model file."""
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with a residual connection (ResNet's basic block)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+def stem_stride(image_size: int) -> int:
+    """Downsampling in the stem: more for big inputs, so the stages see ~16-56 px maps."""
+    if image_size >= 160:
+        return 4
+    if image_size >= 48:
+        return 2
+    return 1
+
+
+class EmbeddingNet(nn.Module):
+    """uint8 or float image batch (N×3×H×W) → L2-normalised embedding (N×D)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if len(config.widths) != len(config.blocks) or not config.widths:
+            raise ValueError("widths and blocks must have the same, non-zero length")
+        if config.image_size < 32:
+            raise ValueError("image_size must be at least 32")
+        self.config = config
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1) * 255.0)
+        s = stem_stride(config.image_size)
+        w0 = config.widths[0]
+        stem: list[nn.Module] = [nn.Conv2d(3, w0, 3, min(s, 2), 1, bias=False)]
+        stem += [nn.BatchNorm2d(w0), nn.ReLU(inplace=True)]
+        if s == 4:
+            stem.append(nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*stem)
+        stages, cin = [], w0
+        for i, (width, n) in enumerate(zip(config.widths, config.blocks, strict=True)):
+            for j in range(n):
+                stages.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1))
+                cin = width
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(
+            nn.Linear(cin, config.head_hidden),
+            nn.BatchNorm1d(config.head_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.head_hidden, config.embedding_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        x = self.stages(self.stem(x))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return F.normalize(self.head(x), dim=1)
+
+
+def model_id(state_dict: dict[str, torch.Tensor]) -> str:
+    """A short fingerprint of the weights: embeddings made by different models never mix."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(key.encode())
+        digest.update(state_dict[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_model(
+    path: str | Path,
+    model: EmbeddingNet,
+    categories: list[str],
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Write a self-describing model file atomically; returns the model id."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    mid = model_id(state)
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "model_id": mid,
+        "model_config": to_dict(model.config),
+        "state_dict": state,
+        "categories": list(categories),
+        "train_config": train_config or {},
+        "metrics": metrics or {},
+        **(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return mid
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """Read a model file with `weights_only=True`: tensors and plain data, never pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotLoadedError(
+            f"Model not loaded: {path} not found — run training first (imgsim train)"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        raise ModelNotLoadedError(f"Model not loaded: cannot read {path}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelNotLoadedError(f"Model not loaded: {path} is not an imgsim model file")
+    return payload
+
+
+def load_model(path: str | Path) -> tuple[EmbeddingNet, dict[str, Any]]:
+    """Rebuild the network from a model file alone; returns (model in eval mode, file contents)."""
+    payload = read_model_file(path)
+    model = EmbeddingNet(from_dict(ModelConfig, payload["model_config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload

@@ -1,0 +1,240 @@
+"""Query image → most similar indexed images, with similarity percentages (library and CLI)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from .config import MODEL_FILE, SearchConfig
+from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, load_image, to_array
+from .index import EmbeddingIndex, EmbeddingsNotLoadedError, load_index
+from .model import EmbeddingNet, ModelNotLoadedError, load_model
+
+log = logging.getLogger("imgsim")
+
+MODEL_TYPE = "Triplet Network"
+SIMILARITY_METRIC = "Euclidean Distance"
+MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
+EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"
+
+ImageSource = str | Path | bytes | BinaryIO | Image.Image
+
+
+class NotReadyError(RuntimeError):
+    """The searcher has no model or no embeddings; the message is the original's advice."""
+
+
+def similarity_from_distance(distance: float) -> float:
+    """Similarity in percent: 100·(1 − d/2), clipped to 0–100.
+
+    Embeddings are L2-normalised, so their Euclidean distance d lies in [0, 2]: identical
+    images score 100 %, opposite embeddings 0 %, and the score falls linearly with distance.
+    """
+    return float(min(100.0, max(0.0, 100.0 * (1.0 - distance / 2.0))))
+
+
+@dataclass
+class SearchResult:
+    """One hit: the original's keys plus the category."""
+
+    filename: str
+    similarity: float
+    embedding_distance: float
+    category: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def results_response(results: list[SearchResult]) -> dict[str, Any]:
+    """The original's /search response shape."""
+    return {"results": [r.to_dict() for r in results], "total_results": len(results)}
+
+
+class Searcher:
+    """Holds one model and one index in memory and answers queries; safe to share across threads."""
+
+    def __init__(
+        self,
+        model: EmbeddingNet | None,
+        index: EmbeddingIndex | None,
+        model_info: dict[str, Any] | None = None,
+        problems: list[str] | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.model = model
+        self.index = index
+        self.model_info = model_info or {}
+        self.problems = problems or []
+        self.max_pixels = max_pixels
+        # BatchNorm in eval mode is stateless, but torch ops on one module from many threads
+        # oversubscribe the two cores; one forward at a time is faster under load.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_workdir(
+        cls,
+        workdir: str | Path = ".",
+        model_path: str | Path | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Searcher:
+        """Load the model file and index from `workdir`; missing parts are recorded, not raised."""
+        workdir = Path(workdir)
+        model, info, index, problems = None, {}, None, []
+        try:
+            model, info = load_model(Path(model_path) if model_path else workdir / MODEL_FILE)
+        except ModelNotLoadedError as exc:
+            problems.append(str(exc))
+        try:
+            index = load_index(workdir)
+        except EmbeddingsNotLoadedError as exc:
+            problems.append(str(exc))
+        if model is not None and index is not None:
+            _check_same_model(model, info, index, problems)
+        for problem in problems:
+            log.warning("%s", problem)
+        return cls(model, index, info, problems, max_pixels)
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.model is not None
+
+    @property
+    def embeddings_loaded(self) -> bool:
+        return self.index is not None and len(self.index) > 0
+
+    @property
+    def default_threshold(self) -> float:
+        """The model's tuned similarity cutoff, or 0 when it has none."""
+        return float(self.model_info.get("threshold") or 0.0)
+
+    def require_ready(self) -> None:
+        """Raise NotReadyError with the original's advice if a search cannot run."""
+        if not self.model_loaded:
+            raise NotReadyError(MODEL_MISSING)
+        if not self.embeddings_loaded:
+            raise NotReadyError(EMBEDDINGS_MISSING)
+
+    def embed(self, images: list[ImageSource]) -> np.ndarray:
+        """Embeddings (N×D float32) of query images; UnreadableImageError for a bad one."""
+        import torch
+
+        if self.model is None:
+            raise NotReadyError(MODEL_MISSING)
+        size = self.model.config.image_size
+        arrays = [to_array(self._decode(img, size), size) for img in images]
+        batch = torch.from_numpy(np.stack(arrays))
+        with self._lock, torch.inference_mode():
+            return self.model(batch).numpy().astype(np.float32)
+
+    def _decode(self, image: ImageSource, size: int) -> Image.Image:
+        if isinstance(image, Image.Image):
+            return image if image.mode == "RGB" else image.convert("RGB")
+        return load_image(image, self.max_pixels, draft_size=size)
+
+    def search(
+        self, image: ImageSource, top_k: int = 10, threshold: float | None = None
+    ) -> list[SearchResult]:
+        """Top-k most similar indexed images, nearest first, without those below `threshold` %."""
+        return self.search_batch([image], top_k, threshold)[0]
+
+    def search_batch(
+        self, images: list[ImageSource], top_k: int = 10, threshold: float | None = None
+    ) -> list[list[SearchResult]]:
+        """One result list per query image, in order."""
+        self.require_ready()
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        cutoff = self.default_threshold if threshold is None else float(threshold)
+        queries = self.embed(images)
+        assert self.index is not None
+        distances, positions = self.index.search(queries, top_k)
+        return [self._results(d, p, cutoff) for d, p in zip(distances, positions, strict=True)]
+
+    def _results(self, dists: np.ndarray, rows: np.ndarray, cutoff: float) -> list[SearchResult]:
+        assert self.index is not None
+        out = []
+        for dist, row in zip(dists, rows, strict=True):
+            if row < 0:
+                continue
+            sim = round(similarity_from_distance(float(dist)), 2)
+            if sim >= cutoff:
+                name = self.index.names[row]
+                out.append(
+                    SearchResult(name, sim, round(float(dist), 4), self.index.categories[row])
+                )
+        return out
+
+    def image_path(self, name: str) -> Path | None:
+        """The file of an indexed image, or None: names not in the index are never opened."""
+        if self.index is None or name not in self.index:
+            return None
+        path = Path(self.index.meta.data_dir) / name
+        return path if path.is_file() else None
+
+    def stats(self) -> dict[str, Any]:
+        """The original's /stats keys plus categories with counts and the tuned threshold."""
+        counts: dict[str, int] = {}
+        for category in self.index.categories if self.index else []:
+            counts[category] = counts.get(category, 0) + 1
+        return {
+            "model_loaded": self.model_loaded,
+            "embeddings_loaded": self.embeddings_loaded,
+            "total_images": len(self.index) if self.index else 0,
+            "embedding_dimension": self.index.dim
+            if self.index
+            else (self.model.config.embedding_dim if self.model else 0),
+            "model_type": MODEL_TYPE,
+            "similarity_metric": SIMILARITY_METRIC,
+            "categories": dict(sorted(counts.items())),
+            "default_threshold": self.default_threshold,
+            "problems": list(self.problems),
+        }
+
+
+def _check_same_model(
+    model: EmbeddingNet, info: dict[str, Any], index: EmbeddingIndex, problems: list[str]
+) -> None:
+    if index.dim != model.config.embedding_dim:
+        problems.append(
+            f"The embeddings have {index.dim} dimensions but the model makes "
+            f"{model.config.embedding_dim} — run extraction again (imgsim extract)"
+        )
+    elif index.meta.model_id and index.meta.model_id != info.get("model_id"):
+        log.warning(
+            "The embeddings were made by another model file than %s; results may be poor — "
+            "run extraction again (imgsim extract)",
+            MODEL_FILE,
+        )
+
+
+def search_image(
+    image: str | Path,
+    config: SearchConfig | None = None,
+    top_k: int | None = None,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """Library entry for `imgsim search`: the original's response shape for one image file."""
+    config = config or SearchConfig()
+    searcher = Searcher.from_workdir(config.workdir, max_pixels=config.max_image_pixels)
+    results = searcher.search(image, top_k or config.top_k, threshold)
+    return results_response(results)
+
+
+__all__ = [
+    "EMBEDDINGS_MISSING",
+    "MODEL_MISSING",
+    "NotReadyError",
+    "SearchResult",
+    "Searcher",
+    "UnreadableImageError",
+    "results_response",
+    "search_image",
+    "similarity_from_distance",
+]
