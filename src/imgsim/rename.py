@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from imgsim.data import IMAGE_EXTENSIONS, parse_category
 from imgsim.fileio import write_text_atomic
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 LOG_NAME = ".imgsim_rename_log.json"
 # Hidden, so a folder scan never mistakes a half-renamed file for an image.
 TMP_PREFIX = ".imgsim_tmp_"
 _NAME_CHARS = re.compile(r"[\w-]+")  # \w: letters and digits of any script, and "_"
-_LOOKS_ORGANISED = re.compile(r"[\w-]+_\d{3,}")
 _PREVIEW = 5
 _MAX_ATTEMPTS = 3
 _T = TypeVar("_T")
@@ -78,9 +77,10 @@ def normalise_category(raw: str) -> str:
     """Return the category as used in file names, or raise RenameError saying what is wrong."""
     if "/" in raw or "\\" in raw or os.sep in raw:
         raise RenameError(f"Category {raw!r} contains a path separator.")
-    name = "_".join(raw.split()).lower()
+    # Leading/trailing "_" or "-" would not survive imgsim.data.parse_category's round trip.
+    name = "_".join(raw.split()).lower().strip("_-")
     if not name:
-        raise RenameError("A category name is empty.")
+        raise RenameError(f"Category {raw!r} has no letters or digits.")
     if not _NAME_CHARS.fullmatch(name):
         raise RenameError(f"Category {raw!r} may only use letters, digits, '_', '-' and spaces.")
     return name
@@ -149,11 +149,12 @@ def describe_plan(plan: Sequence[Rename]) -> list[str]:
     lines += [f"  {name}: {count} files" for name, count in counts.items()]
     if min(counts.values(), default=0) < 2:
         lines.append("Note: training needs at least 2 images in every category.")
-    organised = sum(1 for r in plan if _LOOKS_ORGANISED.fullmatch(Path(r.old).stem))
-    if organised:
+    # One shared prefix is just a camera's IMG_0001; two or more mean an organised folder.
+    existing = sorted({c for r in plan if (c := parse_category(r.old))})
+    if len(existing) > 1:
         lines.append(
-            f"Note: {organised} images already look organised (like {plan[0].old}); "
-            "this plan reassigns them by name order, not by their current category."
+            f"Note: the names already carry categories ({', '.join(existing[:_PREVIEW])}); "
+            "this plan reassigns images by name order, not by those categories."
         )
     lines += _describe_moves([r for r in plan if r.old != r.new])
     unchanged = sum(1 for r in plan if r.old == r.new)
