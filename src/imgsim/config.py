@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import ConfigError
+
 # File names kept from the original so its users find their outputs where they expect them.
 MODEL_FILE = "triplet_base_final.pt"
 FEATURES_FILE = "triplet_features.npy"
@@ -42,6 +44,7 @@ class TrainConfig:
     batch_size: int = 64  # images per step (the original: 16 triplets = 48 images)
     steps_per_epoch: int = 0  # 0: one pass over the training images per epoch
     learning_rate: float = 1e-3  # Adam; the original's 1e-4 learns ~3x slower here
+    lr_schedule: str = "cosine"  # cosine (decays to 0 by the last epoch) | constant (original)
     margin: float = 0.2  # triplet margin, as the original
     mining: str = "semihard"  # semihard | hard | all  (all = every triplet in the batch)
     m_per_class: int = 4  # images of one category per batch (pytorch-metric-learning sampler)
@@ -88,10 +91,6 @@ class Config:
 
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config file or value that cannot be used."""
 
 
 def replace(obj: T, values: dict[str, Any]) -> T:

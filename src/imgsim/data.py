@@ -15,6 +15,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import DatasetError, UnreadableImageError
+
 log = logging.getLogger("imgsim")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -29,14 +31,6 @@ NO_CATEGORIES_HELP = (
     "Fix it by naming images category_number (shirt_001.jpg, pants_001.jpg), by putting them\n"
     "in one sub-folder per category (dataset/shirt/a.jpg), or with: imgsim rename"
 )
-
-
-class DatasetError(ValueError):
-    """The folder cannot be used as a training set; the message says why and how to fix it."""
-
-
-class UnreadableImageError(ValueError):
-    """A file that is not a decodable image (corrupt, truncated, unsupported or too large)."""
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,8 @@ import numpy as np
 
 from .config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE
 from .data import category_of
+from .errors import EmbeddingsNotLoadedError
 from .fileio import atomic_path, write_text_atomic
-
-
-class EmbeddingsNotLoadedError(RuntimeError):
-    """No usable embeddings on disk."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, from_dict, to_dict
+from .errors import ModelNotLoadedError
 from .fileio import atomic_path
 
 MODEL_FORMAT = "imgsim-model"
@@ -19,10 +20,6 @@ MODEL_FORMAT_VERSION = 1
 # Inputs are uint8 RGB; the network normalises them itself so the file is all a caller needs.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-
-
-class ModelNotLoadedError(RuntimeError):
-    """No usable model file."""
 
 
 class BasicBlock(nn.Module):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, load_image, to_array
+from .errors import NotReadyError
 from .index import EmbeddingIndex, EmbeddingsNotLoadedError, load_index
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
 
@@ -24,10 +25,6 @@ MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
 EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
-
-
-class NotReadyError(RuntimeError):
-    """The searcher has no model or no embeddings; the message is the original's advice."""
 
 
 def similarity_from_distance(distance: float) -> float:

@@ -1,0 +1,311 @@
+"""The `imgsim` command: one subcommand per pipeline stage, each a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import DEFAULT_DATA_DIR, MODEL_FILE, Config
+from .errors import ImgsimError
+
+log = logging.getLogger("imgsim")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from .config import load_config
+
+    return load_config(getattr(args, "config", None))
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """Only the flags the user gave: a config file's values stand unless a flag overrides them."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .data import dataset_stats, scan_images
+
+    stats = dataset_stats(scan_images(args.data), args.data)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"Dataset: {stats['data_dir']}")
+    print(f"Total images: {stats['total_images']}")
+    print(f"Categories: {stats['num_categories']}")
+    for name, count in stats["categories"].items():
+        print(f"  {name:<24} {count:>6}")
+    if stats["uncategorised"]:
+        print(
+            f"Without a category: {len(stats['uncategorised'])} (e.g. {stats['uncategorised'][0]})"
+        )
+    if not stats["usable"]:
+        from .data import NO_CATEGORIES_HELP
+
+        print(NO_CATEGORIES_HELP, file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    from .rename import run
+
+    categories = [c for c in args.categories.split(",")] if args.categories else None
+    return run(Path(args.folder), categories, args.dry_run, args.undo, args.yes)
+
+
+MODEL_FLAGS = ("image_size", "embedding_dim", "widths", "blocks", "head_hidden")
+TRAIN_FLAGS = (
+    "data_dir", "output_dir", "epochs", "batch_size", "steps_per_epoch", "learning_rate",
+    "lr_schedule", "margin", "mining", "m_per_class", "val_fraction", "checkpoint_every",
+    "seed", "augment", "workers",
+)  # fmt: skip
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import replace
+    from .train import train
+
+    cfg = _config(args)
+    model_cfg = replace(cfg.model, _overrides(args, MODEL_FLAGS))
+    train_cfg = replace(cfg.train, _overrides(args, TRAIN_FLAGS))
+    result = train(train_cfg, model_cfg, resume=args.resume, resume_epochs=args.epochs)
+    final = result.history[-1] if result.history else {}
+    recall = final.get("val_recall_at_1")
+    print(f"Saved {result.model_path}" + (f" (validation Recall@1 {recall:.3f})" if recall else ""))
+    print("Next: imgsim extract")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .config import replace
+    from .extract import extract, extract_reference
+
+    cfg = replace(
+        _config(args).extract,
+        _overrides(args, ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot")),
+    )
+    if args.reference is not None:
+        result = extract_reference(cfg, args.reference, args.reference_size)
+    else:
+        result = extract(cfg)
+    print(
+        f"Embedded {result.count} images ({result.embedding_dim} dims, "
+        f"{result.images_per_second:.0f} images/s) into {result.output_dir}"
+        + (f"; skipped {result.skipped} unreadable" if result.skipped else "")
+    )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .config import replace
+    from .search import search_image
+
+    cfg = replace(_config(args).search, _overrides(args, ("workdir",)))
+    response = search_image(args.image, cfg, args.top_k, args.threshold)
+    if args.json:
+        print(json.dumps(response, indent=2))
+        return 0
+    if not response["results"]:
+        print("No results above the threshold.")
+    for i, r in enumerate(response["results"], start=1):
+        print(
+            f"{i:>3}. {r['similarity']:6.2f}%  d={r['embedding_distance']:.4f}  "
+            f"{r['category']:<16} {r['filename']}"
+        )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web import serve
+
+    serve(
+        workdir=args.workdir,
+        host=args.host,
+        port=args.port,
+        config_path=args.config,
+        debug=args.debug,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        Path(args.dir),
+        per_class=args.per_class,
+        epochs=args.epochs,
+        serve=not args.no_serve,
+        host=args.host,
+        port=args.port,
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the triplet network (the original's train_triplet.py)")
+    p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--output-dir", help="where the model file, plot and checkpoints go (.)")
+    p.add_argument("--epochs", type=int, help="training epochs (10)")
+    p.add_argument("--batch-size", type=int, help="images per step (64)")
+    p.add_argument("--steps-per-epoch", type=int, help="steps per epoch; 0 = one pass (0)")
+    p.add_argument("--learning-rate", "--lr", type=float, help="Adam learning rate (1e-3)")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), help="(cosine)")
+    p.add_argument("--margin", type=float, help="triplet loss margin (0.2)")
+    p.add_argument("--mining", choices=("semihard", "hard", "all"), help="(semihard)")
+    p.add_argument("--m-per-class", type=int, help="images per category in a batch (4)")
+    p.add_argument("--val-fraction", type=float, help="held out per category (0.1)")
+    p.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (5)")
+    p.add_argument("--seed", type=int, help="random seed for a repeatable run (0)")
+    p.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const=False,
+        help="train without flip/crop/colour augmentation",
+    )
+    p.add_argument("--workers", type=int, help="decode processes (one per core)")
+    p.add_argument("--image-size", type=int, help="square input side in pixels (64)")
+    p.add_argument("--embedding-dim", type=int, help="embedding dimension (128)")
+    p.add_argument("--widths", help="channels per stage, e.g. 32,64,128,256")
+    p.add_argument("--blocks", help="residual blocks per stage, e.g. 1,1,1,1")
+    p.add_argument("--head-hidden", type=int, help="projection head width (256)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _add_extract(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "extract", help="embed every image and write the index (extract_features_triplet.py)"
+    )
+    p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--model", dest="model_path", help=f"model file (default {MODEL_FILE})")
+    p.add_argument("--output-dir", help="where the index files go (.)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (64)")
+    p.add_argument("--workers", type=int, help="decode processes (one per core)")
+    p.add_argument(
+        "--plot",
+        action="store_const",
+        const=True,
+        help="also write triplet_embedding_space.png (t-SNE)",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="WEIGHTS",
+        help="embed with a pretrained TorchScript feature extractor instead, for "
+        "comparison (a local file: nothing is downloaded)",
+    )
+    p.add_argument("--reference-size", type=int, default=224, help="its input size (224)")
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_extract)
+
+
+def _add_other(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stats", help="per-category breakdown of an image folder")
+    p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("rename", help="rename images into categories (rename_images.py)")
+    p.add_argument("folder", nargs="?", default=DEFAULT_DATA_DIR, help="image folder")
+    p.add_argument("--categories", help="comma-separated names; without it, asks")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--undo", action="store_true", help="reverse the last rename")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("search", help="find the images most similar to IMAGE")
+    p.add_argument("image", help="query image file")
+    p.add_argument("-k", "--top-k", type=int, default=10, help="number of results (10)")
+    p.add_argument(
+        "--threshold", type=float, help="minimum similarity in %% (the model's tuned value, else 0)"
+    )
+    p.add_argument("--workdir", help="folder with the model file and index (.)")
+    p.add_argument("--json", action="store_true", help="print the /search JSON response")
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
+    _add_server_flags(p)
+    p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
+    p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="sample data → train → extract → searches → server")
+    p.add_argument("--dir", default="demo", help="folder for the demo's data and outputs (demo)")
+    p.add_argument("--per-class", type=int, default=200, help="sample images per category (200)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs (8)")
+    p.add_argument("--no-serve", action="store_true", help="stop after the sample searches")
+    _add_server_flags(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def _add_config_flag(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps `imgsim --config F train` working: the subcommand must not reset it.
+    p.add_argument("--config", default=argparse.SUPPRESS, help="settings file (.toml/.yaml/.json)")
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port (5000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; building it imports nothing heavy, so --help is instant."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="imgsim",
+        description="Image similarity search: organise, train, extract, search, serve.",
+    )
+    parser.add_argument("--version", action="version", version=f"imgsim {__version__}")
+    parser.add_argument("--config", help="settings file (.toml, .yaml or .json)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_other(sub)
+    _add_train(sub)
+    _add_extract(sub)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "warning: " if record.levelno == logging.WARNING else ""
+        prefix = "error: " if record.levelno >= logging.ERROR else prefix
+        return prefix + record.getMessage()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `imgsim` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ImgsimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        hint = " — continue with: imgsim train --resume" if args.command == "train" else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""The errors imgsim reports to users as a clear message rather than a traceback."""
+
+
+class ImgsimError(Exception):
+    """Base of every error whose message tells the user what is wrong and how to fix it."""
+
+
+class DatasetError(ImgsimError, ValueError):
+    """The folder cannot be used as a training set; the message says why and how to fix it."""
+
+
+class UnreadableImageError(ImgsimError, ValueError):
+    """A file that is not a decodable image (corrupt, truncated, unsupported or too large)."""
+
+
+class ConfigError(ImgsimError, ValueError):
+    """A config file or value that cannot be used."""
+
+
+class ModelNotLoadedError(ImgsimError, RuntimeError):
+    """No usable model file."""
+
+
+class EmbeddingsNotLoadedError(ImgsimError, RuntimeError):
+    """No usable embeddings on disk."""
+
+
+class NotReadyError(ImgsimError, RuntimeError):
+    """The searcher has no model or no embeddings; the message is the original's advice."""

@@ -1,0 +1,69 @@
+"""Figures written next to the outputs: training history and the t-SNE map of the embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen on servers and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(history: list[dict[str, float]], path: str | Path) -> None:
+    """Loss and validation Recall@1 per epoch (training_history.png)."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["loss"] for h in history], "o-", label="training loss")
+    if any(h.get("val_loss") is not None for h in history):
+        ax_loss.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation loss")
+    ax_loss.set(xlabel="epoch", ylabel="triplet loss", title="Loss")
+    ax_loss.legend()
+    ax_metric.plot(epochs, [h.get("val_recall_at_1") for h in history], "o-", color="green")
+    ax_metric.set(xlabel="epoch", ylabel="Recall@1", title="Validation Recall@1", ylim=(0, 1.02))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_embeddings(
+    features: np.ndarray,
+    categories: list[str],
+    path: str | Path,
+    seed: int = 0,
+    max_points: int = 5000,
+) -> None:
+    """2-D t-SNE of the embeddings coloured by category (triplet_embedding_space.png)."""
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    rng = np.random.default_rng(seed)
+    keep = np.arange(len(features))
+    if len(keep) > max_points:  # t-SNE is quadratic; a sample shows the structure as well
+        keep = np.sort(rng.choice(keep, max_points, replace=False))
+    points = features[keep]
+    perplexity = float(max(2, min(30, (len(points) - 1) // 3)))
+    xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(
+        points
+    )
+    labels = [categories[i] for i in keep]
+    fig, ax = plt.subplots(figsize=(8, 7))
+    for name in sorted(set(labels)):
+        mask = np.array([lab == name for lab in labels])
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=8, label=name, alpha=0.7)
+    ax.set_title("Embedding space (t-SNE)")
+    ax.legend(markerscale=2, fontsize="small", loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
