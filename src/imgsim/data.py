@@ -161,7 +161,8 @@ def _convert_mode(im: Image.Image) -> Image.Image:
         arr = np.asarray(im, dtype=np.float64)
         top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if im.mode == "P" or im.mode == "PA":
+    if im.mode in {"P", "PA"} or "transparency" in im.info:
+        # A palette, or a grey/RGB colour key (PNG tRNS), can mark pixels transparent.
         im = im.convert("RGBA")
     if im.mode in {"RGBA", "LA", "La", "RGBa"}:
         # Transparent areas become white, as product photos on a web page usually are.
