@@ -56,8 +56,14 @@ def retrieval_metrics(
     """Retrieval quality of query embeddings against a reference set (or against themselves).
 
     With no reference, each query is searched among the other queries (itself excluded).
-    `k=None` lets MAP@R and R-Precision look as deep as the largest category needs.
+    `k=None` looks as deep as MAP@R and R-Precision need (the largest category) and at least
+    as deep as Recall@10.
     """
+    if k is None:
+        ref_labels = query_labels if reference_labels is None else reference_labels
+        largest = int(np.bincount(np.asarray(ref_labels, dtype=np.int64).ravel()).max())
+        n_ref = len(query) if reference is None else len(reference)
+        k = max(1, min(max(largest, max(RECALL_KS)), n_ref - (1 if reference is None else 0)))
     calc = RetrievalCalculator(include=include, k=k, device=torch.device("cpu"))
     result = calc.get_accuracy(
         _as_tensor(query),

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny generated image folders and a tiny trained workdir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from imgsim.config import ExtractConfig, ModelConfig, TrainConfig
+from imgsim.sample import generate_shapes
+
+SHAPES = ("circle", "square", "triangle", "stripes")
+
+
+def tiny_model_config(**overrides: object) -> ModelConfig:
+    """A network small enough to train in a second on 32 px images."""
+    values = dict(image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=32, embedding_dim=16)
+    values.update(overrides)
+    return ModelConfig(**values)  # type: ignore[arg-type]
+
+
+def tiny_train_config(data: Path, out: Path, **overrides: object) -> TrainConfig:
+    values = dict(
+        data_dir=str(data),
+        output_dir=str(out),
+        epochs=3,
+        batch_size=32,
+        m_per_class=8,
+        learning_rate=3e-3,
+        workers=1,
+        val_fraction=0.2,
+        augment=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four easy categories of 32 px generated pictures, 24 each (circle_00001.png, …)."""
+    root = tmp_path_factory.mktemp("shapes")
+    generate_shapes(root, per_class=24, size=32, seed=1, shapes=SHAPES)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_queries(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fresh pictures of the same four categories, never seen in training."""
+    root = tmp_path_factory.mktemp("shape_queries")
+    generate_shapes(root, per_class=8, size=32, seed=2, shapes=SHAPES)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> Path:
+    """A workdir with a trained tiny model and its extracted index."""
+    from imgsim.extract import extract
+    from imgsim.train import train
+
+    out = tmp_path_factory.mktemp("workdir")
+    config = tiny_train_config(shapes_dir, out, epochs=4, steps_per_epoch=8)
+    train(config, tiny_model_config(), progress=False)
+    extract(
+        ExtractConfig(
+            data_dir=str(shapes_dir),
+            output_dir=str(out),
+            model_path=str(out / "triplet_base_final.pt"),
+            workers=1,
+        ),
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _imgsim_logs_propagate() -> None:
+    # The CLI turns propagation off for its own handler; caplog needs it on.
+    logging.getLogger("imgsim").propagate = True

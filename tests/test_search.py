@@ -1,0 +1,97 @@
+"""Tests for search: result shape, ordering, threshold, similarity formula, missing parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imgsim.errors import NotReadyError, UnreadableImageError
+from imgsim.search import Searcher, results_response, search_image, similarity_from_distance
+
+
+@pytest.mark.parametrize(
+    ("distance", "similarity"), [(0.0, 100.0), (0.5, 75.0), (1.0, 50.0), (2.0, 0.0), (2.5, 0.0)]
+)
+def test_similarity_formula(distance: float, similarity: float) -> None:
+    assert similarity_from_distance(distance) == pytest.approx(similarity)
+
+
+def test_an_indexed_image_finds_itself_first(trained_workdir: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    results = searcher.search(shapes_dir / "square_00003.png", top_k=5)
+    assert results[0].filename == "square_00003.png"
+    assert results[0].similarity == pytest.approx(100.0, abs=0.01)
+    distances = [r.embedding_distance for r in results]
+    assert distances == sorted(distances) and len(results) == 5
+    assert [r.similarity for r in results] == sorted((r.similarity for r in results), reverse=True)
+    assert all(r.category == r.filename.split("_")[0] for r in results)
+
+
+def test_threshold_drops_weak_results(trained_workdir: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    everything = searcher.search(shapes_dir / "circle_00001.png", top_k=50, threshold=0)
+    cutoff = everything[len(everything) // 2].similarity
+    kept = searcher.search(shapes_dir / "circle_00001.png", top_k=50, threshold=cutoff)
+    assert 0 < len(kept) < len(everything) and all(r.similarity >= cutoff for r in kept)
+
+
+def test_response_has_the_originals_shape(trained_workdir: Path, shapes_dir: Path) -> None:
+    from imgsim.config import SearchConfig
+
+    response = search_image(
+        shapes_dir / "circle_00002.png", SearchConfig(workdir=str(trained_workdir)), 3
+    )
+    assert set(response) == {"results", "total_results"}
+    assert response["total_results"] == len(response["results"]) == 3
+    for item in response["results"]:
+        assert set(item) == {"filename", "similarity", "embedding_distance", "category"}
+        assert isinstance(item["similarity"], float) and 0 <= item["similarity"] <= 100
+    json.dumps(response)  # plain JSON types only
+
+
+def test_batch_keeps_query_order(trained_workdir: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    queries = [shapes_dir / "stripes_00004.png", shapes_dir / "triangle_00004.png"]
+    results = searcher.search_batch(queries, top_k=1)
+    assert [r[0].filename for r in results] == ["stripes_00004.png", "triangle_00004.png"]
+
+
+def test_bytes_and_corrupt_queries(trained_workdir: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    data = (shapes_dir / "circle_00005.png").read_bytes()
+    assert searcher.search(data, top_k=1)[0].filename == "circle_00005.png"
+    with pytest.raises(UnreadableImageError):
+        searcher.search(b"\x89PNG\r\n\x1a\n broken", top_k=1)
+
+
+def test_missing_parts_are_reported_with_the_originals_advice(tmp_path: Path) -> None:
+    searcher = Searcher.from_workdir(tmp_path)
+    assert not searcher.model_loaded and not searcher.embeddings_loaded
+    stats = searcher.stats()
+    assert stats["model_loaded"] is False and stats["total_images"] == 0
+    with pytest.raises(NotReadyError, match="Model not loaded"):
+        searcher.search(b"", top_k=1)
+
+
+def test_missing_embeddings_only(trained_workdir: Path, tmp_path: Path) -> None:
+    searcher = Searcher.from_workdir(tmp_path, model_path=trained_workdir / "triplet_base_final.pt")
+    assert searcher.model_loaded and not searcher.embeddings_loaded
+    with pytest.raises(NotReadyError, match="No embeddings loaded"):
+        searcher.search(b"", top_k=1)
+
+
+def test_stats_keys_and_image_paths(trained_workdir: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    stats = searcher.stats()
+    assert stats["total_images"] == 96 and stats["embedding_dimension"] == 16
+    assert stats["categories"] == {"circle": 24, "square": 24, "stripes": 24, "triangle": 24}
+    assert stats["model_type"] == "Triplet Network"
+    assert searcher.image_path("circle_00001.png") == shapes_dir / "circle_00001.png"
+    assert searcher.image_path("../circle_00001.png") is None
+    assert searcher.image_path("/etc/passwd") is None
+
+
+def test_results_response_of_nothing() -> None:
+    assert results_response([]) == {"results": [], "total_results": 0}

@@ -1,0 +1,199 @@
+"""Tests for training: learning, validation, outputs, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import imgsim.train as train_mod
+from imgsim.errors import DatasetError
+from imgsim.metrics import retrieval_metrics
+from imgsim.model import load_model
+from imgsim.search import Searcher
+from imgsim.train import batch_shape, learning_rate, stratified_split, train
+
+from .conftest import tiny_model_config, tiny_train_config
+
+
+def _embed_folder(workdir: Path, folder: Path) -> tuple[np.ndarray, list[str]]:
+    searcher = Searcher.from_workdir(workdir)
+    paths = sorted(folder.glob("*.png"))
+    return searcher.embed(paths), [p.name.split("_")[0] for p in paths]
+
+
+def test_loss_goes_down_and_unseen_images_find_their_category(
+    trained_workdir: Path, shapes_dir: Path, shapes_queries: Path
+) -> None:
+    _, info = load_model(trained_workdir / "triplet_base_final.pt")
+    history = info["metrics"]["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    queries, q_labels = _embed_folder(trained_workdir, shapes_queries)
+    refs, r_labels = _embed_folder(trained_workdir, shapes_dir)
+    names = sorted(set(r_labels))
+    to_int = lambda labels: np.array([names.index(x) for x in labels])  # noqa: E731
+    metrics = retrieval_metrics(queries, to_int(q_labels), refs, to_int(r_labels))
+    assert metrics["recall_at_1"] >= 0.75  # chance is 0.25 with four categories
+
+
+def test_outputs_describe_the_run(trained_workdir: Path) -> None:
+    _, info = load_model(trained_workdir / "triplet_base_final.pt")
+    assert info["categories"] == ["circle", "square", "stripes", "triangle"]
+    assert info["train_config"]["epochs"] == 4
+    assert {"loss", "val_loss", "val_recall_at_1"} <= set(info["metrics"]["final"])
+    saved = json.loads((trained_workdir / "training_config.json").read_text())
+    assert saved["model"]["image_size"] == 32 and saved["train"]["margin"] == 0.2
+    assert (trained_workdir / "training_history.png").stat().st_size > 1000
+    assert sorted(p.name for p in (trained_workdir / "checkpoints").iterdir()) == ["epoch_004.pt"]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs = dict(epochs=4, checkpoint_every=2, augment=True, steps_per_epoch=3)
+    full = train(
+        tiny_train_config(shapes_dir, tmp_path / "full", **kwargs),
+        tiny_model_config(),
+        progress=False,
+    )
+
+    real_run_epoch = train_mod.run_epoch
+
+    def dying_run_epoch(*args, **kw):
+        if args[5] == 3:  # the epoch argument: die after the epoch-2 checkpoint
+            raise _Interrupt
+        return real_run_epoch(*args, **kw)
+
+    part_dir = tmp_path / "part"
+    monkeypatch.setattr(train_mod, "run_epoch", dying_run_epoch)
+    with pytest.raises(_Interrupt):
+        train(
+            tiny_train_config(shapes_dir, part_dir, **kwargs), tiny_model_config(), progress=False
+        )
+    assert not (part_dir / "triplet_base_final.pt").exists()
+    monkeypatch.setattr(train_mod, "run_epoch", real_run_epoch)
+    resumed = train(
+        tiny_train_config(shapes_dir, part_dir, **kwargs),
+        tiny_model_config(),
+        resume=True,
+        progress=False,
+    )
+
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    a, _ = load_model(full.model_path)
+    b, _ = load_model(resumed.model_path)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x.float(), y.float(), atol=1e-5), name
+
+
+def test_same_seed_same_model(shapes_dir: Path, tmp_path: Path) -> None:
+    runs = [
+        train(
+            tiny_train_config(shapes_dir, tmp_path / str(i), epochs=1, steps_per_epoch=2),
+            tiny_model_config(),
+            progress=False,
+        )
+        for i in range(2)
+    ]
+    a, _ = load_model(runs[0].model_path)
+    b, _ = load_model(runs[1].model_path)
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_resume_refuses_a_changed_folder(shapes_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    train(
+        tiny_train_config(shapes_dir, out, epochs=1, steps_per_epoch=1),
+        tiny_model_config(),
+        progress=False,
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in sorted(shapes_dir.glob("circle_*"))[:4] + sorted(shapes_dir.glob("square_*"))[:4]:
+        (other / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(DatasetError, match="categories changed"):
+        train(
+            tiny_train_config(other, out, epochs=2),
+            tiny_model_config(),
+            resume=True,
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize("mining", ["semihard", "hard", "all"])
+def test_every_mining_mode_trains(shapes_dir: Path, tmp_path: Path, mining: str) -> None:
+    result = train(
+        tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2, mining=mining),
+        tiny_model_config(),
+        progress=False,
+    )
+    assert np.isfinite(result.history[0]["loss"])
+
+
+def test_unknown_mining_is_refused(shapes_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mining"):
+        train(
+            tiny_train_config(shapes_dir, tmp_path, mining="random"),
+            tiny_model_config(),
+            progress=False,
+        )
+
+
+def test_too_few_categories_is_a_clear_error(tmp_path: Path, shapes_dir: Path) -> None:
+    data = tmp_path / "one"
+    data.mkdir()
+    for p in sorted(shapes_dir.glob("circle_*"))[:5]:
+        (data / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(DatasetError, match="No categories detected"):
+        train(tiny_train_config(data, tmp_path), tiny_model_config(), progress=False)
+
+
+def test_corrupt_image_is_skipped_by_name(
+    tmp_path: Path, shapes_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(shapes_dir.glob("circle_*"))[:4] + sorted(shapes_dir.glob("square_*"))[:4]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "square_09999.png").write_bytes(b"not a png at all")
+    result = train(
+        tiny_train_config(data, tmp_path / "out", epochs=1), tiny_model_config(), progress=False
+    )
+    assert "square_09999.png" in caplog.text
+    assert result.categories == ["circle", "square"]
+
+
+def test_stratified_split_holds_out_every_category() -> None:
+    labels = torch.tensor([0] * 20 + [1] * 10 + [2] * 3)
+    train_rows, val_rows = stratified_split(labels, 0.2, seed=0)
+    assert sorted(torch.cat([train_rows, val_rows]).tolist()) == list(range(33))
+    assert labels[val_rows].bincount().tolist() == [4, 2]  # the 3-image category stays whole
+
+
+@pytest.mark.parametrize(
+    ("batch", "m", "classes", "expected"),
+    [(64, 4, 20, (64, 4)), (64, 4, 10, (63, 7)), (32, 4, 2, (32, 16)), (16, 4, 100, (16, 4))],
+)
+def test_batch_shape_fits_the_sampler(batch: int, m: int, classes: int, expected: tuple) -> None:
+    got = batch_shape(batch, m, classes)
+    assert got == expected and got[0] % got[1] == 0 and got[0] <= got[1] * classes
+
+
+def test_cosine_schedule_warms_up_and_decays() -> None:
+    cfg = tiny_train_config(Path("."), Path("."), learning_rate=1.0)
+    lrs = [learning_rate(cfg, s, 100) for s in range(100)]
+    assert lrs[0] < lrs[2] <= 1.0 and lrs[-1] < 0.01
+    assert (
+        learning_rate(tiny_train_config(Path("."), Path("."), lr_schedule="constant"), 50, 100)
+        == 3e-3
+    )
