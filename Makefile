@@ -1,0 +1,46 @@
+# The README's commands. `make demo` and `make test` each do all the set-up they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup system-deps lint format bench clean
+
+demo: setup  ## sample data → train → extract → sample searches → web server on :5000
+	$(BIN)/imgsim demo
+
+test: setup  ## the whole test suite (the command CI runs)
+	$(BIN)/pytest
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned to the 2.13.0 CPU wheel; see pyproject.toml.
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Fashion-MNIST (real sample data) and Chromium (browser tests) come from Debian.
+# Installed only when missing and when we may; without them the demo uses generated
+# images and the browser test is skipped with its reason.
+system-deps:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      dataset-fashion-mnist chromium >/dev/null) || echo "note: apt-get install failed"; \
+	  else \
+	    echo "note: for real sample data and browser tests: sudo apt-get install dataset-fashion-mnist chromium"; \
+	  fi; \
+	fi
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache
