@@ -1,0 +1,87 @@
+"""The Flask app factory: settings, shared Searcher, blueprints, JSON errors, security headers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from flask import Flask, Response
+from flask.cli import with_appcontext
+
+from ..config import SearchConfig, load_config, replace
+from ..search import Searcher
+from . import errors, images, pages, search, status
+from .forms import FORM_OVERHEAD, InMemoryRequest
+from .searcher import get_searcher, init_app
+
+ENV_WORKDIR = "IMGSIM_WORKDIR"  # where the model file and index live (default: the current dir)
+ENV_CONFIG = "IMGSIM_CONFIG"  # a TOML/YAML/JSON config file whose [search] section applies
+
+# No inline script or style and nothing from another origin: the page works offline and an
+# injected file name can never run as code. Images may be blob:/data: for the query preview.
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(
+    config: SearchConfig | None = None,
+    *,
+    searcher: Searcher | None = None,
+    flask_config: Mapping[str, Any] | None = None,
+) -> Flask:
+    """Build the app; the model and index are loaded here, once per process.
+
+    `config` defaults to the environment (IMGSIM_CONFIG, IMGSIM_WORKDIR), which is how
+    `gunicorn "imgsim.web:create_app()"` is configured. Tests may pass a ready `searcher`.
+    """
+    config = config or config_from_env()
+    app = Flask(__name__)
+    app.request_class = InMemoryRequest
+    app.config.update(
+        IMGSIM=config,
+        # The ceiling for any request; the search views lower it to what they accept.
+        MAX_CONTENT_LENGTH=config.max_image_bytes * config.max_batch_files + FORM_OVERHEAD,
+    )
+    app.config.update(flask_config or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
+    init_app(app, config, searcher)
+    for blueprint in (pages.bp, search.bp, status.bp, images.bp):
+        app.register_blueprint(blueprint)
+    errors.register_error_handlers(app)
+    app.after_request(_security_headers)
+    app.cli.add_command(check_command)
+    return app
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> SearchConfig:
+    """Search settings from IMGSIM_CONFIG's [search] section, then IMGSIM_WORKDIR over it."""
+    environ = os.environ if environ is None else environ
+    config = load_config(environ.get(ENV_CONFIG) or None).search
+    if environ.get(ENV_WORKDIR):
+        config = replace(config, {"workdir": environ[ENV_WORKDIR]})
+    return config
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+@click.command("check")
+@with_appcontext
+def check_command() -> None:
+    """Print the search statistics; exit 1 when searches cannot run (for deploy scripts)."""
+    stats = get_searcher().stats()
+    click.echo(json.dumps(stats, indent=2))
+    if not (stats["model_loaded"] and stats["embeddings_loaded"]):
+        raise SystemExit(1)
+
+
+__all__ = ["CSP", "ENV_CONFIG", "ENV_WORKDIR", "config_from_env", "create_app"]

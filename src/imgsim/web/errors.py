@@ -1,0 +1,75 @@
+"""Every error the web app answers, as JSON `{"error": "..."}` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+
+from ..search import NotReadyError, UnreadableImageError
+
+log = logging.getLogger("imgsim")
+
+
+class ApiError(Exception):
+    """A request the API refuses; `status` is the HTTP status (400 unless said otherwise)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def error_response(message: str, status: int) -> tuple[Response, int]:
+    """The one error shape of the API."""
+    return jsonify(error=message), status
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return error_response(exc.message, exc.status)
+
+
+def _unreadable(exc: UnreadableImageError) -> tuple[Response, int]:
+    # Corrupt, truncated, not an image, or too many pixels: all the client's fault, so 400.
+    return error_response(str(exc), 400)
+
+
+def _not_ready(exc: NotReadyError) -> tuple[Response, int]:
+    # 503: the server works but has nothing to search with yet; the message says what to run.
+    return error_response(str(exc), 503)
+
+
+def too_large_message(limit: int) -> str:
+    """The 413 message: the per-image byte limit in MB."""
+    return f"image too large: the limit is {limit / 1024 / 1024:g} MB per image"
+
+
+def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
+    # Raised by werkzeug while reading a body over request.max_content_length.
+    return error_response(too_large_message(current_app.config["IMGSIM"].max_image_bytes), 413)
+
+
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    response, status = error_response(exc.description or exc.name, exc.code or 500)
+    for key, value in exc.get_headers():
+        # Keep headers such as 405's Allow; the body is ours, so not its Content-Type.
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response, status
+
+
+def _internal_error(exc: InternalServerError) -> tuple[Response, int]:
+    original = exc.original_exception or exc
+    log.error("Unhandled error: %r", original, exc_info=original)
+    return error_response("internal server error", 500)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the JSON handlers; the page has no form posts, so JSON errors suit every route."""
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(UnreadableImageError, _unreadable)
+    app.register_error_handler(NotReadyError, _not_ready)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(InternalServerError, _internal_error)
+    app.register_error_handler(HTTPException, _http_error)

@@ -1,0 +1,108 @@
+"""Reading a search request: the uploaded images (in memory, never on disk) and top_k/threshold."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import IO
+
+from flask import Request, current_app, request
+from werkzeug.datastructures import FileStorage
+
+from .errors import ApiError, too_large_message
+
+TOP_K_MIN, TOP_K_MAX = 5, 50  # the page's range, as the original
+FILE_FIELDS = ("image", "file")  # "image" is the original's field name
+BATCH_FIELDS = ("images", "image", "file")
+# Room for the multipart boundaries, headers and the small form fields around the image bytes.
+FORM_OVERHEAD = 64 * 1024
+
+
+class InMemoryRequest(Request):
+    """A request whose uploaded files are kept in memory.
+
+    Werkzeug spools files over 500 KB to temporary files; uploads here are bounded by
+    max_content_length, so memory is safe and query images never touch the disk.
+    """
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        return io.BytesIO()
+
+
+def limit_request(images: int) -> None:
+    """Cap this request's body before it is read: `images` images plus form overhead."""
+    per_image = current_app.config["IMGSIM"].max_image_bytes
+    request.max_content_length = images * per_image + FORM_OVERHEAD
+
+
+def read_image() -> tuple[str, bytes]:
+    """The one uploaded image of a search request: (client file name, bytes)."""
+    for field in FILE_FIELDS:
+        if field in request.files:
+            return _read(request.files[field])
+    raise ApiError("no image file in the request (send it as the multipart field 'image')")
+
+
+def read_images() -> list[tuple[str, bytes]]:
+    """All uploaded images of a batch request, in the order they were sent."""
+    files = [f for field in BATCH_FIELDS for f in request.files.getlist(field)]
+    if not files:
+        raise ApiError("no image files in the request (send them as multipart fields 'images')")
+    limit = current_app.config["IMGSIM"].max_batch_files
+    if len(files) > limit:
+        raise ApiError(f"too many images: {len(files)} (limit {limit} per request)")
+    return [_read(f) for f in files]
+
+
+def _read(upload: FileStorage) -> tuple[str, bytes]:
+    name = upload.filename or ""
+    if not name:
+        raise ApiError("no image selected")
+    limit = current_app.config["IMGSIM"].max_image_bytes
+    data = upload.read(limit + 1)
+    if not data:
+        raise ApiError(f"empty file: {name}")
+    if len(data) > limit:
+        raise ApiError(too_large_message(limit), 413)
+    return name, data
+
+
+def read_top_k() -> int:
+    """`top_k` (or the original's `num_results`): an integer from 5 to 50, default from config."""
+    raw = _field("top_k") or _field("num_results")
+    if raw is None:
+        return current_app.config["IMGSIM"].top_k
+    try:
+        top_k = int(raw)
+    except ValueError:
+        raise ApiError(f"top_k must be a whole number, not {raw[:20]!r}") from None
+    if not TOP_K_MIN <= top_k <= TOP_K_MAX:
+        raise ApiError(f"top_k must be between {TOP_K_MIN} and {TOP_K_MAX}, not {top_k}")
+    return top_k
+
+
+def read_threshold() -> float | None:
+    """`threshold` in percent (0-100); None when absent, so the model's tuned default applies."""
+    raw = _field("threshold")
+    if raw is None:
+        return None
+    try:
+        threshold = float(raw)
+    except ValueError:
+        raise ApiError(f"threshold must be a number, not {raw[:20]!r}") from None
+    if not math.isfinite(threshold) or not 0.0 <= threshold <= 100.0:
+        raise ApiError(f"threshold must be between 0 and 100 (percent), not {raw[:20]}")
+    return threshold
+
+
+def _field(name: str) -> str | None:
+    # A blank field means "not given": HTML forms send empty inputs as "".
+    value = request.form.get(name, request.args.get(name))
+    value = value.strip() if value is not None else None
+    return value or None

@@ -1,0 +1,27 @@
+"""The app's one shared Searcher: opened once per process by `init_app`, got by `get_searcher`."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from ..config import SearchConfig
+from ..search import Searcher
+
+_KEY = "imgsim.searcher"
+
+
+def init_app(app: Flask, config: SearchConfig, searcher: Searcher | None = None) -> Searcher:
+    """Load the model and index from `config.workdir` (or adopt `searcher`) and attach it to `app`.
+
+    Loading happens here, at start, so no request pays for it; a missing model or index is
+    recorded by the Searcher and reported by /stats and /search instead of stopping the server.
+    """
+    if searcher is None:
+        searcher = Searcher.from_workdir(config.workdir, max_pixels=config.max_image_pixels)
+    app.extensions[_KEY] = searcher
+    return searcher
+
+
+def get_searcher() -> Searcher:
+    """The Searcher of the current app."""
+    return current_app.extensions[_KEY]

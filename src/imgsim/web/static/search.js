@@ -1,0 +1,218 @@
+// The search page's behaviour: pick, drop or paste a query image, POST it to /search, show the grid.
+// Names from the server are only ever set with textContent/attributes, never parsed as HTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const searchUrl = document.body.dataset.searchUrl;
+  const statsUrl = document.body.dataset.statsUrl;
+  const maxBytes = Number(document.body.dataset.maxBytes);
+  const fileInput = $("file");
+  const dropzone = $("dropzone");
+  const preview = $("preview");
+  const queryName = $("query-name");
+  const topK = $("top-k");
+  const threshold = $("threshold");
+  const thresholdValue = $("threshold-value");
+  const loading = $("loading");
+  const errorBox = $("error");
+  const summary = $("summary");
+  const results = $("results");
+
+  let query = null; // {file: Blob, name: string}
+  let previewUrl = null;
+  let latest = 0; // id of the newest search: older answers are dropped
+  let controller = null;
+  let timer = null;
+  let thresholdTouched = false;
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = !message;
+  }
+
+  function setQuery(file, name, focusAfter = false) {
+    // An empty type (unknown extension) is left for the server to judge.
+    if (file.type && !file.type.startsWith("image/")) {
+      showError(`${name} is not an image.`);
+      return;
+    }
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = URL.createObjectURL(file);
+    preview.src = previewUrl;
+    preview.alt = `Query image: ${name}`;
+    preview.hidden = false;
+    queryName.textContent = name;
+    queryName.hidden = false;
+    query = { file, name };
+    search(focusAfter);
+  }
+
+  function topKValue() {
+    const lo = Number(topK.min), hi = Number(topK.max);
+    const n = Math.round(Number(topK.value));
+    return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : Number(topK.defaultValue);
+  }
+
+  async function search(focusAfter = false) {
+    if (!query) return;
+    if (query.file.size > maxBytes) {
+      showError(`Image too large: the limit is ${(maxBytes / 1048576).toFixed(0)} MB.`);
+      return;
+    }
+    const id = ++latest;
+    if (controller) controller.abort();
+    controller = new AbortController();
+    const form = new FormData();
+    form.append("image", query.file, query.name);
+    form.append("top_k", String(topKValue()));
+    form.append("threshold", threshold.value);
+    loading.hidden = false;
+    results.setAttribute("aria-busy", "true");
+    showError("");
+    try {
+      const response = await fetch(searchUrl, { method: "POST", body: form, signal: controller.signal });
+      const data = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(data.error || `Search failed (HTTP ${response.status}).`);
+      if (id === latest) render(data, focusAfter);
+    } catch (err) {
+      if (err.name === "AbortError" || id !== latest) return;
+      showError(err instanceof TypeError ? "The server cannot be reached." : err.message);
+      results.replaceChildren();
+      summary.textContent = "";
+    } finally {
+      if (id === latest) {
+        loading.hidden = true;
+        results.removeAttribute("aria-busy");
+      }
+    }
+  }
+
+  function render(data, focusAfter) {
+    results.replaceChildren(...data.results.map(resultItem));
+    const n = data.total_results;
+    summary.textContent = n
+      ? `${n} similar image${n === 1 ? "" : "s"}. Click one to search with it.`
+      : `No image is at least ${threshold.value}% similar. Lower the minimum similarity.`;
+    if (focusAfter) summary.focus();
+  }
+
+  function resultItem(result) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "result";
+    button.title = `More like ${result.filename}`;
+    const img = document.createElement("img");
+    img.src = result.url;
+    img.alt = result.filename;
+    img.loading = "lazy";
+    img.width = 150;
+    img.height = 150;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.append(
+      span("similarity", `${result.similarity.toFixed(1)}%`),
+      span("category", result.category || "no category"),
+      span("filename", result.filename),
+    );
+    button.append(img, meta);
+    button.addEventListener("click", () => moreLikeThis(result));
+    item.append(button);
+    return item;
+  }
+
+  function span(className, text) {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  async function moreLikeThis(result) {
+    try {
+      const response = await fetch(result.url);
+      if (!response.ok) throw new Error(`Cannot load ${result.filename} (HTTP ${response.status}).`);
+      const blob = await response.blob();
+      const name = result.filename.split("/").pop();
+      // The grid is about to be replaced: move the focus to the new summary when it lands.
+      setQuery(new File([blob], name, { type: blob.type }), name, true);
+    } catch (err) {
+      showError(err.message);
+    }
+  }
+
+  function searchSoon() {
+    clearTimeout(timer);
+    timer = setTimeout(() => search(), 250);
+  }
+
+  async function loadStats() {
+    const stats = $("stats");
+    try {
+      const response = await fetch(statsUrl);
+      const data = await response.json();
+      if (!thresholdTouched) {
+        threshold.value = String(Math.round(data.default_threshold || 0));
+        thresholdValue.value = `${threshold.value}%`;
+      }
+      if (data.model_loaded && data.embeddings_loaded) {
+        const categories = Object.keys(data.categories || {}).length;
+        stats.textContent = `${data.total_images.toLocaleString()} images · ${categories} ` +
+          `categories · ${data.model_type}, ${data.similarity_metric}`;
+      } else {
+        stats.textContent = (data.problems || []).join(" · ") || "Not ready to search.";
+        stats.classList.add("warn");
+      }
+    } catch {
+      stats.textContent = "Cannot load the statistics.";
+      stats.classList.add("warn");
+    }
+  }
+
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files[0];
+    if (file) setQuery(file, file.name);
+    fileInput.value = ""; // choosing the same file again must search again
+  });
+
+  dropzone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    dropzone.classList.add("over");
+  });
+  dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
+  dropzone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    dropzone.classList.remove("over");
+    const file = event.dataTransfer.files[0];
+    if (file) setQuery(file, file.name);
+  });
+  // A file dropped beside the zone must not make the browser leave the page to open it.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+
+  document.addEventListener("paste", (event) => {
+    const items = event.clipboardData ? [...event.clipboardData.items] : [];
+    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
+    if (!item) return;
+    event.preventDefault();
+    const file = item.getAsFile();
+    setQuery(file, file.name && file.name !== "image.png" ? file.name : "pasted image");
+  });
+
+  threshold.addEventListener("input", () => {
+    thresholdTouched = true;
+    thresholdValue.value = `${threshold.value}%`;
+    searchSoon();
+  });
+  topK.addEventListener("change", () => {
+    topK.value = String(topKValue());
+    searchSoon();
+  });
+  $("options").addEventListener("submit", (event) => {
+    event.preventDefault(); // Enter in the number field: search now, do not reload the page
+    search();
+  });
+
+  loadStats();
+})();

@@ -1,0 +1,65 @@
+"""GET /images/<name>: indexed images only; no other file, whatever the path says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from webtest_images import ODD_NAMES
+
+from imgsim.config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE, MODEL_FILE
+from imgsim.index import save_index
+
+
+@pytest.mark.parametrize("name", ["red_001.jpg", "green_002.png", *ODD_NAMES])
+def test_indexed_images_are_served(client: FlaskClient, data_dir: Path, name: str) -> None:
+    response = client.get(f"/images/{quote(name)}")
+    assert response.status_code == 200
+    assert response.data == (data_dir / name).read_bytes()
+    assert response.mimetype == ("image/jpeg" if name.endswith(".jpg") else "image/png")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "max-age=3600" in response.headers["Cache-Control"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/images/secret_001.png",  # in the data folder, not in the index
+        "/images/../work/triplet_base_final.pt",
+        "/images/..%2Fwork%2Ftriplet_base_final.pt",
+        "/images/%2e%2e/%2e%2e/etc/passwd",
+        "/images//etc/passwd",
+        "/images/red_001.jpg%00.png",
+        "/images/RED_001.JPG",
+        "/images/",
+    ],
+)
+def test_other_paths_are_json_404(client: FlaskClient, path: str) -> None:
+    # Werkzeug redirects "//" to "/" first; wherever it leads, nothing but a 404 comes back.
+    response = client.get(path, follow_redirects=True)
+    assert response.status_code == 404
+    assert list(response.get_json()) == ["error"]
+
+
+def test_indexed_image_missing_from_disk_is_404(make_app, workdir: Path, tmp_path: Path) -> None:
+    features = np.load(workdir / FEATURES_FILE)
+    names = [str(n) for n in np.load(workdir / IMAGES_FILE)]
+    model_id = json.loads((workdir / INDEX_META_FILE).read_text())["model_id"]
+    shutil.copy(workdir / MODEL_FILE, tmp_path / MODEL_FILE)
+    save_index(tmp_path, features, names, str(tmp_path / "moved-away"), model_id)
+    client = make_app(fresh=True, workdir=str(tmp_path)).test_client()
+    assert client.get("/stats").get_json()["total_images"] == len(names)
+    response = client.get("/images/red_001.jpg")
+    assert response.status_code == 404
+    assert list(response.get_json()) == ["error"]
+
+
+def test_unknown_route_is_json_404(client: FlaskClient) -> None:
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert list(response.get_json()) == ["error"]

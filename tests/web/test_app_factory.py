@@ -1,0 +1,124 @@
+"""create_app's configuration (argument, environment, config file), `serve`, and the shim."""
+
+from __future__ import annotations
+
+import io
+import runpy
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from imgsim.config import SearchConfig
+from imgsim.search import Searcher
+from imgsim.web import create_app, serve
+from imgsim.web.app import config_from_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_create_app_loads_the_workdir_once(
+    workdir: Path, query_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[object] = []
+    load = Searcher.from_workdir
+    monkeypatch.setattr(
+        Searcher, "from_workdir", lambda *a, **kw: loads.append(a) or load(*a, **kw)
+    )
+    client = create_app(SearchConfig(workdir=str(workdir))).test_client()
+    assert len(loads) == 1
+    assert client.get("/stats").get_json()["total_images"] == 11
+    for _ in range(3):
+        response = client.post("/search", data={"image": (io.BytesIO(query_png), "q.png")})
+        assert response.status_code == 200
+    assert len(loads) == 1
+
+
+def test_upload_limits_follow_the_config(make_app) -> None:
+    app = make_app(max_image_bytes=1000, max_batch_files=3)
+    assert app.config["MAX_CONTENT_LENGTH"] == 3000 + 64 * 1024
+
+
+def test_create_app_without_arguments_reads_the_environment(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file = tmp_path / "imgsim.toml"
+    config_file.write_text('[search]\ntop_k = 7\nworkdir = "/nowhere"\n')
+    monkeypatch.setenv("IMGSIM_CONFIG", str(config_file))
+    monkeypatch.setenv("IMGSIM_WORKDIR", str(workdir))
+    app = create_app()
+    assert app.config["IMGSIM"].top_k == 7
+    assert app.config["IMGSIM"].workdir == str(workdir)
+    assert app.test_client().get("/stats").get_json()["total_images"] == 11
+
+
+def test_config_from_env_defaults() -> None:
+    assert config_from_env({}) == SearchConfig()
+
+
+def test_bad_config_file_is_refused(tmp_path: Path) -> None:
+    from imgsim.config import ConfigError
+
+    config_file = tmp_path / "bad.toml"
+    config_file.write_text("[search]\nno_such_setting = 1\n")
+    with pytest.raises(ConfigError):
+        config_from_env({"IMGSIM_CONFIG": str(config_file)})
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Flask, dict[str, Any]]]:
+    calls: list[tuple[Flask, dict[str, Any]]] = []
+    monkeypatch.setattr(Flask, "run", lambda self, **kw: calls.append((self, kw)))
+    return calls
+
+
+def test_serve_runs_the_app_on_host_and_port(workdir: Path, runs) -> None:
+    serve(str(workdir), host="0.0.0.0", port=8123)
+    (app, options), *_ = runs
+    assert options == {
+        "host": "0.0.0.0",
+        "port": 8123,
+        "debug": False,
+        "use_reloader": False,
+        "threaded": True,
+    }
+    assert app.config["IMGSIM"].workdir == str(workdir)
+
+
+def test_serve_keeps_the_config_files_workdir_unless_given(
+    workdir: Path, tmp_path: Path, runs
+) -> None:
+    config_file = tmp_path / "imgsim.toml"
+    config_file.write_text(f'[search]\nworkdir = "{workdir}"\ntop_k = 20\n')
+    serve(config_path=str(config_file))
+    serve(str(tmp_path), config_path=str(config_file))
+    assert runs[0][0].config["IMGSIM"].workdir == str(workdir)
+    assert runs[0][0].config["IMGSIM"].top_k == 20
+    assert runs[1][0].config["IMGSIM"].workdir == str(tmp_path)
+
+
+def test_app_triplet_shim_runs_imgsim_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    fake_cli = types.ModuleType("imgsim.cli")
+    fake_cli.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "imgsim.cli", fake_cli)
+    monkeypatch.setattr(sys, "argv", ["app_triplet.py", "--port", "8000"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "app_triplet.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert seen == [["serve", "--port", "8000"]]
+
+
+def test_unhandled_errors_are_json_500(make_app) -> None:
+    app = make_app(flask_config={"TESTING": False, "PROPAGATE_EXCEPTIONS": False})
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal server error"}

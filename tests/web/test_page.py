@@ -1,0 +1,59 @@
+"""GET /: the page's HTML, its security headers, and that it needs nothing from another origin."""
+
+from __future__ import annotations
+
+import re
+
+from flask.testing import FlaskClient
+
+from imgsim.web.app import CSP
+
+
+def test_page_is_served_with_a_strict_csp(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["Content-Security-Policy"] == CSP
+    assert "default-src 'self'" in CSP and "img-src 'self' blob: data:" in CSP
+    assert "unsafe-inline" not in CSP
+
+
+def test_page_has_the_controls(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    for needed in [
+        'id="dropzone"',
+        'type="file"',
+        'id="preview"',
+        'id="top-k"',
+        'min="5" max="50"',
+        'id="threshold"',
+        'type="range"',
+        'id="loading"',
+        'id="error"',
+        'id="results"',
+        'data-search-url="/search"',
+        'data-stats-url="/stats"',
+        'data-max-bytes="10485760"',
+    ]:
+        assert needed in html, needed
+
+
+def test_page_has_no_inline_script_or_style(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
+    assert "<style" not in html and " style=" not in html
+    assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
+
+
+def test_page_and_assets_name_no_other_origin(client: FlaskClient) -> None:
+    for path in ["/", "/static/search.js", "/static/search.css"]:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        text = response.get_data(as_text=True)
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path
+
+
+def test_script_never_writes_html(client: FlaskClient) -> None:
+    script = client.get("/static/search.js").get_data(as_text=True)
+    for risky in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
+        assert risky not in script
