@@ -107,11 +107,18 @@ def replace(obj: T, values: dict[str, Any]) -> T:
     return dataclasses.replace(obj, **clean)  # type: ignore[type-var]
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _coerce(default: Any, value: Any, key: str) -> Any:
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
-                return value.strip().lower() in {"1", "true", "yes", "on"}
+                word = value.strip().lower()
+                if word not in _TRUE | _FALSE:
+                    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+                return word in _TRUE
             return bool(value)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else value
@@ -143,14 +150,17 @@ def load_config(path: str | Path | None) -> Config:
 def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in {".yaml", ".yml"}:
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:  # not a ValueError, so caught here
+                raise ConfigError(f"cannot parse {path}: {exc}") from None
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
