@@ -52,7 +52,7 @@ def test_stats_without_categories_explains(tmp_path: Path, capsys: pytest.Captur
 def test_search_json_shape(
     trained_workdir: Path, shapes_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    args = ["search", str(shapes_dir / "circle_00003.png"), "-k", "4", "--json"]
+    args = ["search", str(shapes_dir / "circle_00003.png"), "-k", "4", "--threshold", "0", "--json"]
     assert main([*args, "--workdir", str(trained_workdir)]) == 0
     response = json.loads(capsys.readouterr().out)
     assert response["total_results"] == 4 and response["results"][0]["similarity"] == 100.0

@@ -20,7 +20,7 @@ def test_similarity_formula(distance: float, similarity: float) -> None:
 
 def test_an_indexed_image_finds_itself_first(trained_workdir: Path, shapes_dir: Path) -> None:
     searcher = Searcher.from_workdir(trained_workdir)
-    results = searcher.search(shapes_dir / "square_00003.png", top_k=5)
+    results = searcher.search(shapes_dir / "square_00003.png", top_k=5, threshold=0)
     assert results[0].filename == "square_00003.png"
     assert results[0].similarity == pytest.approx(100.0, abs=0.01)
     distances = [r.embedding_distance for r in results]
@@ -41,7 +41,7 @@ def test_response_has_the_originals_shape(trained_workdir: Path, shapes_dir: Pat
     from imgsim.config import SearchConfig
 
     response = search_image(
-        shapes_dir / "circle_00002.png", SearchConfig(workdir=str(trained_workdir)), 3
+        shapes_dir / "circle_00002.png", SearchConfig(workdir=str(trained_workdir)), 3, 0
     )
     assert set(response) == {"results", "total_results"}
     assert response["total_results"] == len(response["results"]) == 3

@@ -119,6 +119,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_threshold(args: argparse.Namespace) -> int:
+    from .threshold import tune_model_threshold
+
+    choice = tune_model_threshold(args.model, args.data)
+    print(
+        f"Default similarity threshold: {choice.similarity:.1f}% (distance {choice.distance:.4f}; "
+        f"F1 {choice.f1:.3f}, precision {choice.precision:.3f}, recall {choice.recall:.3f} "
+        f"over {choice.pairs:,} validation pairs); saved in {args.model}"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve
 
@@ -228,6 +240,11 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the /search JSON response")
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("tune-threshold", help="recompute a model's default similarity threshold")
+    p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
+    p.add_argument("--model", default=MODEL_FILE, help=f"model file ({MODEL_FILE})")
+    p.set_defaults(func=cmd_tune_threshold)
 
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)

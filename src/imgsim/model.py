@@ -150,3 +150,14 @@ def load_model(path: str | Path) -> tuple[EmbeddingNet, dict[str, Any]]:
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
+
+
+def update_model_file(path: str | Path, fields: dict[str, Any]) -> None:
+    """Replace some top-level fields of a model file (not its weights), atomically."""
+    payload = read_model_file(path)
+    forbidden = {"format", "format_version", "model_id", "model_config", "state_dict"} & set(fields)
+    if forbidden:
+        raise ValueError(f"cannot update {', '.join(sorted(forbidden))} of a model file")
+    payload.update(fields)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)

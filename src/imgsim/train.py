@@ -26,6 +26,7 @@ from .config import (
 from .data import DatasetError, default_workers, iter_decoded, require_categories, scan_images
 from .fileio import atomic_path, write_text_atomic
 from .model import EmbeddingNet, save_model
+from .threshold import ThresholdChoice, choose_threshold
 
 log = logging.getLogger("imgsim")
 
@@ -356,7 +357,14 @@ def train(
             save_checkpoint(
                 out / CHECKPOINT_DIR, model, optimizer, config, data.categories, epoch, history
             )
-    return _write_outputs(out, model, config, data.categories, history)
+    choice = choose_threshold(model, data.images, data.labels, train_rows, val_rows, config.seed)
+    if choice is not None:
+        log.info(
+            "Default similarity threshold %.1f%% (F1 %.3f on validation pairs)",
+            choice.similarity,
+            choice.f1,
+        )
+    return _write_outputs(out, model, config, data.categories, history, choice)
 
 
 def _report_epoch(record: dict[str, Any], config: TrainConfig) -> None:
@@ -386,6 +394,7 @@ def _write_outputs(
     config: TrainConfig,
     categories: list[str],
     history: list[dict[str, Any]],
+    threshold: ThresholdChoice | None = None,
 ) -> TrainResult:
     import json
 
@@ -401,7 +410,10 @@ def _write_outputs(
         "history": history,
     }
     path = out / MODEL_FILE
-    save_model(path, model, categories, train_config=to_dict(config), metrics=metrics)
+    extra = {"threshold": None, "threshold_info": None}
+    if threshold is not None:
+        extra = {"threshold": threshold.similarity, "threshold_info": threshold.to_dict()}
+    save_model(path, model, categories, to_dict(config), metrics, extra)
     plot_history(history, out / HISTORY_PLOT)
     settings = {"model": to_dict(model.config), "train": to_dict(config)}
     write_text_atomic(out / TRAIN_CONFIG_FILE, json.dumps(settings, indent=2) + "\n")
