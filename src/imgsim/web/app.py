@@ -79,7 +79,7 @@ def _security_headers(response: Response) -> Response:
 def check_command() -> None:
     """Print the search statistics; exit 1 when searches cannot run (for deploy scripts)."""
     stats = get_searcher().stats()
-    click.echo(json.dumps(stats, indent=2))
+    click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
     if not (stats["model_loaded"] and stats["embeddings_loaded"]):
         raise SystemExit(1)
 

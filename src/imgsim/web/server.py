@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..config import load_config, replace
 from .app import create_app
@@ -29,6 +30,7 @@ def serve(
     app = create_app(config)
     with app.app_context():
         total = get_searcher().stats()["total_images"]
-    log.info("Serving %d images from %s on http://%s:%d", total, config.workdir, host, port)
+    workdir_shown = Path(config.workdir).resolve()
+    log.info("Serving %d images from %s on http://%s:%d", total, workdir_shown, host, port)
     # No reloader: it would start a second process that loads the model again.
     app.run(host=host, port=port, debug=debug, use_reloader=False, threaded=True)
