@@ -220,3 +220,16 @@ def test_not_ready_server_says_so(
     page.set_input_files("#file", str(data_dir / "red_001.jpg"))
     expect(page.locator("#error")).to_contain_text("Model not loaded — run training first")
     page.close()
+
+
+def test_too_large_image_is_refused_before_upload(
+    browser: Any, serve_app: Callable[[Flask], str], make_app, data_dir: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(serve_app(make_app(max_image_bytes=100)) + "/")
+    searches: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/search") and searches.append(r.url))
+    page.set_input_files("#file", str(data_dir / "red_001.jpg"))
+    expect(page.locator("#error")).to_have_text("Image too large: the limit is 100 bytes.")
+    assert searches == []
+    page.close()

@@ -48,16 +48,25 @@
     search(focusAfter);
   }
 
+  function sizeText(bytes) {
+    if (bytes >= 1048576) return `${+(bytes / 1048576).toFixed(1)} MB`;
+    if (bytes >= 1024) return `${+(bytes / 1024).toFixed(1)} KB`;
+    return `${bytes} bytes`;
+  }
+
   function topKValue() {
     const lo = Number(topK.min), hi = Number(topK.max);
     const n = Math.round(Number(topK.value));
-    return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : Number(topK.defaultValue);
+    if (topK.value.trim() === "" || !Number.isFinite(n)) return Number(topK.defaultValue);
+    return Math.min(hi, Math.max(lo, n));
   }
 
   async function search(focusAfter = false) {
     if (!query) return;
     if (query.file.size > maxBytes) {
-      showError(`Image too large: the limit is ${(maxBytes / 1048576).toFixed(0)} MB.`);
+      showError(`Image too large: the limit is ${sizeText(maxBytes)}.`);
+      results.replaceChildren();
+      summary.textContent = "";
       return;
     }
     const id = ++latest;
