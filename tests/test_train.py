@@ -140,6 +140,17 @@ def test_every_mining_mode_trains(shapes_dir: Path, tmp_path: Path, mining: str)
     assert np.isfinite(result.history[0]["loss"])
 
 
+def test_multisimilarity_loss_trains(shapes_dir: Path, tmp_path: Path) -> None:
+    result = train(
+        tiny_train_config(
+            shapes_dir, tmp_path, epochs=2, steps_per_epoch=3, loss="multisimilarity"
+        ),
+        tiny_model_config(),
+        progress=False,
+    )
+    assert np.isfinite(result.history[-1]["loss"])
+
+
 def test_unknown_mining_is_refused(shapes_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mining"):
         train(

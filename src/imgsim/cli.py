@@ -60,7 +60,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
 MODEL_FLAGS = ("image_size", "embedding_dim", "widths", "blocks", "head_hidden")
 TRAIN_FLAGS = (
     "data_dir", "output_dir", "epochs", "batch_size", "steps_per_epoch", "learning_rate",
-    "lr_schedule", "margin", "mining", "m_per_class", "val_fraction", "checkpoint_every",
+    "lr_schedule", "loss", "margin", "mining", "m_per_class", "val_fraction", "checkpoint_every",
     "seed", "augment", "workers",
 )  # fmt: skip
 
@@ -166,6 +166,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-per-epoch", type=int, help="steps per epoch; 0 = one pass (0)")
     p.add_argument("--learning-rate", "--lr", type=float, help="Adam learning rate (1e-3)")
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), help="(cosine)")
+    p.add_argument("--loss", choices=("triplet", "multisimilarity"), help="(triplet)")
     p.add_argument("--margin", type=float, help="triplet loss margin (0.2)")
     p.add_argument("--mining", choices=("semihard", "hard", "all"), help="(semihard)")
     p.add_argument("--m-per-class", type=int, help="images per category in a batch (4)")

@@ -46,7 +46,8 @@ class TrainConfig:
     learning_rate: float = 1e-3  # Adam; the original's 1e-4 learns ~3x slower here
     lr_schedule: str = "cosine"  # cosine (decays to 0 by the last epoch) | constant (original)
     margin: float = 0.2  # triplet margin, as the original
-    mining: str = "semihard"  # semihard | hard | all  (all = every triplet in the batch)
+    loss: str = "triplet"  # triplet (the original's) | multisimilarity (pair-based)
+    mining: str = "semihard"  # triplet mining: semihard | hard | all (every triplet in the batch)
     m_per_class: int = 4  # images of one category per batch (pytorch-metric-learning sampler)
     val_fraction: float = 0.1  # held out per category for validation loss and Recall@1
     checkpoint_every: int = 5  # epochs, as the original

@@ -31,6 +31,7 @@ from .threshold import ThresholdChoice, choose_threshold
 log = logging.getLogger("imgsim")
 
 MINING_CHOICES = ("semihard", "hard", "all")
+LOSS_CHOICES = ("triplet", "multisimilarity")
 CHECKPOINT_FORMAT = "imgsim-checkpoint"
 COLLAPSE_DISTANCE = 0.05  # mean pairwise distance below this: every image embeds alike
 
@@ -112,11 +113,19 @@ def stratified_split(
 
 
 def build_loss(config: TrainConfig) -> tuple[Any, Any]:
-    """pytorch-metric-learning triplet loss and the selected miner (None mines nothing)."""
+    """pytorch-metric-learning loss and the selected miner (None mines nothing)."""
     from pytorch_metric_learning import losses, miners
 
+    if config.loss not in LOSS_CHOICES:
+        raise ValueError(f"loss must be one of {', '.join(LOSS_CHOICES)}")
     if config.mining not in MINING_CHOICES:
         raise ValueError(f"mining must be one of {', '.join(MINING_CHOICES)}")
+    if config.loss == "multisimilarity":
+        # The pair-based alternative: weighs every pair in the batch by how informative it
+        # is; PML's recommended settings for it.
+        return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), (
+            miners.MultiSimilarityMiner(epsilon=0.1)
+        )
     loss = losses.TripletMarginLoss(margin=config.margin)
     if config.mining == "semihard":
         return loss, miners.TripletMarginMiner(margin=config.margin, type_of_triplets="semihard")
@@ -312,13 +321,17 @@ def train(
     resume: bool = False,
     resume_epochs: int | None = None,
     progress: bool = True,
+    data: TrainData | None = None,
 ) -> TrainResult:
-    """Train an embedding network on an image folder; writes the model file, plot and config."""
+    """Train an embedding network on an image folder; writes the model file, plot and config.
+
+    `data` skips reading the folder: benchmarks pass images already in memory.
+    """
     config, model_config, ckpt = _resume_state(
         config, model_config or ModelConfig(), resume, resume_epochs
     )
     out = Path(config.output_dir)
-    data = load_training_images(config, model_config.image_size)
+    data = data or load_training_images(config, model_config.image_size)
     if ckpt and ckpt["categories"] != data.categories:
         raise DatasetError(
             "The image folder's categories changed since the checkpoint was written "
