@@ -162,10 +162,8 @@ class Searcher:
                 continue
             sim = round(similarity_from_distance(float(dist)), 2)
             if sim >= cutoff:
-                name = self.index.names[row]
-                out.append(
-                    SearchResult(name, sim, round(float(dist), 4), self.index.categories[row])
-                )
+                name, category = self.index.name_of(row), self.index.category_of(row)
+                out.append(SearchResult(name, sim, round(float(dist), 4), category))
         return out
 
     def image_path(self, name: str) -> Path | None:
