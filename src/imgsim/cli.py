@@ -100,6 +100,30 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from .config import replace
+    from .update import update_index
+
+    cfg = replace(_config(args).extract, _overrides(args, ("data_dir", "model_path")))
+    if args.workdir is not None:
+        cfg = replace(cfg, {"output_dir": args.workdir})
+        if args.model_path is None:  # the model that lives in that workdir
+            cfg = replace(cfg, {"model_path": str(Path(args.workdir) / MODEL_FILE)})
+    result = update_index(cfg, update=args.update, kind=args.kind)
+    if result.full:
+        print(f"Indexed {result.total} images (all embedded) into {cfg.output_dir}", end="")
+    else:
+        print(
+            f"Updated the index in {cfg.output_dir}: {result.embedded} embedded, "
+            f"{result.reused} reused, {result.removed} removed, {result.unchanged} unchanged; "
+            f"{result.total} images",
+            end="",
+        )
+    skipped = f"; skipped {result.skipped} unreadable" if result.skipped else ""
+    print(f" ({result.kind} index, {result.seconds:.1f}s){skipped}")
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
@@ -217,6 +241,26 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_extract)
 
 
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build the index, or bring it up to date (--update)")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="embed only new and changed images, drop deleted ones, keep the rest",
+    )
+    p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--workdir", help="folder with the model file and the index (.)")
+    p.add_argument("--model", dest="model_path", help=f"model file (default WORKDIR/{MODEL_FILE})")
+    p.add_argument(
+        "--kind",
+        choices=("auto", "flat", "hnsw"),
+        help="exact (flat) or approximate (hnsw) search; auto: HNSW from 50,000 images "
+        "(default: as before, else auto)",
+    )
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_index)
+
+
 def _add_other(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="per-category breakdown of an image folder")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
@@ -288,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_other(sub)
     _add_train(sub)
     _add_extract(sub)
+    _add_index(sub)
     return parser
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import numpy as np
 import torch
 
 from .config import EMBEDDING_PLOT, ExtractConfig
-from .data import DatasetError, default_workers, iter_decoded, scan_images
+from .data import DatasetError, ImageRecord, default_workers, iter_decoded, scan_images
 from .index import save_index
+from .manifest import FileFacts, collect_facts
 from .model import EmbeddingNet, load_model
 
 log = logging.getLogger("imgsim")
@@ -27,13 +30,66 @@ class ExtractResult:
     embedding_dim: int
     seconds: float
     output_dir: Path
+    kind: str = "flat"  # the FAISS structure written: flat (exact) or hnsw
 
     @property
     def images_per_second(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else 0.0
 
 
+def extract_workers(requested: int = 0) -> int:
+    """Decode processes for extraction: as asked, else half the cores (the rest run the model).
+
+    Measured on 2 cores (docs/benchmarks.md): one decoder beside a one-thread forward pass beats
+    two decoders or two forward threads, which only fight over the same cores.
+    """
+    return requested or max(1, default_workers() // 2)
+
+
+@contextlib.contextmanager
+def forward_threads(workers: int) -> Iterator[None]:
+    """Give the forward pass the cores the decode workers leave free, for the duration."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, default_workers() - workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.inference_mode()
+def embed_records(
+    model: torch.nn.Module,
+    image_size: int,
+    records: list[ImageRecord],
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, list[int]]:
+    """Embed images: (features N×D float32, indices into `records` of the readable ones).
+
+    Decoding runs in worker processes (JPEGs shrink while they decode, see data.load_image);
+    the model runs channels-last, which oneDNN's CPU convolutions prefer.
+    """
+    from tqdm import tqdm
+
+    model.eval().to(memory_format=torch.channels_last)
+    workers = extract_workers(workers)
+    feats, done = [], []
+    with (
+        forward_threads(workers),
+        tqdm(total=len(records), desc="extracting", unit="img", disable=not progress) as bar,
+    ):
+        for rows, arr in iter_decoded(records, image_size, batch_size, workers):
+            batch = torch.from_numpy(arr).contiguous(memory_format=torch.channels_last)
+            feats.append(model(batch).float().numpy())
+            done.extend(rows)
+            bar.update(len(rows))
+    if not feats:
+        return np.empty((0, 0), dtype=np.float32), []
+    return np.concatenate(feats).astype(np.float32), done
+
+
 def embed_folder(
     model: torch.nn.Module,
     image_size: int,
@@ -43,32 +99,28 @@ def embed_folder(
     progress: bool = True,
 ) -> tuple[np.ndarray, list[str], int]:
     """Embed every readable image under `data_dir`: (features N×D float32, names, skipped)."""
-    from tqdm import tqdm
-
     records = scan_images(data_dir)
     if not records:
         raise DatasetError(f"No images found in {data_dir}")
-    model.eval()
-    feats, names = [], []
-    with tqdm(total=len(records), desc="extracting", unit="img", disable=not progress) as bar:
-        for rows, arr in iter_decoded(
-            records, image_size, batch_size, workers or default_workers()
-        ):
-            feats.append(model(torch.from_numpy(arr)).float().numpy())
-            names.extend(records[i].name for i in rows)
-            bar.update(len(rows))
-    skipped = len(records) - len(names)
-    if skipped:
-        log.warning("%d unreadable image(s) were skipped (named above)", skipped)
-    if not names:
-        raise DatasetError(f"None of the {len(records)} images in {data_dir} could be read")
-    return np.concatenate(feats).astype(np.float32), names, skipped
+    features, rows = embed_records(model, image_size, records, batch_size, workers, progress)
+    _check_embedded(len(records), len(rows), data_dir)
+    return features, [records[i].name for i in rows], len(records) - len(rows)
 
 
-def extract(config: ExtractConfig, progress: bool = True) -> ExtractResult:
-    """Embed the dataset with the trained model and write the index files (and the t-SNE plot)."""
+def _check_embedded(found: int, embedded: int, data_dir: str | Path) -> None:
+    if found > embedded:
+        log.warning("%d unreadable image(s) were skipped (named above)", found - embedded)
+    if not embedded:
+        raise DatasetError(f"None of the {found} images in {data_dir} could be read")
+
+
+def extract(config: ExtractConfig, progress: bool = True, kind: str | None = None) -> ExtractResult:
+    """Embed the dataset with the trained model and write the index files (and the t-SNE plot).
+
+    A full rebuild; `kind` (auto, flat, hnsw) defaults to the workdir's previous choice.
+    """
     model, info = load_model(config.model_path)
-    return _extract_with(model, info["model_id"], config, progress)
+    return _extract_with(model, info["model_id"], config, progress, kind=kind)
 
 
 def _extract_with(
@@ -77,20 +129,32 @@ def _extract_with(
     config: ExtractConfig,
     progress: bool,
     image_size: int | None = None,
+    kind: str | None = None,
 ) -> ExtractResult:
     size = image_size or model.config.image_size  # type: ignore[union-attr]
     start = time.perf_counter()
-    features, names, skipped = embed_folder(
-        model, size, config.data_dir, config.batch_size, config.workers, progress
+    records = scan_images(config.data_dir)
+    if not records:
+        raise DatasetError(f"No images found in {config.data_dir}")
+    # Taken before decoding: a file changed meanwhile shows a new stat at the next update.
+    facts = collect_facts([r.path for r in records], extract_workers(config.workers) + 1)
+    features, rows = embed_records(
+        model, size, records, config.batch_size, config.workers, progress
     )
+    _check_embedded(len(records), len(rows), config.data_dir)
     seconds = time.perf_counter() - start
-    save_index(config.output_dir, features, names, config.data_dir, model_id)
+    names = [records[i].name for i in rows]
+    kept_facts = [facts[i] or FileFacts() for i in rows]
+    meta = save_index(
+        config.output_dir, features, names, config.data_dir, model_id, kept_facts, kind
+    )
     log.info(
-        "Embedded %d images (%d dims) in %.1fs, %.0f images/s; wrote the index in %s",
+        "Embedded %d images (%d dims) in %.1fs, %.0f images/s; wrote the %s index in %s",
         len(names),
         features.shape[1],
         seconds,
         len(names) / seconds,
+        meta.kind,
         config.output_dir,
     )
     if config.plot:
@@ -100,7 +164,9 @@ def _extract_with(
         plot_path = Path(config.output_dir) / EMBEDDING_PLOT
         plot_embeddings(features, [category_of(n) or "?" for n in names], plot_path)
         log.info("Saved %s", plot_path)
-    return ExtractResult(len(names), skipped, features.shape[1], seconds, Path(config.output_dir))
+    skipped = len(records) - len(names)
+    out = Path(config.output_dir)
+    return ExtractResult(len(names), skipped, features.shape[1], seconds, out, meta.kind)
 
 
 REFERENCE_HELP = (

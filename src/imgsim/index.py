@@ -162,6 +162,16 @@ class EmbeddingIndex:
             vectors = data[live] if data is not None else np.empty((0, self.dim), np.float32)
             return [self._names[i] or "" for i in live], vectors
 
+    def file_facts(self) -> dict[str, FileFacts]:
+        """The recorded size, time and hash of every image's file (empty without a manifest)."""
+        return self._manifest.facts() if self._manifest is not None else {}
+
+    def vector_with_hash(self, sha256: str) -> np.ndarray | None:
+        """The embedding of an indexed file with this content hash, if there is one."""
+        if self._manifest is None or not sha256:
+            return None
+        return self._manifest.vector_with_hash(sha256, self.dim)
+
     def add_images(
         self,
         names: Sequence[str],

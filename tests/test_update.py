@@ -1,0 +1,145 @@
+"""Tests for `imgsim index [--update]`: only new and changed files are embedded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import imgsim.extract
+import imgsim.update
+from imgsim.cli import main
+from imgsim.config import ExtractConfig
+from imgsim.index import load_index
+from imgsim.model import load_model, save_model
+from imgsim.search import Searcher
+from imgsim.update import update_index
+
+
+@pytest.fixture
+def workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
+    """A workdir with the trained model and no index, over a copy of 24 shape images."""
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir()
+    data.mkdir()
+    shutil.copy(trained_workdir / "triplet_base_final.pt", work)
+    for shape in ("circle", "square", "triangle"):
+        for path in sorted(shapes_dir.glob(f"{shape}_*"))[:8]:
+            shutil.copy(path, data / path.name)
+    return work
+
+
+def _config(work: Path) -> ExtractConfig:
+    return ExtractConfig(
+        data_dir=str(work.parent / "data"),
+        output_dir=str(work),
+        model_path=str(work / "triplet_base_final.pt"),
+        workers=1,
+    )
+
+
+@pytest.fixture
+def embedded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the images run through the model."""
+    names: list[str] = []
+    real = imgsim.update.embed_records
+
+    def spy(model, size, records, *args, **kwargs):
+        names.extend(r.name for r in records)
+        return real(model, size, records, *args, **kwargs)
+
+    monkeypatch.setattr(imgsim.update, "embed_records", spy)
+    monkeypatch.setattr(imgsim.extract, "embed_records", spy)  # full rebuilds embed there
+    return names
+
+
+def test_update_embeds_only_new_and_changed_files(
+    workdir: Path, shapes_dir: Path, embedded: list[str]
+) -> None:
+    first = update_index(_config(workdir), progress=False)
+    assert first.full and "No manifest" in first.reason and first.total == 24
+    embedded.clear()
+    data = workdir.parent / "data"
+    shutil.copy(shapes_dir / "stripes_00001.png", data / "stripes_00001.png")  # new
+    shutil.copy(shapes_dir / "stripes_00002.png", data / "stripes_00002.png")  # new
+    (data / "circle_00001.png").unlink()  # deleted
+    shutil.copy(shapes_dir / "square_00020.png", data / "square_00002.png")  # changed content
+    os.utime(data / "square_00003.png", ns=(1, 1))  # new time, same content
+    (data / "triangle_00001.png").rename(data / "triangle_09999.png")  # moved
+
+    result = update_index(_config(workdir), progress=False)
+
+    assert sorted(embedded) == ["square_00002.png", "stripes_00001.png", "stripes_00002.png"]
+    assert (result.embedded, result.reused, result.removed) == (3, 1, 2)
+    assert result.unchanged == 21 and result.total == 25 and not result.full
+    index = load_index(workdir)
+    assert "circle_00001.png" not in index and "triangle_09999.png" in index
+    assert index.file_facts()["square_00003.png"].mtime_ns == 1
+    searcher = Searcher.from_workdir(workdir)
+    hits = searcher.search(shapes_dir / "circle_00001.png", top_k=25)
+    assert "circle_00001.png" not in {h.filename for h in hits}  # deleted: never in results
+    assert searcher.search(data / "square_00002.png", top_k=1)[0].filename == "square_00002.png"
+
+
+def test_update_without_changes_embeds_nothing(workdir: Path, embedded: list[str]) -> None:
+    update_index(_config(workdir), progress=False)
+    embedded.clear()
+    before = load_index(workdir).vectors()
+    result = update_index(_config(workdir), progress=False)
+    assert embedded == [] and result.unchanged == 24 and result.embedded == 0
+    after = load_index(workdir).vectors()
+    assert before[0] == after[0] and (before[1] == after[1]).all()
+
+
+def test_another_model_re_embeds_everything(
+    workdir: Path, embedded: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    update_index(_config(workdir), progress=False)
+    model, info = load_model(workdir / "triplet_base_final.pt")
+    with torch.no_grad():
+        model.head[-1].bias.add_(0.1)  # different weights: a different model id
+    save_model(workdir / "triplet_base_final.pt", model, info["categories"])
+    embedded.clear()
+    result = update_index(_config(workdir), progress=False)
+    assert result.full and len(embedded) == 24
+    assert "re-embedding all images" in caplog.text and "was embedded with model" in caplog.text
+    assert load_index(workdir).meta.model_id != info["model_id"]
+
+
+def test_update_keeps_the_original_files_in_step(workdir: Path) -> None:
+    import numpy as np
+
+    update_index(_config(workdir), progress=False)
+    (workdir.parent / "data" / "circle_00002.png").unlink()
+    update_index(_config(workdir), progress=False)
+    names = np.load(workdir / "triplet_images.npy").tolist()
+    features = np.load(workdir / "triplet_features.npy")
+    assert len(names) == len(features) == 23 and "circle_00002.png" not in names
+
+
+def test_cli_index_update_and_kind(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    data = str(workdir.parent / "data")
+    assert main(["index", "--data", data, "--workdir", str(workdir)]) == 0
+    assert "Indexed 24 images" in capsys.readouterr().out
+    (workdir.parent / "data" / "square_00004.png").unlink()
+    args = ["index", "--update", "--data", data, "--workdir", str(workdir), "--kind", "hnsw"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 embedded, 0 reused, 1 removed, 23 unchanged; 23 images (hnsw index" in out
+    assert load_index(workdir).kind == "hnsw"
+    assert main(["index", "--update", "--data", data, "--workdir", str(workdir)]) == 0
+    assert "(hnsw index" in capsys.readouterr().out  # the choice is remembered
+
+
+def test_extract_builds_the_same_index(workdir: Path, embedded: list[str]) -> None:
+    from imgsim.extract import extract
+
+    result = extract(_config(workdir), progress=False)
+    index = load_index(workdir)
+    assert result.count == len(index) == 24 and result.kind == index.kind == "flat"
+    assert all(f.sha256 and f.size for f in index.file_facts().values())
+    embedded.clear()
+    assert update_index(_config(workdir), progress=False).unchanged == 24 and not embedded
