@@ -1,14 +1,21 @@
-"""Tests for search: result shape, ordering, threshold, similarity formula, missing parts."""
+"""Tests for search: results, threshold, similarity formula, missing parts, adding and removing."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from imgsim.errors import NotReadyError, UnreadableImageError
-from imgsim.search import Searcher, results_response, search_image, similarity_from_distance
+from imgsim.search import (
+    ImageNameError,
+    Searcher,
+    results_response,
+    search_image,
+    similarity_from_distance,
+)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +102,105 @@ def test_stats_keys_and_image_paths(trained_workdir: Path, shapes_dir: Path) -> 
 
 def test_results_response_of_nothing() -> None:
     assert results_response([]) == {"results": [], "total_results": 0}
+
+
+@pytest.fixture
+def writable(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
+    """A workdir of its own (model + index of 12 shape images) that tests may change."""
+    import shutil
+
+    from imgsim.config import ExtractConfig
+    from imgsim.extract import extract
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for shape in ("circle", "square", "triangle"):
+        for path in sorted(shapes_dir.glob(f"{shape}_*"))[:4]:
+            shutil.copy(path, data / path.name)
+    shutil.copy(trained_workdir / "triplet_base_final.pt", tmp_path)
+    model = str(tmp_path / "triplet_base_final.pt")
+    config = ExtractConfig(data_dir=str(data), output_dir=str(tmp_path), model_path=model)
+    extract(replace(config, workers=1), progress=False)
+    return tmp_path
+
+
+def test_add_images_saves_embeds_and_indexes(writable: Path, shapes_dir: Path) -> None:
+    from imgsim.config import ExtractConfig
+    from imgsim.update import update_index
+
+    searcher = Searcher.from_workdir(writable)
+    new = (shapes_dir / "stripes_00001.png").read_bytes()
+    assert searcher.add_images({"stripes/new_1.png": new}) == ["stripes/new_1.png"]
+    assert (writable / "data" / "stripes" / "new_1.png").read_bytes() == new
+    hit = searcher.search(new, top_k=1)[0]
+    assert (hit.filename, hit.category, hit.similarity) == ("stripes/new_1.png", "stripes", 100.0)
+    assert searcher.stats()["total_images"] == 13
+    reloaded = Searcher.from_workdir(writable)
+    assert reloaded.search(new, top_k=1)[0].filename == "stripes/new_1.png"
+    config = ExtractConfig(
+        data_dir=str(writable / "data"), output_dir=str(writable), workers=1,
+        model_path=str(writable / "triplet_base_final.pt"),
+    )  # fmt: skip
+    assert update_index(config, progress=False).embedded == 0  # the manifest knows the file
+
+
+def test_add_replaces_an_image_of_the_same_name(writable: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(writable)
+    other = (shapes_dir / "triangle_00020.png").read_bytes()
+    searcher.add_images({"circle_00001.png": other})
+    assert searcher.search(other, top_k=1)[0].filename == "circle_00001.png"
+    assert searcher.stats()["total_images"] == 12
+
+
+def test_remove_images_drops_results_and_files(writable: Path, shapes_dir: Path) -> None:
+    searcher = Searcher.from_workdir(writable)
+    assert searcher.remove_images(["square_00002.png", "nothing.png"]) == ["square_00002.png"]
+    assert not (writable / "data" / "square_00002.png").exists()
+    for s in (searcher, Searcher.from_workdir(writable)):
+        hits = s.search(shapes_dir / "square_00002.png", top_k=12, threshold=0)
+        assert "square_00002.png" not in {h.filename for h in hits} and len(hits) == 11
+        assert s.image_path("square_00002.png") is None
+
+
+@pytest.mark.parametrize(
+    "name", ["../x.png", "/etc/x.png", ".hidden.png", "a/.b/c.png", "a//b.png", "notes.txt", ""]
+)
+def test_add_refuses_unsafe_names(writable: Path, shapes_dir: Path, name: str) -> None:
+    searcher = Searcher.from_workdir(writable)
+    with pytest.raises(ImageNameError):
+        searcher.add_images({name: (shapes_dir / "circle_00001.png").read_bytes()})
+    assert searcher.stats()["total_images"] == 12
+
+
+def test_add_refuses_an_unreadable_image_and_changes_nothing(writable: Path) -> None:
+    searcher = Searcher.from_workdir(writable)
+    with pytest.raises(UnreadableImageError):
+        searcher.add_images({"ok_1.png": b"\x89PNG\r\n\x1a\n broken"})
+    assert not (writable / "data" / "ok_1.png").exists()
+    assert searcher.stats()["total_images"] == 12
+
+
+def test_writers_and_searches_in_threads(writable: Path, shapes_dir: Path) -> None:
+    import threading
+
+    searcher = Searcher.from_workdir(writable)
+    images = {f"stripes_{i:05d}.png": (shapes_dir / f"stripes_{i:05d}.png").read_bytes()
+              for i in range(1, 7)}  # fmt: skip
+    errors: list[BaseException] = []
+
+    def run(job) -> None:
+        try:
+            job()
+        except BaseException as exc:  # re-raised below: pytest does not see thread errors
+            errors.append(exc)
+
+    jobs = [lambda n=n, d=d: searcher.add_images({n: d}) for n, d in images.items()]
+    jobs += [lambda: searcher.search(shapes_dir / "circle_00001.png", top_k=5)] * 6
+    jobs.append(lambda: searcher.remove_images(["circle_00002.png"]))
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert Searcher.from_workdir(writable).stats()["total_images"] == 12 + 6 - 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -12,9 +14,11 @@ import numpy as np
 from PIL import Image
 
 from .config import MODEL_FILE, SearchConfig
-from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, load_image, to_array
-from .errors import NotReadyError
-from .index import EmbeddingIndex, EmbeddingsNotLoadedError, load_index
+from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
+from .errors import ImgsimError, NotReadyError
+from .fileio import atomic_path
+from .index import EmbeddingIndex, EmbeddingsNotLoadedError, ModelMismatchError, load_index
+from .manifest import FileFacts
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
 
 log = logging.getLogger("imgsim")
@@ -25,6 +29,27 @@ MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
 EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
+FileSource = str | Path | bytes | BinaryIO
+
+
+class ImageNameError(ImgsimError, ValueError):
+    """A name that cannot be an image of the dataset (absolute, '..', hidden, not an image)."""
+
+
+def dataset_name(name: str) -> str:
+    """`name` if it is a safe dataset-relative image name (`shirt_001.jpg`, `shirt/a.jpg`).
+
+    Raises ImageNameError otherwise, so a name from a request can never reach outside the
+    data folder or hide from the folder scan.
+    """
+    parts = name.split("/")
+    bad_part = any(not p or p.startswith(".") or p.strip() != p for p in parts)
+    if bad_part or "\\" in name or not name.isprintable() or not is_image_file(Path(name)):
+        raise ImageNameError(
+            f"not a usable image name: {name[:200]!r} (a relative path such as shirt_001.jpg "
+            "or shirt/a.jpg, no '..' or hidden parts, with an image extension)"
+        )
+    return name
 
 
 def similarity_from_distance(distance: float) -> float:
@@ -73,6 +98,8 @@ class Searcher:
         # BatchNorm in eval mode is stateless, but torch ops on one module from many threads
         # oversubscribe the two cores; one forward at a time is faster under load.
         self._lock = threading.Lock()
+        # One writer at a time: file, embedding and index change stay together.
+        self._write_lock = threading.Lock()
 
     @classmethod
     def from_workdir(
@@ -166,6 +193,51 @@ class Searcher:
                 out.append(SearchResult(name, sim, round(float(dist), 4), category))
         return out
 
+    def add_images(self, images: Mapping[str, FileSource]) -> list[str]:
+        """Add images, or replace them, under dataset-relative names; returns the names.
+
+        Every image is decoded and embedded first (ImageNameError or UnreadableImageError and
+        nothing changes), then saved into the data folder and indexed in one persisted change.
+        Searches go on meanwhile; writers take turns. A crash after the files are saved leaves
+        them for `imgsim index --update` to pick up.
+        """
+        index = self._require_index()
+        names = [dataset_name(n) for n in images]
+        with self._write_lock:
+            data = [_read_bytes(source) for source in images.values()]
+            vectors = self.embed(list(data))
+            facts = [self._save_file(n, d) for n, d in zip(names, data, strict=True)]
+            index.add_images(names, vectors, facts, self.model_info.get("model_id"))
+        return names
+
+    def remove_images(self, names: Iterable[str], delete_files: bool = True) -> list[str]:
+        """Remove images from the index (and their files); returns the names that were indexed.
+
+        The index change is persisted before any file is deleted: a crash in between leaves
+        a file that `imgsim index --update` indexes again, never a result without a file.
+        """
+        index = self._require_index()
+        with self._write_lock:
+            removed = index.remove_images(names)
+            for name in removed if delete_files else []:
+                (Path(index.meta.data_dir) / name).unlink(missing_ok=True)
+        return removed
+
+    def _require_index(self) -> EmbeddingIndex:
+        if self.model is None:
+            raise NotReadyError(MODEL_MISSING)
+        if self.index is None:
+            raise NotReadyError(EMBEDDINGS_MISSING)
+        return self.index
+
+    def _save_file(self, name: str, data: bytes) -> FileFacts:
+        assert self.index is not None
+        path = Path(self.index.meta.data_dir) / name
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        stat = path.stat()
+        return FileFacts(len(data), stat.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
     def image_path(self, name: str) -> Path | None:
         """The file of an indexed image, or None: names not in the index are never opened."""
         if self.index is None or name not in self.index:
@@ -209,6 +281,14 @@ def _check_same_model(
         )
 
 
+def _read_bytes(source: FileSource) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, str | Path):
+        return Path(source).read_bytes()
+    return source.read()
+
+
 def search_image(
     image: str | Path,
     config: SearchConfig | None = None,
@@ -225,10 +305,13 @@ def search_image(
 __all__ = [
     "EMBEDDINGS_MISSING",
     "MODEL_MISSING",
+    "ImageNameError",
+    "ModelMismatchError",
     "NotReadyError",
     "SearchResult",
     "Searcher",
     "UnreadableImageError",
+    "dataset_name",
     "results_response",
     "search_image",
     "similarity_from_distance",
