@@ -204,3 +204,15 @@ def test_writers_and_searches_in_threads(writable: Path, shapes_dir: Path) -> No
         t.join()
     assert not errors
     assert Searcher.from_workdir(writable).stats()["total_images"] == 12 + 6 - 1
+
+
+def test_index_from_another_model_is_not_ready(trained_workdir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from imgsim.index import save_index
+
+    save_index(tmp_path, np.eye(4, 5, dtype=np.float32), [f"a_{i}.png" for i in range(4)], ".", "x")
+    model = trained_workdir / "triplet_base_final.pt"
+    searcher = Searcher.from_workdir(tmp_path, model_path=model)
+    with pytest.raises(NotReadyError, match="run extraction again"):
+        searcher.search(b"", top_k=1)

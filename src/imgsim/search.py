@@ -144,6 +144,13 @@ class Searcher:
             raise NotReadyError(MODEL_MISSING)
         if not self.embeddings_loaded:
             raise NotReadyError(EMBEDDINGS_MISSING)
+        assert self.model is not None and self.index is not None
+        if self.index.dim != self.model.config.embedding_dim:
+            raise NotReadyError(
+                f"No embeddings loaded for this model: the index has {self.index.dim} dimensions, "
+                f"the model makes {self.model.config.embedding_dim} — run extraction again "
+                "(imgsim extract)"
+            )
 
     def embed(self, images: list[ImageSource]) -> np.ndarray:
         """Embeddings (N×D float32) of query images; UnreadableImageError for a bad one."""
