@@ -154,6 +154,23 @@ class EmbeddingIndex:
         # FAISS's L2 indexes return squared distances; callers get true Euclidean ones.
         return np.sqrt(np.maximum(squared, 0.0)), ids
 
+    def search_hits(self, queries: np.ndarray, k: int) -> list[list[tuple[str, str, float]]]:
+        """Per query, the nearest images as (name, category, Euclidean distance), nearest first.
+
+        Ids are turned into names under the same lock as the search, so a change that
+        renumbers the index meanwhile cannot mislabel a hit.
+        """
+        with self._lock:
+            distances, ids = self.search(queries, k)
+            return [
+                [
+                    (self._names[i] or "", self._categories[i], float(d))
+                    for d, i in zip(ds, row, strict=True)
+                    if i >= 0
+                ]
+                for ds, row in zip(distances, ids, strict=True)
+            ]
+
     def vectors(self) -> tuple[list[str], np.ndarray]:
         """The names and embeddings (N×D float32) of the indexed images, by vector id."""
         with self._lock:

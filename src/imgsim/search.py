@@ -185,19 +185,15 @@ class Searcher:
         cutoff = self.default_threshold if threshold is None else float(threshold)
         queries = self.embed(images)
         assert self.index is not None
-        distances, positions = self.index.search(queries, top_k)
-        return [self._results(d, p, cutoff) for d, p in zip(distances, positions, strict=True)]
+        hits = self.index.search_hits(queries, top_k)
+        return [self._results(found, cutoff) for found in hits]
 
-    def _results(self, dists: np.ndarray, rows: np.ndarray, cutoff: float) -> list[SearchResult]:
-        assert self.index is not None
+    def _results(self, hits: list[tuple[str, str, float]], cutoff: float) -> list[SearchResult]:
         out = []
-        for dist, row in zip(dists, rows, strict=True):
-            if row < 0:
-                continue
-            sim = round(similarity_from_distance(float(dist)), 2)
+        for name, category, dist in hits:
+            sim = round(similarity_from_distance(dist), 2)
             if sim >= cutoff:
-                name, category = self.index.name_of(row), self.index.category_of(row)
-                out.append(SearchResult(name, sim, round(float(dist), 4), category))
+                out.append(SearchResult(name, sim, round(dist, 4), category))
         return out
 
     def add_images(self, images: Mapping[str, FileSource]) -> list[str]:
