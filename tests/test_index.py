@@ -14,7 +14,7 @@ import pytest
 from imgsim import vectors
 from imgsim.errors import EmbeddingsNotLoadedError
 from imgsim.index import EmbeddingIndex, IndexMeta, ModelMismatchError, load_index, save_index
-from imgsim.manifest import Manifest
+from imgsim.manifest import Manifest, StaleIndexError
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -297,3 +297,15 @@ def test_searches_and_one_writer_in_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert not errors and len(index) == 40
+
+
+def test_a_writer_with_a_stale_index_is_refused(tmp_path: Path) -> None:
+    _saved(tmp_path)
+    first, second = load_index(tmp_path), load_index(tmp_path)  # e.g. a server and the CLI
+    first.add_images(["new_001.jpg"], _unit(1, 8, seed=3))
+    with pytest.raises(StaleIndexError, match="changed by another process"):
+        second.add_images(["new_002.jpg"], _unit(1, 8, seed=4))
+    with pytest.raises(StaleIndexError):
+        second.rebuild()
+    assert "new_001.jpg" in load_index(tmp_path) and "new_002.jpg" not in load_index(tmp_path)
+    _same(first, load_index(tmp_path))

@@ -228,7 +228,9 @@ class EmbeddingIndex:
                 entries = [_entry(a, start + i, self.meta.model_id) for i, a in enumerate(add)]
                 paths = [self._names[i] or "" for i in dead]
                 values = self._meta_values(self.meta.generation + 1, start + len(add))
-                self._manifest.apply(entries, vectors, paths, touch or {}, values)  # type: ignore[union-attr]
+                self._manifest.apply(  # type: ignore[union-attr]
+                    entries, vectors, paths, touch or {}, values, self.meta.generation
+                )
             with self._lock:
                 self._mutate(add, vectors, dead)
             self.meta.generation += 1
@@ -293,9 +295,10 @@ class EmbeddingIndex:
         accepted = {str(crc): self._faiss.ntotal}
         if self._saved is not None:
             accepted[str(self._saved[0])] = self._saved[1]
-        self._manifest.set_meta({"checkpoints": accepted})
+        generation = self.meta.generation
+        self._manifest.set_meta({"checkpoints": accepted}, generation)
         vx.write_file(self.directory / FAISS_INDEX_FILE, data)
-        self._manifest.set_meta({"checkpoints": {str(crc): self._faiss.ntotal}})
+        self._manifest.set_meta({"checkpoints": {str(crc): self._faiss.ntotal}}, generation)
         self._saved = (crc, self._faiss.ntotal)
 
     def rebuild(self, requested_kind: str | None = None) -> None:
@@ -309,13 +312,14 @@ class EmbeddingIndex:
     def _rebuild(self, kind: str) -> None:
         names, vectors = self.vectors()
         built = vx.build(vectors, kind)
-        self.meta.generation += 1
         if self._manifest is not None and self.directory is not None:
             facts = self._manifest.facts()
             rows = [(n, facts.get(n, FileFacts())) for n in names]
+            expected, self.meta.generation = self.meta.generation, self.meta.generation + 1
             self._saved = _commit_full(
-                self.directory, self._manifest, built, rows, vectors, self.meta, self.requested_kind
-            )
+                self.directory, self._manifest, built, rows, vectors, self.meta,
+                self.requested_kind, expected,
+            )  # fmt: skip
         with self._lock:
             self._faiss, self._names = built, list(names)
             self._categories = [category_of(n) or "" for n in names]
@@ -378,12 +382,15 @@ def _commit_full(
     vectors: np.ndarray,
     meta: IndexMeta,
     requested: str,
+    expected_generation: int | None = None,
 ) -> tuple[int, int]:
     """Write a renumbered FAISS file, then the manifest that names it; returns (CRC, count).
 
     A crash between the two leaves the previous manifest with a file it does not name, which
     the next load rebuilds from the manifest's own vectors: the previous index, intact.
     """
+    if expected_generation is not None:  # before the file: never overwrite a newer index's
+        manifest.check_generation(expected_generation)
     data, crc = vx.serialize(built)
     vx.write_file(directory / FAISS_INDEX_FILE, data)
     entries = [Entry(n, category_of(n) or "", f, i, meta.model_id) for i, (n, f) in enumerate(rows)]
@@ -397,7 +404,7 @@ def _commit_full(
         "next_vector_id": len(rows),
         "checkpoints": {str(crc): len(rows)},
     }
-    manifest.replace_all(entries, vectors, values)
+    manifest.replace_all(entries, vectors, values, expected_generation)
     return crc, len(rows)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ImgsimError
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -32,6 +34,10 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_vector_id ON images (vector_id);
 CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
 """
+
+
+class StaleIndexError(ImgsimError, RuntimeError):
+    """Another process changed the index since this one loaded it; writing would corrupt it."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +115,13 @@ class Manifest:
         return self._conn
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, generation: int | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction; with `generation`, only if the manifest is still at it."""
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: other processes' writers wait
             try:
+                _check_generation(conn, generation, self.path)
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -159,16 +167,25 @@ class Manifest:
         rows = self._query("SELECT vector FROM images WHERE sha256 = ? LIMIT 1", (sha256,))
         return np.frombuffer(rows[0][0], dtype=np.float32).reshape(dim) if rows else None
 
-    def set_meta(self, values: Mapping[str, Any]) -> None:
-        """Change some settings, in one transaction."""
-        with self._transaction() as conn:
+    def check_generation(self, generation: int) -> None:
+        """Raise StaleIndexError unless the manifest is at `generation`."""
+        with self._transaction(generation):
+            pass
+
+    def set_meta(self, values: Mapping[str, Any], generation: int | None = None) -> None:
+        """Change some settings, in one transaction (see `apply` for `generation`)."""
+        with self._transaction(generation) as conn:
             _put_meta(conn, values)
 
     def replace_all(
-        self, entries: Sequence[Entry], vectors: np.ndarray, meta: Mapping[str, Any]
+        self,
+        entries: Sequence[Entry],
+        vectors: np.ndarray,
+        meta: Mapping[str, Any],
+        generation: int | None = None,
     ) -> None:
         """Make the manifest hold exactly these images and settings, in one transaction."""
-        with self._transaction() as conn:
+        with self._transaction(generation) as conn:
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM meta")
             _insert(conn, entries, vectors)
@@ -181,9 +198,14 @@ class Manifest:
         delete: Iterable[str],
         touch: Mapping[str, FileFacts],
         meta: Mapping[str, Any],
+        generation: int | None = None,
     ) -> None:
-        """Delete rows, insert rows, update file facts and settings, in one transaction."""
-        with self._transaction() as conn:
+        """Delete rows, insert rows, update file facts and settings, in one transaction.
+
+        With `generation`, the change is refused (StaleIndexError) unless the manifest is
+        still at that generation: a writer's in-memory index must be what is on disk.
+        """
+        with self._transaction(generation) as conn:
             conn.executemany("DELETE FROM images WHERE path = ?", ((p,) for p in delete))
             _insert(conn, insert, vectors)
             conn.executemany(
@@ -203,6 +225,18 @@ def _insert(conn: sqlite3.Connection, entries: Sequence[Entry], vectors: np.ndar
             for i, e in enumerate(entries)
         ),
     )  # fmt: skip
+
+
+def _check_generation(conn: sqlite3.Connection, expected: int | None, path: Path) -> None:
+    if expected is None:
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    found = json.loads(row[0]) if row else None
+    if found != expected:
+        raise StaleIndexError(
+            f"{path} was changed by another process (generation {found}, this one has "
+            f"{expected}): load the index again (restart the server) and retry"
+        )
 
 
 def _put_meta(conn: sqlite3.Connection, values: Mapping[str, Any]) -> None:

@@ -18,7 +18,7 @@ from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_
 from .errors import ImgsimError, NotReadyError
 from .fileio import atomic_path
 from .index import EmbeddingIndex, EmbeddingsNotLoadedError, ModelMismatchError, load_index
-from .manifest import FileFacts
+from .manifest import FileFacts, StaleIndexError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
 
 log = logging.getLogger("imgsim")
@@ -313,6 +313,7 @@ __all__ = [
     "NotReadyError",
     "SearchResult",
     "Searcher",
+    "StaleIndexError",
     "UnreadableImageError",
     "dataset_name",
     "results_response",
