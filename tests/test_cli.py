@@ -93,12 +93,12 @@ def test_train_with_config_file_and_flags(shapes_dir: Path, tmp_path: Path) -> N
         str(out),
         "--margin",
         "0.3",
-        "--no-augment",
+        "--augment",
     ]
     assert main(argv) == 0
     saved = json.loads((out / "training_config.json").read_text())
     assert saved["train"]["margin"] == 0.3 and saved["train"]["epochs"] == 1
-    assert saved["train"]["augment"] is False and saved["model"]["embedding_dim"] == 8
+    assert saved["train"]["augment"] is True and saved["model"]["embedding_dim"] == 8
     assert (
         main(
             [

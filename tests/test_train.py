@@ -133,7 +133,9 @@ def test_resume_refuses_a_changed_folder(shapes_dir: Path, tmp_path: Path) -> No
 @pytest.mark.parametrize("mining", ["semihard", "hard", "all"])
 def test_every_mining_mode_trains(shapes_dir: Path, tmp_path: Path, mining: str) -> None:
     result = train(
-        tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2, mining=mining),
+        tiny_train_config(
+            shapes_dir, tmp_path, epochs=1, steps_per_epoch=2, loss="triplet", mining=mining
+        ),
         tiny_model_config(),
         progress=False,
     )
@@ -208,3 +210,33 @@ def test_cosine_schedule_warms_up_and_decays() -> None:
         learning_rate(tiny_train_config(Path("."), Path("."), lr_schedule="constant"), 50, 100)
         == 3e-3
     )
+
+
+def test_collapse_is_warned_with_advice(caplog: pytest.LogCaptureFixture) -> None:
+    from imgsim.train import _report_epoch
+
+    record = {"epoch": 3, "loss": 0.2, "images_per_s": 100.0, "val_loss": 0.2,
+              "val_recall_at_1": 0.1, "val_mean_distance": 0.004}  # fmt: skip
+    _report_epoch(record, tiny_train_config(Path("."), Path(".")))
+    assert "Embedding collapse" in caplog.text and "learning-rate" in caplog.text
+    caplog.clear()
+    _report_epoch({**record, "val_mean_distance": 0.9}, tiny_train_config(Path("."), Path(".")))
+    assert "collapse" not in caplog.text
+
+
+@pytest.mark.parametrize(("budget", "cap", "low", "high"), [(1e-6, 100, 1, 1), (60.0, 3, 3, 3)])
+def test_auto_epochs_fit_the_budget(
+    shapes_dir: Path, tmp_path: Path, budget: float, cap: int, low: int, high: int
+) -> None:
+    config = tiny_train_config(
+        shapes_dir,
+        tmp_path,
+        epochs=0,
+        time_budget_min=budget,
+        max_auto_epochs=cap,
+        steps_per_epoch=1,
+    )
+    result = train(config, tiny_model_config(), progress=False)
+    assert low <= len(result.history) <= high
+    _, info = load_model(result.model_path)
+    assert info["train_config"]["epochs"] == len(result.history)  # resolved, for --resume

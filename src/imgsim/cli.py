@@ -59,9 +59,9 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
 MODEL_FLAGS = ("image_size", "embedding_dim", "widths", "blocks", "head_hidden")
 TRAIN_FLAGS = (
-    "data_dir", "output_dir", "epochs", "batch_size", "steps_per_epoch", "learning_rate",
-    "lr_schedule", "loss", "margin", "mining", "m_per_class", "val_fraction", "checkpoint_every",
-    "seed", "augment", "workers",
+    "data_dir", "output_dir", "epochs", "time_budget_min", "batch_size", "steps_per_epoch",
+    "learning_rate", "lr_schedule", "loss", "margin", "mining", "m_per_class", "val_fraction",
+    "checkpoint_every", "seed", "augment", "workers",
 )  # fmt: skip
 
 
@@ -185,7 +185,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the triplet network (the original's train_triplet.py)")
     p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
     p.add_argument("--output-dir", help="where the model file, plot and checkpoints go (.)")
-    p.add_argument("--epochs", type=int, help="training epochs (10)")
+    p.add_argument("--epochs", type=int, help="training epochs (0 = as many as fit the budget)")
+    p.add_argument("--time-budget-min", type=float, help="minutes to aim for with auto epochs (10)")
     p.add_argument("--batch-size", type=int, help="images per step (64)")
     p.add_argument("--steps-per-epoch", type=int, help="steps per epoch; 0 = one pass (0)")
     p.add_argument("--learning-rate", "--lr", type=float, help="Adam learning rate (1e-3)")
@@ -198,11 +199,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (5)")
     p.add_argument("--seed", type=int, help="random seed for a repeatable run (0)")
     p.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_const",
+        const=True,
+        help="random crop/scale, flip and colour jitter on training batches",
+    )
+    p.add_argument(
         "--no-augment",
         dest="augment",
         action="store_const",
         const=False,
-        help="train without flip/crop/colour augmentation",
+        help="train without augmentation (the default)",
     )
     p.add_argument("--workers", type=int, help="decode processes (one per core)")
     p.add_argument("--image-size", type=int, help="square input side in pixels (64)")

@@ -250,6 +250,51 @@ def run_epoch(
     }
 
 
+def plan_epochs(
+    model: EmbeddingNet,
+    data: TrainData,
+    train_rows: torch.Tensor,
+    config: TrainConfig,
+    loss_fn: Any,
+    miner: Any,
+    probe_steps: int = 3,
+) -> int:
+    """Epochs that fit in the time budget, from a few timed steps on a throwaway copy."""
+    import copy
+
+    from .augment import augment_batch
+
+    probe = copy.deepcopy(model).train()
+    optimizer = torch.optim.Adam(probe.parameters(), lr=config.learning_rate)
+    batch, _ = batch_shape(config.batch_size, config.m_per_class, len(data.labels.unique()))
+    gen = torch.Generator().manual_seed(config.seed)
+    times = []
+    for _ in range(probe_steps + 1):  # the first step pays one-off set-up costs: not counted
+        rows = train_rows[torch.randint(len(train_rows), (batch,), generator=gen)]
+        start = time.perf_counter()
+        x = augment_batch(data.images[rows], gen) if config.augment else data.images[rows].float()
+        emb = probe(x)
+        loss = loss_fn(emb, data.labels[rows], miner(emb, data.labels[rows]) if miner else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    rate = batch / float(np.median(times[1:]))
+    images_per_epoch = steps_per_epoch(config, len(train_rows), batch) * batch
+    # ~10 % of the budget goes to validation, checkpoints and the final threshold tuning.
+    epochs = int(config.time_budget_min * 60 * 0.9 * rate / images_per_epoch)
+    epochs = max(1, min(config.max_auto_epochs, epochs))
+    log.info(
+        "Training for %d epochs: about %.1f minutes at the measured %.0f images/s "
+        "(budget %.0f min; --epochs N fixes the number)",
+        epochs,
+        epochs * images_per_epoch / rate / 60,
+        rate,
+        config.time_budget_min,
+    )
+    return epochs
+
+
 def steps_per_epoch(config: TrainConfig, n_train: int, batch: int) -> int:
     """Steps per epoch: the configured number, or one pass over the training images."""
     return config.steps_per_epoch or max(1, math.ceil(n_train / batch))
@@ -356,6 +401,8 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer_state"])
         history = list(ckpt["history"])
     loss_fn, miner = build_loss(config)
+    if config.epochs <= 0:
+        config.epochs = plan_epochs(model, data, train_rows, config, loss_fn, miner)
     for epoch in range(len(history) + 1, config.epochs + 1):
         record = {
             "epoch": epoch,
