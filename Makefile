@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint format bench clean
+.PHONY: demo test setup system-deps lint format bench clean fuzz
 
 demo: setup  ## sample data → train → extract → sample searches → web server on :5000
 	$(BIN)/imgsim demo
@@ -33,6 +33,11 @@ system-deps:
 	    echo "note: for real sample data and browser tests: sudo apt-get install dataset-fashion-mnist chromium"; \
 	  fi; \
 	fi
+
+# Bounded fuzzing (issue #6): each atheris target for FUZZ_SECONDS (60), see fuzz/.
+fuzz: setup
+	$(BIN)/pip install --quiet -e ".[dev,fuzz]"
+	fuzz/run_fuzz.sh
 
 lint:
 	$(BIN)/ruff check .

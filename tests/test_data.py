@@ -98,6 +98,8 @@ def png_declaring(width: int, height: int) -> bytes:
         ("shirt001.jpg", None),
         ("shirt 001.jpg", None),
         ("", None),
+        ("folder\\shirt_001.jpg", "shirt"),  # a Windows path: backslash separates too
+        ("\\\\+-0", "+"),  # found by fuzz/fuzz_category.py: was the category "\\\\+"
     ],
 )
 def test_parse_category(filename: str, expected: str | None) -> None:
@@ -113,6 +115,8 @@ def test_parse_category(filename: str, expected: str | None) -> None:
         ("pants/shirt_001.jpg", "pants"),  # the folder wins over the file name
         ("shirt_001.jpg", "shirt"),
         ("a.jpg", None),
+        ("shirt\\a.jpg", "shirt"),
+        ("/shirt_001.jpg", None),  # an empty first folder is no category
     ],
 )
 def test_category_of(name: str, expected: str | None) -> None:
@@ -485,6 +489,28 @@ def test_load_refuses_more_than_max_pixels() -> None:
 def test_load_refuses_header_declaring_too_many_pixels(side: int) -> None:
     with pytest.raises(UnreadableImageError, match="too large"):
         load_image(png_declaring(side, side))
+
+
+def foreign_formats() -> dict[str, bytes]:
+    """Files Pillow could open but imgsim must not: its decoders for them are attack surface."""
+    tiny = solid("RGB", RED, size=(16, 16))
+    return {
+        "ICO": encode(tiny, "ICO"),
+        "TGA": encode(tiny, "TGA"),
+        "EPS": encode(tiny, "EPS"),  # Pillow would hand this to Ghostscript
+        "PPM": encode(tiny, "PPM"),
+        # A bare Photoshop header (Pillow cannot write PSD): version 1, 3 channels, 16×16, 8 bits.
+        "PSD": b"8BPS\x00\x01" + b"\x00" * 6 + struct.pack(">HIIHH", 3, 16, 16, 8, 3) + b"\0" * 64,
+    }
+
+
+@pytest.mark.parametrize("fmt", list(foreign_formats()))
+def test_load_refuses_formats_imgsim_does_not_support(fmt: str) -> None:
+    data = foreign_formats()[fmt]
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == fmt  # Pillow alone would take it
+    with pytest.raises(UnreadableImageError, match="not a readable image"):
+        load_image(data)
 
 
 def test_load_missing_file_raises_unreadable(tmp_path: Path) -> None:

@@ -21,10 +21,15 @@ log = logging.getLogger("imgsim")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 40_000_000
+# The only Pillow decoders untrusted bytes may reach: the formats above. Pillow can open ~40
+# more (EPS runs Ghostscript, PSD/ICO/TGA/... have had parser bugs); we need none of them.
+# JPEG's opener also reads MPO (multi-picture JPEG from cameras), which has no opener of its own.
+DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 # "everything before the last _ or - that is followed by a number": the greedy prefix finds the
 # last such separator, so long_sleeve_shirt_003 keeps its inner underscores.
 _CATEGORY_RE = re.compile(r"^(?P<category>.*[^_\-\s])[_-]\d")
+_SEPARATORS = re.compile(r"[/\\]")
 
 NO_CATEGORIES_HELP = (
     "No categories detected: need at least 2 categories with at least 2 images each.\n"
@@ -44,7 +49,8 @@ class ImageRecord:
 
 def parse_category(filename: str) -> str | None:
     """Category from a file name: `long_sleeve_shirt_003.jpg` → `long_sleeve_shirt`."""
-    stem = Path(filename).stem
+    # Backslash counts as a folder separator too (a Windows path): a category never holds one.
+    stem = Path(_SEPARATORS.split(filename)[-1]).stem
     match = _CATEGORY_RE.match(stem)
     if not match:
         return None
@@ -53,7 +59,7 @@ def parse_category(filename: str) -> str | None:
 
 def category_of(name: str) -> str | None:
     """Category of a dataset-relative name: its first folder if it has one, else its file name."""
-    parts = name.split("/")
+    parts = _SEPARATORS.split(name)
     if len(parts) > 1:
         return parts[0].strip().lower() or None
     return parse_category(parts[0])
@@ -121,8 +127,8 @@ def load_image(
 ) -> Image.Image:
     """Decode any supported image to 8-bit RGB: first frame, EXIF orientation applied.
 
-    Raises UnreadableImageError for anything that is not a complete, decodable image,
-    including images with more than `max_pixels` pixels (decompression bombs).
+    Raises UnreadableImageError for anything that is not a complete, decodable image in one of
+    DECODE_FORMATS, including images with more than `max_pixels` pixels (decompression bombs).
     `draft_size` lets JPEG decoding shrink the image on the fly (much faster for big photos).
     """
     if isinstance(source, bytes):
@@ -130,7 +136,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
+            with Image.open(source, formats=DECODE_FORMATS) as im:
                 return _to_rgb(im, max_pixels, draft_size)
     except UnreadableImageError:
         raise
