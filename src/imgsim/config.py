@@ -83,6 +83,7 @@ class SearchConfig:
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
     max_batch_files: int = 16
+    request_timeout: float = 30.0  # seconds a client may take to send a request (408 after)
 
 
 @dataclass

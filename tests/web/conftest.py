@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from webtest_images import COLOURS, ODD_NAMES, make_image
+from werkzeug.serving import make_server
 
 from imgsim.config import MODEL_FILE, ModelConfig, SearchConfig
 from imgsim.index import save_index
 from imgsim.model import EmbeddingNet, save_model
 from imgsim.search import Searcher
 from imgsim.web import create_app
+from imgsim.web.limits import request_handler
 
 TINY_MODEL = ModelConfig(
     image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=16, embedding_dim=8
@@ -102,3 +105,22 @@ def runner(app: Flask) -> FlaskCliRunner:
 def query_png(data_dir: Path) -> bytes:
     """The bytes of an indexed image, so its own entry must come first."""
     return (data_dir / "red_002.png").read_bytes()
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Flask], str]]:
+    """Serve an app as `imgsim serve` does, threaded on a free loopback port; gives its URL."""
+    servers = []
+
+    def start(app: Flask) -> str:
+        handler = request_handler(app.config["IMGSIM"].request_timeout)
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=handler)
+        # A short poll interval: shutdown() waits up to one interval.
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

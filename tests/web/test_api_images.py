@@ -26,24 +26,47 @@ def test_indexed_images_are_served(client: FlaskClient, data_dir: Path, name: st
     assert "max-age=3600" in response.headers["Cache-Control"]
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/images/secret_001.png",  # in the data folder, not in the index
-        "/images/../work/triplet_base_final.pt",
-        "/images/..%2Fwork%2Ftriplet_base_final.pt",
-        "/images/%2e%2e/%2e%2e/etc/passwd",
-        "/images//etc/passwd",
-        "/images/red_001.jpg%00.png",
-        "/images/RED_001.JPG",
-        "/images/",
-    ],
-)
+OTHER_PATHS = [
+    "/images/secret_001.png",  # in the data folder, not in the index
+    "/images/../work/triplet_base_final.pt",
+    "/images/..%2Fwork%2Ftriplet_base_final.pt",
+    "/images/%2e%2e/%2e%2e/etc/passwd",
+    "/images/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/images/%252e%252e%252fwork%252ftriplet_base_final.pt",  # encoded twice
+    "/images/%2Fetc%2Fpasswd",  # an absolute path, encoded
+    "/images/..%5Cwork%5Ctriplet_base_final.pt",  # Windows separators
+    "/images/red_001.jpg/../../work/triplet_base_final.pt",
+    "/images/./red_001.jpg",
+    "/images//etc/passwd",
+    "/images/red_001.jpg%00.png",
+    "/images/RED_001.JPG",
+    "/images/",
+]
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
 def test_other_paths_are_json_404(client: FlaskClient, path: str) -> None:
     # Werkzeug redirects "//" to "/" first; wherever it leads, nothing but a 404 comes back.
     response = client.get(path, follow_redirects=True)
     assert response.status_code == 404
     assert list(response.get_json()) == ["error"]
+
+
+def test_other_paths_never_touch_the_disk(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only names found in the index become paths; nothing else is even looked up on disk.
+    touched: list[str] = []
+    for method in ("is_file", "exists", "stat", "open", "resolve"):
+        real = getattr(Path, method)
+        monkeypatch.setattr(
+            Path, method, lambda p, *a, _r=real, **k: touched.append(str(p)) or _r(p, *a, **k)
+        )
+    for path in OTHER_PATHS:
+        client.get(path, follow_redirects=True)
+    assert touched == []
+    client.get("/images/red_001.jpg")  # the spy works: an indexed name is looked up
+    assert touched
 
 
 def test_indexed_image_missing_from_disk_is_404(make_app, workdir: Path, tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Flask, dict[str, Any]]]:
 def test_serve_runs_the_app_on_host_and_port(workdir: Path, runs) -> None:
     serve(str(workdir), host="0.0.0.0", port=8123)
     (app, options), *_ = runs
+    handler = options.pop("request_handler")
     assert options == {
         "host": "0.0.0.0",
         "port": 8123,
@@ -85,6 +86,7 @@ def test_serve_runs_the_app_on_host_and_port(workdir: Path, runs) -> None:
         "use_reloader": False,
         "threaded": True,
     }
+    assert handler.timeout == app.config["IMGSIM"].request_timeout == 30.0
     assert app.config["IMGSIM"].workdir == str(workdir)
 
 

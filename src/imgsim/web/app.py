@@ -15,6 +15,7 @@ from ..config import SearchConfig, load_config, replace
 from ..search import Searcher
 from . import errors, images, pages, search, status
 from .forms import FORM_OVERHEAD, InMemoryRequest
+from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
 
 ENV_WORKDIR = "IMGSIM_WORKDIR"  # where the model file and index live (default: the current dir)
@@ -55,6 +56,8 @@ def create_app(
     errors.register_error_handlers(app)
     app.after_request(_security_headers)
     app.cli.add_command(check_command)
+    # Outermost, so the deadline starts before Flask (or anything else) reads the body.
+    app.wsgi_app = BodyDeadline(app.wsgi_app, config.request_timeout)  # type: ignore[method-assign]
     return app
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+    RequestTimeout,
+)
 
 from ..search import NotReadyError, UnreadableImageError
 
@@ -46,8 +51,26 @@ def too_large_message(limit: int) -> str:
 
 
 def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
-    # Raised by werkzeug while reading a body over request.max_content_length.
-    return error_response(too_large_message(current_app.config["IMGSIM"].max_image_bytes), 413)
+    # Raised by werkzeug for a body over request.max_content_length, and also for a form of
+    # too many parts or too large text fields: only the first is about the image's size.
+    limit = current_app.config["IMGSIM"].max_image_bytes
+    length, allowed = request.content_length, request.max_content_length
+    if length is not None and allowed is not None and length > allowed:
+        return error_response(too_large_message(limit), 413)
+    return error_response(
+        f"request too large: at most {request.max_form_parts} form parts and "
+        f"{(request.max_form_memory_size or 0) / 1024:.0f} KB of text fields "
+        f"(and {limit / 1024 / 1024:g} MB per image)",
+        413,
+    )
+
+
+def _timeout(exc: RequestTimeout) -> tuple[Response, int]:
+    response, status = error_response(exc.description or "request timeout", 408)
+    # The rest of the body may still be on its way: this connection cannot carry another
+    # request. (Werkzeug's server honours this; gunicorn closes it when its drain times out.)
+    response.headers["Connection"] = "close"
+    return response, status
 
 
 def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -71,5 +94,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(UnreadableImageError, _unreadable)
     app.register_error_handler(NotReadyError, _not_ready)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(RequestTimeout, _timeout)
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -46,18 +46,30 @@ def read_image() -> tuple[str, bytes]:
     for field in FILE_FIELDS:
         if field in request.files:
             return _read(request.files[field])
-    raise ApiError("no image file in the request (send it as the multipart field 'image')")
+    raise ApiError(_no_file_message("no image file in the request", "image"))
 
 
 def read_images() -> list[tuple[str, bytes]]:
     """All uploaded images of a batch request, in the order they were sent."""
     files = [f for field in BATCH_FIELDS for f in request.files.getlist(field)]
     if not files:
-        raise ApiError("no image files in the request (send them as multipart fields 'images')")
+        raise ApiError(_no_file_message("no image files in the request", "images"))
     limit = current_app.config["IMGSIM"].max_batch_files
     if len(files) > limit:
         raise ApiError(f"too many images: {len(files)} (limit {limit} per request)")
     return [_read(f) for f in files]
+
+
+def _no_file_message(problem: str, field: str) -> str:
+    # Say what did arrive: a wrong field name or a JSON/raw body is the usual mistake.
+    if request.mimetype != "multipart/form-data":
+        got = request.mimetype or "no body"
+        return f"{problem}: send it as multipart/form-data with the field '{field}' (got {got})"
+    sent = sorted({*request.files, *request.form})[:5]
+    if sent:
+        names = ", ".join(repr(name[:40]) for name in sent)
+        return f"{problem}: send it as the multipart field '{field}' (got fields {names})"
+    return f"{problem} (send it as the multipart field '{field}')"
 
 
 def _read(upload: FileStorage) -> tuple[str, bytes]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import load_config, replace
 from .app import create_app
+from .limits import request_handler
 from .searcher import get_searcher
 
 log = logging.getLogger("imgsim")
@@ -33,4 +34,11 @@ def serve(
     workdir_shown = Path(config.workdir).resolve()
     log.info("Serving %d images from %s on http://%s:%d", total, workdir_shown, host, port)
     # No reloader: it would start a second process that loads the model again.
-    app.run(host=host, port=port, debug=debug, use_reloader=False, threaded=True)
+    app.run(
+        host=host,
+        port=port,
+        debug=debug,
+        use_reloader=False,
+        threaded=True,
+        request_handler=request_handler(config.request_timeout),
+    )
