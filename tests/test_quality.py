@@ -1,0 +1,44 @@
+"""Smoke version of the Fashion-MNIST quality benchmark: training must beat raw pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsim.config import ModelConfig, TrainConfig
+from imgsim.quality import QualitySettings, pixel_metrics, run_quality, to_rgb_batch
+from imgsim.sample import FASHION_MNIST_DIR, fashion_mnist_available
+
+
+def test_to_rgb_batch_resizes_and_repeats_grey() -> None:
+    images = np.full((2, 28, 28), 200, dtype=np.uint8)
+    batch = to_rgb_batch(images, 32)
+    assert tuple(batch.shape) == (2, 3, 32, 32) and int(batch.min()) == int(batch.max()) == 200
+
+
+def test_pixel_metrics_on_separable_digits() -> None:
+    rng = np.random.default_rng(0)
+    tr = np.concatenate([np.zeros((5, 28, 28)), np.full((5, 28, 28), 255)]).astype(np.uint8)
+    te = np.clip(tr[[0, 9]] + rng.integers(0, 20, (2, 28, 28)), 0, 255).astype(np.uint8)
+    metrics = pixel_metrics(tr, np.array([0] * 5 + [1] * 5), te, np.array([0, 1]))
+    assert metrics["precision_at_1"] == 1.0 and metrics["mean_average_precision_at_r"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not fashion_mnist_available(), reason="apt-get install dataset-fashion-mnist for this test"
+)
+def test_trained_model_beats_raw_pixels(tmp_path: Path) -> None:
+    settings = QualitySettings(
+        data=str(FASHION_MNIST_DIR), output_dir=str(tmp_path), train_limit=8000, test_limit=1000,
+        model=ModelConfig(image_size=32, widths=(16, 32, 64, 128)),
+        train=TrainConfig(epochs=2, loss="multisimilarity", augment=False, val_fraction=0.05,
+                          workers=1),
+    )  # fmt: skip
+    results = run_quality(settings, progress=False)
+    trained = results["trained"]["precision_at_1"]
+    assert trained > results["raw_pixels"]["precision_at_1"], results
+    assert trained > results["untrained"]["precision_at_1"]
+    assert 0 < results["threshold"] < 100
