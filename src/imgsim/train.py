@@ -201,6 +201,29 @@ def evaluate(
     }
 
 
+def train_step(
+    model: EmbeddingNet,
+    optimizer: torch.optim.Optimizer,
+    data: TrainData,
+    rows: torch.Tensor,
+    config: TrainConfig,
+    gen: torch.Generator,
+    loss_fn: Any,
+    miner: Any,
+) -> float:
+    """One optimisation step on the given rows; returns the loss."""
+    from .augment import augment_batch
+
+    x = augment_batch(data.images[rows], gen) if config.augment else data.images[rows].float()
+    y = data.labels[rows]
+    emb = model(x)
+    loss = loss_fn(emb, y, miner(emb, y) if miner else None)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def run_epoch(
     model: EmbeddingNet,
     optimizer: torch.optim.Optimizer,
@@ -216,8 +239,6 @@ def run_epoch(
     from pytorch_metric_learning.samplers import MPerClassSampler
     from tqdm import tqdm
 
-    from .augment import augment_batch
-
     # Seeded per epoch, so a resumed run draws exactly the batches the interrupted one would.
     seed_everything(config.seed * 1000 + epoch)
     gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
@@ -231,17 +252,9 @@ def run_epoch(
     bar = tqdm(range(steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress)
     for step in bar:
         rows = train_rows[order[step * batch : (step + 1) * batch]]
-        x = data.images[rows]
-        x = augment_batch(x, gen) if config.augment else x.float()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, (epoch - 1) * steps + step, config.epochs * steps)
-        y = data.labels[rows]
-        emb = model(x)
-        loss = loss_fn(emb, y, miner(emb, y) if miner else None)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, optimizer, data, rows, config, gen, loss_fn, miner))
         rate = (step + 1) * batch / (time.perf_counter() - start)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", img_s=f"{rate:.0f}")
     return {
@@ -262,8 +275,6 @@ def plan_epochs(
     """Epochs that fit in the time budget, from a few timed steps on a throwaway copy."""
     import copy
 
-    from .augment import augment_batch
-
     probe = copy.deepcopy(model).train()
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.learning_rate)
     batch, _ = batch_shape(config.batch_size, config.m_per_class, len(data.labels.unique()))
@@ -272,12 +283,7 @@ def plan_epochs(
     for _ in range(probe_steps + 1):  # the first step pays one-off set-up costs: not counted
         rows = train_rows[torch.randint(len(train_rows), (batch,), generator=gen)]
         start = time.perf_counter()
-        x = augment_batch(data.images[rows], gen) if config.augment else data.images[rows].float()
-        emb = probe(x)
-        loss = loss_fn(emb, data.labels[rows], miner(emb, data.labels[rows]) if miner else None)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(probe, optimizer, data, rows, config, gen, loss_fn, miner)
         times.append(time.perf_counter() - start)
     rate = batch / float(np.median(times[1:]))
     images_per_epoch = steps_per_epoch(config, len(train_rows), batch) * batch
