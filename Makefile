@@ -34,10 +34,12 @@ system-deps:
 	  fi; \
 	fi
 
-# Bounded fuzzing (issue #6): each atheris target for FUZZ_SECONDS (60), see fuzz/.
+# Bounded fuzzing (issue #6): each atheris target for FUZZ_SECONDS (60), then schemathesis
+# against a live server on 127.0.0.1 for SCHEMATHESIS_SECONDS (180); see fuzz/.
 fuzz: setup
 	$(BIN)/pip install --quiet -e ".[dev,fuzz]"
 	fuzz/run_fuzz.sh
+	fuzz/schemathesis_run.sh
 
 lint:
 	$(BIN)/ruff check .

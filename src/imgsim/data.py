@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DatasetError, UnreadableImageError
 
@@ -25,6 +25,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # more (EPS runs Ghostscript, PSD/ICO/TGA/... have had parser bugs); we need none of them.
 # JPEG's opener also reads MPO (multi-picture JPEG from cameras), which has no opener of its own.
 DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 
 # "everything before the last _ or - that is followed by a number": the greedy prefix finds the
 # last such separator, so long_sleeve_shirt_003 keeps its inner underscores.
@@ -140,6 +141,9 @@ def load_image(
                 return _to_rgb(im, max_pixels, draft_size)
     except UnreadableImageError:
         raise
+    except UnidentifiedImageError:
+        # Pillow's message names the stream object (<_io.BytesIO object at 0x...>): noise.
+        raise UnreadableImageError(f"not a readable image (not a {_FORMAT_NAMES} file)") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImageError(f"not a readable image ({exc})") from None
     except (Image.DecompressionBombError, MemoryError) as exc:

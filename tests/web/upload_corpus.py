@@ -131,18 +131,25 @@ def bad_uploads() -> dict[str, Bad]:
             "request too large: at most 1000 form parts",
         ),
         "huge top_k field": Bad(Upload(files=ok.files, form={"top_k": "1" * 300_000}), 400,
-                                "top_k must be a whole number, not '11111111111111111111'"),
+                                "top_k must be between 5 and 50, not 11111111111111111111"),
         # Parameters.
         **{
             f"top_k={value!r}": Bad(Upload(files=ok.files, form={"top_k": value}), 400,
                                     "top_k must be")
-            for value in ["4", "51", "-1", "abc", "1e3", "10.5", "9" * 5000, "\x00"]
+            for value in ["4", "51", "-1", "abc", "1e3", "10.5", "9" * 5000, "\x00", "\x1e",
+                          "１０", "1_0"]
         },
         **{
             f"threshold={value!r}": Bad(Upload(files=ok.files, form={"threshold": value}), 400,
                                         "threshold must be")
-            for value in ["-1", "100.01", "high", "nan", "inf", "1e400", "5%"]
+            for value in ["-1", "100.01", "high", "nan", "inf", "infinity", "1e400", "5%", "٥"]
         },
+        "top_k given twice": Bad(Upload(files=ok.files, form={"top_k": "10"},
+                                        path="/search?top_k=20"), 400,
+                                 "top_k was given 2 times; send it once"),
+        "threshold given twice": Bad(Upload(files=ok.files, form={"threshold": "10"},
+                                            path="/search?threshold=10"), 400,
+                                     "threshold was given 2 times"),
         # Batches.
         "batch over the file limit": Bad(
             Upload(files=(("images", "a.png", png),) * (MAX_BATCH_FILES + 1), path="/search/batch"),

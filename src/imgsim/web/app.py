@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 
 from ..config import SearchConfig, load_config, replace
 from ..search import Searcher
-from . import errors, images, pages, search, status
+from . import errors, images, openapi, pages, search, status
 from .forms import FORM_OVERHEAD, InMemoryRequest
 from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
@@ -51,7 +51,7 @@ def create_app(
     app.config.update(flask_config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
     init_app(app, config, searcher)
-    for blueprint in (pages.bp, search.bp, status.bp, images.bp):
+    for blueprint in (pages.bp, search.bp, status.bp, images.bp, openapi.bp):
         app.register_blueprint(blueprint)
     errors.register_error_handlers(app)
     app.after_request(_security_headers)

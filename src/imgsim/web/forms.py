@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import IO
 
 from flask import Request, current_app, request
@@ -14,6 +15,9 @@ from .errors import ApiError, too_large_message
 TOP_K_MIN, TOP_K_MAX = 5, 50  # the page's range, as the original
 FILE_FIELDS = ("image", "file")  # "image" is the original's field name
 BATCH_FIELDS = ("images", "image", "file")
+# Plain ASCII numbers only: int() and float() would also take "1_000", "１０" and "infinity".
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 # Room for the multipart boundaries, headers and the small form fields around the image bytes.
 FORM_OVERHEAD = 64 * 1024
 
@@ -90,12 +94,12 @@ def read_top_k() -> int:
     raw = _field("top_k") or _field("num_results")
     if raw is None:
         return current_app.config["IMGSIM"].top_k
-    try:
-        top_k = int(raw)
-    except ValueError:
-        raise ApiError(f"top_k must be a whole number, not {raw[:20]!r}") from None
+    if not _INTEGER.fullmatch(raw):
+        raise ApiError(f"top_k must be a whole number, not {raw[:20]!r}")
+    # int() refuses over 4,300 digits (ValueError): anything that long is out of range anyway.
+    top_k = int(raw) if len(raw) <= 10 else TOP_K_MAX + 1
     if not TOP_K_MIN <= top_k <= TOP_K_MAX:
-        raise ApiError(f"top_k must be between {TOP_K_MIN} and {TOP_K_MAX}, not {top_k}")
+        raise ApiError(f"top_k must be between {TOP_K_MIN} and {TOP_K_MAX}, not {raw[:20]}")
     return top_k
 
 
@@ -104,17 +108,18 @@ def read_threshold() -> float | None:
     raw = _field("threshold")
     if raw is None:
         return None
-    try:
-        threshold = float(raw)
-    except ValueError:
-        raise ApiError(f"threshold must be a number, not {raw[:20]!r}") from None
+    if not _NUMBER.fullmatch(raw):
+        raise ApiError(f"threshold must be a number, not {raw[:20]!r}")
+    threshold = float(raw)
     if not math.isfinite(threshold) or not 0.0 <= threshold <= 100.0:
         raise ApiError(f"threshold must be between 0 and 100 (percent), not {raw[:20]}")
     return threshold
 
 
 def _field(name: str) -> str | None:
-    # A blank field means "not given": HTML forms send empty inputs as "".
-    value = request.form.get(name, request.args.get(name))
-    value = value.strip() if value is not None else None
-    return value or None
+    values = [*request.form.getlist(name), *request.args.getlist(name)]
+    if len(values) > 1:  # which one did the client mean? Refuse rather than guess.
+        raise ApiError(f"{name} was given {len(values)} times; send it once")
+    # A blank field means "not given": HTML forms send empty inputs as "". Only ASCII blanks:
+    # str.strip() would also eat control characters such as "\x1e" (found by schemathesis).
+    return (values[0].strip(" \t\r\n") or None) if values else None
