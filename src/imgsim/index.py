@@ -89,6 +89,7 @@ class EmbeddingIndex:
         self._names = names_by_id
         self._categories = [(category_of(n) or "") if n else "" for n in names_by_id]
         self._ids = {n: i for i, n in enumerate(names_by_id) if n is not None}
+        self._live = np.fromiter((n is not None for n in names_by_id), bool, len(names_by_id))
         self._bitmap: np.ndarray | None = None
         self.meta = meta
         self.meta.count, self.meta.kind = len(self._ids), vx.kind_of(index)
@@ -255,13 +256,25 @@ class EmbeddingIndex:
             self._ids[a.name] = len(self._names)
             self._names.append(a.name)
             self._categories.append(category_of(a.name) or "")
+        self._live[dead] = False
+        self._live = np.concatenate([self._live, np.ones(len(add), dtype=bool)])
         self.meta.count = len(self._ids)
         self._refresh_mask()
 
     def _refresh_mask(self) -> None:
         # No dead ids: search without a selector (FAISS's fastest path).
-        live = np.fromiter((n is not None for n in self._names), bool, len(self._names))
-        self._bitmap = None if live.all() else vx.live_bitmap(live)
+        self._bitmap = None if self._live.all() else vx.live_bitmap(self._live)
+
+    def _adopt(self, built: faiss.Index, names: list[str]) -> None:
+        """Switch to a renumbered index of `names` (ids 0..N-1), all at once for searches."""
+        by_id: list[str | None] = list(names)
+        with self._lock:
+            self._faiss, self._names = built, by_id
+            self._categories = [category_of(n) or "" for n in names]
+            self._ids = {n: i for i, n in enumerate(names)}
+            self._live = np.ones(len(names), dtype=bool)
+            self.meta.kind = vx.kind_of(built)
+            self._refresh_mask()
 
     def _maintain(self) -> None:
         """After a change: renumber, switch structure or checkpoint the FAISS file if due."""
@@ -320,12 +333,7 @@ class EmbeddingIndex:
                 self.directory, self._manifest, built, rows, vectors, self.meta,
                 self.requested_kind, expected,
             )  # fmt: skip
-        with self._lock:
-            self._faiss, self._names = built, list(names)
-            self._categories = [category_of(n) or "" for n in names]
-            self._ids = {n: i for i, n in enumerate(names)}
-            self.meta.kind = kind
-            self._refresh_mask()
+        self._adopt(built, names)
         log.info("Rebuilt the %s index of %d images", kind, len(names))
 
     def _ensure_manifest(self) -> bool:
@@ -340,10 +348,7 @@ class EmbeddingIndex:
         self._saved = _commit_full(
             self.directory, self._manifest, built, rows, vectors, self.meta, self.requested_kind
         )
-        with self._lock:
-            self._faiss, self._names = built, list(names)
-            self._ids = {n: i for i, n in enumerate(names)}
-            self._refresh_mask()
+        self._adopt(built, names)
         return True
 
     def _meta_values(self, generation: int, next_id: int) -> dict[str, Any]:
