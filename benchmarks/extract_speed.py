@@ -107,14 +107,40 @@ def decode_ms(paths: list[Path], size: int, draft: bool) -> float:
     return 1000 * median_time(run, 3) / len(sample)
 
 
-def pipeline_rate(model: EmbeddingNet, data: Path, batch: int, workers: int) -> float:
-    """Images/s of extract.embed_records over the folder (decode workers + forward)."""
+PIPELINES = ((1, 32), (1, 64), (2, 32), (2, 64))  # (decode workers, batch size)
+
+
+def pipeline_rates(model: EmbeddingNet, data: Path, settings=PIPELINES, rounds: int = 3) -> dict:
+    """Images/s of extract.embed_records (decode workers + forward) per setting, and of the
+    forward pass alone on as many ready images (1 thread, channels-last, batch 64).
+
+    Settings take turns round by round, so each sees the same load from the machine's other
+    users; the medians over rounds are reported.
+    """
     records = scan_images(data)
     size = model.config.image_size
-    seconds = median_time(
-        lambda: embed_records(model, size, records, batch, workers, progress=False), 3
-    )
-    return len(records) / seconds
+    ready = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8)
+    ready = ready.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def forward_only() -> None:
+        torch.set_num_threads(1)
+        for _ in range(len(records) // 64):
+            model(ready)
+
+    jobs = {("forward", 64): forward_only}
+    for workers, batch in settings:
+        jobs[(workers, batch)] = lambda w=workers, b=batch: embed_records(
+            model, size, records, b, w, progress=False
+        )
+    times: dict = {key: [] for key in jobs}
+    for _ in range(rounds):
+        for key, job in jobs.items():
+            start = time.perf_counter()
+            job()
+            times[key].append(time.perf_counter() - start)
+    images = {key: len(records) // 64 * 64 if key[0] == "forward" else len(records) for key in jobs}
+    return {key: images[key] / statistics.median(t) for key, t in times.items()}
 
 
 def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict[str, float]:
@@ -179,25 +205,30 @@ def main() -> int:
         drafted = im.size
     print(f"draft() decodes 800×600 at {drafted[0]}×{drafted[1]}")
 
-    pipeline = {}
-    for workers in (1, 2):
-        for batch in (32, 64, 128):
-            rate = pipeline_rate(model, data, batch, workers)
-            pipeline[(workers, batch)] = rate
-            print(f"pipeline workers={workers} batch={batch:3d}: {rate:7.0f} images/s", flush=True)
+    embed_records(model, size, scan_images(data)[:128], 64, 1, progress=False)  # warm-up
+    pipeline = pipeline_rates(model, data)
+    for key, rate in pipeline.items():
+        print(f"pipeline {key}: {rate:7.0f} images/s")
+    # At a larger input the forward pass outweighs decoding: the share the pipeline reaches.
+    big = EmbeddingNet(ModelConfig(image_size=128)).eval()
+    embed_records(big, 128, scan_images(data)[:64], 32, 1, progress=False)  # warm-up
+    big_rates = pipeline_rates(big, data, settings=((1, 32),))
+    print(f"128 px: pipeline {big_rates[(1, 32)]:.0f}, forward {big_rates[('forward', 64)]:.0f}")
 
-    jpegs = [buf for buf in _query_jpegs(paths, 20)]
+    jpegs = _query_jpegs(paths, 20)
+    torch.set_num_threads(1)  # one query image: a second thread only adds contention here
     add = add_one_ms(model, jpegs, 10_000)
+    torch.set_num_threads(2)
     print(f"one image into a 10,000-image collection ({add['kind']}): add_images "
           f"{add['add']:.1f} ms, embed alone {add['embed']:.1f} ms")  # fmt: skip
 
     # The pipeline default: one decode worker, one forward thread (on 2 cores), batch 64.
     default = pipeline[(1, 64)]
-    forward_same = forward[(1, True, 64)]
+    forward_same = pipeline[("forward", 64)]
     forward_best = max(forward.values())
     summary = {
         "started": started, "load": load, "forward": forward, "decode": decode,
-        "drafted": drafted, "pipeline": pipeline, "add": add, "default": default,
+        "drafted": drafted, "pipeline": pipeline, "add": add, "default": default, "big": big_rates,
         "forward_same": forward_same, "forward_best": forward_best,
         "count": len(paths),
     }  # fmt: skip
@@ -227,10 +258,7 @@ def render(s: dict) -> str:
         for cl in (False, True)
     )
     pipe_rows = "\n".join(
-        f"| {w} | {max(1, 2 - w)} | "
-        + " | ".join(f"{pipe[(w, b)]:.0f}" for b in (32, 64, 128))
-        + " |"
-        for w in (1, 2)
+        f"| {w} | 1 | " + " | ".join(f"{pipe[(w, b)]:.0f}" for b in (32, 64)) + " |" for w in (1, 2)
     )
     share = s["default"] / s["forward_same"]
     return f"""{SECTION}
@@ -249,28 +277,53 @@ Pure forward pass on ready uint8 tensors (images/s, by batch size):
 |---:|---|---:|---:|---:|---:|
 {rows}
 
+Two threads lose to one whenever another job holds a core (OpenMP threads wait for each
+other), which is why extraction gives the forward pass one thread beside one decode worker.
+
 Decoding one JPEG and resizing it to 64×64: {s["decode"][True]:.2f} ms with Pillow's
 `draft()` (it decodes the 800×600 file at {s["drafted"][0]}×{s["drafted"][1]}, 1/8 scale),
 {s["decode"][False]:.2f} ms without, so `data.load_image(draft_size=…)` is effective.
 
 Pipeline `extract.embed_records` (decode workers + channels-last forward; images/s):
 
-| decode workers | forward threads | batch 32 | batch 64 | batch 128 |
-|---:|---:|---:|---:|---:|
+| decode workers | forward threads | batch 32 | batch 64 |
+|---:|---:|---:|---:|
 {pipe_rows}
+| forward pass alone, ready tensors | 1 | | {pipe[("forward", 64)]:.0f} |
+
+(The settings took turns over 3 rounds, so each saw the same load; medians.)
 
 With the defaults (1 decode worker and 1 forward thread on 2 cores, batch 64) extraction runs
 at **{s["default"]:.0f} images/s**: {share:.0%} of the forward pass alone with the same
 thread (goal ≥ 80 %: {"met" if share >= GOAL_SHARE else "not met"}), and
-{s["default"] / GOAL_IMAGES_PER_S * 7:.0f}× the original's ~7 images/s (1,000 in 2–3 minutes;
-goal ≥ 70 images/s: {"met" if s["default"] >= GOAL_IMAGES_PER_S else "not met"}).
+{s["default"] / 7:.0f}× the original's ~7 images/s (1,000 in 2–3 minutes; goal ≥ 70 images/s:
+{"met" if s["default"] >= GOAL_IMAGES_PER_S else "not met"}).
+
+Why the share stays under 80 % at 64 px: the model needs only
+{1000 / s["forward_same"]:.2f} ms per image on one core, and decoding an 800×600 JPEG takes
+{s["decode"][True]:.2f} ms even at 1/8 scale (the entropy decoding of the whole file remains).
+Decoding and the forward pass each need about a core, and this machine has two, shared with
+other jobs during the run; the pipeline's ceiling is the slower of the two on a core of its
+own. With a larger input the forward pass dominates and the pipeline keeps up: at
+`image_size=128` (same rounds, 1 decode worker, batch 32) it ran at
+{s["big"][(1, 32)]:.0f} images/s against {s["big"][("forward", 64)]:.0f} for the forward pass
+alone ({s["big"][(1, 32)] / s["big"][("forward", 64)]:.0%}). Batch size: {batch_note(pipe)}
 
 Adding one image to a 10,000-image collection (`Searcher.add_images`: decode, embed, save
-the file, one SQLite commit, FAISS {s["add"]["kind"]} add; median of 20):
-**{s["add"]["add"]:.1f} ms**, against {s["add"]["embed"]:.1f} ms to embed the same image.
-ONNX Runtime was not tried: the forward pass already dominates only at batch sizes the
-pipeline keeps up with, and it would add a dependency.
+the file with fsync, one SQLite commit, FAISS {s["add"]["kind"]} add; one torch thread; median
+of 20): **{s["add"]["add"]:.1f} ms**, against {s["add"]["embed"]:.1f} ms to embed the same
+image (the two alternate, so they saw the same load). An add is that embedding plus two
+fsyncs (image file, SQLite commit); the FAISS file is rewritten only every 1,000 adds (or 1 %
+of the index), so the cost does not grow with the collection.
 """
+
+
+def batch_note(pipe: dict) -> str:
+    """Which batch size the pipeline preferred, against the default of 64."""
+    b32, b64 = pipe[(1, 32)], pipe[(1, 64)]
+    if b32 > 1.1 * b64:
+        return f"32 ran {b32 / b64 - 1:.0%} faster than the default 64 (`--batch-size 32`)."
+    return "32 and 64 ran within 10 % of each other; the default stays 64."
 
 
 def write_docs(section: str) -> None:
@@ -281,7 +334,7 @@ def write_docs(section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
     DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
