@@ -31,6 +31,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--train-limit", type=int, default=0)
     p.add_argument("--test-limit", type=int, default=0)
     p.add_argument("--json-out", help="also write the figures to this file")
+    p.add_argument("--no-baselines", action="store_true", help="skip raw pixels and untrained")
     for flag in TRAIN_FLAGS + MODEL_FLAGS:
         p.add_argument("--" + flag.replace("_", "-"))
     return p.parse_args()
@@ -45,6 +46,7 @@ def main() -> int:
         output_dir=args.output_dir,
         train_limit=args.train_limit,
         test_limit=args.test_limit,
+        baselines=not args.no_baselines,
         model=replace(ModelConfig(image_size=32), pick(MODEL_FLAGS)),
         train=replace(TrainConfig(val_fraction=0.05), pick(TRAIN_FLAGS)),
     )

@@ -31,6 +31,7 @@ class QualitySettings:
     test_limit: int = 0  # 0 = all 10,000 test images
     model: ModelConfig = field(default_factory=lambda: ModelConfig(image_size=32))
     train: TrainConfig = field(default_factory=TrainConfig)
+    baselines: bool = True  # raw pixels and the untrained network, in the same run
 
 
 def to_rgb_batch(images: np.ndarray, size: int) -> torch.Tensor:
@@ -82,10 +83,11 @@ def run_quality(settings: QualitySettings, progress: bool = True) -> dict[str, A
     tr, te = to_rgb_batch(tr_x, size), to_rgb_batch(te_x, size)
     log.info("Fashion-MNIST: %d training images (index), %d test queries", len(tr), len(te))
     results: dict[str, Any] = {"train_images": len(tr), "test_queries": len(te)}
-    results["raw_pixels"] = pixel_metrics(tr_x, tr_y, te_x, te_y)
-    torch.manual_seed(settings.train.seed)
-    untrained = EmbeddingNet(settings.model).eval()
-    results["untrained"], _ = network_metrics(untrained, tr, tr_y, te, te_y)
+    if settings.baselines:
+        results["raw_pixels"] = pixel_metrics(tr_x, tr_y, te_x, te_y)
+        torch.manual_seed(settings.train.seed)
+        untrained = EmbeddingNet(settings.model).eval()
+        results["untrained"], _ = network_metrics(untrained, tr, tr_y, te, te_y)
     data = TrainData(tr, torch.from_numpy(tr_y), list(FASHION_MNIST_CLASSES),
                      [f"{i}" for i in range(len(tr))])  # fmt: skip
     config = TrainConfig(**{**settings.train.__dict__, "output_dir": settings.output_dir})
