@@ -5,7 +5,7 @@
 # Fails on any 5xx, any answer that does not match the description, or a refused valid request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${VENV:-.venv}/bin
+bin=$(realpath "${VENV:-.venv}/bin")
 examples=${SCHEMATHESIS_EXAMPLES:-100}
 seconds=${SCHEMATHESIS_SECONDS:-180}
 work=$(mktemp -d -t imgsim-schemathesis-XXXXXX)
@@ -15,14 +15,17 @@ port=$("$bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1"
 "$bin/imgsim" -q index --data "$work/data" --workdir "$work"
 "$bin/imgsim" -q serve --workdir "$work" --host 127.0.0.1 --port "$port" >"$work/server.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 status=0
-"$bin/schemathesis" --config-file fuzz/schemathesis.toml run \
+# Run from the scratch folder: schemathesis keeps its cache (.schemathesis/) in the current one.
+config=$PWD/fuzz/schemathesis.toml
+export SCHEMATHESIS_HOOKS=$PWD/fuzz/schemathesis_hooks.py
+(cd "$work" && "$bin/schemathesis" --config-file "$config" run \
     "http://127.0.0.1:$port/openapi.json" --wait-for-schema 60 \
-    --max-examples "$examples" --max-time "$seconds" --seed 1 --workers 1 || status=$?
-if grep -q "Traceback\|internal server error" "$work/server.log"; then
-    echo "server log has errors:"; grep -B2 -A20 "Traceback" "$work/server.log" | head -80
+    --max-examples "$examples" --max-time "$seconds" --seed 1 --workers 1) || status=$?
+if grep -q "Traceback\|Unhandled error" "$work/server.log"; then
+    echo "server log has errors:"; grep -A20 "Traceback\|Unhandled error" "$work/server.log" | head -80
     status=1
 fi
 exit "$status"

@@ -98,6 +98,15 @@ def bad_uploads() -> dict[str, Bad]:
             400,
             "no image file",
         ),
+        "field without a parsable name": Bad(
+            Upload(
+                body=b'--b\r\nContent-Disposition: form-data; name="\\"\r\n\r\n3.7\r\n--b--\r\n',
+                content_type="multipart/form-data; boundary=b",
+                path="/search/batch",
+            ),
+            400,
+            "no image files in the request",
+        ),
         "wrong field name": Bad(image_file(png, field_name="photo"), 400,
                                 "no image file in the request: send it as the multipart field"),
         "no file name": Bad(image_file(png, name=""), 400, "no image selected"),
@@ -137,7 +146,7 @@ def bad_uploads() -> dict[str, Bad]:
             f"top_k={value!r}": Bad(Upload(files=ok.files, form={"top_k": value}), 400,
                                     "top_k must be")
             for value in ["4", "51", "-1", "abc", "1e3", "10.5", "9" * 5000, "\x00", "\x1e",
-                          "１０", "1_0"]
+                          " ", " 10", "１０", "1_0"]
         },
         **{
             f"threshold={value!r}": Bad(Upload(files=ok.files, form={"threshold": value}), 400,

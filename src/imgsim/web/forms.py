@@ -65,15 +65,17 @@ def read_images() -> list[tuple[str, bytes]]:
 
 
 def _no_file_message(problem: str, field: str) -> str:
+    it = "them" if field.endswith("s") else "it"
     # Say what did arrive: a wrong field name or a JSON/raw body is the usual mistake.
     if request.mimetype != "multipart/form-data":
         got = request.mimetype or "no body"
-        return f"{problem}: send it as multipart/form-data with the field '{field}' (got {got})"
-    sent = sorted({*request.files, *request.form})[:5]
+        return f"{problem}: send {it} as multipart/form-data with the field '{field}' (got {got})"
+    # A part whose name werkzeug cannot parse comes back under None (schemathesis found it).
+    sent = sorted({str(name) for name in [*request.files, *request.form] if name})[:5]
     if sent:
         names = ", ".join(repr(name[:40]) for name in sent)
-        return f"{problem}: send it as the multipart field '{field}' (got fields {names})"
-    return f"{problem} (send it as the multipart field '{field}')"
+        return f"{problem}: send {it} as the multipart field '{field}' (got fields {names})"
+    return f"{problem} (send {it} as the multipart field '{field}')"
 
 
 def _read(upload: FileStorage) -> tuple[str, bytes]:
@@ -120,6 +122,6 @@ def _field(name: str) -> str | None:
     values = [*request.form.getlist(name), *request.args.getlist(name)]
     if len(values) > 1:  # which one did the client mean? Refuse rather than guess.
         raise ApiError(f"{name} was given {len(values)} times; send it once")
-    # A blank field means "not given": HTML forms send empty inputs as "". Only ASCII blanks:
-    # str.strip() would also eat control characters such as "\x1e" (found by schemathesis).
-    return (values[0].strip(" \t\r\n") or None) if values else None
+    # An empty field means "not given": HTML forms send empty inputs as "". Nothing else is
+    # stripped: str.strip() also ate "\x1e" and made it the default (found by schemathesis).
+    return (values[0] or None) if values else None
