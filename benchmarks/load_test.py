@@ -1,0 +1,324 @@
+"""Load test: 32 concurrent clients for 60 s against gunicorn on loopback; errors, latency, memory.
+
+Builds the same throw-away workdir as web_latency.py (an untrained default-size model, 10,000
+random unit vectors), starts gunicorn on 127.0.0.1 and runs `--clients` threads, each on its
+own keep-alive connection, for `--seconds`. Each request is drawn from a fixed mix: searches
+with one of a few JPEGs (most), batch searches of two images, /stats, /health, an indexed
+image, and a deliberately bad upload that must get its 400. Anything else (another status, a
+refused or dropped connection, a timeout) is an error. Meanwhile the RSS of every gunicorn
+process is sampled from /proc every `--sample-every` seconds. Traffic goes to 127.0.0.1 only,
+and the run stops by itself. `--write-docs` replaces the "Load test" section of
+docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/load_test.py --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from web_latency import (
+    DOCS,
+    build_workdir,
+    free_port,
+    machine,
+    multipart,
+    percentile,
+    query_jpeg,
+    start_gunicorn,
+    wait_ready,
+)
+
+SECTION = "## Load test"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One kind of request in the mix and the status it must get."""
+
+    name: str
+    method: str
+    path: str
+    body: bytes | None = None
+    content_type: str | None = None
+    expect: int = 200
+
+
+@dataclass
+class Tally:
+    """What one client saw; merged after the run."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+
+def request_mix(top_k: int) -> list[tuple[Call, int]]:
+    """(call, weight): mostly single searches, as the page sends them."""
+    queries = [query_jpeg(seed=s) for s in range(4)]
+    calls = [(Call("search", "POST", "/search", *multipart(q, top_k)), 15) for q in queries]
+    body, content_type = batch_body(queries[:2], top_k)
+    calls += [
+        (Call("batch", "POST", "/search/batch", body, content_type), 6),
+        (Call("stats", "GET", "/stats"), 6),
+        (Call("health", "GET", "/health"), 4),
+        (Call("image", "GET", "/images/cat3_00042.jpg", expect=404), 4),  # no file on disk
+        (Call("bad-upload", "POST", "/search", *multipart(b"not an image", top_k), 400), 4),
+    ]
+    return calls
+
+
+def batch_body(images: list[bytes], top_k: int) -> tuple[bytes, str]:
+    boundary = "load-test-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="top_k"\r\n\r\n{top_k}\r\n']
+    body = "".join(parts).encode()
+    for i, image in enumerate(images):
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="images"; '
+                f'filename="q{i}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            ).encode()
+            + image
+            + b"\r\n"
+        )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def client(
+    port: int, mix: list[tuple[Call, int]], window: tuple[float, float], seed: int, tally: Tally
+) -> None:
+    """Send requests from the mix back to back on one keep-alive connection until the window
+    ends; latencies count from its start (before it: warm-up), errors count throughout."""
+    measure_from, until = window
+    rng = random.Random(seed)
+    calls, weights = zip(*mix, strict=True)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    while time.monotonic() < until:
+        call = rng.choices(calls, weights)[0]
+        headers = {"Content-Type": call.content_type} if call.content_type else {}
+        start = time.perf_counter()
+        try:
+            conn.request(call.method, call.path, body=call.body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            tally.errors.append(f"{call.name}: {exc!r}")
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            continue
+        if time.monotonic() >= measure_from:
+            tally.latencies.setdefault(call.name, []).append(time.perf_counter() - start)
+            tally.statuses[(call.name, response.status)] += 1
+        if response.status != call.expect:
+            tally.errors.append(f"{call.name}: HTTP {response.status} {payload[:200]!r}")
+    conn.close()
+
+
+def worker_pids(master: int) -> list[int]:
+    """gunicorn's worker processes: the master's children, found through /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == master:  # field 4 of stat, the parent pid
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (VmRSS), 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def sample_memory(master: int, every: float, stop: threading.Event, out: list[dict]) -> None:
+    """Every `every` seconds: seconds since start and the RSS of the master and each worker."""
+    start = time.monotonic()
+    while not stop.is_set():
+        workers = {pid: rss_mb(pid) for pid in worker_pids(master)}
+        out.append({"t": time.monotonic() - start, "master": rss_mb(master), "workers": workers})
+        stop.wait(every)
+
+
+def run_load(args: argparse.Namespace, port: int, master: int) -> tuple[Tally, list[dict]]:
+    """All clients for `args.warmup` s, then `args.seconds` s measured while memory is sampled.
+
+    The warm-up runs at full concurrency, so every worker thread has made its first
+    allocations before the first memory sample: growth after that would be a leak.
+    """
+    mix = request_mix(args.top_k)
+    tallies = [Tally() for _ in range(args.clients)]
+    measure_from = time.monotonic() + args.warmup
+    window = (measure_from, measure_from + args.seconds)
+    threads = [
+        threading.Thread(target=client, args=(port, mix, window, i, tallies[i]))
+        for i in range(args.clients)
+    ]
+    for thread in threads:
+        thread.start()
+    samples: list[dict] = []
+    stop = threading.Event()
+    time.sleep(max(0.0, measure_from - time.monotonic()))
+    sampler = threading.Thread(
+        target=sample_memory, args=(master, args.sample_every, stop, samples)
+    )
+    sampler.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    sampler.join()
+    merged = Tally()
+    for tally in tallies:
+        for name, times in tally.latencies.items():
+            merged.latencies.setdefault(name, []).extend(times)
+        merged.statuses.update(tally.statuses)
+        merged.errors.extend(tally.errors)
+    return merged, samples
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=32, help="concurrent clients (32)")
+    p.add_argument("--seconds", type=float, default=60, help="measured time (60)")
+    p.add_argument("--warmup", type=float, default=10, help="unmeasured time first (10)")
+    p.add_argument("--images", type=int, default=10_000, help="index size (10000)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
+    p.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (4)")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--sample-every", type=float, default=5, help="RSS sampling period (5 s)")
+    p.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
+    return p.parse_args(argv)
+
+
+def total_rss(sample: dict) -> float:
+    return sample["master"] + sum(sample["workers"].values())
+
+
+def latency_rows(tally: Tally, seconds: float) -> list[str]:
+    rows = []
+    for name, times in sorted(tally.latencies.items(), key=lambda kv: -len(kv[1])):
+        statuses = ", ".join(
+            f"{status}×{n}" for (call, status), n in sorted(tally.statuses.items()) if call == name
+        )
+        rows.append(
+            f"| {name} | {len(times)} | {statuses} | {percentile(times, 50):.0f} ms | "
+            f"{percentile(times, 99):.0f} ms | {len(times) / seconds:.1f} |"
+        )
+    return rows
+
+
+def memory_rows(samples: list[dict]) -> list[str]:
+    first, last = samples[0], samples[-1]
+    peak = max(samples, key=total_rss)
+    rows = [
+        f"| {label} (t = {s['t']:.0f} s) | {s['master']:.0f} | "
+        f"{' / '.join(f'{v:.0f}' for v in s['workers'].values())} | {total_rss(s):.0f} |"
+        for label, s in (("first sample", first), ("last sample", last), ("peak", peak))
+    ]
+    return rows
+
+
+def report(args: argparse.Namespace, tally: Tally, samples: list[dict], load: float) -> str:
+    """The markdown section: command, machine, set-up, errors, latency, memory."""
+    searches = [t for name in ("search", "batch") for t in tally.latencies.get(name, [])]
+    count = sum(len(times) for times in tally.latencies.values())
+    first, last = total_rss(samples[0]), total_rss(samples[-1])
+    date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
+    errors = "".join(f"\n  - `{e}`" for e in tally.errors[:10])
+    command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])
+    rate = count / args.seconds
+    threads = args.workers * args.threads
+    return f"""{SECTION}
+
+- Command: `.venv/bin/python {command}`
+- Machine: {machine()}; a shared machine: other jobs ran meanwhile (load average
+  {load:.2f} when the run began)
+- Date: {date}
+- Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1; {args.clients} client
+  threads on the same machine, each on its own keep-alive connection, sending requests back
+  to back: {args.warmup:g} s of warm-up, then {args.seconds:g} s measured. Index of
+  {args.images:,} random unit vectors and an untrained default model, as in "Web search
+  latency". Mix: single searches with 4 different 224×224 JPEGs (60 %), batch searches of
+  2 images (12 %), /stats (12 %), /health (8 %), an image that is indexed but not on disk
+  (8 %, must be 404), an upload that is not an image (8 %, must be 400).
+- An error is any other status than the expected one, a refused or dropped connection, or
+  a timeout (60 s).
+
+**Errors: {len(tally.errors)}**{errors} — in {count:,} measured requests ({rate:.0f}/s).
+Searches (single and batch): **p50 {percentile(searches, 50):.0f} ms, p99
+{percentile(searches, 99):.0f} ms**.
+
+| Request | Count | Statuses | p50 | p99 | Per second |
+|---|---:|---|---:|---:|---:|
+{chr(10).join(latency_rows(tally, args.seconds))}
+
+{args.clients} clients share {threads} request threads ({args.workers} workers × {args.threads}),
+and each worker runs one forward pass at a time: the server is saturated, and
+most of a request's time is spent waiting for a thread. Once it has one, a cheap request
+(stats, health, the 404 and the 400) takes a few ms, so its p50 depends on how long the queue
+was; the latency of one request at a time is in "Web search latency".
+
+Memory: RSS of the gunicorn processes, sampled every {args.sample_every:g} s ({len(samples)}
+samples). **First sample {first:.0f} MB, last {last:.0f} MB ({last - first:+.0f} MB).**
+
+| Sample | Master (MB) | Workers (MB) | Total (MB) |
+|---|---:|---:|---:|
+{chr(10).join(memory_rows(samples))}
+"""
+
+
+def write_section(section: str, path: Path = DOCS) -> None:
+    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    if start is None:
+        path.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""), "utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="imgsim-load-") as tmp:
+        workdir = Path(tmp)
+        build_workdir(workdir, args.images, 10, image_size=64)
+        port = free_port()
+        server = start_gunicorn(workdir, port, args.workers, args.threads)
+        try:
+            wait_ready(port)
+            load = os.getloadavg()[0]
+            tally, samples = run_load(args, port, server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    section = report(args, tally, samples, load)
+    print(section)
+    if args.write_docs:
+        write_section(section)
+        print(f"written to {DOCS}")
+    return 1 if tally.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
