@@ -231,7 +231,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="model_path", help=f"model file (default {MODEL_FILE})")
     p.add_argument("--output-dir", help="where the index files go (.)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (64)")
-    p.add_argument("--workers", type=int, help="decode processes (one per core)")
+    p.add_argument("--workers", type=int, help="decode processes (half the cores)")
     p.add_argument(
         "--plot",
         action="store_const",

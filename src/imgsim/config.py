@@ -69,7 +69,7 @@ class ExtractConfig:
     output_dir: str = "."
     model_path: str = MODEL_FILE
     batch_size: int = 64
-    workers: int = 0  # decode processes; 0 = one per CPU core
+    workers: int = 0  # decode processes; 0 = half the cores (the rest run the network)
     plot: bool = False  # t-SNE plot of the embedding space
 
 
