@@ -90,6 +90,14 @@ def test_serve_runs_the_app_on_host_and_port(workdir: Path, runs) -> None:
     assert app.config["IMGSIM"].workdir == str(workdir)
 
 
+def test_serve_binds_to_loopback_by_default(workdir: Path, runs) -> None:
+    from imgsim.cli import build_parser
+
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    serve(str(workdir))
+    assert runs[0][1]["host"] == "127.0.0.1"
+
+
 def test_serve_keeps_the_config_files_workdir_unless_given(
     workdir: Path, tmp_path: Path, runs
 ) -> None:

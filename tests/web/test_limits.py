@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -50,8 +54,8 @@ def test_stalled_upload_is_408_at_the_deadline(address: tuple[str, int]) -> None
     assert health(address).startswith(b"HTTP/1.1 200")
 
 
-def test_trickling_upload_is_408_at_the_deadline_too(address: tuple[str, int]) -> None:
-    # A byte every 0.2 s never lets a single read wait long: only a deadline stops it.
+def trickle(address: tuple[str, int]) -> tuple[bytes, float]:
+    """Start an upload, then send a byte every 0.2 s: never a long wait for any single read."""
     start = time.monotonic()
     with socket.create_connection(address) as sock:
         sock.sendall(UPLOAD_HEAD)
@@ -65,7 +69,11 @@ def test_trickling_upload_is_408_at_the_deadline_too(address: tuple[str, int]) -
                 continue
             except OSError:  # the server closed as we wrote
                 break
-    elapsed = time.monotonic() - start
+    return answer, time.monotonic() - start
+
+
+def test_trickling_upload_is_408_at_the_deadline_too(address: tuple[str, int]) -> None:
+    answer, elapsed = trickle(address)
     assert answer.startswith(b"HTTP/1.1 408")
     assert elapsed < TIMEOUT + 1.5
 
@@ -137,3 +145,37 @@ def test_watchdog_leaves_finished_requests_alone() -> None:
         client.sendall(b"next request")
         assert server.recv(100) == b"next request"
         assert not watch.expired
+
+
+def test_gunicorn_answers_a_trickling_upload_408_too(workdir: Path, tmp_path: Path) -> None:
+    # Production runs gunicorn, whose body reads loop until they have what was asked for:
+    # only the watchdog's cut-off ends them.
+    config = tmp_path / "imgsim.toml"
+    config.write_text(f"[search]\nrequest_timeout = {TIMEOUT}\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = probe.getsockname()
+    env = {**os.environ, "IMGSIM_WORKDIR": str(workdir), "IMGSIM_CONFIG": str(config)}
+    bind = f"127.0.0.1:{address[1]}"
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "2", "-b", bind,
+               "--log-level", "warning", "imgsim.web:create_app()"]  # fmt: skip
+    server = subprocess.Popen(command, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not health_or_none(address):
+            assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
+            time.sleep(0.2)
+        answer, elapsed = trickle(address)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert elapsed < TIMEOUT + 1.5
+        assert health(address).startswith(b"HTTP/1.1 200")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def health_or_none(address: tuple[str, int]) -> bytes | None:
+    try:
+        return health(address)
+    except OSError:
+        return None
