@@ -84,6 +84,9 @@ class SearchConfig:
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
     max_batch_files: int = 16
     request_timeout: float = 30.0  # seconds a client may take to send a request (408 after)
+    # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN
+    # wins over it. Out of repr so a logged config never shows it.
+    admin_token: str = field(default="", repr=False)
 
 
 @dataclass

@@ -221,7 +221,10 @@ class Searcher:
         """
         index = self._require_index()
         with self._write_lock:
-            removed = index.remove_images(names)
+            # Unknown names (a typo, a probe from a request) change nothing, not even the
+            # manifest: the index would otherwise persist an empty change.
+            known = [n for n in names if n in index]
+            removed = index.remove_images(known) if known else []
             for name in removed if delete_files else []:
                 (Path(index.meta.data_dir) / name).unlink(missing_ok=True)
         return removed

@@ -54,6 +54,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_workdir(tmp_path_factory.mktemp("imgsim-web"))
 
 
+@pytest.fixture
+def own_workdir(tmp_path: Path) -> Path:
+    """A workdir of this test's own, for tests that add or remove images (its data: ../data)."""
+    return build_workdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def data_dir(workdir: Path) -> Path:
     return workdir.parent / "data"

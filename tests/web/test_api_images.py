@@ -23,7 +23,12 @@ def test_indexed_images_are_served(client: FlaskClient, data_dir: Path, name: st
     assert response.data == (data_dir / name).read_bytes()
     assert response.mimetype == ("image/jpeg" if name.endswith(".jpg") else "image/png")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert "max-age=3600" in response.headers["Cache-Control"]
+    # Images can be replaced or removed at run time (POST/DELETE /images): always revalidate.
+    assert {"no-cache", "max-age=0"} <= set(response.headers["Cache-Control"].split(", "))
+    again = client.get(
+        f"/images/{quote(name)}", headers={"If-None-Match": response.headers["ETag"]}
+    )
+    assert again.status_code == 304
 
 
 OTHER_PATHS = [

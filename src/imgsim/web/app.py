@@ -13,13 +13,16 @@ from flask.cli import with_appcontext
 
 from ..config import SearchConfig, load_config, replace
 from ..search import Searcher
-from . import errors, images, openapi, pages, search, status
+from . import errors, images, manage, openapi, pages, search, status
 from .forms import FORM_OVERHEAD, InMemoryRequest
 from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
 
 ENV_WORKDIR = "IMGSIM_WORKDIR"  # where the model file and index live (default: the current dir)
 ENV_CONFIG = "IMGSIM_CONFIG"  # a TOML/YAML/JSON config file whose [search] section applies
+# The token of the update endpoints (POST/DELETE /images). The environment rather than a flag:
+# a command line is visible to every user of the machine (ps).
+ENV_TOKEN = "IMGSIM_TOKEN"
 
 # No inline script or style and nothing from another origin: the page works offline and an
 # injected file name can never run as code. Images may be blob:/data: for the query preview.
@@ -37,8 +40,8 @@ def create_app(
 ) -> Flask:
     """Build the app; the model and index are loaded here, once per process.
 
-    `config` defaults to the environment (IMGSIM_CONFIG, IMGSIM_WORKDIR), which is how
-    `gunicorn "imgsim.web:create_app()"` is configured. Tests may pass a ready `searcher`.
+    `config` defaults to the environment (IMGSIM_CONFIG, IMGSIM_WORKDIR, IMGSIM_TOKEN), which
+    is how `gunicorn "imgsim.web:create_app()"` is configured. Tests may pass a ready `searcher`.
     """
     config = config or config_from_env()
     app = Flask(__name__)
@@ -51,7 +54,7 @@ def create_app(
     app.config.update(flask_config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
     init_app(app, config, searcher)
-    for blueprint in (pages.bp, search.bp, status.bp, images.bp, openapi.bp):
+    for blueprint in (pages.bp, search.bp, status.bp, images.bp, manage.bp, openapi.bp):
         app.register_blueprint(blueprint)
     errors.register_error_handlers(app)
     app.after_request(_security_headers)
@@ -67,7 +70,14 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> SearchConfig:
     config = load_config(environ.get(ENV_CONFIG) or None).search
     if environ.get(ENV_WORKDIR):
         config = replace(config, {"workdir": environ[ENV_WORKDIR]})
-    return config
+    return token_from_env(config, environ)
+
+
+def token_from_env(config: SearchConfig, environ: Mapping[str, str] | None = None) -> SearchConfig:
+    """`config` with IMGSIM_TOKEN as its admin_token when that is set (it wins over the file)."""
+    environ = os.environ if environ is None else environ
+    token = environ.get(ENV_TOKEN)
+    return replace(config, {"admin_token": token}) if token else config
 
 
 def _security_headers(response: Response) -> Response:
@@ -87,4 +97,12 @@ def check_command() -> None:
         raise SystemExit(1)
 
 
-__all__ = ["CSP", "ENV_CONFIG", "ENV_WORKDIR", "config_from_env", "create_app"]
+__all__ = [
+    "CSP",
+    "ENV_CONFIG",
+    "ENV_TOKEN",
+    "ENV_WORKDIR",
+    "config_from_env",
+    "create_app",
+    "token_from_env",
+]

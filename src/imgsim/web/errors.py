@@ -12,7 +12,13 @@ from werkzeug.exceptions import (
     RequestTimeout,
 )
 
-from ..search import NotReadyError, UnreadableImageError
+from ..search import (
+    ImageNameError,
+    ModelMismatchError,
+    NotReadyError,
+    StaleIndexError,
+    UnreadableImageError,
+)
 
 log = logging.getLogger("imgsim")
 
@@ -38,6 +44,26 @@ def _api_error(exc: ApiError) -> tuple[Response, int]:
 def _unreadable(exc: UnreadableImageError) -> tuple[Response, int]:
     # Corrupt, truncated, not an image, or too many pixels: all the client's fault, so 400.
     return error_response(str(exc), 400)
+
+
+def _bad_name(exc: ImageNameError) -> tuple[Response, int]:
+    # A name from an upload that could escape the data folder or hide from its scan.
+    return error_response(str(exc), 400)
+
+
+def _model_mismatch(exc: ModelMismatchError) -> tuple[Response, int]:
+    # 409: the request is fine, but this server's model did not build the index on disk.
+    return error_response(str(exc), 409)
+
+
+def _stale_index(exc: StaleIndexError) -> tuple[Response, int]:
+    # Another process (a second gunicorn worker, `imgsim index`) wrote the index since this
+    # one loaded it; writing over it would lose that change. Only a reload can reconcile them.
+    return error_response(
+        "the index changed on disk since the server started (another process updated it): "
+        "restart the server, then try again",
+        409,
+    )
 
 
 def _not_ready(exc: NotReadyError) -> tuple[Response, int]:
@@ -93,6 +119,9 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(UnreadableImageError, _unreadable)
     app.register_error_handler(NotReadyError, _not_ready)
+    app.register_error_handler(ImageNameError, _bad_name)
+    app.register_error_handler(ModelMismatchError, _model_mismatch)
+    app.register_error_handler(StaleIndexError, _stale_index)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(RequestTimeout, _timeout)
     app.register_error_handler(InternalServerError, _internal_error)

@@ -1,4 +1,4 @@
-"""Reading a search request: the uploaded images (in memory, never on disk) and top_k/threshold."""
+"""Reading an API request: the uploaded images (in memory, never on disk) and its text fields."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _read(upload: FileStorage) -> tuple[str, bytes]:
 
 def read_top_k() -> int:
     """`top_k` (or the original's `num_results`): an integer from 5 to 50, default from config."""
-    raw = _field("top_k") or _field("num_results")
+    raw = read_field("top_k") or read_field("num_results")
     if raw is None:
         return current_app.config["IMGSIM"].top_k
     if not _INTEGER.fullmatch(raw):
@@ -107,7 +107,7 @@ def read_top_k() -> int:
 
 def read_threshold() -> float | None:
     """`threshold` in percent (0-100); None when absent, so the model's tuned default applies."""
-    raw = _field("threshold")
+    raw = read_field("threshold")
     if raw is None:
         return None
     if not _NUMBER.fullmatch(raw):
@@ -118,7 +118,8 @@ def read_threshold() -> float | None:
     return threshold
 
 
-def _field(name: str) -> str | None:
+def read_field(name: str) -> str | None:
+    """A text field (form or query string) given at most once; None when absent or empty."""
     values = [*request.form.getlist(name), *request.args.getlist(name)]
     if len(values) > 1:  # which one did the client mean? Refuse rather than guess.
         raise ApiError(f"{name} was given {len(values)} times; send it once")

@@ -11,8 +11,10 @@ from .searcher import get_searcher
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
-# Dataset images change only on re-extraction; an hour of caching keeps result grids fast.
-CACHE_SECONDS = 3600
+# POST /images may replace an image and DELETE remove it, so caches must ask again each time:
+# max-age 0 with no-cache, and the ETag/Last-Modified make the answer a cheap 304 while the
+# file is unchanged (a replaced file is a new file, with a new time and ETag).
+CACHE_SECONDS = 0
 
 
 @bp.get("/<path:name>")

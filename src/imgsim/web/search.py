@@ -35,7 +35,7 @@ def search_batch() -> Any:
     try:
         batches = searcher.search_batch([data for _, data in uploads], top_k, threshold)
     except UnreadableImageError:
-        raise _name_unreadable(uploads) from None
+        raise name_unreadable(uploads) from None
     queries = [
         {"query": name, **with_urls(results_response(results))}
         for (name, _), results in zip(uploads, batches, strict=True)
@@ -50,7 +50,8 @@ def with_urls(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _name_unreadable(uploads: list[tuple[str, bytes]]) -> UnreadableImageError:
+def name_unreadable(uploads: list[tuple[str, bytes]]) -> UnreadableImageError:
+    """The error for a batch with an unreadable image, naming the first bad one and its place."""
     # The batch decode does not say which image failed; find it (only on this error path).
     for position, (name, data) in enumerate(uploads, start=1):
         try:

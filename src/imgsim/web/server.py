@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..config import load_config, replace
-from .app import create_app
+from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
 
@@ -23,12 +23,13 @@ def serve(
     """Load the model and index from `workdir` and answer on http://host:port until stopped.
 
     A config file's [search] section applies first; `workdir` overrides its workdir unless it
-    is the default ".", so `imgsim serve --config x.toml` keeps the file's choice.
+    is the default ".", so `imgsim serve --config x.toml` keeps the file's choice. IMGSIM_TOKEN
+    sets the update endpoints' token, over the file's.
     """
     config = load_config(config_path).search
     if workdir != "." or config_path is None:
         config = replace(config, {"workdir": workdir})
-    app = create_app(config)
+    app = create_app(token_from_env(config))
     with app.app_context():
         total = get_searcher().stats()["total_images"]
     workdir_shown = Path(config.workdir).resolve()
