@@ -216,3 +216,38 @@ def test_index_from_another_model_is_not_ready(trained_workdir: Path, tmp_path: 
     searcher = Searcher.from_workdir(tmp_path, model_path=model)
     with pytest.raises(NotReadyError, match="run extraction again"):
         searcher.search(b"", top_k=1)
+
+
+def test_refused_upload_never_replaces_a_users_image(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from imgsim.config import ExtractConfig
+    from imgsim.extract import extract
+    from imgsim.manifest import StaleIndexError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(shapes_dir.glob("circle_*"))[:3] + sorted(shapes_dir.glob("square_*"))[:3]:
+        shutil.copy(p, data / p.name)
+    model = str(trained_workdir / "triplet_base_final.pt")
+    extract(ExtractConfig(data_dir=str(data), output_dir=str(tmp_path), model_path=model,
+                          workers=1), progress=False)  # fmt: skip
+    searcher = Searcher.from_workdir(tmp_path, model_path=model)
+    original = (data / "circle_00001.png").read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise StaleIndexError("changed on disk")
+
+    monkeypatch.setattr(searcher.index, "add_images", refuse)
+    with pytest.raises(StaleIndexError):
+        searcher.add_images({"circle_00001.png": (shapes_dir / "square_00009.png").read_bytes()})
+    assert (data / "circle_00001.png").read_bytes() == original
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        p.name
+        for p in [
+            *sorted(shapes_dir.glob("circle_*"))[:3],
+            *sorted(shapes_dir.glob("square_*"))[:3],
+        ]
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -16,7 +18,6 @@ from PIL import Image
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .errors import ImgsimError, NotReadyError
-from .fileio import atomic_path
 from .index import EmbeddingIndex, EmbeddingsNotLoadedError, ModelMismatchError, load_index
 from .manifest import FileFacts, StaleIndexError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
@@ -209,8 +210,19 @@ class Searcher:
         with self._write_lock:
             data = [_read_bytes(source) for source in images.values()]
             vectors = self.embed(list(data))
-            facts = [self._save_file(n, d) for n, d in zip(names, data, strict=True)]
-            index.add_images(names, vectors, facts, self.model_info.get("model_id"))
+            staged = [self._stage_file(n, d) for n, d in zip(names, data, strict=True)]
+            try:
+                index.add_images(
+                    names, vectors, [f for _, f in staged], self.model_info.get("model_id")
+                )
+            except BaseException:
+                for tmp, _ in staged:
+                    tmp.unlink(missing_ok=True)
+                raise
+            # Files take their names only once the index holds them: a refused change (another
+            # model, an index changed on disk) never replaces one of the user's images.
+            for name, (tmp, _) in zip(names, staged, strict=True):
+                os.replace(tmp, Path(index.meta.data_dir) / name)
         return names
 
     def remove_images(self, names: Iterable[str], delete_files: bool = True) -> list[str]:
@@ -236,13 +248,18 @@ class Searcher:
             raise NotReadyError(EMBEDDINGS_MISSING)
         return self.index
 
-    def _save_file(self, name: str, data: bytes) -> FileFacts:
+    def _stage_file(self, name: str, data: bytes) -> tuple[Path, FileFacts]:
+        """Write an upload, fsynced, under a hidden name beside its target (scans skip it)."""
         assert self.index is not None
-        path = Path(self.index.meta.data_dir) / name
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        stat = path.stat()
-        return FileFacts(len(data), stat.st_mtime_ns, hashlib.sha256(data).hexdigest())
+        target = Path(self.index.meta.data_dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload", dir=target.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        mtime = Path(tmp).stat().st_mtime_ns  # a rename keeps it: the manifest's facts hold
+        return Path(tmp), FileFacts(len(data), mtime, hashlib.sha256(data).hexdigest())
 
     def image_path(self, name: str) -> Path | None:
         """The file of an indexed image, or None: names not in the index are never opened."""
