@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from imgsim.config import ModelConfig  # noqa: E402
+
+# The network these figures were measured with (the default widths until the quality work).
+WIDTHS = (32, 64, 128, 256)
 from imgsim.data import load_image, scan_images, to_array  # noqa: E402
 from imgsim.extract import embed_records  # noqa: E402
 from imgsim.model import EmbeddingNet  # noqa: E402
@@ -183,7 +186,7 @@ def main() -> int:
     paths = make_photos(args.dir / f"n{args.images}", args.images)
     data = paths[0].parent
     torch.manual_seed(0)
-    model = EmbeddingNet(ModelConfig()).eval()
+    model = EmbeddingNet(ModelConfig(widths=WIDTHS)).eval()
     size = model.config.image_size
     print(f"{len(paths)} JPEGs {Image.open(paths[0]).size} in {data}; input {size} px")
 
@@ -210,7 +213,7 @@ def main() -> int:
     for key, rate in pipeline.items():
         print(f"pipeline {key}: {rate:7.0f} images/s")
     # At a larger input the forward pass outweighs decoding: the share the pipeline reaches.
-    big = EmbeddingNet(ModelConfig(image_size=128)).eval()
+    big = EmbeddingNet(ModelConfig(image_size=128, widths=WIDTHS)).eval()
     embed_records(big, 128, scan_images(data)[:64], 32, 1, progress=False)  # warm-up
     big_rates = pipeline_rates(big, data, settings=((1, 32),))
     print(f"128 px: pipeline {big_rates[(1, 32)]:.0f}, forward {big_rates[('forward', 64)]:.0f}")
@@ -268,8 +271,8 @@ def render(s: dict) -> str:
   ±30 % from run to run); Python {platform.python_version()}, torch {torch.__version__}
 - Date: {s["started"]}; load average (1 min) when it began: {s["load"]:.2f}
 - Data: {s["count"]} generated photo-like JPEGs, 800×600, quality 90 (blurred ellipses plus
-  noise); model: default `ModelConfig` (64 px input, 128-d), untrained weights. Medians of
-  3 or more repeats after a warm-up.
+  noise); model: `ModelConfig(widths=(32, 64, 128, 256))` (64 px input, 128-d), untrained
+  weights. Medians of 3 or more repeats after a warm-up.
 
 Pure forward pass on ready uint8 tensors (images/s, by batch size):
 

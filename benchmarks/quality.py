@@ -20,6 +20,7 @@ from imgsim.quality import QualitySettings, run_quality
 TRAIN_FLAGS = (
     "epochs", "batch_size", "learning_rate", "lr_schedule", "loss", "margin",
     "mining", "m_per_class", "val_fraction", "augment", "seed", "steps_per_epoch",
+    "time_budget_min",
 )  # fmt: skip
 MODEL_FLAGS = ("image_size", "widths", "blocks", "head_hidden", "embedding_dim")
 

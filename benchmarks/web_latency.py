@@ -1,6 +1,6 @@
 """Latency of POST /search through gunicorn on loopback, against a 10,000-image index.
 
-Builds a throw-away workdir (an untrained model with the default ModelConfig and 10,000 random
+Builds a throw-away workdir (an untrained model with widths 32,64,128,256 and 10,000 random
 unit vectors named like cat3_00042.jpg), starts gunicorn on 127.0.0.1, sends a 224×224 JPEG
 over one keep-alive connection, and prints p50/p95. `--write-docs` also replaces the
 "Web search latency" section of docs/benchmarks.md. Not a test: figures depend on the machine.
@@ -44,7 +44,8 @@ def build_workdir(
     from imgsim.model import EmbeddingNet, save_model
 
     torch.manual_seed(seed)
-    model = EmbeddingNet(ModelConfig(image_size=image_size)).eval()
+    # The network these figures were measured with (the default widths until the quality work).
+    model = EmbeddingNet(ModelConfig(image_size=image_size, widths=(32, 64, 128, 256))).eval()
     names_of = [f"cat{c}" for c in range(categories)]
     model_id = save_model(directory / MODEL_FILE, model, names_of)
     rng = np.random.default_rng(seed)
@@ -254,7 +255,8 @@ def report(args: argparse.Namespace, figures: dict, argv: list[str] | None) -> s
 - Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1, client on the
   same machine, one keep-alive connection per client; index of {args.images:,} random unit
   vectors (128-d, FAISS flat L2, names like `cat3_00042.jpg`); an untrained model with the
-  default `ModelConfig` but `image_size={args.image_size}`; query: one 224×224 JPEG
+  `ModelConfig(widths=(32, 64, 128, 256))` with `image_size={args.image_size}`;
+  query: one 224×224 JPEG
   ({figures["jpeg_kb"]:.0f} KB), `top_k={args.top_k}`; {args.warmup} warm-up requests first.
   Latency = request sent → whole JSON answer read.
 
