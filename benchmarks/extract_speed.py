@@ -37,6 +37,8 @@ from imgsim.config import ModelConfig  # noqa: E402
 
 # The network these figures were measured with (the default widths until the quality work).
 WIDTHS = (32, 64, 128, 256)
+from docs_section import write_section  # noqa: E402
+
 from imgsim.data import load_image, scan_images, to_array  # noqa: E402
 from imgsim.extract import embed_records  # noqa: E402
 from imgsim.model import EmbeddingNet  # noqa: E402
@@ -242,7 +244,7 @@ def main() -> int:
         f"{GOAL_IMAGES_PER_S:.0f} images/s: {'met' if default >= GOAL_IMAGES_PER_S else 'NOT met'}"
     )
     if args.write_docs:
-        write_docs(render(summary))
+        write_section(SECTION, render(summary))
         print(f"wrote the '{SECTION}' section of {DOCS}")
     return 0
 
@@ -327,18 +329,6 @@ def batch_note(pipe: dict) -> str:
     if b32 > 1.1 * b64:
         return f"32 ran {b32 / b64 - 1:.0%} faster than the default 64 (`--batch-size 32`)."
     return "32 and 64 ran within 10 % of each other; the default stays 64."
-
-
-def write_docs(section: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docs_section import write_section
 from web_latency import (
     DOCS,
     build_workdir,
@@ -285,19 +286,6 @@ samples). **First sample {first:.0f} MB, last {last:.0f} MB ({last - first:+.0f}
 """
 
 
-def write_section(section: str, path: Path = DOCS) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""), "utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="imgsim-load-") as tmp:
@@ -315,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(args, tally, samples, load)
     print(section)
     if args.write_docs:
-        write_section(section)
+        write_section(SECTION, section)
         print(f"written to {DOCS}")
     return 1 if tally.errors else 0
 

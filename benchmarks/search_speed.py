@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from docs_section import write_section  # noqa: E402
+
 from imgsim import vectors  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -125,7 +127,7 @@ def main() -> int:
     }  # fmt: skip
     print(goals(summary))
     if args.write_docs:
-        write_docs(render(summary))
+        write_section(SECTION, render(summary))
         print(f"wrote the '{SECTION}' section of {DOCS}")
     return 0
 
@@ -190,18 +192,6 @@ needs just those).
 {goals(s)}.
 
 {EARLIER}"""
-
-
-def write_docs(section: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

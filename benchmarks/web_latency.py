@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from docs_section import write_section
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,22 +269,6 @@ Goal p50 ≤ 30 ms on 2 cores: **{verdict}** (sequential p50 {p50:.1f} ms).
 """
 
 
-def write_section(section: str, path: Path = DOCS) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, leaving the others alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -294,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(args, figures, argv)
     print(section)
     if args.write_docs:
-        write_section(section)
+        write_section(SECTION, section)
         print(f"written to {DOCS}")
     return 0
 
