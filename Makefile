@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint format bench clean fuzz
+.PHONY: demo test setup system-deps lint format clean fuzz
 
 demo: setup  ## sample data → train → extract → sample searches → web server on :5000
 	$(BIN)/imgsim demo
