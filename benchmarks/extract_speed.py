@@ -151,8 +151,9 @@ def pipeline_rates(model: EmbeddingNet, data: Path, settings=PIPELINES, rounds: 
 def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict[str, float]:
     """Median ms of Searcher.add_images for one image into a `collection`-image index,
     and of Searcher.embed for the same image (decode + forward)."""
-    from imgsim.index import load_index, save_index
     from imgsim.search import Searcher
+    from imgsim.store import open_store
+    from imgsim.store.exports import build_collection
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -160,8 +161,9 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
         vectors = rng.standard_normal((collection, model.config.embedding_dim))
         vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
         names = [f"cat{i % 10}_{i:06d}.jpg" for i in range(collection)]
-        save_index(work, vectors, names, str(work / "dataset"), "bench")
-        searcher = Searcher(model, load_index(work), {"model_id": "bench"})
+        store = open_store(work)
+        build_collection(store, vectors, names, work / "dataset", "bench")
+        searcher = Searcher(model, store, {"model_id": "bench"}, workdir=work)
         searcher.embed([jpegs[0]])
         embed, add = [], []
         for i, data in enumerate(jpegs):
@@ -171,7 +173,9 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
             start = time.perf_counter()
             searcher.add_images({f"new_{i:05d}.jpg": data})
             add.append(time.perf_counter() - start)
-        kind = searcher.index.kind if searcher.index else "?"
+        info = store.info()
+        kind = info.kind if info else "?"
+        store.close()
     return {"embed": 1000 * statistics.median(embed), "add": 1000 * statistics.median(add),
             "kind": kind}  # fmt: skip
 

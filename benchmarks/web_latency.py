@@ -41,8 +41,9 @@ def build_workdir(
     import torch
 
     from imgsim.config import MODEL_FILE, ModelConfig
-    from imgsim.index import save_index
     from imgsim.model import EmbeddingNet, save_model
+    from imgsim.store import open_store
+    from imgsim.store.exports import build_collection
 
     torch.manual_seed(seed)
     # The network these figures were measured with (the default widths until the quality work).
@@ -53,7 +54,8 @@ def build_workdir(
     features = rng.standard_normal((images, model.config.embedding_dim)).astype(np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     names = [f"cat{i % categories}_{i // categories:05d}.jpg" for i in range(images)]
-    save_index(directory, features, names, str(directory / "dataset"), model_id)
+    with open_store(directory) as store:
+        build_collection(store, features, names, directory / "dataset", model_id)
     return model_id
 
 

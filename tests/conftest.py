@@ -78,3 +78,28 @@ def trained_workdir(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) 
 def _imgsim_logs_propagate() -> None:
     # The CLI turns propagation off for its own handler; caplog needs it on.
     logging.getLogger("imgsim").propagate = True
+
+
+@pytest.fixture(scope="session")
+def milvus_address(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """HOST:PORT of a real Milvus server (see tests/milvus_server.py), or a skip."""
+    from . import milvus_server
+
+    try:
+        yield from milvus_server.start(tmp_path_factory.mktemp("milvus"))
+    except ImportError:
+        pytest.skip("no Milvus: pip install -e '.[dev]' (PyPI's milvus) or set IMGSIM_TEST_MILVUS")
+
+
+@pytest.fixture(params=["faiss", "milvus"])
+def store_spec(request: pytest.FixtureRequest) -> object:
+    """Each engine in turn: 'faiss' (embedded), or a fresh prefix on the Milvus server."""
+    if request.param == "faiss":
+        yield "faiss"
+        return
+    from . import milvus_server
+
+    address = request.getfixturevalue("milvus_address")
+    spec = milvus_server.unique_spec(address)
+    yield spec
+    milvus_server.drop_prefix(address, spec)

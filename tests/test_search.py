@@ -209,9 +209,12 @@ def test_writers_and_searches_in_threads(writable: Path, shapes_dir: Path) -> No
 def test_index_from_another_model_is_not_ready(trained_workdir: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from imgsim.index import save_index
+    from imgsim.store import open_store
+    from imgsim.store.exports import build_collection
 
-    save_index(tmp_path, np.eye(4, 5, dtype=np.float32), [f"a_{i}.png" for i in range(4)], ".", "x")
+    with open_store(tmp_path) as store:
+        names = [f"a_{i}.png" for i in range(4)]
+        build_collection(store, np.eye(4, 5, dtype=np.float32), names, ".", "x")
     model = trained_workdir / "triplet_base_final.pt"
     searcher = Searcher.from_workdir(tmp_path, model_path=model)
     with pytest.raises(NotReadyError, match="run extraction again"):
@@ -225,7 +228,7 @@ def test_refused_upload_never_replaces_a_users_image(
 
     from imgsim.config import ExtractConfig
     from imgsim.extract import extract
-    from imgsim.manifest import StaleIndexError
+    from imgsim.store import ConcurrentChangeError
 
     data = tmp_path / "data"
     data.mkdir()
@@ -238,10 +241,10 @@ def test_refused_upload_never_replaces_a_users_image(
     original = (data / "circle_00001.png").read_bytes()
 
     def refuse(*args, **kwargs):
-        raise StaleIndexError("changed on disk")
+        raise ConcurrentChangeError("changed on disk")
 
-    monkeypatch.setattr(searcher.index, "add_images", refuse)
-    with pytest.raises(StaleIndexError):
+    monkeypatch.setattr(searcher.store, "add", refuse)
+    with pytest.raises(ConcurrentChangeError):
         searcher.add_images({"circle_00001.png": (shapes_dir / "square_00009.png").read_bytes()})
     assert (data / "circle_00001.png").read_bytes() == original
     assert sorted(p.name for p in data.iterdir()) == sorted(

@@ -13,9 +13,9 @@ import imgsim.extract
 import imgsim.update
 from imgsim.cli import main
 from imgsim.config import ExtractConfig
-from imgsim.index import load_index
 from imgsim.model import load_model, save_model
 from imgsim.search import Searcher
+from imgsim.store import open_store
 from imgsim.update import update_index
 
 
@@ -30,6 +30,14 @@ def workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
         for path in sorted(shapes_dir.glob(f"{shape}_*"))[:8]:
             shutil.copy(path, data / path.name)
     return work
+
+
+def _vectors(work: Path) -> tuple[list[str], object]:
+    import numpy as np
+
+    with open_store(work) as store:
+        parts = list(store.iter_vectors())
+    return [n for names, _ in parts for n in names], np.concatenate([v for _, v in parts])
 
 
 def _config(work: Path) -> ExtractConfig:
@@ -60,7 +68,7 @@ def test_update_embeds_only_new_and_changed_files(
     workdir: Path, shapes_dir: Path, embedded: list[str]
 ) -> None:
     first = update_index(_config(workdir), progress=False)
-    assert first.full and "No manifest" in first.reason and first.total == 24
+    assert first.full and "No index" in first.reason and first.total == 24
     embedded.clear()
     data = workdir.parent / "data"
     shutil.copy(shapes_dir / "stripes_00001.png", data / "stripes_00001.png")  # new
@@ -75,9 +83,9 @@ def test_update_embeds_only_new_and_changed_files(
     assert sorted(embedded) == ["square_00002.png", "stripes_00001.png", "stripes_00002.png"]
     assert (result.embedded, result.reused, result.removed) == (3, 1, 2)
     assert result.unchanged == 21 and result.total == 25 and not result.full
-    index = load_index(workdir)
-    assert "circle_00001.png" not in index and "triangle_09999.png" in index
-    assert index.file_facts()["square_00003.png"].mtime_ns == 1
+    with open_store(workdir) as store:
+        assert not store.contains("circle_00001.png") and store.contains("triangle_09999.png")
+        assert store.facts()["square_00003.png"].mtime_ns == 1
     searcher = Searcher.from_workdir(workdir)
     hits = searcher.search(shapes_dir / "circle_00001.png", top_k=25)
     assert "circle_00001.png" not in {h.filename for h in hits}  # deleted: never in results
@@ -87,10 +95,10 @@ def test_update_embeds_only_new_and_changed_files(
 def test_update_without_changes_embeds_nothing(workdir: Path, embedded: list[str]) -> None:
     update_index(_config(workdir), progress=False)
     embedded.clear()
-    before = load_index(workdir).vectors()
+    before = _vectors(workdir)
     result = update_index(_config(workdir), progress=False)
     assert embedded == [] and result.unchanged == 24 and result.embedded == 0
-    after = load_index(workdir).vectors()
+    after = _vectors(workdir)
     assert before[0] == after[0] and (before[1] == after[1]).all()
 
 
@@ -106,7 +114,8 @@ def test_another_model_re_embeds_everything(
     result = update_index(_config(workdir), progress=False)
     assert result.full and len(embedded) == 24
     assert "re-embedding all images" in caplog.text and "was embedded with model" in caplog.text
-    assert load_index(workdir).meta.model_id != info["model_id"]
+    with open_store(workdir) as store:
+        assert store.info().model_id != info["model_id"]
 
 
 def test_update_keeps_the_original_files_in_step(workdir: Path) -> None:
@@ -129,7 +138,8 @@ def test_cli_index_update_and_kind(workdir: Path, capsys: pytest.CaptureFixture)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "0 embedded, 0 reused, 1 removed, 23 unchanged; 23 images (hnsw index" in out
-    assert load_index(workdir).kind == "hnsw"
+    with open_store(workdir) as store:
+        assert store.info().kind == "hnsw"
     assert main(["index", "--update", "--data", data, "--workdir", str(workdir)]) == 0
     assert "(hnsw index" in capsys.readouterr().out  # the choice is remembered
 
@@ -138,8 +148,27 @@ def test_extract_builds_the_same_index(workdir: Path, embedded: list[str]) -> No
     from imgsim.extract import extract
 
     result = extract(_config(workdir), progress=False)
-    index = load_index(workdir)
-    assert result.count == len(index) == 24 and result.kind == index.kind == "flat"
-    assert all(f.sha256 and f.size for f in index.file_facts().values())
+    with open_store(workdir) as store:
+        assert result.count == store.count() == 24 and result.kind == "flat"
+        assert all(f.sha256 and f.size and f.inode for f in store.facts().values())
     embedded.clear()
     assert update_index(_config(workdir), progress=False).unchanged == 24 and not embedded
+
+
+def test_a_file_replaced_with_the_same_size_and_time_is_noticed(
+    workdir: Path, shapes_dir: Path, embedded: list[str]
+) -> None:
+    update_index(_config(workdir), progress=False)
+    data = workdir.parent / "data"
+    target = data / "square_00002.png"
+    st = target.stat()
+    replacement = (shapes_dir / "circle_00020.png").read_bytes()[: st.st_size]
+    replacement += b"\0" * (st.st_size - len(replacement))  # same size (then unreadable)
+    tmp = data / "incoming.tmp"
+    tmp.write_bytes(replacement)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # same modification time (cp -p)
+    os.replace(tmp, target)  # a new inode and change time
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    embedded.clear()
+    result = update_index(_config(workdir), progress=False)
+    assert embedded == ["square_00002.png"] and result.embedded + result.skipped == 1

@@ -22,6 +22,7 @@ HISTORY_PLOT = "training_history.png"
 EMBEDDING_PLOT = "triplet_embedding_space.png"
 TRAIN_CONFIG_FILE = "training_config.json"
 CHECKPOINT_DIR = "checkpoints"
+STAGING_DIR = ".imgsim-staging"  # uploads wait here (in the workdir) until they are indexed
 DEFAULT_DATA_DIR = "static/dataset"
 
 
@@ -71,6 +72,7 @@ class ExtractConfig:
     batch_size: int = 64
     workers: int = 0  # decode processes; 0 = half the cores (the rest run the network)
     plot: bool = False  # t-SNE plot of the embedding space
+    store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
 
 
 @dataclass
@@ -78,6 +80,7 @@ class SearchConfig:
     """Search settings shared by the CLI and the web server."""
 
     workdir: str = "."  # where the model file and the index live
+    store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
     top_k: int = 10
     threshold: float = 0.0  # minimum similarity in percent
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)

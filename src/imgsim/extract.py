@@ -14,9 +14,11 @@ import torch
 
 from .config import EMBEDDING_PLOT, ExtractConfig
 from .data import DatasetError, ImageRecord, default_workers, iter_decoded, scan_images
-from .index import save_index
-from .manifest import FileFacts, collect_facts
+from .filefacts import FileFacts, collect_facts
 from .model import EmbeddingNet, load_model
+from .staging import wait_for_uploads
+from .store import ConcurrentChangeError, Store, open_store
+from .store.exports import build_collection, write_exports
 
 log = logging.getLogger("imgsim")
 
@@ -133,30 +135,20 @@ def _extract_with(
 ) -> ExtractResult:
     size = image_size or model.config.image_size  # type: ignore[union-attr]
     start = time.perf_counter()
-    records = scan_images(config.data_dir)
-    if not records:
-        raise DatasetError(f"No images found in {config.data_dir}")
-    # Taken before decoding: a file changed meanwhile shows a new stat at the next update.
-    facts = collect_facts([r.path for r in records], extract_workers(config.workers) + 1)
-    features, rows = embed_records(
-        model, size, records, config.batch_size, config.workers, progress
-    )
-    _check_embedded(len(records), len(rows), config.data_dir)
+    store = open_store(config.output_dir, config.store or None, model_id)
+    try:
+        embedded = _embed_all(store, model, model_id, size, config, progress, kind)
+        store.flush()
+        write_exports(store, config.output_dir)
+        kind_built = _kind_built(store)
+    finally:
+        store.close()
+    features, names, skipped = embedded
     seconds = time.perf_counter() - start
-    names = [records[i].name for i in rows]
-    kept_facts = [facts[i] or FileFacts() for i in rows]
-    meta = save_index(
-        config.output_dir, features, names, config.data_dir, model_id, kept_facts, kind
-    )
     log.info(
-        "Embedded %d images (%d dims) in %.1fs, %.0f images/s; wrote the %s index in %s",
-        len(names),
-        features.shape[1],
-        seconds,
-        len(names) / seconds,
-        meta.kind,
-        config.output_dir,
-    )
+        "Embedded %d images (%d dims) in %.1fs, %.0f images/s; wrote the index in %s",
+        len(names), features.shape[1], seconds, len(names) / seconds, config.output_dir,
+    )  # fmt: skip
     if config.plot:
         from .data import category_of
         from .plots import plot_embeddings
@@ -164,9 +156,72 @@ def _extract_with(
         plot_path = Path(config.output_dir) / EMBEDDING_PLOT
         plot_embeddings(features, [category_of(n) or "?" for n in names], plot_path)
         log.info("Saved %s", plot_path)
-    skipped = len(records) - len(names)
     out = Path(config.output_dir)
-    return ExtractResult(len(names), skipped, features.shape[1], seconds, out, meta.kind)
+    return ExtractResult(len(names), skipped, features.shape[1], seconds, out, kind_built)
+
+
+# A full rebuild that meets a change by another process (an upload, a delete) scans the folder
+# again and embeds only what is new, this many times, before it gives up.
+REBUILD_ATTEMPTS = 4
+
+
+def _embed_all(
+    store: Store,
+    model: torch.nn.Module,
+    model_id: str,
+    size: int,
+    config: ExtractConfig,
+    progress: bool,
+    kind: str | None,
+) -> tuple[np.ndarray, list[str], int]:
+    """Embed every image and replace the collection, retrying on a concurrent change."""
+    by_hash: dict[str, np.ndarray] = {}  # this run's vectors, by content: a retry reuses them
+    excluded: set[str] = set()  # removed by another process while this one ran
+    for _ in range(REBUILD_ATTEMPTS):
+        expected = store.generation()
+        wait_for_uploads(config.output_dir)
+        before = set(store.facts())
+        records = [r for r in scan_images(config.data_dir) if r.name not in excluded]
+        if not records:
+            raise DatasetError(f"No images found in {config.data_dir}")
+        # Taken before decoding: a file changed meanwhile shows a new stat at the next update.
+        facts = collect_facts([r.path for r in records], extract_workers(config.workers) + 1)
+        todo = [i for i, f in enumerate(facts) if f is not None and f.sha256 not in by_hash]
+        features, rows = embed_records(
+            model, size, [records[i] for i in todo], config.batch_size, config.workers, progress
+        )
+        for j, row in enumerate(rows):
+            by_hash[facts[todo[row]].sha256 or ""] = features[j]  # type: ignore[union-attr]
+        kept = [i for i, f in enumerate(facts) if f is not None and f.sha256 in by_hash]
+        _check_embedded(len(records), len(kept), config.data_dir)
+        names = [records[i].name for i in kept]
+        vectors = np.stack([by_hash[facts[i].sha256] for i in kept])  # type: ignore[union-attr,index]
+        try:
+            build_collection(
+                store, vectors, names, config.data_dir, model_id,
+                [facts[i] or FileFacts() for i in kept], kind, expected,
+            )  # fmt: skip
+            return vectors, names, len(records) - len(kept)
+        except ConcurrentChangeError:
+            removed = before - set(store.facts())
+            excluded |= removed
+            log.warning(
+                "The index changed while it was rebuilt (an upload or a delete by another "
+                "process); scanning the folder again%s",
+                f" ({len(removed)} removed meanwhile)" if removed else "",
+            )
+    raise ConcurrentChangeError(
+        f"The index kept changing while it was rebuilt ({REBUILD_ATTEMPTS} tries); nothing was "
+        "replaced — run imgsim index again when the server is quieter, or imgsim index --update"
+    )
+
+
+def _kind_built(store: Store) -> str:
+    """The search structure the collection's size and setting call for."""
+    from .vectors import resolve_kind
+
+    info = store.info()
+    return resolve_kind(info.kind if info else "auto", store.count())
 
 
 REFERENCE_HELP = (

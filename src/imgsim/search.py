@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,10 +14,19 @@ from PIL import Image
 
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
-from .errors import ImgsimError, NotReadyError
-from .index import EmbeddingIndex, EmbeddingsNotLoadedError, ModelMismatchError, load_index
-from .manifest import FileFacts, StaleIndexError
+from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
+from .staging import Staging
+from .store import (
+    ConcurrentChangeError,
+    Hit,
+    Item,
+    ModelMismatchError,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
 
 log = logging.getLogger("imgsim")
 
@@ -81,26 +87,30 @@ def results_response(results: list[SearchResult]) -> dict[str, Any]:
 
 
 class Searcher:
-    """Holds one model and one index in memory and answers queries; safe to share across threads."""
+    """One model and one store, answering queries; safe to share across threads.
+
+    The store is the truth for every process: a change made by another server worker or by
+    the CLI is seen by the next search here.
+    """
 
     def __init__(
         self,
         model: EmbeddingNet | None,
-        index: EmbeddingIndex | None,
+        store: Store | None,
         model_info: dict[str, Any] | None = None,
         problems: list[str] | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        workdir: str | Path = ".",
     ) -> None:
         self.model = model
-        self.index = index
+        self.store = store
         self.model_info = model_info or {}
         self.problems = problems or []
         self.max_pixels = max_pixels
+        self.workdir = Path(workdir)
         # BatchNorm in eval mode is stateless, but torch ops on one module from many threads
         # oversubscribe the two cores; one forward at a time is faster under load.
         self._lock = threading.Lock()
-        # One writer at a time: file, embedding and index change stay together.
-        self._write_lock = threading.Lock()
 
     @classmethod
     def from_workdir(
@@ -108,23 +118,31 @@ class Searcher:
         workdir: str | Path = ".",
         model_path: str | Path | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        store: str | None = None,
     ) -> Searcher:
-        """Load the model file and index from `workdir`; missing parts are recorded, not raised."""
+        """Load the model file from `workdir` and open the store; problems are recorded, not raised.
+
+        `store` is a store address (see `imgsim.store.store_spec`; default: IMGSIM_STORE, else
+        the embedded store in `workdir`).
+        """
         workdir = Path(workdir)
-        model, info, index, problems = None, {}, None, []
+        model, info, opened, problems = None, {}, None, []
         try:
             model, info = load_model(Path(model_path) if model_path else workdir / MODEL_FILE)
         except ModelNotLoadedError as exc:
             problems.append(str(exc))
         try:
-            index = load_index(workdir)
-        except EmbeddingsNotLoadedError as exc:
+            opened = open_store(workdir, store, info.get("model_id"))
+            collection = opened.info()
+            if collection is None:
+                problems.append(EMBEDDINGS_MISSING)
+            elif model is not None:
+                _check_same_model(model, info, collection.dim, collection.model_id, problems)
+        except (StoreError, EmbeddingsNotLoadedError) as exc:
             problems.append(str(exc))
-        if model is not None and index is not None:
-            _check_same_model(model, info, index, problems)
         for problem in problems:
             log.warning("%s", problem)
-        return cls(model, index, info, problems, max_pixels)
+        return cls(model, opened, info, problems, max_pixels, workdir)
 
     @property
     def model_loaded(self) -> bool:
@@ -132,7 +150,10 @@ class Searcher:
 
     @property
     def embeddings_loaded(self) -> bool:
-        return self.index is not None and len(self.index) > 0
+        try:
+            return self.store is not None and self.store.count() > 0
+        except StoreUnavailableError:
+            return False
 
     @property
     def default_threshold(self) -> float:
@@ -143,12 +164,15 @@ class Searcher:
         """Raise NotReadyError with the original's advice if a search cannot run."""
         if not self.model_loaded:
             raise NotReadyError(MODEL_MISSING)
-        if not self.embeddings_loaded:
+        if self.store is None:
+            raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
+        info = self.store.info()
+        if info is None or self.store.count() == 0:
             raise NotReadyError(EMBEDDINGS_MISSING)
-        assert self.model is not None and self.index is not None
-        if self.index.dim != self.model.config.embedding_dim:
+        assert self.model is not None
+        if info.dim != self.model.config.embedding_dim:
             raise NotReadyError(
-                f"No embeddings loaded for this model: the index has {self.index.dim} dimensions, "
+                f"No embeddings loaded for this model: the index has {info.dim} dimensions, "
                 f"the model makes {self.model.config.embedding_dim} — run extraction again "
                 "(imgsim extract)"
             )
@@ -171,132 +195,151 @@ class Searcher:
         return load_image(image, self.max_pixels, draft_size=size)
 
     def search(
-        self, image: ImageSource, top_k: int = 10, threshold: float | None = None
+        self,
+        image: ImageSource,
+        top_k: int = 10,
+        threshold: float | None = None,
+        categories: Sequence[str] | None = None,
     ) -> list[SearchResult]:
         """Top-k most similar indexed images, nearest first, without those below `threshold` %."""
-        return self.search_batch([image], top_k, threshold)[0]
+        return self.search_batch([image], top_k, threshold, categories)[0]
 
     def search_batch(
-        self, images: list[ImageSource], top_k: int = 10, threshold: float | None = None
+        self,
+        images: list[ImageSource],
+        top_k: int = 10,
+        threshold: float | None = None,
+        categories: Sequence[str] | None = None,
     ) -> list[list[SearchResult]]:
-        """One result list per query image, in order."""
+        """One result list per query image, in order; `categories` keeps only those."""
         self.require_ready()
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         cutoff = self.default_threshold if threshold is None else float(threshold)
         queries = self.embed(images)
-        assert self.index is not None
-        hits = self.index.search_hits(queries, top_k)
+        assert self.store is not None
+        hits = self.store.search(queries, top_k, categories)
         return [self._results(found, cutoff) for found in hits]
 
-    def _results(self, hits: list[tuple[str, str, float]], cutoff: float) -> list[SearchResult]:
+    def _results(self, hits: list[Hit], cutoff: float) -> list[SearchResult]:
         out = []
-        for name, category, dist in hits:
-            sim = round(similarity_from_distance(dist), 2)
+        for hit in hits:
+            sim = round(similarity_from_distance(hit.distance), 2)
             if sim >= cutoff:
-                out.append(SearchResult(name, sim, round(dist, 4), category))
+                out.append(SearchResult(hit.name, sim, round(hit.distance, 4), hit.category))
         return out
+
+    @property
+    def data_dir(self) -> Path | None:
+        """The data folder of the collection, or None without one."""
+        info = self.store.info() if self.store is not None else None
+        return Path(info.data_dir) if info is not None else None
+
+    def staging(self) -> Staging:
+        """Where uploads wait until they are indexed (in the workdir, outside the data folder)."""
+        data_dir = self.data_dir
+        if data_dir is None:
+            raise NotReadyError(EMBEDDINGS_MISSING)
+        return Staging(self.workdir, data_dir)
+
+    def recover_uploads(self) -> None:
+        """Finish or drop the uploads a crash interrupted (called when a server starts)."""
+        if self.store is None or self.store.info() is None:
+            return
+        facts = None
+
+        def committed(name: str, sha256: str) -> bool:
+            nonlocal facts
+            facts = facts if facts is not None else self.store.facts()  # type: ignore[union-attr]
+            return name in facts and facts[name].sha256 == sha256
+
+        self.staging().recover(committed)
 
     def add_images(self, images: Mapping[str, FileSource]) -> list[str]:
         """Add images, or replace them, under dataset-relative names; returns the names.
 
         Every image is decoded and embedded first (ImageNameError or UnreadableImageError and
-        nothing changes), then saved into the data folder and indexed in one persisted change.
-        Searches go on meanwhile; writers take turns. A crash after the files are saved leaves
-        them for `imgsim index --update` to pick up.
+        nothing changes), staged outside the data folder, indexed in one atomic change, then
+        moved to its name. A crash at any point leaves file and entry together or neither
+        (`Staging.recover`). Writers of every process take turns in the store.
         """
-        index = self._require_index()
+        store = self._require_store()
         names = [dataset_name(n) for n in images]
-        with self._write_lock:
-            data = [_read_bytes(source) for source in images.values()]
-            vectors = self.embed(list(data))
-            staged = [self._stage_file(n, d) for n, d in zip(names, data, strict=True)]
-            try:
-                index.add_images(
-                    names, vectors, [f for _, f in staged], self.model_info.get("model_id")
-                )
-            except BaseException:
-                for tmp, _ in staged:
-                    tmp.unlink(missing_ok=True)
-                raise
-            # Files take their names only once the index holds them: a refused change (another
-            # model, an index changed on disk) never replaces one of the user's images.
-            for name, (tmp, _) in zip(names, staged, strict=True):
-                os.replace(tmp, Path(index.meta.data_dir) / name)
+        data = [_read_bytes(source) for source in images.values()]
+        vectors = self.embed(list(data))
+        staging = self.staging()
+        staged = []
+        try:
+            for name, blob in zip(names, data, strict=True):
+                staged.append(staging.stage(name, blob))
+            items = [Item(s.name, v, s.facts) for s, v in zip(staged, vectors, strict=True)]
+            store.add(items, self.model_info.get("model_id", ""))
+        except BaseException:
+            for s in staged:
+                staging.discard(s)
+            raise
+        for s in staged:
+            staging.publish(s)
         return names
 
     def remove_images(self, names: Iterable[str], delete_files: bool = True) -> list[str]:
         """Remove images from the index (and their files); returns the names that were indexed.
 
-        The index change is persisted before any file is deleted: a crash in between leaves
-        a file that `imgsim index --update` indexes again, never a result without a file.
+        The index change is committed before any file moves: a crash in between leaves a
+        file that `imgsim index --update` indexes again, never a result without a file.
         """
-        index = self._require_index()
-        with self._write_lock:
-            # Unknown names (a typo, a probe from a request) change nothing, not even the
-            # manifest: the index would otherwise persist an empty change.
-            known = [n for n in names if n in index]
-            removed = index.remove_images(known) if known else []
-            for name in removed if delete_files else []:
-                (Path(index.meta.data_dir) / name).unlink(missing_ok=True)
+        store = self._require_store()
+        data_dir = self.data_dir
+        # Unknown names (a typo, a probe from a request) change nothing, not even the
+        # generation: other workers keep their state.
+        known = [n for n in dict.fromkeys(names) if store.contains(n)]
+        removed = store.remove(known) if known else []
+        for name in removed if delete_files and data_dir is not None else []:
+            (data_dir / name).unlink(missing_ok=True)  # type: ignore[operator]
         return removed
 
-    def _require_index(self) -> EmbeddingIndex:
+    def _require_store(self) -> Store:
         if self.model is None:
             raise NotReadyError(MODEL_MISSING)
-        if self.index is None:
+        if self.store is None or self.store.info() is None:
             raise NotReadyError(EMBEDDINGS_MISSING)
-        return self.index
-
-    def _stage_file(self, name: str, data: bytes) -> tuple[Path, FileFacts]:
-        """Write an upload, fsynced, under a hidden name beside its target (scans skip it)."""
-        assert self.index is not None
-        target = Path(self.index.meta.data_dir) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload", dir=target.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mtime = Path(tmp).stat().st_mtime_ns  # a rename keeps it: the manifest's facts hold
-        return Path(tmp), FileFacts(len(data), mtime, hashlib.sha256(data).hexdigest())
+        return self.store
 
     def image_path(self, name: str) -> Path | None:
         """The file of an indexed image, or None: names not in the index are never opened."""
-        if self.index is None or name not in self.index:
+        if self.store is None or not self.store.contains(name):
             return None
-        path = Path(self.index.meta.data_dir) / name
-        return path if path.is_file() else None
+        data_dir = self.data_dir
+        path = data_dir / name if data_dir is not None else None
+        return path if path is not None and path.is_file() else None
 
     def stats(self) -> dict[str, Any]:
         """The original's /stats keys plus categories with counts and the tuned threshold."""
-        counts: dict[str, int] = {}
-        for category in self.index.categories if self.index else []:
-            counts[category] = counts.get(category, 0) + 1
+        info = self.store.info() if self.store is not None else None
+        counts = self.store.categories() if info is not None and self.store is not None else {}
+        model_dim = self.model.config.embedding_dim if self.model else 0
         return {
             "model_loaded": self.model_loaded,
             "embeddings_loaded": self.embeddings_loaded,
-            "total_images": len(self.index) if self.index else 0,
-            "embedding_dimension": self.index.dim
-            if self.index
-            else (self.model.config.embedding_dim if self.model else 0),
+            "total_images": sum(counts.values()),
+            "embedding_dimension": info.dim if info is not None else model_dim,
             "model_type": MODEL_TYPE,
             "similarity_metric": SIMILARITY_METRIC,
-            "categories": dict(sorted(counts.items())),
+            "categories": counts,
             "default_threshold": self.default_threshold,
             "problems": list(self.problems),
         }
 
 
 def _check_same_model(
-    model: EmbeddingNet, info: dict[str, Any], index: EmbeddingIndex, problems: list[str]
+    model: EmbeddingNet, info: dict[str, Any], dim: int, model_id: str, problems: list[str]
 ) -> None:
-    if index.dim != model.config.embedding_dim:
+    if dim != model.config.embedding_dim:
         problems.append(
-            f"The embeddings have {index.dim} dimensions but the model makes "
+            f"The embeddings have {dim} dimensions but the model makes "
             f"{model.config.embedding_dim} — run extraction again (imgsim extract)"
         )
-    elif index.meta.model_id and index.meta.model_id != info.get("model_id"):
+    elif model_id and model_id != info.get("model_id"):
         log.warning(
             "The embeddings were made by another model file than %s; results may be poor — "
             "run extraction again (imgsim extract)",
@@ -317,23 +360,31 @@ def search_image(
     config: SearchConfig | None = None,
     top_k: int | None = None,
     threshold: float | None = None,
+    categories: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Library entry for `imgsim search`: the original's response shape for one image file."""
     config = config or SearchConfig()
-    searcher = Searcher.from_workdir(config.workdir, max_pixels=config.max_image_pixels)
-    results = searcher.search(image, top_k or config.top_k, threshold)
+    searcher = Searcher.from_workdir(
+        config.workdir, max_pixels=config.max_image_pixels, store=config.store or None
+    )
+    try:
+        results = searcher.search(image, top_k or config.top_k, threshold, categories)
+    finally:
+        if searcher.store is not None:
+            searcher.store.close()
     return results_response(results)
 
 
 __all__ = [
     "EMBEDDINGS_MISSING",
     "MODEL_MISSING",
+    "ConcurrentChangeError",
     "ImageNameError",
     "ModelMismatchError",
     "NotReadyError",
     "SearchResult",
     "Searcher",
-    "StaleIndexError",
+    "StoreUnavailableError",
     "UnreadableImageError",
     "dataset_name",
     "results_response",

@@ -7,13 +7,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MANIFEST_FILE, ExtractConfig
+import numpy as np
+
+from .config import ExtractConfig
 from .data import ImageRecord, scan_images
-from .errors import DatasetError, EmbeddingsNotLoadedError
+from .errors import DatasetError
 from .extract import _extract_with, embed_records, extract_workers
-from .index import EmbeddingIndex, NewImage, load_index
-from .manifest import FileFacts, collect_facts, stat_facts
+from .filefacts import FileFacts, collect_facts, stat_facts
 from .model import EmbeddingNet, load_model
+from .staging import Staging, wait_for_uploads
+from .store import ConcurrentChangeError, Item, Store, open_store
+from .store.exports import write_exports
+from .vectors import resolve_kind
 
 log = logging.getLogger("imgsim")
 
@@ -38,100 +43,141 @@ class UpdateResult:
 class _Plan:
     """The folder compared with the manifest."""
 
-    add: list[NewImage] = field(default_factory=list)  # reused vectors, known before embedding
+    add: list[Item] = field(default_factory=list)  # reused vectors, known before embedding
     embed: list[tuple[ImageRecord, FileFacts]] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     touch: dict[str, FileFacts] = field(default_factory=dict)  # same content, new stat
     unchanged: int = 0
+    embedded: int = 0  # how many of `add` went through the model
+
+
+# An update whose plan meets a change by another process (an upload, a delete) plans again,
+# reusing what it embedded, this many times before it gives up.
+UPDATE_ATTEMPTS = 4
 
 
 def update_index(
     config: ExtractConfig, update: bool = True, kind: str | None = None, progress: bool = True
 ) -> UpdateResult:
-    """Bring the index in `config.output_dir` in step with `config.data_dir`.
+    """Bring the collection in step with `config.data_dir`.
 
     With `update`, only new and changed files are embedded, deleted ones dropped, the rest
-    kept; a different model (or no usable index) embeds everything, saying why. Without it,
+    kept; a different model (or no collection yet) embeds everything, saying why. Without it,
     everything is embedded (as `imgsim extract`). `kind` (auto, flat, hnsw) switches the
     FAISS structure; by default the previous choice stays.
     """
     start = time.perf_counter()
     model, info = load_model(config.model_path)
-    index, reason = _open(config, info["model_id"], model) if update else (None, "")
-    if index is None:
-        if reason:
+    store = open_store(config.output_dir, config.store or None, info["model_id"])
+    try:
+        _recover_uploads(store, config)
+        reason = _full_reason(store, config, info["model_id"], model) if update else "full"
+        if kind is not None and not reason:
+            store.set_kind(kind)
+        result = None if reason else _update(store, model, config, progress, info["model_id"])
+    finally:
+        store.close()
+    if result is None:
+        if reason != "full":
             log.warning("%s", reason)
         done = _extract_with(model, info["model_id"], config, progress, kind=kind)
         result = UpdateResult(done.count, done.count, skipped=done.skipped, full=True)
-        result.reason, result.kind = reason, done.kind
-    else:
-        try:
-            result = _update(index, model, config, kind, progress)
-        finally:
-            index.close()
+        result.reason, result.kind = ("" if reason == "full" else reason), done.kind
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _open(
-    config: ExtractConfig, model_id: str, model: EmbeddingNet
-) -> tuple[EmbeddingIndex | None, str]:
-    """The index to update, or None and why everything must be embedded."""
-    workdir = Path(config.output_dir)
-    if not (workdir / MANIFEST_FILE).is_file():
-        return None, f"No manifest in {workdir} yet: embedding every image once"
-    try:
-        index = load_index(workdir)
-    except EmbeddingsNotLoadedError as exc:
-        return None, f"{exc}; embedding every image again"
-    if index.meta.model_id != model_id or index.dim != model.config.embedding_dim:
-        index.close()
-        return None, (
-            f"The index was embedded with model {index.meta.model_id or 'unknown'}, but "
+def _recover_uploads(store: Store, config: ExtractConfig) -> None:
+    """Finish or drop the uploads a crashed server left in the workdir's staging folder."""
+    collection = store.info()
+    if collection is None:
+        return
+    facts = store.facts()
+    Staging(config.output_dir, collection.data_dir).recover(
+        lambda name, sha: name in facts and facts[name].sha256 == sha
+    )
+
+
+def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: EmbeddingNet) -> str:
+    """Why everything must be embedded ('' when an update will do)."""
+    collection = store.info()
+    if collection is None:
+        return f"No index in {store.address} yet: embedding every image once"
+    if collection.model_id != model_id or collection.dim != model.config.embedding_dim:
+        return (
+            f"The index was embedded with model {collection.model_id or 'unknown'}, but "
             f"{config.model_path} is model {model_id}: re-embedding all images"
         )
-    return index, ""
+    return ""
 
 
 def _update(
-    index: EmbeddingIndex,
+    store: Store, model: EmbeddingNet, config: ExtractConfig, progress: bool, model_id: str
+) -> UpdateResult:
+    embedded: dict[str, np.ndarray] = {}  # by content: a second plan reuses them
+    for _ in range(UPDATE_ATTEMPTS):
+        expected = store.generation()
+        wait_for_uploads(config.output_dir)
+        records = scan_images(config.data_dir)
+        if not records:
+            raise DatasetError(f"No images found in {config.data_dir}")
+        plan = _plan(store, records, extract_workers(config.workers) + 1, embedded)
+        failed = _embed_plan(plan, model, config, progress, embedded)
+        known = store.facts()
+        plan.remove += [n for n in failed if n in known]
+        try:
+            store.apply(plan.add, plan.remove, plan.touch, model_id, expected, **_data_dir(config))
+            break
+        except ConcurrentChangeError:
+            log.warning("The index changed meanwhile (another process); planning again")
+    else:
+        raise ConcurrentChangeError(
+            f"The index kept changing during the update ({UPDATE_ATTEMPTS} tries); nothing was "
+            "changed — run imgsim index --update again"
+        )
+    store.flush()
+    write_exports(store, config.output_dir)
+    total, reused = store.count(), len(plan.add) - plan.embedded
+    collection = store.info()
+    log.info(
+        "Index updated: %d embedded, %d reused, %d removed, %d unchanged; %d images",
+        plan.embedded, reused, len(plan.remove), plan.unchanged, total,
+    )  # fmt: skip
+    return UpdateResult(
+        total, plan.embedded, reused, len(plan.remove), plan.unchanged, len(failed),
+        kind=resolve_kind(collection.kind if collection else "auto", total),
+    )  # fmt: skip
+
+
+def _data_dir(config: ExtractConfig) -> dict[str, str]:
+    return {"data_dir": str(Path(config.data_dir).resolve())}
+
+
+def _embed_plan(
+    plan: _Plan,
     model: EmbeddingNet,
     config: ExtractConfig,
-    kind: str | None,
     progress: bool,
-) -> UpdateResult:
-    records = scan_images(config.data_dir)
-    if not records:
-        raise DatasetError(f"No images found in {config.data_dir}")
-    plan = _plan(index, records, extract_workers(config.workers) + 1)
+    embedded: dict[str, np.ndarray],
+) -> set[str]:
+    """Embed what the plan lists, into `plan.add`; returns the names that did not decode."""
     todo = [r for r, _ in plan.embed]
     features, rows = embed_records(
         model, model.config.image_size, todo, config.batch_size, config.workers, progress
     )
-    plan.add += [NewImage(todo[i].name, features[j], plan.embed[i][1]) for j, i in enumerate(rows)]
-    # A changed file that no longer decodes must not keep its old vector.
-    failed = {todo[i].name for i in set(range(len(todo))) - set(rows)}
-    plan.remove += [n for n in failed if n in index]
-    index.meta.data_dir = str(Path(config.data_dir).resolve())
-    index.apply_changes(plan.add, plan.remove, plan.touch, model_id=index.meta.model_id)
-    if kind is not None and kind != index.requested_kind:
-        index.rebuild(kind)
-    index.checkpoint()
-    index.write_exports()
-    reused = len(plan.add) - len(rows)
-    log.info(
-        "Index updated: %d embedded, %d reused, %d removed, %d unchanged; %d images",
-        len(rows), reused, len(plan.remove), plan.unchanged, len(index),
-    )  # fmt: skip
-    return UpdateResult(
-        len(index), len(rows), reused, len(plan.remove), plan.unchanged, len(failed),
-        kind=index.kind,
-    )  # fmt: skip
+    for j, i in enumerate(rows):
+        facts = plan.embed[i][1]
+        embedded[facts.sha256 or ""] = features[j]
+        plan.add.append(Item(todo[i].name, features[j], facts))
+    plan.embedded = len(rows)
+    return {todo[i].name for i in set(range(len(todo))) - set(rows)}
 
 
-def _plan(index: EmbeddingIndex, records: list[ImageRecord], workers: int) -> _Plan:
-    """What to embed, reuse, drop and re-stat; only files whose size or time moved are read."""
-    known = index.file_facts()
+def _plan(
+    store: Store, records: list[ImageRecord], workers: int, embedded: dict[str, np.ndarray]
+) -> _Plan:
+    """What to embed, reuse, drop and re-stat; only files whose stat moved are read."""
+    known = store.facts()
     plan = _Plan(remove=sorted(set(known) - {r.name for r in records}))
     candidates = []
     for record in records:
@@ -152,8 +198,13 @@ def _plan(index: EmbeddingIndex, records: list[ImageRecord], workers: int) -> _P
         if old is not None and old.sha256 == fact.sha256:
             plan.touch[record.name] = fact
             plan.unchanged += 1
-        elif (vector := index.vector_with_hash(fact.sha256 or "")) is not None:
-            plan.add.append(NewImage(record.name, vector, fact))
+        elif (vector := _known_vector(store, embedded, fact.sha256 or "")) is not None:
+            plan.add.append(Item(record.name, vector, fact))
         else:
             plan.embed.append((record, fact))
     return plan
+
+
+def _known_vector(store: Store, embedded: dict[str, np.ndarray], sha256: str) -> np.ndarray | None:
+    """A vector for this content: embedded by this run, or already in the store."""
+    return embedded.get(sha256) if sha256 in embedded else store.vector_with_hash(sha256)

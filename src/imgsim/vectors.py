@@ -1,4 +1,4 @@
-"""FAISS vector structures: exact (flat) or HNSW by size, searched with removed ids masked."""
+"""FAISS structures: exact (flat) or HNSW by size, keyed by vector id, searched through a mask."""
 
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ def resolve_kind(requested: str, count: int) -> str:
 
 
 def kind_of(index: faiss.Index) -> str:
-    """`hnsw` or `flat`."""
-    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+    """`hnsw` or `flat` (of the structure inside an id map too)."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
 
 
 def default_threads() -> int:
@@ -48,48 +49,56 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
 
 
-def new_index(dim: int, kind: str) -> faiss.Index:
-    """An empty L2 index of the given kind (`flat` or `hnsw`)."""
+def new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
+    """An empty L2 index of the given kind (`flat` or `hnsw`), keyed by vector id."""
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, HNSW_M)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-        return index
-    if kind == "flat":
-        return faiss.IndexFlatL2(dim)
-    raise ValueError(f"unknown index kind {kind!r}")
+        inner = faiss.IndexHNSWFlat(dim, HNSW_M)
+        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "flat":
+        inner = faiss.IndexFlatL2(dim)
+    else:
+        raise ValueError(f"unknown index kind {kind!r}")
+    return faiss.IndexIDMap2(inner)  # FAISS's wrapper keeps `inner` alive beside it
 
 
-def add_vectors(index: faiss.Index, vectors: np.ndarray) -> None:
-    """Append rows to `index`; their ids continue from `index.ntotal`."""
+def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add rows under their vector ids."""
     if len(vectors):
         # OpenMP's thread count is per calling thread: set it here, as search may have lowered it.
         faiss.omp_set_num_threads(default_threads())
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        )
 
 
-def build(vectors: np.ndarray, kind: str) -> faiss.Index:
-    """A new index of `kind` holding `vectors` with ids 0..N-1."""
+def build(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
+    """A new index of `kind` holding `vectors` under `ids`."""
     index = new_index(int(vectors.shape[1]), kind)
-    add_vectors(index, vectors)
+    add_vectors(index, vectors, ids)
     return index
 
 
-def live_bitmap(live: np.ndarray) -> np.ndarray:
-    """Pack a boolean live-mask in the bit order FAISS's IDSelectorBitmap reads."""
-    return np.packbits(live, bitorder="little")
+def ids_of(index: faiss.Index) -> np.ndarray:
+    """The vector ids an index holds."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def bitmap(allowed: np.ndarray) -> np.ndarray:
+    """Pack a boolean mask over vector ids in the bit order FAISS's IDSelectorBitmap reads."""
+    return np.packbits(allowed, bitorder="little")
 
 
 def search(
     index: faiss.Index, queries: np.ndarray, k: int, bitmap: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Squared L2 distances and ids (N×k, -1 where fewer), skipping ids whose bit is 0."""
+    """Squared L2 distances and vector ids (N×k, -1 where fewer), only ids whose bit is 1."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     faiss.omp_set_num_threads(1 if len(queries) < SMALL_BATCH else default_threads())
     selector = None
     if bitmap is not None:
         selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n = bytes
-    if isinstance(index, faiss.IndexHNSW):
+    if kind_of(index) == "hnsw":
         # Explicit parameters replace the index's own, so efSearch is set here too.
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
     else:

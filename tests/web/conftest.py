@@ -14,9 +14,10 @@ from webtest_images import COLOURS, ODD_NAMES, make_image
 from werkzeug.serving import make_server
 
 from imgsim.config import MODEL_FILE, ModelConfig, SearchConfig
-from imgsim.index import save_index
 from imgsim.model import EmbeddingNet, save_model
 from imgsim.search import Searcher
+from imgsim.store import open_store
+from imgsim.store.exports import build_collection, write_exports
 from imgsim.web import create_app
 from imgsim.web.limits import request_handler
 
@@ -45,7 +46,9 @@ def build_workdir(root: Path) -> Path:
     model = EmbeddingNet(TINY_MODEL).eval()
     model_id = save_model(workdir / MODEL_FILE, model, sorted(COLOURS))
     features = Searcher(model, None).embed([data / n for n in names])
-    save_index(workdir, features, names, str(data), model_id)
+    with open_store(workdir) as store:
+        build_collection(store, features, names, data, model_id)
+        write_exports(store, workdir)
     return workdir
 
 

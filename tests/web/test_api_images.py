@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from webtest_images import ODD_NAMES
 
 from imgsim.config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE, MODEL_FILE
-from imgsim.index import save_index
+from imgsim.store import open_store
+from imgsim.store.exports import build_collection
 
 
 @pytest.mark.parametrize("name", ["red_001.jpg", "green_002.png", *ODD_NAMES])
@@ -79,7 +80,8 @@ def test_indexed_image_missing_from_disk_is_404(make_app, workdir: Path, tmp_pat
     names = [str(n) for n in np.load(workdir / IMAGES_FILE)]
     model_id = json.loads((workdir / INDEX_META_FILE).read_text())["model_id"]
     shutil.copy(workdir / MODEL_FILE, tmp_path / MODEL_FILE)
-    save_index(tmp_path, features, names, str(tmp_path / "moved-away"), model_id)
+    with open_store(tmp_path) as store:
+        build_collection(store, features, names, tmp_path / "moved-away", model_id)
     client = make_app(fresh=True, workdir=str(tmp_path)).test_client()
     assert client.get("/stats").get_json()["total_images"] == len(names)
     response = client.get("/images/red_001.jpg")

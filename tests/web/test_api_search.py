@@ -84,7 +84,7 @@ def test_absent_threshold_uses_the_models_default(
 ) -> None:
     everything = post(make_app().test_client(), query_png, top_k="50").get_json()["results"]
     cutoff = everything[len(everything) // 2]["similarity"]
-    tuned = Searcher(searcher.model, searcher.index, {"threshold": cutoff})
+    tuned = Searcher(searcher.model, searcher.store, {"threshold": cutoff})
     client = make_app(tuned).test_client()
     expected = [r for r in everything if r["similarity"] >= cutoff]
     assert post(client, query_png, top_k="50").get_json()["results"] == expected

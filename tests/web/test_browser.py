@@ -203,7 +203,7 @@ def test_errors_are_shown_clearly(page: Any, problems: list[str], tmp_path: Path
 def test_slider_starts_at_the_models_threshold(
     browser: Any, serve_app: Callable[[Flask], str], make_app, searcher: Searcher
 ) -> None:
-    tuned = Searcher(searcher.model, searcher.index, {"threshold": 40.0})
+    tuned = Searcher(searcher.model, searcher.store, {"threshold": 40.0})
     page = browser.new_page()
     page.goto(serve_app(make_app(tuned)) + "/")
     expect(page.locator("#threshold")).to_have_value("40")

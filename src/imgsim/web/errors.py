@@ -13,10 +13,11 @@ from werkzeug.exceptions import (
 )
 
 from ..search import (
+    ConcurrentChangeError,
     ImageNameError,
     ModelMismatchError,
     NotReadyError,
-    StaleIndexError,
+    StoreUnavailableError,
     UnreadableImageError,
 )
 
@@ -56,14 +57,14 @@ def _model_mismatch(exc: ModelMismatchError) -> tuple[Response, int]:
     return error_response(str(exc), 409)
 
 
-def _stale_index(exc: StaleIndexError) -> tuple[Response, int]:
-    # Another process (a second gunicorn worker, `imgsim index`) wrote the index since this
-    # one loaded it; writing over it would lose that change. Only a reload can reconcile them.
-    return error_response(
-        "the index changed on disk since the server started (another process updated it): "
-        "restart the server, then try again",
-        409,
-    )
+def _concurrent_change(exc: ConcurrentChangeError) -> tuple[Response, int]:
+    # Only conditional writes can meet this; the client may retry on the new state.
+    return error_response(str(exc), 409)
+
+
+def _store_unavailable(exc: StoreUnavailableError) -> tuple[Response, int]:
+    # The vector store's server (Milvus) cannot be reached: nothing was changed; try later.
+    return error_response(str(exc), 503)
 
 
 def _not_ready(exc: NotReadyError) -> tuple[Response, int]:
@@ -121,7 +122,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(NotReadyError, _not_ready)
     app.register_error_handler(ImageNameError, _bad_name)
     app.register_error_handler(ModelMismatchError, _model_mismatch)
-    app.register_error_handler(StaleIndexError, _stale_index)
+    app.register_error_handler(ConcurrentChangeError, _concurrent_change)
+    app.register_error_handler(StoreUnavailableError, _store_unavailable)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(RequestTimeout, _timeout)
     app.register_error_handler(InternalServerError, _internal_error)

@@ -1,0 +1,153 @@
+"""The Store interface: one collection of image vectors, whatever engine holds it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ImgsimError
+from ..filefacts import FileFacts
+
+
+class StoreError(ImgsimError, RuntimeError):
+    """The store cannot be used; the message names it and says what to do."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached (the web app answers 503)."""
+
+
+class ConcurrentChangeError(StoreError):
+    """Another process changed the collection while this one prepared a change based on it."""
+
+
+class ModelMismatchError(StoreError, ValueError):
+    """Vectors of one model (or dimension) cannot go into another model's collection."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """An image to add: its dataset-relative name, its embedding and its file facts."""
+
+    name: str
+    vector: np.ndarray
+    facts: FileFacts = field(default_factory=FileFacts)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the image, its category ('' for none) and the Euclidean distance."""
+
+    name: str
+    category: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What the collection was built from."""
+
+    model_id: str
+    dim: int
+    data_dir: str
+    kind: str = "auto"  # the search structure asked for: auto, flat or hnsw
+    created: str = ""
+
+
+class Store(abc.ABC):
+    """One collection of L2-normalised image embeddings with their names and file facts.
+
+    Every method sees every change committed before it was called, by this process or any
+    other. Writes are atomic; `generation` grows with each one.
+    """
+
+    address: str = ""  # where the store lives, for messages
+
+    @abc.abstractmethod
+    def info(self) -> CollectionInfo | None:
+        """The collection's model, dimension and data folder; None before the first build."""
+
+    @abc.abstractmethod
+    def generation(self) -> int:
+        """A number that changes whenever the collection does."""
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """How many images the collection holds."""
+
+    @abc.abstractmethod
+    def categories(self) -> dict[str, int]:
+        """Images per category ('' for those without one), sorted by category."""
+
+    @abc.abstractmethod
+    def contains(self, name: str) -> bool:
+        """Whether an image of this name is in the collection."""
+
+    @abc.abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int, categories: Sequence[str] | None = None
+    ) -> list[list[Hit]]:
+        """Per query, the k nearest images (only of `categories` when given), nearest first."""
+
+    @abc.abstractmethod
+    def add(self, items: Sequence[Item], model_id: str, expected: int | None = None) -> int:
+        """Add (or replace by name) images in one atomic change; returns the new generation.
+
+        With `expected`, the change is refused (ConcurrentChangeError) unless the collection
+        is still at that generation.
+        """
+
+    @abc.abstractmethod
+    def remove(self, names: Iterable[str], expected: int | None = None) -> list[str]:
+        """Remove images by name in one atomic change; returns those that were there."""
+
+    @abc.abstractmethod
+    def apply(
+        self,
+        add: Sequence[Item],
+        remove: Iterable[str],
+        touch: dict[str, FileFacts],
+        model_id: str,
+        expected: int | None = None,
+        data_dir: str | None = None,
+    ) -> int:
+        """Add, remove and re-stat images in one atomic change; returns the new generation.
+
+        `data_dir` records a new data folder for the collection in the same change.
+        """
+
+    @abc.abstractmethod
+    def replace_all(
+        self, items: Sequence[Item], info: CollectionInfo, expected: int | None = None
+    ) -> int:
+        """Make the collection hold exactly `items`, built by `info.model_id`, atomically."""
+
+    @abc.abstractmethod
+    def facts(self) -> dict[str, FileFacts]:
+        """The recorded file facts of every image, by name."""
+
+    @abc.abstractmethod
+    def vector_with_hash(self, sha256: str) -> np.ndarray | None:
+        """The embedding of an image whose file had this content hash, if any."""
+
+    @abc.abstractmethod
+    def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
+        """All names and vectors (N×D float32), in batches, in a stable order."""
+
+    def set_kind(self, kind: str) -> None:  # noqa: B027 - engines without a choice ignore it
+        """Ask for a search structure (auto, flat, hnsw) where the engine has a choice."""
+
+    def flush(self) -> None:  # noqa: B027 - engines with nothing to flush ignore it
+        """Bring derived caches up to date on disk (the CLI calls it when it ends)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release connections and threads."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
