@@ -86,7 +86,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     cfg = replace(
         _config(args).extract,
-        _overrides(args, ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot")),
+        _overrides(
+            args,
+            ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot", "store"),
+        ),
     )
     if args.reference is not None:
         result = extract_reference(cfg, args.reference, args.reference_size)
@@ -104,7 +107,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .config import replace
     from .update import update_index
 
-    cfg = replace(_config(args).extract, _overrides(args, ("data_dir", "model_path")))
+    cfg = replace(_config(args).extract, _overrides(args, ("data_dir", "model_path", "store")))
     if args.workdir is not None:
         cfg = replace(cfg, {"output_dir": args.workdir})
         if args.model_path is None:  # the model that lives in that workdir
@@ -128,8 +131,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
 
-    cfg = replace(_config(args).search, _overrides(args, ("workdir",)))
-    response = search_image(args.image, cfg, args.top_k, args.threshold)
+    cfg = replace(_config(args).search, _overrides(args, ("workdir", "store")))
+    response = search_image(args.image, cfg, args.top_k, args.threshold, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
         return 0
@@ -164,8 +167,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         config_path=args.config,
         debug=args.debug,
+        dev=args.dev,
+        workers=args.workers,
+        threads=args.threads,
+        store=args.store,
     )
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .config import replace
+    from .store import open_store
+    from .store.exports import write_exports
+
+    if not args.npy:
+        print("error: say what to export: --npy", file=sys.stderr)
+        return 2
+    cfg = replace(_config(args).search, _overrides(args, ("workdir", "store")))
+    model_id = _model_id(Path(cfg.workdir) / MODEL_FILE)
+    with open_store(cfg.workdir, cfg.store or None, model_id) as store:
+        count = write_exports(store, cfg.workdir)
+    if not count:
+        print(f"error: no index in {cfg.workdir} to export — run: imgsim index", file=sys.stderr)
+        return 1
+    print(
+        f"Exported {count} embeddings to {cfg.workdir} (triplet_features.npy, triplet_images.npy)"
+    )
+    return 0
+
+
+def _model_id(path: Path) -> str | None:
+    """The id of the model file at `path`, or None without one (Milvus picks its latest)."""
+    if not path.is_file():
+        return None
+    from .model import load_model
+
+    return str(load_model(path)[1]["model_id"])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -245,6 +282,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
         "comparison (a local file: nothing is downloaded)",
     )
     p.add_argument("--reference-size", type=int, default=224, help="its input size (224)")
+    _add_store_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_extract)
 
@@ -265,6 +303,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         help="exact (flat) or approximate (hnsw) search; auto: HNSW from 50,000 images "
         "(default: as before, else auto)",
     )
+    _add_store_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_index)
 
@@ -291,6 +330,13 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workdir", help="folder with the model file and index (.)")
     p.add_argument("--json", action="store_true", help="print the /search JSON response")
+    p.add_argument(
+        "--category",
+        action="append",
+        metavar="NAME",
+        help="only images of this category (repeat for several)",
+    )
+    _add_store_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
@@ -302,9 +348,28 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="gunicorn worker processes (0 = one per core)"
+    )
+    p.add_argument("--threads", type=int, default=0, help="threads per worker (0 = 4)")
+    p.add_argument(
+        "--dev", action="store_true", help="Flask's one-process development server instead"
+    )
     p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
+    _add_store_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="write the index's vectors as the original's .npy files")
+    p.add_argument(
+        "--npy",
+        action="store_true",
+        help="triplet_features.npy and triplet_images.npy (exports, never read back)",
+    )
+    p.add_argument("--workdir", help="folder with the model file and index (.)")
+    _add_store_flag(p)
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="sample data → train → extract → searches → server")
     p.add_argument("--dir", default="demo", help="folder for the demo's data and outputs (demo)")
@@ -318,6 +383,15 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps `imgsim --config F train` working: the subcommand must not reset it.
     p.add_argument("--config", default=argparse.SUPPRESS, help="settings file (.toml/.yaml/.json)")
+
+
+def _add_store_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="ADDRESS",
+        help="milvus://HOST:PORT for a Milvus server (default: IMGSIM_STORE, else the "
+        "embedded FAISS store in the workdir)",
+    )
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:

@@ -70,14 +70,38 @@ def test_bad_config_file_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Flask, dict[str, Any]]]:
+    """What `serve` would run: (the app a gunicorn worker loads, gunicorn's options)."""
+    from imgsim.web.server import Gunicorn
+
+    calls: list[tuple[Flask, dict[str, Any]]] = []
+    monkeypatch.setattr(Gunicorn, "run", lambda self: calls.append((self.load(), self.options)))
+    return calls
+
+
+@pytest.fixture
+def dev_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Flask, dict[str, Any]]]:
     calls: list[tuple[Flask, dict[str, Any]]] = []
     monkeypatch.setattr(Flask, "run", lambda self, **kw: calls.append((self, kw)))
     return calls
 
 
-def test_serve_runs_the_app_on_host_and_port(workdir: Path, runs) -> None:
+def test_serve_runs_gunicorn_with_a_worker_per_core(workdir: Path, runs) -> None:
+    from imgsim.web.server import default_workers
+
     serve(str(workdir), host="0.0.0.0", port=8123)
     (app, options), *_ = runs
+    assert options["bind"] == "0.0.0.0:8123" and options["worker_class"] == "gthread"
+    assert options["workers"] == default_workers() and options["threads"] == 4
+    assert options["timeout"] > app.config["IMGSIM"].request_timeout == 30.0
+    assert app.config["IMGSIM"].workdir == str(workdir)
+    serve(str(workdir), workers=3, threads=2, store="faiss")
+    assert (runs[1][1]["workers"], runs[1][1]["threads"]) == (3, 2)
+    assert runs[1][0].config["IMGSIM"].store == "faiss"
+
+
+def test_serve_dev_runs_flasks_server(workdir: Path, dev_runs) -> None:
+    serve(str(workdir), host="0.0.0.0", port=8123, dev=True)
+    (app, options), *_ = dev_runs
     handler = options.pop("request_handler")
     assert options == {
         "host": "0.0.0.0",
@@ -87,7 +111,6 @@ def test_serve_runs_the_app_on_host_and_port(workdir: Path, runs) -> None:
         "threaded": True,
     }
     assert handler.timeout == app.config["IMGSIM"].request_timeout == 30.0
-    assert app.config["IMGSIM"].workdir == str(workdir)
 
 
 def test_serve_binds_to_loopback_by_default(workdir: Path, runs) -> None:
@@ -95,7 +118,7 @@ def test_serve_binds_to_loopback_by_default(workdir: Path, runs) -> None:
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
     serve(str(workdir))
-    assert runs[0][1]["host"] == "127.0.0.1"
+    assert runs[0][1]["bind"] == "127.0.0.1:5000"
 
 
 def test_serve_keeps_the_config_files_workdir_unless_given(

@@ -1,16 +1,29 @@
-"""`imgsim serve`: the app on Flask's threaded server (production: gunicorn, see docs/web.md)."""
+"""`imgsim serve`: the app under gunicorn (N worker processes), or Flask's server with --dev."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
-from ..config import load_config, replace
+from gunicorn.app.base import BaseApplication
+
+from ..config import SearchConfig, load_config, replace
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
 
 log = logging.getLogger("imgsim")
+
+# Threads per worker: requests wait on the network and on the forward pass, so a few threads
+# keep a worker's core busy; one slow client never holds a whole worker.
+DEFAULT_THREADS = 4
+
+
+def default_workers() -> int:
+    """One worker process per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
 
 
 def serve(
@@ -19,9 +32,16 @@ def serve(
     port: int = 5000,
     config_path: str | None = None,
     debug: bool = False,
+    dev: bool = False,
+    workers: int = 0,
+    threads: int = 0,
+    store: str | None = None,
 ) -> None:
-    """Load the model and index from `workdir` and answer on http://host:port until stopped.
+    """Serve the model and store of `workdir` on http://host:port until stopped.
 
+    gunicorn by default, with `workers` processes (0: one per core) of `threads` threads;
+    every worker searches the same store, so a change made through one is seen by all.
+    `dev` (or `debug`) runs Flask's single-process development server instead.
     A config file's [search] section applies first; `workdir` overrides its workdir unless it
     is the default ".", so `imgsim serve --config x.toml` keeps the file's choice. IMGSIM_TOKEN
     sets the update endpoints' token, over the file's.
@@ -29,11 +49,73 @@ def serve(
     config = load_config(config_path).search
     if workdir != "." or config_path is None:
         config = replace(config, {"workdir": workdir})
-    app = create_app(token_from_env(config))
+    if store:
+        config = replace(config, {"store": store})
+    config = token_from_env(config)
+    if dev or debug:
+        _serve_dev(config, host, port, debug)
+        return
+    options = gunicorn_options(config, host, port, workers or default_workers(), threads)
+    where = Path(config.workdir).resolve()
+    log.info(
+        "Serving %s on http://%s:%d with %d gunicorn workers × %d threads",
+        where, host, port, options["workers"], options["threads"],
+    )  # fmt: skip
+    Gunicorn(config, options).run()
+
+
+def gunicorn_options(
+    config: SearchConfig, host: str, port: int, workers: int, threads: int = 0
+) -> dict[str, Any]:
+    """gunicorn's settings for imgsim: threaded workers, timeouts above the request deadline."""
+    host_part = f"[{host}]" if ":" in host else host
+    return {
+        "bind": f"{host_part}:{port}",
+        "workers": max(1, workers),
+        "threads": threads or DEFAULT_THREADS,
+        "worker_class": "gthread",
+        # The app answers a slow upload with 408 at request_timeout; gunicorn kills a worker
+        # only well past it (a stuck forward pass, not a slow client).
+        "timeout": int(config.request_timeout) + 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "proc_name": "imgsim",
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "post_fork": _share_cores,
+    }
+
+
+def _share_cores(server: Any, worker: Any) -> None:
+    # Each worker's torch would start one thread per core: N workers would fight over them.
+    import torch
+
+    torch.set_num_threads(max(1, default_workers() // max(1, server.cfg.workers)))
+
+
+class Gunicorn(BaseApplication):
+    """gunicorn with imgsim's app factory: each worker loads the model and opens the store."""
+
+    def __init__(self, config: SearchConfig, options: dict[str, Any]) -> None:
+        self.search_config = config
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.search_config)
+
+
+def _serve_dev(config: SearchConfig, host: str, port: int, debug: bool) -> None:
+    app = create_app(config)
     with app.app_context():
         total = get_searcher().stats()["total_images"]
     workdir_shown = Path(config.workdir).resolve()
-    log.info("Serving %d images from %s on http://%s:%d", total, workdir_shown, host, port)
+    log.info("Serving %d images from %s on http://%s:%d (dev)", total, workdir_shown, host, port)
     # No reloader: it would start a second process that loads the model again.
     app.run(
         host=host,
