@@ -56,3 +56,31 @@ def drop_prefix(address: str, spec: str) -> None:
                 client.drop_collection(name)
     finally:
         client.close()
+
+
+def main() -> None:
+    """Run a server until killed (.ci/run starts one for the whole test run)."""
+    import argparse
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="A Milvus standalone server for the tests")
+    parser.add_argument("--port", type=int, default=0, help="(a free one)")
+    parser.add_argument("--dir", help="data folder (a new temporary one)")
+    parser.add_argument("--ready-file", help="write HOST:PORT here once it answers")
+    args = parser.parse_args()
+    from milvus import default_server
+
+    default_server.set_base_dir(args.dir or tempfile.mkdtemp(prefix="imgsim-milvus-"))
+    default_server.listen_port = args.port or free_port()
+    default_server.start()
+    address = f"127.0.0.1:{default_server.listen_port}"
+    if args.ready_file:
+        Path(args.ready_file).write_text(address)
+    print(f"Milvus ready on {address}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (default_server.stop(), os._exit(0)))
+    signal.pause()
+
+
+if __name__ == "__main__":
+    main()

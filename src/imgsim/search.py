@@ -27,13 +27,13 @@ from .store import (
     StoreUnavailableError,
     open_store,
 )
+from .store.base import EMBEDDINGS_MISSING
 
 log = logging.getLogger("imgsim")
 
 MODEL_TYPE = "Triplet Network"
 SIMILARITY_METRIC = "Euclidean Distance"
 MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
-EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
 FileSource = str | Path | bytes | BinaryIO
@@ -135,7 +135,7 @@ class Searcher:
             opened = open_store(workdir, store, info.get("model_id"))
             collection = opened.info()
             if collection is None:
-                problems.append(EMBEDDINGS_MISSING)
+                problems.append(opened.why_empty())
             elif model is not None:
                 _check_same_model(model, info, collection.dim, collection.model_id, problems)
         except (StoreError, EmbeddingsNotLoadedError) as exc:
@@ -167,7 +167,9 @@ class Searcher:
         if self.store is None:
             raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
         info = self.store.info()
-        if info is None or self.store.count() == 0:
+        if info is None:
+            raise NotReadyError(self.store.why_empty())
+        if self.store.count() == 0:
             raise NotReadyError(EMBEDDINGS_MISSING)
         assert self.model is not None
         if info.dim != self.model.config.embedding_dim:

@@ -11,6 +11,9 @@ import numpy as np
 from ..errors import ImgsimError
 from ..filefacts import FileFacts
 
+# The original's words, kept for its users (and its API's 503 answer).
+EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"
+
 
 class StoreError(ImgsimError, RuntimeError):
     """The store cannot be used; the message names it and says what to do."""
@@ -136,6 +139,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         """All names and vectors (N×D float32), in batches, in a stable order."""
+
+    def why_empty(self) -> str:
+        """Why `info()` is None, for the user: what to run."""
+        return EMBEDDINGS_MISSING
 
     def set_kind(self, kind: str) -> None:  # noqa: B027 - engines without a choice ignore it
         """Ask for a search structure (auto, flat, hnsw) where the engine has a choice."""

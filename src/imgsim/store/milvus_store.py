@@ -61,7 +61,7 @@ def parse_address(spec: str) -> tuple[str, int, str]:
 class MilvusStore(Store):
     """The collection of one model on a Milvus server."""
 
-    def __init__(self, spec: str, model_id: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, spec: str, model_id: str | None = None, timeout: float = 5.0) -> None:
         host, port, self.prefix = parse_address(spec)
         self.address = f"milvus://{host}:{port}/{self.prefix}"
         self._timeout = timeout
@@ -154,6 +154,16 @@ class MilvusStore(Store):
 
     def generation(self) -> int:
         return int(self._get_meta(f"generation:{self.model_id}") or 0) if self.model_id else 0
+
+    def why_empty(self) -> str:
+        latest = self._get_meta("current")
+        if latest and latest != self.model_id:
+            return (
+                f"No embeddings loaded for this model: {self.address} holds the collection of "
+                f"model {latest}, not of model {self.model_id or '(none)'} — run imgsim index "
+                "with this model (or serve the model that built it)"
+            )
+        return super().why_empty()
 
     def count(self) -> int:
         if not self._exists():
