@@ -107,7 +107,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .config import replace
     from .update import update_index
 
-    cfg = replace(_config(args).extract, _overrides(args, ("data_dir", "model_path", "store")))
+    names = ("data_dir", "model_path", "store", "engine", "engine_concurrency", "shard")
+    cfg = replace(_config(args).extract, _overrides(args, names))
     if args.workdir is not None:
         cfg = replace(cfg, {"output_dir": args.workdir})
         if args.model_path is None:  # the model that lives in that workdir
@@ -302,6 +303,24 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "flat", "hnsw"),
         help="exact (flat) or approximate (hnsw) search; auto: HNSW from 50,000 images "
         "(default: as before, else auto)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="local: this process and its decode workers (default); ray: Ray Data actors, "
+        "on this machine or the cluster RAY_ADDRESS names (pip install 'imgsim[scale]')",
+    )
+    p.add_argument(
+        "--concurrency",
+        dest="engine_concurrency",
+        type=int,
+        help="Ray actors (0 = one per CPU Ray offers)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="embed only the K-th of N disjoint parts of the folder into the shared store "
+        "(run K = 1..N on N machines against one Milvus)",
     )
     _add_store_flag(p)
     _add_config_flag(p)

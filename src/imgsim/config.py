@@ -73,6 +73,9 @@ class ExtractConfig:
     workers: int = 0  # decode processes; 0 = half the cores (the rest run the network)
     plot: bool = False  # t-SNE plot of the embedding space
     store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
+    engine: str = "local"  # local: this process and its decode workers | ray: Ray Data actors
+    engine_concurrency: int = 0  # Ray actors; 0 = one per CPU Ray offers
+    shard: str = ""  # "K/N": embed only the K-th of N disjoint parts (one machine's share)
 
 
 @dataclass

@@ -187,9 +187,13 @@ def _embed_all(
         # Taken before decoding: a file changed meanwhile shows a new stat at the next update.
         facts = collect_facts([r.path for r in records], extract_workers(config.workers) + 1)
         todo = [i for i, f in enumerate(facts) if f is not None and f.sha256 not in by_hash]
-        features, rows = embed_records(
-            model, size, [records[i] for i in todo], config.batch_size, config.workers, progress
-        )
+        if config.engine == "ray":
+            features, rows = ray_embed(config, size, [records[i] for i in todo])
+        else:
+            features, rows = embed_records(
+                model, size, [records[i] for i in todo], config.batch_size, config.workers,
+                progress,
+            )  # fmt: skip
         for j, row in enumerate(rows):
             by_hash[facts[todo[row]].sha256 or ""] = features[j]  # type: ignore[union-attr]
         kept = [i for i, f in enumerate(facts) if f is not None and f.sha256 in by_hash]
@@ -213,6 +217,17 @@ def _embed_all(
     raise ConcurrentChangeError(
         f"The index kept changing while it was rebuilt ({REBUILD_ATTEMPTS} tries); nothing was "
         "replaced — run imgsim index again when the server is quieter, or imgsim index --update"
+    )
+
+
+def ray_embed(
+    config: ExtractConfig, size: int, records: list[ImageRecord]
+) -> tuple[np.ndarray, list[int]]:
+    """`embed_records` on Ray Data actors (`--engine ray`), from the model file itself."""
+    from .scale import ray_embed_records
+
+    return ray_embed_records(
+        config.model_path, size, records, config.batch_size, config.engine_concurrency
     )
 
 

@@ -12,11 +12,12 @@ import numpy as np
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
 from .errors import DatasetError
-from .extract import _extract_with, embed_records, extract_workers
+from .extract import _extract_with, embed_records, extract_workers, ray_embed
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model import EmbeddingNet, load_model
+from .scale import ShardError, in_shard, parse_shard
 from .staging import Staging, wait_for_uploads
-from .store import ConcurrentChangeError, Item, Store, open_store
+from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
 from .store.exports import write_exports
 from .vectors import resolve_kind
 
@@ -64,14 +65,24 @@ def update_index(
     With `update`, only new and changed files are embedded, deleted ones dropped, the rest
     kept; a different model (or no collection yet) embeds everything, saying why. Without it,
     everything is embedded (as `imgsim extract`). `kind` (auto, flat, hnsw) switches the
-    FAISS structure; by default the previous choice stays.
+    FAISS structure; by default the previous choice stays. With `config.shard` ("K/N") only
+    that share of the images is embedded and added or dropped, into a collection shared with
+    the other shards' runs (created empty by whichever comes first).
     """
     start = time.perf_counter()
     model, info = load_model(config.model_path)
+    shard = parse_shard(config.shard)
     store = open_store(config.output_dir, config.store or None, info["model_id"])
     try:
         _recover_uploads(store, config)
+        if shard is not None:
+            store.ensure(_new_info(config, info["model_id"], model, kind))
         reason = _full_reason(store, config, info["model_id"], model) if update else "full"
+        if shard is not None and reason:
+            raise ShardError(
+                f"--shard adds to one model's collection; {reason.split(':')[0]} — build "
+                "the collection with this model first (imgsim index, without --shard)"
+            )
         if kind is not None and not reason:
             store.set_kind(kind)
         result = None if reason else _update(store, model, config, progress, info["model_id"])
@@ -85,6 +96,15 @@ def update_index(
         result.reason, result.kind = ("" if reason == "full" else reason), done.kind
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _new_info(
+    config: ExtractConfig, model_id: str, model: EmbeddingNet, kind: str | None
+) -> CollectionInfo:
+    return CollectionInfo(
+        model_id, model.config.embedding_dim, str(Path(config.data_dir).resolve()),
+        kind or "auto", time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )  # fmt: skip
 
 
 def _recover_uploads(store: Store, config: ExtractConfig) -> None:
@@ -118,10 +138,11 @@ def _update(
     for _ in range(UPDATE_ATTEMPTS):
         expected = store.generation()
         wait_for_uploads(config.output_dir)
-        records = scan_images(config.data_dir)
-        if not records:
+        shard = parse_shard(config.shard)
+        records = [r for r in scan_images(config.data_dir) if in_shard(r.name, shard)]
+        if not records and shard is None:
             raise DatasetError(f"No images found in {config.data_dir}")
-        plan = _plan(store, records, extract_workers(config.workers) + 1, embedded)
+        plan = _plan(store, records, extract_workers(config.workers) + 1, embedded, shard)
         failed = _embed_plan(plan, model, config, progress, embedded)
         known = store.facts()
         plan.remove += [n for n in failed if n in known]
@@ -162,9 +183,12 @@ def _embed_plan(
 ) -> set[str]:
     """Embed what the plan lists, into `plan.add`; returns the names that did not decode."""
     todo = [r for r, _ in plan.embed]
-    features, rows = embed_records(
-        model, model.config.image_size, todo, config.batch_size, config.workers, progress
-    )
+    if config.engine == "ray":
+        features, rows = ray_embed(config, model.config.image_size, todo)
+    else:
+        features, rows = embed_records(
+            model, model.config.image_size, todo, config.batch_size, config.workers, progress
+        )
     for j, i in enumerate(rows):
         facts = plan.embed[i][1]
         embedded[facts.sha256 or ""] = features[j]
@@ -174,10 +198,14 @@ def _embed_plan(
 
 
 def _plan(
-    store: Store, records: list[ImageRecord], workers: int, embedded: dict[str, np.ndarray]
+    store: Store,
+    records: list[ImageRecord],
+    workers: int,
+    embedded: dict[str, np.ndarray],
+    shard: tuple[int, int] | None = None,
 ) -> _Plan:
     """What to embed, reuse, drop and re-stat; only files whose stat moved are read."""
-    known = store.facts()
+    known = {n: f for n, f in store.facts().items() if in_shard(n, shard)}
     plan = _Plan(remove=sorted(set(known) - {r.name for r in records}))
     candidates = []
     for record in records:

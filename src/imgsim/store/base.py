@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -139,6 +140,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         """All names and vectors (N×D float32), in batches, in a stable order."""
+
+    def ensure(self, info: CollectionInfo) -> None:
+        """Create an empty collection described by `info` unless one exists (races are safe)."""
+        if self.info() is None:
+            # ConcurrentChangeError: another process created it meanwhile; that one stands.
+            with contextlib.suppress(ConcurrentChangeError):
+                self.replace_all([], info, expected=self.generation())
 
     def why_empty(self) -> str:
         """Why `info()` is None, for the user: what to run."""

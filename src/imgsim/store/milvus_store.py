@@ -319,6 +319,22 @@ class MilvusStore(Store):
             raise
         return self._switch(physical, info)
 
+    def ensure(self, info: CollectionInfo) -> None:
+        """Create the model's collection unless it exists; N machines may race to do it."""
+        self.model_id = info.model_id
+        self._cache.clear()
+        if self.info() is not None:
+            return
+        physical = f"{self.collection}_0"  # the same name on every machine: one of them wins
+        if not self._call("list collections", self._client.has_collection, physical):
+            with contextlib.suppress(StoreError):
+                self._create(physical, info.dim)
+        with contextlib.suppress(StoreError):
+            self._call("create an alias", self._client.create_alias, physical, self.collection)
+        if self._get_meta(f"physical:{self.model_id}") is None:
+            self._put_meta({f"physical:{self.model_id}": physical, "current": self.model_id})
+            self._put_info(info)
+
     def _create(self, physical: str, dim: int) -> None:
         from pymilvus import DataType, MilvusClient
 
