@@ -42,6 +42,12 @@ log = logging.getLogger("imgsim")
 
 T = TypeVar("T")
 STRONG = {"consistency_level": "Strong"}
+# Strong reads wait for Milvus's next time tick (about 400 ms a search here, benchmarks);
+# Bounded reads with a one-second grace answer in milliseconds and miss only changes younger
+# than a second. So reads are Bounded, except for a while after this process wrote (it must
+# read its own writes) and wherever a write decides on what it reads.
+FRESH = {"consistency_level": "Bounded", "graceful_time": 1}
+OWN_WRITES_SECONDS = 1.5
 NAME_MAX = 1024  # bytes of a dataset-relative name (Milvus VARCHAR primary key)
 CATEGORY_MAX = 512
 BATCH = 1000  # rows per insert/upsert call: well under Milvus's message size limit
@@ -71,6 +77,7 @@ class MilvusStore(Store):
         self.model_id = model_id or self._get_meta("current") or ""
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        self._wrote = -OWN_WRITES_SECONDS  # monotonic time of this process's last write
 
     # -- plumbing ----------------------------------------------------------------------------
     def _connect(self, host: str, port: int) -> Any:
@@ -114,10 +121,12 @@ class MilvusStore(Store):
             self._meta, schema=schema, index_params=index, **STRONG,
         )  # fmt: skip
 
-    def _get_meta(self, key: str) -> str | None:
+    def _get_meta(self, key: str, strong: bool = False) -> str | None:
+        level = STRONG if strong or not hasattr(self, "_wrote") else self._read()
         rows = self._call(
-            "read meta", self._client.get, self._meta, ids=[key], output_fields=["value"]
-        )
+            "read meta", self._client.get, self._meta, ids=[key], output_fields=["value"],
+            **level,
+        )  # fmt: skip
         return rows[0]["value"] if rows else None
 
     def _put_meta(self, values: dict[str, str]) -> None:
@@ -152,8 +161,10 @@ class MilvusStore(Store):
         raw = self._cached("info", lambda: self._get_meta(f"info:{self.model_id}"))
         return CollectionInfo(**json.loads(raw)) if raw else None
 
-    def generation(self) -> int:
-        return int(self._get_meta(f"generation:{self.model_id}") or 0) if self.model_id else 0
+    def generation(self, strong: bool = True) -> int:
+        if not self.model_id:
+            return 0
+        return int(self._get_meta(f"generation:{self.model_id}", strong) or 0)
 
     def why_empty(self) -> str:
         latest = self._get_meta("current")
@@ -170,22 +181,22 @@ class MilvusStore(Store):
             return 0
         rows = self._call(
             "count", self._client.query, self.collection, filter="",
-            output_fields=["count(*)"], **STRONG,
+            output_fields=["count(*)"], **self._read(),
         )  # fmt: skip
         return int(rows[0]["count(*)"]) if rows else 0
 
     def categories(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for row in self._iterate(["category"]):
+        for row in self._iterate(["category"], level=self._read()):
             counts[row["category"]] = counts.get(row["category"], 0) + 1
         return dict(sorted(counts.items()))
 
-    def contains(self, name: str) -> bool:
+    def contains(self, name: str, strong: bool = False) -> bool:
         if not self._exists() or len(name.encode()) > NAME_MAX:
             return False
         rows = self._call(
             "look up", self._client.get, self.collection, ids=[name], output_fields=["name"],
-            **STRONG,
+            **(STRONG if strong else self._read()),
         )  # fmt: skip
         return bool(rows)
 
@@ -200,7 +211,7 @@ class MilvusStore(Store):
             filter=_category_filter(categories), limit=max(1, min(k, 16_384)),
             output_fields=["category"],
             search_params={"metric_type": "L2", "params": {"ef": max(HNSW_EF_SEARCH, k)}},
-            **STRONG,
+            **self._read(),
         )  # fmt: skip
         # Milvus's L2 is the squared distance; callers get the Euclidean one.
         return [
@@ -236,13 +247,17 @@ class MilvusStore(Store):
             yield names, np.asarray(vectors, dtype=np.float32)
 
     def _iterate(
-        self, fields: list[str], batch: int = 5000, collection: str | None = None
+        self,
+        fields: list[str],
+        batch: int = 5000,
+        collection: str | None = None,
+        level: dict[str, Any] = STRONG,
     ) -> Iterator[dict]:
         if collection is None and not self._exists():
             return
         iterator = self._call(
             "read", self._client.query_iterator, collection or self.collection,
-            batch_size=batch, output_fields=fields, **STRONG,
+            batch_size=batch, output_fields=fields, **level,
         )  # fmt: skip
         try:
             while rows := iterator.next():
@@ -255,7 +270,7 @@ class MilvusStore(Store):
         return self.apply(items, (), {}, model_id, expected)
 
     def remove(self, names: Iterable[str], expected: int | None = None) -> list[str]:
-        known = [n for n in dict.fromkeys(names) if self.contains(n)]
+        known = [n for n in dict.fromkeys(names) if self.contains(n, strong=True)]
         if not known:
             return []
         self._check_expected(expected)
@@ -357,7 +372,7 @@ class MilvusStore(Store):
 
     def _switch(self, physical: str, info: CollectionInfo) -> int:
         """Point this model's alias at `physical`, drop the previous collection, record it."""
-        previous = self._get_meta(f"physical:{self.model_id}")
+        previous = self._get_meta(f"physical:{self.model_id}", strong=True)
         if previous is None:
             self._call("create an alias", self._client.create_alias, physical, self.collection)
         else:
@@ -372,6 +387,11 @@ class MilvusStore(Store):
         self._put_meta({f"info:{info.model_id}": json.dumps(info.__dict__)})
         self._cache.clear()
 
+    def _read(self) -> dict[str, Any]:
+        """The consistency of a read: Strong just after this process wrote, else Bounded."""
+        recent = time.monotonic() - self._wrote < OWN_WRITES_SECONDS
+        return STRONG if recent else FRESH
+
     def _check_expected(self, expected: int | None) -> None:
         if expected is not None and self.generation() != expected:
             raise ConcurrentChangeError(
@@ -380,6 +400,7 @@ class MilvusStore(Store):
             )
 
     def _changed(self) -> int:
+        self._wrote = time.monotonic()
         token = max(self.generation() + 1, time.time_ns())
         self._put_meta({f"generation:{self.model_id}": str(token)})
         return token
