@@ -168,6 +168,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trash(args: argparse.Namespace) -> int:
+    from . import trash
+
+    if args.action == "restore":
+        print(f"Restored {trash.restore(args.workdir, args.name)}")
+    elif args.action == "empty":
+        count = trash.empty(args.workdir, args.older_than)
+        print(f"Deleted {count} file{'s' if count != 1 else ''} from the trash for good")
+    elif args.json:
+        print(json.dumps([i.to_dict() for i in trash.list_trash(args.workdir)], indent=2))
+    else:
+        items = trash.list_trash(args.workdir)
+        for i in items:
+            print(f"{i.to_dict()['trashed']}  {i.size:>10,}  {i.id}  {i.original}")
+        print(f"{len(items)} file{'s' if len(items) != 1 else ''} in the trash")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -315,6 +333,21 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_trash(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trash", help="removed images: list, restore or empty the trash")
+    p.add_argument("--workdir", default=".", help="the work folder that holds the trash (.)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("list", help="what is in the trash, oldest first")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q = actions.add_parser("restore", help="put a file back where it was (never overwrites)")
+    q.add_argument("name", help="its name (hats/a.jpg), original path, or trash id")
+    q = actions.add_parser("empty", help="delete trashed files for good")
+    q.add_argument("--older-than", type=float, metavar="DAYS", help="only those older than DAYS")
+    for q in actions.choices.values():  # `imgsim trash list --workdir W` works too
+        q.add_argument("--workdir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_trash)
+
+
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps `imgsim --config F train` working: the subcommand must not reset it.
     p.add_argument("--config", default=argparse.SUPPRESS, help="settings file (.toml/.yaml/.json)")
@@ -341,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)
+    _add_trash(sub)
     return parser
 
 

@@ -22,6 +22,8 @@ HISTORY_PLOT = "training_history.png"
 EMBEDDING_PLOT = "triplet_embedding_space.png"
 TRAIN_CONFIG_FILE = "training_config.json"
 CHECKPOINT_DIR = "checkpoints"
+TRASH_DIR = "trash"  # removed images wait here (imgsim trash list | restore | empty)
+TRASH_JOURNAL = "trash.jsonl"  # inside TRASH_DIR: where each trashed file came from
 DEFAULT_DATA_DIR = "static/dataset"
 
 

@@ -31,3 +31,7 @@ class NotReadyError(ImgsimError, RuntimeError):
 
 class UnsafePathError(ImgsimError, ValueError):
     """A name that leads outside the data folder (absolute, '..', or through a symlink)."""
+
+
+class TrashError(ImgsimError, ValueError):
+    """A trash operation that cannot be done (nothing by that name, the target exists)."""
