@@ -26,9 +26,23 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _prepare(data_dir: str | None = None, workdir: str | None = None) -> None:
+    """Refuse a half-renamed image folder; remove temporary files a killed run left behind."""
+    if data_dir is not None:
+        from .rename_journal import check_folder
+
+        check_folder(data_dir)  # InterruptedRenameError: says to run `imgsim rename --recover`
+    if workdir is not None:
+        from .fileio import clean_stale_temps
+
+        for name in clean_stale_temps(workdir):
+            log.info("Removed %s, left by an interrupted write", name)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from .data import dataset_stats, scan_images
 
+    _prepare(args.data)
     stats = dataset_stats(scan_images(args.data), args.data)
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -54,7 +68,9 @@ def cmd_rename(args: argparse.Namespace) -> int:
     from .rename import run
 
     categories = [c for c in args.categories.split(",")] if args.categories else None
-    return run(Path(args.folder), categories, args.dry_run, args.undo, args.yes)
+    return run(
+        Path(args.folder), categories, args.dry_run, args.undo, args.yes, recover_run=args.recover
+    )
 
 
 MODEL_FLAGS = ("image_size", "embedding_dim", "widths", "blocks", "head_hidden")
@@ -72,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     model_cfg = replace(cfg.model, _overrides(args, MODEL_FLAGS))
     train_cfg = replace(cfg.train, _overrides(args, TRAIN_FLAGS))
+    _prepare(train_cfg.data_dir)
     result = train(train_cfg, model_cfg, resume=args.resume, resume_epochs=args.epochs)
     final = result.history[-1] if result.history else {}
     recall = final.get("val_recall_at_1")
@@ -88,6 +105,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         _config(args).extract,
         _overrides(args, ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot")),
     )
+    _prepare(cfg.data_dir, cfg.output_dir)
     if args.reference is not None:
         result = extract_reference(cfg, args.reference, args.reference_size)
     else:
@@ -109,6 +127,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         cfg = replace(cfg, {"output_dir": args.workdir})
         if args.model_path is None:  # the model that lives in that workdir
             cfg = replace(cfg, {"model_path": str(Path(args.workdir) / MODEL_FILE)})
+    _prepare(cfg.data_dir, cfg.output_dir)
     result = update_index(cfg, update=args.update, kind=args.kind)
     if result.full:
         print(f"Indexed {result.total} images (all embedded) into {cfg.output_dir}", end="")
@@ -158,6 +177,7 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve
 
+    _prepare(workdir=args.workdir)
     serve(
         workdir=args.workdir,
         host=args.host,
@@ -298,6 +318,9 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--categories", help="comma-separated names; without it, asks")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--undo", action="store_true", help="reverse the last rename")
+    p.add_argument(
+        "--recover", action="store_true", help="finish (or roll back) an interrupted rename"
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_rename)
 
