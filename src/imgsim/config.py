@@ -84,6 +84,12 @@ class SearchConfig:
     threshold: float = 0.0  # minimum similarity in percent
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
+    # Memory one decoded image may take (pixels x bands x bytes per sample, from its header):
+    # 128 MB passes any 8-bit RGB image under max_image_pixels; a larger one is refused (400).
+    max_decode_mb: int = 128
+    # Decodes at once per server process; more wait. Peak decode memory ~ this x max_decode_mb
+    # (large images are decoded once, then box-reduced to what the model needs).
+    max_concurrent_decodes: int = 2
     max_batch_files: int = 16
     request_timeout: float = 30.0  # seconds a client may take to send a request (408 after)
     # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN
