@@ -23,13 +23,13 @@ log = logging.getLogger("imgsim")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 40_000_000
-# Decoded bytes one image may take (pixels x bands x bytes per sample, read from the header):
-# 128 MiB passes every 8-bit RGB image under the pixel limit. The web app sets its own.
-DEFAULT_MAX_DECODE_BYTES = 128 * 1024 * 1024
+# Decoded bytes one image may take (pixels x bytes per pixel, read from the header). Local
+# files: anything under the pixel limit, as before; the web app sets its own, lower budget.
+DEFAULT_MAX_DECODE_BYTES = 4 * DEFAULT_MAX_PIXELS
 DEFAULT_MAX_CONCURRENT_DECODES = 2  # per process: peak memory is about this x the budget
-# Bytes per pixel of each mode as Pillow holds it decoded (rarer modes: 4, the most it uses).
-_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "I;16": 2}
-_MODE_BYTES |= {"I;16B": 2, "I;16L": 2, "I;16N": 2}
+# Bytes per pixel as Pillow holds a decoded image: bands x bytes per sample, except that it
+# pads every multi-band mode to 4 bytes (RGB, LA and PA too). Other modes: 4, the most it uses.
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 _HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 _STRIP_PIXELS = 1 << 20  # pixels converted at a time on the reduced path
 # The only Pillow decoders untrusted bytes may reach: the formats above. Pillow can open ~40
@@ -163,7 +163,7 @@ def decode_limits() -> tuple[int, int]:
 
 
 def decoded_bytes(size: tuple[int, int], mode: str) -> int:
-    """Memory a decoded image of this size and Pillow mode takes: pixels x bands x bytes."""
+    """Memory a decoded image of this size and Pillow mode takes: pixels x bytes per pixel."""
     return size[0] * size[1] * _MODE_BYTES.get(mode, 4)
 
 
