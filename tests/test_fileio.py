@@ -149,3 +149,25 @@ def test_is_temp_name_matches_what_atomic_path_creates(tmp_path: Path) -> None:
     with atomic_path(tmp_path / "triplet_index.faiss") as tmp:
         assert is_temp_name(tmp.name)
     assert not is_temp_name("triplet_index.faiss")
+
+
+@pytest.mark.parametrize("command", ["index", "extract", "serve"])
+def test_index_extract_and_serve_clean_stale_temps_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    import imgsim.web
+    from imgsim.cli import main
+
+    monkeypatch.setattr(imgsim.web, "serve", lambda **kwargs: None)
+    work = tmp_path / "work"
+    work.mkdir()
+    stale = work / ".triplet_features.npy.k3j4h5g6.tmp"
+    stale.write_bytes(b"left by kill -9")
+    _age(stale, STALE_TEMP_SECONDS + 60)
+    argv = {
+        "index": ["index", "--data", str(tmp_path / "none"), "--workdir", str(work)],
+        "extract": ["extract", "--data", str(tmp_path / "none"), "--output-dir", str(work)],
+        "serve": ["serve", "--workdir", str(work)],
+    }[command]
+    main(argv)  # index and extract fail (no model): the clean-up came first
+    assert not stale.exists()
