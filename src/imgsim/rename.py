@@ -1,4 +1,7 @@
-"""Organising a flat image folder into categories: plan, apply and undo collision-safe renames."""
+"""Organising a flat image folder into categories: plan, apply and undo collision-safe renames.
+
+The moves themselves, their journal and `--recover` live in imgsim.rename_journal.
+"""
 
 from __future__ import annotations
 
@@ -288,14 +291,11 @@ def run(
     try:
         if not folder.is_dir():
             raise RenameError(f"Folder not found: {folder}")
-        if not recover_run:
-            check_folder(folder, subfolders=False)
         if recover_run:
             if categories is not None or undo or dry_run:
                 raise RenameError("--recover takes no --categories, --undo or --dry-run.")
-            outcome = recover(folder)
-            print_fn(f"Recovered: {outcome}." if outcome else f"Nothing to recover in {folder}.")
-            return 0
+            return _run_recover(folder, print_fn)
+        check_folder(folder, subfolders=False)  # a half-renamed folder: --recover first
         if undo:
             if categories is not None:
                 raise RenameError("--undo reverses the last run; it takes no --categories.")
@@ -350,6 +350,17 @@ def _run_undo(folder: Path, dry_run: bool, print_fn: Callable[[str], None]) -> i
         return 0
     restored = undo_last(folder)
     print_fn(f"Restored {restored} files to their earlier names.")
+    return 0
+
+
+def _run_recover(folder: Path, print_fn: Callable[[str], None]) -> int:
+    outcome = recover(folder)
+    if outcome is None:
+        print_fn(f"Nothing to recover in {folder}.")
+        return 0
+    print_fn(f"Recovered: {outcome}.")
+    if outcome.startswith("finished"):
+        print_fn(f"To undo: imgsim rename {shlex.quote(str(folder))} --undo")
     return 0
 
 
