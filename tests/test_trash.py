@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim import trash
+from imgsim import fileio, trash
 from imgsim.cli import main
 from imgsim.config import TRASH_DIR, TRASH_JOURNAL
 from imgsim.errors import TrashError, UnsafePathError
@@ -141,7 +141,7 @@ def test_a_failed_copy_keeps_the_original(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "link", no_link)
-    monkeypatch.setattr(trash.shutil, "copyfileobj", disk_full)
+    monkeypatch.setattr(fileio.shutil, "copyfileobj", disk_full)
     with pytest.raises(OSError, match="No space"):
         move_to_trash(work, data, "shirt_002.jpg")
     assert (data / "shirt_002.jpg").read_bytes() == b"shirt two"

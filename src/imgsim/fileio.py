@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -86,6 +87,18 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def copy_durably(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a file to a new name (never over an existing one), fsynced, with its times and mode.
+
+    For moves across file systems, where the caller removes the source only after this.
+    """
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        dst.flush()
+        os.fsync(dst.fileno())
+    shutil.copystat(source, target)
 
 
 def is_temp_name(name: str) -> bool:

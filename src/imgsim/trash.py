@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from .config import TRASH_DIR, TRASH_JOURNAL
 from .errors import TrashError
-from .fileio import default_file_mode, fsync_dir, write_text_atomic
+from .fileio import copy_durably, default_file_mode, fsync_dir, write_text_atomic
 from .paths import safe_path
 
 _LOCK = ".lock"
@@ -185,11 +184,7 @@ def _copy_then_unlink(source: Path, target: Path) -> None:
     # Another file system (or one without hard links): the copy is complete and fsynced
     # under a temporary name before it takes its name, and only then does the source go.
     partial = target.with_name(target.name + _PARTIAL)
-    with open(source, "rb") as src, open(partial, "xb") as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
-        dst.flush()
-        os.fsync(dst.fileno())
-    shutil.copystat(source, partial)
+    copy_durably(source, partial)
     try:
         os.link(partial, target)  # fails rather than overwrite
     except OSError as exc:
