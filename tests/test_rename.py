@@ -11,7 +11,7 @@ import pytest
 
 from imgsim import rename
 from imgsim.data import parse_category
-from imgsim.rename import LOG_NAME, TMP_PREFIX, Rename
+from imgsim.rename import JOURNAL_NAME, LOG_NAME, TMP_PREFIX, Rename
 
 
 def make_files(folder: Path, names: Iterable[str]) -> dict[str, bytes]:
@@ -328,12 +328,18 @@ def test_failure_during_undo_rolls_back(
 def test_failed_rollback_names_the_stuck_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_files(tmp_path, ["a.jpg", "b.jpg"])
+    before = make_files(tmp_path, ["a.jpg", "b.jpg"])
     fail_on_call(monkeypatch, 2, 3)  # the move fails, then so does putting the first one back
     code, out = run_quiet(tmp_path, categories=["x"], yes=True)
     assert code == 1 and "could not be put back" in out and "-> a.jpg" in out
-    # The log keeps the entry so the intent of the run is still on record.
-    assert (tmp_path / LOG_NAME).exists()
+    assert "--recover" in out
+    # The journal stays, so the run can be recovered once the cause is fixed.
+    assert (tmp_path / JOURNAL_NAME).exists()
+    assert any(p.name.startswith(TMP_PREFIX) and p.suffix == ".jpg" for p in tmp_path.iterdir())
+    monkeypatch.undo()
+    code, out = run_quiet(tmp_path, recover_run=True)
+    assert code == 0 and "back under its name" in out
+    assert snapshot(tmp_path) == before
 
 
 def test_missing_folder_and_undo_with_categories_are_errors(tmp_path: Path) -> None:

@@ -26,9 +26,23 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _prepare(data_dir: str | None = None, workdir: str | None = None) -> None:
+    """Refuse a half-renamed image folder; remove temporary files a killed run left behind."""
+    if data_dir is not None:
+        from .rename_journal import check_folder
+
+        check_folder(data_dir)  # InterruptedRenameError: says to run `imgsim rename --recover`
+    if workdir is not None:
+        from .fileio import clean_stale_temps
+
+        for name in clean_stale_temps(workdir):
+            log.info("Removed %s, left by an interrupted write", name)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from .data import dataset_stats, scan_images
 
+    _prepare(args.data)
     stats = dataset_stats(scan_images(args.data), args.data)
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -54,7 +68,9 @@ def cmd_rename(args: argparse.Namespace) -> int:
     from .rename import run
 
     categories = [c for c in args.categories.split(",")] if args.categories else None
-    return run(Path(args.folder), categories, args.dry_run, args.undo, args.yes)
+    return run(
+        Path(args.folder), categories, args.dry_run, args.undo, args.yes, recover_run=args.recover
+    )
 
 
 MODEL_FLAGS = ("image_size", "embedding_dim", "widths", "blocks", "head_hidden")
@@ -72,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     model_cfg = replace(cfg.model, _overrides(args, MODEL_FLAGS))
     train_cfg = replace(cfg.train, _overrides(args, TRAIN_FLAGS))
+    _prepare(train_cfg.data_dir)
     result = train(train_cfg, model_cfg, resume=args.resume, resume_epochs=args.epochs)
     final = result.history[-1] if result.history else {}
     recall = final.get("val_recall_at_1")
@@ -91,6 +108,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot", "store"),
         ),
     )
+    _prepare(cfg.data_dir, cfg.output_dir)
     if args.reference is not None:
         result = extract_reference(cfg, args.reference, args.reference_size)
     else:
@@ -113,6 +131,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         cfg = replace(cfg, {"output_dir": args.workdir})
         if args.model_path is None:  # the model that lives in that workdir
             cfg = replace(cfg, {"model_path": str(Path(args.workdir) / MODEL_FILE)})
+    _prepare(cfg.data_dir, cfg.output_dir)
     result = update_index(cfg, update=args.update, kind=args.kind)
     if result.full:
         print(f"Indexed {result.total} images (all embedded) into {cfg.output_dir}", end="")
@@ -162,6 +181,7 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve
 
+    _prepare(workdir=args.workdir)
     serve(
         workdir=args.workdir,
         host=args.host,
@@ -204,6 +224,24 @@ def _model_id(path: Path) -> str | None:
     from .model import load_model
 
     return str(load_model(path)[1]["model_id"])
+
+
+def cmd_trash(args: argparse.Namespace) -> int:
+    from . import trash
+
+    if args.action == "restore":
+        print(f"Restored {trash.restore(args.workdir, args.name)}")
+    elif args.action == "empty":
+        count = trash.empty(args.workdir, args.older_than)
+        print(f"Deleted {count} file{'s' if count != 1 else ''} from the trash for good")
+    elif args.json:
+        print(json.dumps([i.to_dict() for i in trash.list_trash(args.workdir)], indent=2))
+    else:
+        items = trash.list_trash(args.workdir)
+        for i in items:
+            print(f"{i.to_dict()['trashed']}  {i.size:>10,}  {i.id}  {i.original}")
+        print(f"{len(items)} file{'s' if len(items) != 1 else ''} in the trash")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -338,6 +376,9 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--categories", help="comma-separated names; without it, asks")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--undo", action="store_true", help="reverse the last rename")
+    p.add_argument(
+        "--recover", action="store_true", help="finish (or roll back) an interrupted rename"
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_rename)
 
@@ -399,6 +440,21 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_trash(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trash", help="removed images: list, restore or empty the trash")
+    p.add_argument("--workdir", default=".", help="the work folder that holds the trash (.)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("list", help="what is in the trash, oldest first")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q = actions.add_parser("restore", help="put a file back where it was (never overwrites)")
+    q.add_argument("name", help="its name (hats/a.jpg), original path, or trash id")
+    q = actions.add_parser("empty", help="delete trashed files for good")
+    q.add_argument("--older-than", type=float, metavar="DAYS", help="only those older than DAYS")
+    for q in actions.choices.values():  # `imgsim trash list --workdir W` works too
+        q.add_argument("--workdir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_trash)
+
+
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps `imgsim --config F train` working: the subcommand must not reset it.
     p.add_argument("--config", default=argparse.SUPPRESS, help="settings file (.toml/.yaml/.json)")
@@ -434,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)
+    _add_trash(sub)
     return parser
 
 

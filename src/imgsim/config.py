@@ -23,6 +23,8 @@ EMBEDDING_PLOT = "triplet_embedding_space.png"
 TRAIN_CONFIG_FILE = "training_config.json"
 CHECKPOINT_DIR = "checkpoints"
 STAGING_DIR = ".imgsim-staging"  # uploads wait here (in the workdir) until they are indexed
+TRASH_DIR = "trash"  # removed images wait here (imgsim trash list | restore | empty)
+TRASH_JOURNAL = "trash.jsonl"  # inside TRASH_DIR: where each trashed file came from
 DEFAULT_DATA_DIR = "static/dataset"
 
 
@@ -88,6 +90,15 @@ class SearchConfig:
     threshold: float = 0.0  # minimum similarity in percent
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
+    # Memory one decoded image may take (pixels x bands x bytes per sample, from its header);
+    # more is refused (400). 96 MB: RGB up to 25 M pixels (Pillow keeps 4 bytes a pixel),
+    # 16-bit grey up to the pixel limit; JPEGs decode shrunk, so only large lossless images
+    # meet it. With 2 decodes at once, 8 worst-case uploads at once stay under 300 MB per
+    # process (docs/benchmarks.md).
+    max_decode_mb: int = 96
+    # Decodes at once per server process; more wait. Peak decode memory ~ this x max_decode_mb
+    # (large images are decoded once, then box-reduced to what the model needs).
+    max_concurrent_decodes: int = 2
     max_batch_files: int = 16
     request_timeout: float = 30.0  # seconds a client may take to send a request (408 after)
     # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import re
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import DatasetError, UnreadableImageError
 
@@ -21,6 +23,15 @@ log = logging.getLogger("imgsim")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 40_000_000
+# Decoded bytes one image may take (pixels x bytes per pixel, read from the header). Local
+# files: anything under the pixel limit, as before; the web app sets its own, lower budget.
+DEFAULT_MAX_DECODE_BYTES = 4 * DEFAULT_MAX_PIXELS
+DEFAULT_MAX_CONCURRENT_DECODES = 2  # per process: peak memory is about this x the budget
+# Bytes per pixel as Pillow holds a decoded image: bands x bytes per sample, except that it
+# pads every multi-band mode to 4 bytes (RGB, LA and PA too). Other modes: 4, the most it uses.
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+_STRIP_PIXELS = 1 << 20  # pixels converted at a time on the reduced path
 # The only Pillow decoders untrusted bytes may reach: the formats above. Pillow can open ~40
 # more (EPS runs Ghostscript, PSD/ICO/TGA/... have had parser bugs); we need none of them.
 # JPEG's opener also reads MPO (multi-picture JPEG from cameras), which has no opener of its own.
@@ -121,24 +132,67 @@ def dataset_stats(records: list[ImageRecord], root: str | Path) -> dict:
     }
 
 
+class _DecodeLimits:
+    """The process's decode budget and the semaphore that bounds concurrent decodes."""
+
+    def __init__(self, max_bytes: int, concurrent: int) -> None:
+        self.max_bytes = max_bytes
+        self.concurrent = concurrent
+        self.semaphore = threading.BoundedSemaphore(concurrent)
+
+
+_limits = _DecodeLimits(DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_CONCURRENT_DECODES)
+
+
+def set_decode_limits(max_bytes: int | None = None, concurrent: int | None = None) -> None:
+    """Set this process's decode budget (bytes per image) and concurrent decodes (at least 1).
+
+    A decode already running keeps the semaphore it took; new ones use the new one.
+    """
+    global _limits
+    max_bytes = _limits.max_bytes if max_bytes is None else int(max_bytes)
+    concurrent = _limits.concurrent if concurrent is None else int(concurrent)
+    if max_bytes < 1 or concurrent < 1:
+        raise ValueError("decode limits must be at least 1")
+    _limits = _DecodeLimits(max_bytes, concurrent)
+
+
+def decode_limits() -> tuple[int, int]:
+    """(bytes one decoded image may take, decodes at once) of this process."""
+    return _limits.max_bytes, _limits.concurrent
+
+
+def decoded_bytes(size: tuple[int, int], mode: str) -> int:
+    """Memory a decoded image of this size and Pillow mode takes: pixels x bytes per pixel."""
+    return size[0] * size[1] * _MODE_BYTES.get(mode, 4)
+
+
 def load_image(
     source: str | Path | bytes | BinaryIO,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    max_bytes: int | None = None,
 ) -> Image.Image:
     """Decode any supported image to 8-bit RGB: first frame, EXIF orientation applied.
 
     Raises UnreadableImageError for anything that is not a complete, decodable image in one of
-    DECODE_FORMATS, including images with more than `max_pixels` pixels (decompression bombs).
-    `draft_size` lets JPEG decoding shrink the image on the fly (much faster for big photos).
+    DECODE_FORMATS, including images with more than `max_pixels` pixels (decompression bombs)
+    or whose decoded size is over `max_bytes` (default: this process's budget, see
+    set_decode_limits), checked from the header before decoding.
+    `draft_size` is the side the caller will resize to: JPEGs decode shrunk (DCT scaling), and
+    other large images are box-reduced to about twice that before conversion, so the memory
+    a decode takes is the decoded image once, plus little.
+    At most `concurrent` decodes (set_decode_limits) run at once in a process; others wait.
     """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
+    limits = _limits
+    budget = limits.max_bytes if max_bytes is None else max_bytes
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source, formats=DECODE_FORMATS) as im:
-                return _to_rgb(im, max_pixels, draft_size)
+            with Image.open(source, formats=DECODE_FORMATS) as im, limits.semaphore:
+                return _to_rgb(im, max_pixels, draft_size, budget)
     except UnreadableImageError:
         raise
     except UnidentifiedImageError:
@@ -150,7 +204,7 @@ def load_image(
         raise UnreadableImageError(f"image too large ({exc})") from None
 
 
-def _to_rgb(im: Image.Image, max_pixels: int, draft_size: int | None) -> Image.Image:
+def _to_rgb(im: Image.Image, max_pixels: int, draft_size: int | None, budget: int) -> Image.Image:
     width, height = im.size
     if width < 1 or height < 1:
         raise UnreadableImageError("image has no pixels")
@@ -160,17 +214,76 @@ def _to_rgb(im: Image.Image, max_pixels: int, draft_size: int | None) -> Image.I
         )
     im.seek(0)  # animated GIF/WebP/TIFF: the first frame
     if draft_size and im.format == "JPEG":
-        im.draft("RGB", (draft_size, draft_size))
+        im.draft("RGB", (draft_size, draft_size))  # the size and mode it will decode to
+    need = decoded_bytes(im.size, im.mode)
+    if need > budget:
+        raise UnreadableImageError(
+            f"image too large to decode: {im.size[0]}x{im.size[1]} pixels in mode {im.mode} "
+            f"take {need / 2**20:.0f} MB (limit {budget / 2**20:.0f} MB)"
+        )
     im.load()  # Pillow's default refuses truncated files, so they fail here, not half grey
-    im = ImageOps.exif_transpose(im)
-    return _convert_mode(im)
+    factors = _reduce_factors(im.size, draft_size)
+    if factors == (1, 1) and decoded_bytes(im.size, "RGBA") <= 4 * _STRIP_PIXELS:
+        return _convert_mode(ImageOps.exif_transpose(im))  # small: the simple way
+    orientation = im.getexif().get(ExifTags.Base.Orientation)
+    out = _reduce_to_rgb(im, factors)
+    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return out.transpose(method) if method is not None else out
 
 
-def _convert_mode(im: Image.Image) -> Image.Image:
-    if im.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _reduce_factors(size: tuple[int, int], draft_size: int | None) -> tuple[int, int]:
+    # Down to about twice the side the caller resizes to, per axis, as Pillow's own
+    # resize(reducing_gap=2.0) would: the same picture, without a full-size copy first.
+    if not draft_size:
+        return 1, 1
+    return max(1, size[0] // (2 * draft_size)), max(1, size[1] // (2 * draft_size))
+
+
+def _reduce_to_rgb(im: Image.Image, factors: tuple[int, int]) -> Image.Image:
+    """Box-reduce and convert a loaded image to RGB a strip of rows at a time.
+
+    Only one strip exists in another mode at once, so a 16-bit or palette image never has a
+    full-size float, RGBA or RGB copy next to its decoded pixels.
+    """
+    fx, fy = factors
+    width, height = im.size
+    out = Image.new("RGB", (math.ceil(width / fx), math.ceil(height / fy)))
+    top = _high_bit_top(im)
+    rows = max(fy, (_STRIP_PIXELS // max(1, width)) // fy * fy)
+    for y in range(0, height, rows):
+        strip = _convert_mode(im.crop((0, y, width, min(height, y + rows))), top)
+        out.paste(strip.reduce((fx, fy)) if factors != (1, 1) else strip, (0, y // fy))
+    return out
+
+
+def _high_bit_top(im: Image.Image) -> float:
+    # The white point of a 16/32-bit image, from the whole image, so strips agree.
+    if im.mode not in _HIGH_BIT_MODES:
+        return 255.0
+    if im.mode.startswith("I;16"):
+        return 65535.0
+    low_high = im.getextrema()
+    return 65535.0 if float(low_high[1]) > 255 else 255.0  # type: ignore[arg-type,index]
+
+
+def _convert_mode(im: Image.Image, top: float | None = None) -> Image.Image:
+    if im.mode in _HIGH_BIT_MODES:
+        top = _high_bit_top(im) if top is None else top
+        # float32, not float64: the one temporary copy is 4 bytes a pixel, not 8.
+        arr = np.asarray(im, dtype=np.float32)
+        im = Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode in {"P", "PA"} or "transparency" in im.info:
         # A palette, or a grey/RGB colour key (PNG tRNS), can mark pixels transparent.
         im = im.convert("RGBA")

@@ -27,3 +27,11 @@ class EmbeddingsNotLoadedError(ImgsimError, RuntimeError):
 
 class NotReadyError(ImgsimError, RuntimeError):
     """The searcher has no model or no embeddings; the message is the original's advice."""
+
+
+class UnsafePathError(ImgsimError, ValueError):
+    """A name that leads outside the data folder (absolute, '..', or through a symlink)."""
+
+
+class TrashError(ImgsimError, ValueError):
+    """A trash operation that cannot be done (nothing by that name, the target exists)."""

@@ -1,12 +1,12 @@
-"""Organising a flat image folder into categories: plan, apply and undo collision-safe renames."""
+"""Organising a flat image folder into categories: plan, apply and undo collision-safe renames.
+
+The moves themselves, their journal and `--recover` live in imgsim.rename_journal.
+"""
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import re
-import secrets
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,19 +15,25 @@ from pathlib import Path
 from typing import TypeVar
 
 from imgsim.data import IMAGE_EXTENSIONS, parse_category
-from imgsim.fileio import write_text_atomic
+from imgsim.rename_journal import (
+    JOURNAL_NAME,
+    LOG_NAME,
+    TMP_PREFIX,
+    Journal,
+    RenameError,
+    check_folder,
+    execute,
+    make_moves,
+    new_token,
+    read_log,
+    recover,
+)
 
-LOG_NAME = ".imgsim_rename_log.json"
-# Hidden, so a folder scan never mistakes a half-renamed file for an image.
-TMP_PREFIX = ".imgsim_tmp_"
+__all__ = ["JOURNAL_NAME", "LOG_NAME", "TMP_PREFIX", "RenameError", "check_folder", "recover"]
 _NAME_CHARS = re.compile(r"[\w-]+")  # \w: letters and digits of any script, and "_"
 _PREVIEW = 5
 _MAX_ATTEMPTS = 3
 _T = TypeVar("_T")
-
-
-class RenameError(Exception):
-    """A problem the user can act on; the message is printed as it is."""
 
 
 @dataclass(frozen=True)
@@ -37,22 +43,6 @@ class Rename:
     old: str
     new: str
     category: str = ""
-
-
-class _StepFailed(Exception):
-    def __init__(self, cause: BaseException, stuck: list[str]) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.stuck = stuck  # "current -> wanted" for files the rollback could not put back
-
-    def message(self, action: str) -> str:
-        reason = str(self.cause) or type(self.cause).__name__
-        if not self.stuck:
-            return f"{action} stopped ({reason}). Every file is back under its original name."
-        return (
-            f"{action} stopped ({reason}) and these files could not be put back; "
-            f"rename them by hand: {', '.join(self.stuck)}"
-        )
 
 
 def list_images(folder: Path) -> list[str]:
@@ -171,31 +161,25 @@ def _describe_moves(moves: Sequence[Rename]) -> list[str]:
 
 
 def apply_plan(folder: Path, plan: Sequence[Rename]) -> Path:
-    """Log, then perform, every move in `plan`; on failure undo this run and raise RenameError.
+    """Perform every move in `plan` through the journal; on failure undo it and raise RenameError.
 
-    Returns the log file. Files whose name is already right are not touched or logged.
+    Returns the log file, where the run is recorded once it is complete. Files whose name is
+    already right are not touched or logged.
     """
     moves = [r for r in plan if r.old != r.new]
     log = folder / LOG_NAME
     if not moves:
         return log
+    check_folder(folder, subfolders=False)
     _check_moves(folder, moves, "Cannot rename")
-    runs = _read_log(folder)
-    token = secrets.token_hex(4)
-    entry = {
+    token = new_token()
+    record = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        # Lets a person map leftover temporary files back after a power cut.
-        "tmp_prefix": f"{TMP_PREFIX}{token}_",
+        "token": token,
         "renames": [{"old": r.old, "new": r.new} for r in moves],
     }
-    # The log is written first so that even a hard crash leaves a record of intent.
-    _write_log(folder, [*runs, entry])
-    try:
-        _execute(folder, moves, token)
-    except _StepFailed as failure:
-        if not failure.stuck:
-            _write_log(folder, runs)
-        raise RenameError(failure.message("Renaming")) from failure.cause
+    pairs = [(r.old, r.new) for r in moves]
+    execute(folder, Journal("rename", make_moves(token, pairs), record))
     return log
 
 
@@ -214,62 +198,9 @@ def _check_moves(folder: Path, moves: Sequence[Rename], action: str) -> None:
         raise RenameError(f"{action}: {shown}{more}. Nothing was changed.")
 
 
-def _execute(folder: Path, moves: Sequence[Rename], token: str) -> None:
-    # Two phases through unique temporary names make chains and cycles (a->b, b->a) safe.
-    temps = [f"{TMP_PREFIX}{token}_{i}" for i in range(len(moves))]
-    steps = [(r.old, t) for r, t in zip(moves, temps, strict=True)]
-    steps += [(t, r.new) for r, t in zip(moves, temps, strict=True)]
-    done: list[tuple[str, str]] = []
-    try:
-        for src, dst in steps:
-            _move(folder, src, dst)
-            done.append((src, dst))
-    except BaseException as exc:  # Ctrl-C too: never leave files under temporary names
-        raise _StepFailed(exc, _rollback(folder, done)) from exc
-
-
-def _move(folder: Path, src: str, dst: str) -> None:
-    # os.rename silently replaces an existing file on POSIX; refuse instead.
-    if os.path.lexists(folder / dst):
-        raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(folder / dst))
-    os.rename(folder / src, folder / dst)
-
-
-def _rollback(folder: Path, done: Sequence[tuple[str, str]]) -> list[str]:
-    stuck = []
-    for src, dst in reversed(done):
-        try:
-            _move(folder, dst, src)
-        except OSError:
-            stuck.append(f"{dst} -> {src}")
-    return stuck
-
-
-def _read_log(folder: Path) -> list[dict]:
-    path = folder / LOG_NAME
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RenameError(f"Cannot read the rename log {path}: {exc}") from exc
-    runs = data.get("runs") if isinstance(data, dict) else None
-    if not isinstance(runs, list):
-        raise RenameError(f"{path} is not an imgsim rename log; move it away to continue.")
-    return runs
-
-
-def _write_log(folder: Path, runs: list[dict]) -> None:
-    path = folder / LOG_NAME
-    if not runs:
-        path.unlink(missing_ok=True)
-        return
-    write_text_atomic(path, json.dumps({"version": 1, "runs": runs}, indent=2) + "\n")
-
-
 def undo_plan(folder: Path) -> tuple[str, list[Rename]]:
     """The most recent logged run as (timestamp, moves that reverse it); RenameError if none."""
-    runs = _read_log(folder)
+    runs = read_log(folder)
     if not runs:
         raise RenameError(f"Nothing to undo: no logged rename in {folder}.")
     entry = runs[-1]
@@ -287,13 +218,11 @@ def undo_plan(folder: Path) -> tuple[str, list[Rename]]:
 
 def undo_last(folder: Path) -> int:
     """Reverse the most recent logged run, then drop it from the log; returns files restored."""
+    check_folder(folder, subfolders=False)
     _, moves = undo_plan(folder)
     _check_moves(folder, moves, "Cannot undo")
-    try:
-        _execute(folder, moves, secrets.token_hex(4))
-    except _StepFailed as failure:
-        raise RenameError(failure.message("Undo")) from failure.cause
-    _write_log(folder, _read_log(folder)[:-1])
+    pairs = [(r.old, r.new) for r in moves]
+    execute(folder, Journal("undo", make_moves(new_token(), pairs), read_log(folder)[-1]))
     return len(moves)
 
 
@@ -355,12 +284,18 @@ def run(
     yes: bool = False,
     input_fn: Callable[[str], str] = input,
     print_fn: Callable[[str], None] = print,
+    recover_run: bool = False,
 ) -> int:
     """CLI entry: returns a process exit code (0 ok, 1 error with a clear printed message)."""
     folder = Path(folder)
     try:
         if not folder.is_dir():
             raise RenameError(f"Folder not found: {folder}")
+        if recover_run:
+            if categories is not None or undo or dry_run:
+                raise RenameError("--recover takes no --categories, --undo or --dry-run.")
+            return _run_recover(folder, print_fn)
+        check_folder(folder, subfolders=False)  # a half-renamed folder: --recover first
         if undo:
             if categories is not None:
                 raise RenameError("--undo reverses the last run; it takes no --categories.")
@@ -415,6 +350,17 @@ def _run_undo(folder: Path, dry_run: bool, print_fn: Callable[[str], None]) -> i
         return 0
     restored = undo_last(folder)
     print_fn(f"Restored {restored} files to their earlier names.")
+    return 0
+
+
+def _run_recover(folder: Path, print_fn: Callable[[str], None]) -> int:
+    outcome = recover(folder)
+    if outcome is None:
+        print_fn(f"Nothing to recover in {folder}.")
+        return 0
+    print_fn(f"Recovered: {outcome}.")
+    if outcome.startswith("finished"):
+        print_fn(f"To undo: imgsim rename {shlex.quote(str(folder))} --undo")
     return 0
 
 

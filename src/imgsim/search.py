@@ -16,6 +16,7 @@ from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
+from .paths import safe_path
 from .staging import Staging
 from .store import (
     ConcurrentChangeError,
@@ -28,6 +29,7 @@ from .store import (
     open_store,
 )
 from .store.base import EMBEDDINGS_MISSING
+from .trash import move_to_trash
 
 log = logging.getLogger("imgsim")
 
@@ -267,9 +269,11 @@ class Searcher:
         """
         store = self._require_store()
         names = [dataset_name(n) for n in images]
+        staging = self.staging()
+        for name in names:
+            safe_path(staging.data_dir, name)  # no write through a symlink out of the folder
         data = [_read_bytes(source) for source in images.values()]
         vectors = self.embed(list(data))
-        staging = self.staging()
         staged = []
         try:
             for name, blob in zip(names, data, strict=True):
@@ -281,23 +285,31 @@ class Searcher:
                 staging.discard(s)
             raise
         for s in staged:
-            staging.publish(s)
+            # A replaced image goes to the trash, never overwritten.
+            staging.publish(
+                s, lambda old, s=s: move_to_trash(self.workdir, staging.data_dir, s.name)
+            )
         return names
 
-    def remove_images(self, names: Iterable[str], delete_files: bool = True) -> list[str]:
-        """Remove images from the index (and their files); returns the names that were indexed.
+    def remove_images(self, names: Iterable[str], trash_files: bool = True) -> list[str]:
+        """Remove images from the index and move their files to the trash (never unlinked).
 
-        The index change is committed before any file moves: a crash in between leaves a
-        file that `imgsim index --update` indexes again, never a result without a file.
+        Returns the names that were indexed. The index change is committed before any file
+        moves: a crash in between leaves a file that `imgsim index --update` indexes again,
+        never a result without a file. `imgsim trash restore NAME` brings a file back.
         """
         store = self._require_store()
         data_dir = self.data_dir
         # Unknown names (a typo, a probe from a request) change nothing, not even the
         # generation: other workers keep their state.
         known = [n for n in dict.fromkeys(names) if store.contains(n)]
+        if data_dir is not None:
+            for name in known:
+                safe_path(data_dir, name)  # UnsafePathError before anything changes
         removed = store.remove(known) if known else []
-        for name in removed if delete_files and data_dir is not None else []:
-            (data_dir / name).unlink(missing_ok=True)  # type: ignore[operator]
+        for name in removed if trash_files and data_dir is not None else []:
+            if (data_dir / name).is_file():  # type: ignore[operator]
+                move_to_trash(self.workdir, data_dir, name)  # type: ignore[arg-type]
         return removed
 
     def _require_store(self) -> Store:

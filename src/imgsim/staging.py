@@ -125,6 +125,10 @@ class Staging:
         if record and staged.is_file() and committed(record["name"], record["sha256"]):
             target = self.data_dir / record["name"]
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():  # the image it replaces goes to the trash, as in `publish`
+                from .trash import move_to_trash
+
+                move_to_trash(self.dir.parent, self.data_dir, record["name"])
             _move(staged, target)
             outcome = "finished"
         else:

@@ -93,3 +93,27 @@ def test_unknown_route_is_json_404(client: FlaskClient) -> None:
     response = client.get("/no/such/page")
     assert response.status_code == 404
     assert list(response.get_json()) == ["error"]
+
+
+def test_a_folder_symlink_that_leads_out_is_not_followed(
+    make_app, own_workdir: Path, tmp_path: Path
+) -> None:
+    from webtest_images import image_bytes, make_image
+
+    from imgsim.search import Searcher
+
+    searcher = Searcher.from_workdir(own_workdir)
+    searcher.add_images({"linked/hat_001.png": image_bytes(make_image((1, 2, 3), 1))})
+    data = own_workdir.parent / "data"
+    client = make_app(searcher).test_client()
+    assert client.get("/images/linked/hat_001.png").status_code == 200
+    # The indexed folder is swapped for a symlink to a folder outside with the same file name.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hat_001.png").write_bytes(b"private bytes outside the data folder")
+    shutil.rmtree(data / "linked")
+    (data / "linked").symlink_to(outside, target_is_directory=True)
+    response = client.get("/images/linked/hat_001.png")
+    assert response.status_code == 404
+    assert b"private" not in response.data
+    assert response.get_json()["error"].startswith("no indexed image")

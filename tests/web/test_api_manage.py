@@ -351,3 +351,29 @@ def test_unknown_names_never_touch_the_disk(
     assert touched == []
     client_w.delete("/images/red_001.jpg", headers=AUTH)  # the spy works: this one is deleted
     assert any(path.endswith("red_001.jpg") for path in touched)
+
+
+def test_delete_moves_the_file_to_the_trash_and_restore_brings_it_back(
+    client_w: FlaskClient, own_workdir: Path
+) -> None:
+    from imgsim import trash
+
+    data = own_workdir.parent / "data"
+    original = (data / "red_001.jpg").read_bytes()
+    assert client_w.delete("/images/red_001.jpg", headers=AUTH).status_code == 200
+    assert not (data / "red_001.jpg").exists()
+    (item,) = trash.list_trash(own_workdir)
+    assert item.name == "red_001.jpg" and Path(item.stored).read_bytes() == original
+    trash.restore(own_workdir, "red_001.jpg")
+    assert (data / "red_001.jpg").read_bytes() == original
+
+
+def test_a_replaced_image_goes_to_the_trash(client_w: FlaskClient, own_workdir: Path) -> None:
+    from imgsim import trash
+
+    data = own_workdir.parent / "data"
+    original = (data / "red_002.png").read_bytes()
+    assert post_images(client_w, [("red_002.png", new_png(3))]).status_code == 201
+    assert (data / "red_002.png").read_bytes() == new_png(3)
+    (item,) = trash.list_trash(own_workdir)
+    assert Path(item.stored).read_bytes() == original

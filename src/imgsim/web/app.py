@@ -12,6 +12,7 @@ from flask import Flask, Response
 from flask.cli import with_appcontext
 
 from ..config import SearchConfig, load_config, replace
+from ..data import set_decode_limits
 from ..search import Searcher
 from . import errors, images, manage, openapi, pages, search, status
 from .forms import FORM_OVERHEAD, InMemoryRequest
@@ -44,6 +45,7 @@ def create_app(
     is how `gunicorn "imgsim.web:create_app()"` is configured. Tests may pass a ready `searcher`.
     """
     config = config or config_from_env()
+    set_decode_limits(config.max_decode_mb * 1024 * 1024, config.max_concurrent_decodes)
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config.update(

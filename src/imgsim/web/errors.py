@@ -12,6 +12,7 @@ from werkzeug.exceptions import (
     RequestTimeout,
 )
 
+from ..errors import UnsafePathError
 from ..search import (
     ConcurrentChangeError,
     ImageNameError,
@@ -49,6 +50,11 @@ def _unreadable(exc: UnreadableImageError) -> tuple[Response, int]:
 
 def _bad_name(exc: ImageNameError) -> tuple[Response, int]:
     # A name from an upload that could escape the data folder or hide from its scan.
+    return error_response(str(exc), 400)
+
+
+def _unsafe_path(exc: UnsafePathError) -> tuple[Response, int]:
+    # A name that resolves outside the data folder (a symlink that leads out): never followed.
     return error_response(str(exc), 400)
 
 
@@ -121,6 +127,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(UnreadableImageError, _unreadable)
     app.register_error_handler(NotReadyError, _not_ready)
     app.register_error_handler(ImageNameError, _bad_name)
+    app.register_error_handler(UnsafePathError, _unsafe_path)
     app.register_error_handler(ModelMismatchError, _model_mismatch)
     app.register_error_handler(ConcurrentChangeError, _concurrent_change)
     app.register_error_handler(StoreUnavailableError, _store_unavailable)

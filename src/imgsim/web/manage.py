@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from ..data import category_of
+from ..errors import ImgsimError
+from ..paths import safe_path
 from ..search import ImageNameError, UnreadableImageError, dataset_name
 from .errors import ApiError, error_response
 from .forms import limit_request, read_field, read_images
@@ -68,7 +72,7 @@ def add_images() -> Any:
     """Add (or replace) the uploaded images, all or none; 201 with where each one went."""
     limit_request(current_app.config["IMGSIM"].max_batch_files)
     uploads = read_images()
-    stored = stored_names(uploads, read_field("category"))
+    stored = stored_names(uploads, read_field("category"), _data_dir())
     images = {name: data for name, (_, data) in zip(stored, uploads, strict=True)}
     try:
         names = get_searcher().add_images(images)
@@ -89,20 +93,34 @@ def remove_image(name: str) -> Any:
     return jsonify(removed=name, total_images=_total())
 
 
-def stored_names(uploads: list[tuple[str, bytes]], category: str | None) -> list[str]:
+# Bytes a file or folder name may take: the file system's NAME_MAX (255 on Linux, macOS and
+# Windows) less room for the temporary names imgsim adds around a name while it writes one.
+NAME_MAX = 255
+NAME_ROOM = 32
+
+
+def stored_names(
+    uploads: list[tuple[str, bytes]], category: str | None, data_dir: Path | None = None
+) -> list[str]:
     """The dataset name of each upload; ApiError (400) naming the first that cannot be stored.
 
     With `category`, an image is stored as `<category>/<file name>`: category_of takes the
     first folder, so that is its category whatever the file is called. Without, the file
-    name must carry one (`shirt_123.jpg`) and is the stored name.
+    name must carry one (`shirt_123.jpg`) and is the stored name. With `data_dir`, names are
+    also checked against it: nothing may replace a folder, put a folder where a file is, or
+    lead out of it; so a refused upload changes nothing.
     """
-    if category is not None and ("/" in category or "\\" in category):
-        raise ApiError(f"category must not contain '/' or '\\': {category[:100]!r}")
+    limit = _name_limit(data_dir)
+    if category is not None:
+        if "/" in category or "\\" in category:
+            raise ApiError(f"category must not contain '/' or '\\': {category[:100]!r}")
+        _check_length("category", category, limit)
     names: list[str] = []
     for position, (filename, _) in enumerate(uploads, start=1):
         where = f"image {position} ({filename[:100]})"
         if "/" in filename or "\\" in filename:
             raise ApiError(f"{where}: send the file name without folders")
+        _check_length(where, filename, limit)
         name = filename if category is None else f"{category}/{filename}"
         try:
             dataset_name(name)
@@ -115,8 +133,43 @@ def stored_names(uploads: list[tuple[str, bytes]], category: str | None) -> list
             )
         if name in names:
             raise ApiError(f"{where}: {name!r} is sent twice")
+        if data_dir is not None:
+            _check_place(where, data_dir, name)
         names.append(name)
     return names
+
+
+def _name_limit(data_dir: Path | None) -> int:
+    try:
+        name_max = os.pathconf(data_dir, "PC_NAME_MAX") if data_dir else NAME_MAX
+    except (OSError, ValueError):
+        name_max = NAME_MAX
+    return min(name_max, NAME_MAX) - NAME_ROOM
+
+
+def _check_length(what: str, name: str, limit: int) -> None:
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > limit:
+        raise ApiError(f"{what}: the name is too long ({size} bytes; at most {limit})")
+
+
+def _check_place(where: str, data_dir: Path, name: str) -> None:
+    # Each case would fail half-way through a write (a 500), or replace something else.
+    path = safe_path(data_dir, name)  # UnsafePathError (400): a symlink that leads out
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ApiError(f"{where}: the category {folder.name!r} is the name of a file")
+    if path.is_dir():
+        raise ApiError(f"{where}: {name!r} is the name of a folder in the data folder")
+
+
+def _data_dir() -> Path | None:
+    """The data folder of the app's index, or None while there is none (the add says so)."""
+    searcher = get_searcher()
+    try:
+        return searcher.data_dir
+    except ImgsimError:  # the store cannot say (unreachable): the add will answer for it
+        return None
 
 
 def _total() -> int:
