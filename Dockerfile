@@ -44,9 +44,11 @@ RUN /opt/venv/bin/pip install --no-deps /src \
  && find "$site" -type d -name tests -prune -exec rm -rf {} +
 
 FROM docker.io/library/debian:bookworm-slim
-# python3 only: the virtual environment's interpreter is a link to /usr/bin/python3.
+# python3: the virtual environment's interpreter is a link to /usr/bin/python3. tini as PID 1
+# passes `docker stop`'s SIGTERM on to imgsim, which as PID 1 would ignore it (-g: to the whole
+# process group, so a first-run training stops too), and reaps the decoding workers.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 \
+ && apt-get install -y --no-install-recommends python3 tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 --shell /usr/sbin/nologin imgsim \
  && mkdir -p /data /work /etc/imgsim \
@@ -67,5 +69,5 @@ EXPOSE 5000
 # /health answers 200 while the server runs; --start-period covers a first start that trains.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15m --retries=3 \
   CMD ["python3", "/usr/local/lib/imgsim/healthcheck.py"]
-ENTRYPOINT ["/usr/local/lib/imgsim/entrypoint.sh"]
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/lib/imgsim/entrypoint.sh"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "5000", "--workdir", "/work"]

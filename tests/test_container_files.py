@@ -46,7 +46,8 @@ def test_dockerfile_is_multi_stage_from_bookworm_slim() -> None:
 
 def test_dockerfile_runs_serve_as_a_non_root_user_with_volumes() -> None:
     assert instructions("USER") == ["imgsim"]
-    assert instructions("ENTRYPOINT") == ['["/usr/local/lib/imgsim/entrypoint.sh"]']
+    entrypoint = yaml.safe_load(instructions("ENTRYPOINT")[0])
+    assert entrypoint == ["/usr/bin/tini", "-g", "--", "/usr/local/lib/imgsim/entrypoint.sh"]
     cmd = yaml.safe_load(instructions("CMD")[0])
     assert cmd == ["serve", "--host", "0.0.0.0", "--port", "5000", "--workdir", "/work"]
     args = build_parser().parse_args(cmd)  # the CLI still takes the image's command

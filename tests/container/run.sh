@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make container-test`: build the Dockerfile with Podman and use the image as a person would.
 # Sample images → `imgsim train` and `imgsim index` in containers with the folders as volumes →
-# `imgsim serve` in a container → /health, /stats and /search from the host → the image's
-# HEALTHCHECK goes healthy. Containers are removed whatever happens; every wait is bounded.
+# `imgsim serve` in a container that, as a person's first `docker run -v photos:/data imgsim`
+# would, trains and indexes by itself → /health, /stats and /search from the host → the image's
+# HEALTHCHECK goes healthy → it stops on SIGTERM; compose.yaml passes docker-compose's schema check. Containers are
+# removed whatever happens; every wait is bounded.
 #
 # Made for a machine without a Docker daemon or image registry, as root (CI): it installs
-# podman, runc and debootstrap from Debian, makes the debian:bookworm-slim base image itself
+# podman, runc, debootstrap and docker-compose (for `config` only) from Debian, makes the debian:bookworm-slim base image itself
 # (debootstrap from the Debian mirror that apt uses), and hands pip's index, wheel folder and
 # CA bundle of this machine to the build. Settings (environment):
 #   IMGSIM_IMAGE       tag to build (imgsim:test)
@@ -37,12 +39,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 install_tools() {
-    command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap \
-        >/dev/null && return
-    log "installing podman, runc, debootstrap"
-    [ "$(id -u)" = 0 ] || { echo "run as root, or install podman runc debootstrap" >&2; exit 1; }
+    local tools=(podman runc debootstrap docker-compose) tool missing=()
+    for tool in "${tools[@]}"; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    [ "${#missing[@]}" = 0 ] && return
+    log "installing ${missing[*]}"
+    [ "$(id -u)" = 0 ] || { echo "run as root, or install ${missing[*]}" >&2; exit 1; }
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # The official image cannot be pulled here: build the same from Debian's packages, slimmed
@@ -116,6 +121,18 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+wait_serving() {  # until the port takes connections; fails at once when the container stops
+    local seconds=$1
+    for _ in $(seq "$seconds"); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+        [ "$(podman inspect "$name" --format '{{.State.Running}}')" = true ] ||
+            { echo "the serve container stopped" >&2; exit 1; }
+        sleep 1
+    done
+    echo "nothing listens on 127.0.0.1:$port after ${seconds}s" >&2
+    exit 1
+}
+
 wait_healthy() {  # podman has no timer for HEALTHCHECK without systemd: run it as docker would
     local status=""
     for _ in $(seq 60); do
@@ -131,6 +148,8 @@ wait_healthy() {  # podman has no timer for HEALTHCHECK without systemd: run it 
 main() {
     install_tools
     tmp=$(mktemp -d /var/tmp/imgsim-container-test.XXXXXX)
+    log "compose.yaml (schema check; its images cannot be pulled here)"
+    docker-compose -f compose.yaml --profile milvus config -q
     make_base
     build_image
 
@@ -139,8 +158,8 @@ main() {
     podman run --rm --no-healthcheck "${run_flags[@]}" "$image" imgsim train --help >/dev/null
 
     # The image runs as uid 1000, so the host folders must be its to write.
-    mkdir -p "$tmp/data" "$tmp/work"
-    chown 1000:1000 "$tmp/data" "$tmp/work"
+    mkdir -p "$tmp/data" "$tmp/work" "$tmp/first-run"
+    chown 1000:1000 "$tmp/data" "$tmp/work" "$tmp/first-run"
     log "sample images, train, index (containers, folders as volumes)"
     podman run --rm --no-healthcheck "${run_flags[@]}" -v "$tmp/data:/data" --entrypoint python3 "$image" -c \
         'from imgsim.sample import generate_shapes; print(generate_shapes("/data", 12), "images")'
@@ -151,14 +170,23 @@ main() {
         python3 -c 'import json, sys; r = json.load(sys.stdin)["results"]; print(r[0]); assert r[0]["filename"] == "circle_00001.png", r'
 
     port=${IMGSIM_TEST_PORT:-$(free_port)}
-    log "imgsim serve on 127.0.0.1:$port"
+    log "imgsim serve on 127.0.0.1:$port, first run: it trains and indexes by itself"
     # Host network (no bridge here), so the server itself listens on loopback only.
     podman run -d --name "$name" "${run_flags[@]}" -e IMGSIM_PORT="$port" \
-        -v "$tmp/data:/data" -v "$tmp/work:/work" \
-        "$image" serve --host 127.0.0.1 --port "$port" --workdir /work >/dev/null
-    timeout 300 python3 "$here/check_api.py" "http://127.0.0.1:$port" \
+        -e IMGSIM_TRAIN_ARGS="--epochs 2 --seed 0 --workers 1" \
+        -v "$tmp/data:/data" -v "$tmp/first-run:/work" \
+        "$image" serve --host 127.0.0.1 --port "$port" --workdir /work \
+        > /dev/null 2> >(grep -v "systemd connection" >&2)
+    wait_serving 400
+    timeout 120 python3 "$here/check_api.py" "http://127.0.0.1:$port" --wait 60 \
         --images 72 --query "$tmp/data/square_00002.png"
     wait_healthy
+
+    log "podman stop: the server ends on SIGTERM, without waiting for the kill"
+    SECONDS=0
+    podman stop -t 30 "$name" >/dev/null
+    [ "$SECONDS" -lt 10 ] || { echo "serve took ${SECONDS}s to stop on SIGTERM" >&2; exit 1; }
+    echo "stopped in ${SECONDS}s"
 }
 
 main "$@"
