@@ -25,11 +25,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
+# Optional extras of pyproject.toml to install as well, e.g. "milvus" for the Milvus store
+# (compose.yaml's milvus profile builds with it); an extra pyproject.toml lacks is ignored.
+ARG IMGSIM_EXTRAS=""
 # The pinned dependencies first, in a layer of their own: a change to imgsim's code then
 # rebuilds only the small layer below. Empty PIP_* variables count as unset for pip.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-COPY pyproject.toml /src/
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+COPY pyproject.toml docker/requirements.py /src/
+RUN python3 /src/requirements.py /src/pyproject.toml $IMGSIM_EXTRAS > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -r /tmp/requirements.txt
 COPY README.md /src/
 COPY src /src/src
@@ -44,6 +47,9 @@ RUN /opt/venv/bin/pip install --no-deps /src \
  && find "$site" -type d -name tests -prune -exec rm -rf {} +
 
 FROM docker.io/library/debian:bookworm-slim
+LABEL org.opencontainers.image.title="imgsim" \
+      org.opencontainers.image.description="Image similarity search: train, index, search, serve" \
+      org.opencontainers.image.licenses="MIT"
 # python3: the virtual environment's interpreter is a link to /usr/bin/python3. tini as PID 1
 # passes `docker stop`'s SIGTERM on to imgsim, which as PID 1 would ignore it (-g: to the whole
 # process group, so a first-run training stops too), and reaps the decoding workers.

@@ -74,6 +74,23 @@ def test_container_config_points_train_and_extract_at_data() -> None:
     assert config.train.output_dir == "." and config.extract.output_dir == "."  # cwd is /work
 
 
+def test_requirements_of_the_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("reqs", ROOT / "docker" / "requirements.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\ndependencies = ["a==1"]\n'
+        '[project.optional-dependencies]\nmilvus = ["b==2"]\ndev = ["c==3"]\n'
+    )
+    assert module.requirements(str(pyproject), []) == ["a==1"]
+    assert module.requirements(str(pyproject), ["milvus", "nosuch"]) == ["a==1", "b==2"]
+    assert "no extra 'nosuch'" in capsys.readouterr().err
+    real = module.requirements(str(ROOT / "pyproject.toml"), ["milvus"])
+    assert any(r.startswith("torch==") for r in real)
+
+
 def test_dockerignore_sends_only_what_the_build_copies() -> None:
     lines = (ROOT / ".dockerignore").read_text().split()
     assert lines[lines.index("*")] == "*"
@@ -130,6 +147,8 @@ def test_compose_milvus_profile() -> None:
     for name in milvus_side:
         assert services[name]["profiles"] == ["milvus"], name
     imgsim = services["imgsim-milvus"]
+    assert imgsim["build"]["args"]["IMGSIM_EXTRAS"] == "milvus"  # the client library
+    assert imgsim["image"] != services["imgsim"]["image"]
     assert imgsim["environment"]["IMGSIM_STORE"] == "milvus://milvus-standalone:19530"
     assert imgsim["depends_on"]["milvus-standalone"]["condition"] == "service_healthy"
     assert imgsim["healthcheck"]["test"] == HEALTHCHECK
