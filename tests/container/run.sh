@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # `make container-test`: build the Dockerfile with Podman and use the image as a person would.
-# Sample images → `imgsim train` and `imgsim index` in containers with the folders as volumes →
-# `imgsim serve` in a container that, as a person's first `docker run -v photos:/data imgsim`
-# would, trains and indexes by itself → /health, /stats and /search from the host → the image's
-# HEALTHCHECK goes healthy → it stops on SIGTERM; compose.yaml passes docker-compose's schema check. Containers are
-# removed whatever happens; every wait is bounded.
+# compose.yaml passes docker-compose's schema check → sample images → `imgsim train`, `index`
+# and `search` in containers with the folders as volumes → `imgsim serve` in a container that,
+# as a person's first `docker run -v photos:/data imgsim` would, trains and indexes by itself →
+# /health, /stats, /search and /images from the host → the image's HEALTHCHECK goes healthy →
+# it stops on SIGTERM at once. Containers are removed whatever happens; every wait is bounded.
 #
 # Made for a machine without a Docker daemon or image registry, as root (CI): it installs
-# podman, runc, debootstrap and docker-compose (for `config` only) from Debian, makes the debian:bookworm-slim base image itself
-# (debootstrap from the Debian mirror that apt uses), and hands pip's index, wheel folder and
-# CA bundle of this machine to the build. Settings (environment):
+# podman, runc, debootstrap and docker-compose (for `config` only) from Debian, makes the
+# debian:bookworm-slim base image itself (debootstrap from the Debian mirror that apt uses;
+# kept in podman's store for the next run), and hands this machine's pip index, extra indexes,
+# wheel folder and CA bundle to the build. Settings (environment):
 #   IMGSIM_IMAGE       tag to build (imgsim:test)
 #   IMGSIM_TEST_PORT   port of the test server on 127.0.0.1 (a free one)
 set -euo pipefail
@@ -113,12 +114,13 @@ build_image() {
 }
 
 in_container() {  # a one-off container with the test's folders as volumes
-    timeout 900 podman run --rm --no-healthcheck "${run_flags[@]}" -v "$tmp/data:/data" -v "$tmp/work:/work" \
-        "$image" "$@"
+    timeout 900 podman run --rm --no-healthcheck "${run_flags[@]}" \
+        -v "$tmp/data:/data" -v "$tmp/work:/work" "$image" "$@"
 }
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 wait_serving() {  # until the port takes connections; fails at once when the container stops
@@ -161,13 +163,17 @@ main() {
     mkdir -p "$tmp/data" "$tmp/work" "$tmp/first-run"
     chown 1000:1000 "$tmp/data" "$tmp/work" "$tmp/first-run"
     log "sample images, train, index (containers, folders as volumes)"
-    podman run --rm --no-healthcheck "${run_flags[@]}" -v "$tmp/data:/data" --entrypoint python3 "$image" -c \
+    podman run --rm --no-healthcheck "${run_flags[@]}" -v "$tmp/data:/data" \
+        --entrypoint python3 "$image" -c \
         'from imgsim.sample import generate_shapes; print(generate_shapes("/data", 12), "images")'
     in_container stats --data /data
     in_container train --epochs 3 --seed 0 --workers 1
     in_container index --kind flat
-    in_container search /data/circle_00001.png --json --threshold 0 -k 3 |
-        python3 -c 'import json, sys; r = json.load(sys.stdin)["results"]; print(r[0]); assert r[0]["filename"] == "circle_00001.png", r'
+    in_container search /data/circle_00001.png --json --threshold 0 -k 3 | python3 -c '
+import json, sys
+top = json.load(sys.stdin)["results"][0]
+print("imgsim search:", top)
+assert top["filename"] == "circle_00001.png", top'
 
     port=${IMGSIM_TEST_PORT:-$(free_port)}
     log "imgsim serve on 127.0.0.1:$port, first run: it trains and indexes by itself"
