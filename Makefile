@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint format clean fuzz
+.PHONY: demo test setup system-deps lint format clean fuzz container-test
 
 demo: setup  ## sample data → train → extract → sample searches → web server on :5000
 	$(BIN)/imgsim demo
@@ -40,6 +40,12 @@ fuzz: setup
 	$(BIN)/pip install --quiet -e ".[dev,fuzz]"
 	fuzz/run_fuzz.sh
 	fuzz/schemathesis_run.sh
+
+# The container image (issue #15): builds the Dockerfile with Podman, trains, indexes and
+# serves in containers and searches from the host; as root it installs Podman itself. See
+# tests/container/run.sh.
+container-test:
+	bash tests/container/run.sh
 
 lint:
 	$(BIN)/ruff check .
