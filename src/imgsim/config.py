@@ -22,6 +22,10 @@ HISTORY_PLOT = "training_history.png"
 EMBEDDING_PLOT = "triplet_embedding_space.png"
 TRAIN_CONFIG_FILE = "training_config.json"
 CHECKPOINT_DIR = "checkpoints"
+# The embedding network in ONNX (`imgsim export --onnx`), written next to the model file.
+ONNX_FILE = "triplet_base_final.onnx"
+THUMBNAIL_CACHE_DIR = "thumbnail_cache"  # decoded inputs kept by `extract --thumbnail-cache`
+RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
 
 
@@ -68,9 +72,15 @@ class ExtractConfig:
     data_dir: str = DEFAULT_DATA_DIR
     output_dir: str = "."
     model_path: str = MODEL_FILE
-    batch_size: int = 64
-    workers: int = 0  # decode processes; 0 = half the cores (the rest run the network)
+    batch_size: int = 64  # images per forward pass (and per chunk a worker takes)
+    # Identical processes that each decode and embed their chunks, one runtime thread each;
+    # 0 = one per core (the parent only collects the results in order).
+    workers: int = 0
     plot: bool = False  # t-SNE plot of the embedding space
+    runtime: str = "torch"  # torch | onnx; torch stays the default until measured alone
+    # Keep decoded model-size inputs in OUTPUT_DIR/thumbnail_cache, so re-embedding after
+    # retraining (same image size) skips decoding. Off: it costs 3×size² bytes per image.
+    thumbnail_cache: bool = False
 
 
 @dataclass
@@ -87,6 +97,13 @@ class SearchConfig:
     # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN
     # wins over it. Out of repr so a logged config never shows it.
     admin_token: str = field(default="", repr=False)
+    runtime: str = "torch"  # torch | onnx (IMGSIM_RUNTIME wins over it in the web app)
+    # Micro-batching: concurrent queries of one process share a forward pass. At most this
+    # many images per pass; 1 turns batching off (each request runs its own pass).
+    batch_max_size: int = 32
+    # How long a pass may wait for queries that are already being decoded. It never waits
+    # when no other request is on its way, so a lone client pays nothing for it.
+    batch_max_wait_ms: float = 2.0
 
 
 @dataclass

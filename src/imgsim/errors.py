@@ -27,3 +27,7 @@ class EmbeddingsNotLoadedError(ImgsimError, RuntimeError):
 
 class NotReadyError(ImgsimError, RuntimeError):
     """The searcher has no model or no embeddings; the message is the original's advice."""
+
+
+class OnnxError(ImgsimError, RuntimeError):
+    """ONNX export or onnxruntime cannot be used (package missing, foreign or stale file)."""

@@ -17,6 +17,7 @@ from PIL import Image
 
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
+from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import ImgsimError, NotReadyError
 from .index import EmbeddingIndex, EmbeddingsNotLoadedError, ModelMismatchError, load_index
 from .manifest import FileFacts, StaleIndexError
@@ -90,15 +91,17 @@ class Searcher:
         model_info: dict[str, Any] | None = None,
         problems: list[str] | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        embedder: Embedder | BatchingEmbedder | None = None,
     ) -> None:
         self.model = model
         self.index = index
         self.model_info = model_info or {}
         self.problems = problems or []
         self.max_pixels = max_pixels
-        # BatchNorm in eval mode is stateless, but torch ops on one module from many threads
-        # oversubscribe the two cores; one forward at a time is faster under load.
-        self._lock = threading.Lock()
+        # Runs the network (one pass at a time; batched across threads when configured).
+        if embedder is None and model is not None:
+            embedder = Embedder.from_model(model)
+        self.embedder = embedder
         # One writer at a time: file, embedding and index change stay together.
         self._write_lock = threading.Lock()
 
@@ -108,12 +111,20 @@ class Searcher:
         workdir: str | Path = ".",
         model_path: str | Path | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        config: SearchConfig | None = None,
     ) -> Searcher:
-        """Load the model file and index from `workdir`; missing parts are recorded, not raised."""
+        """Load the model file and index from `workdir`; missing parts are recorded, not raised.
+
+        `config` chooses the runtime and micro-batching (SearchConfig's defaults without it).
+        """
         workdir = Path(workdir)
-        model, info, index, problems = None, {}, None, []
+        model, info, index, problems, embedder = None, {}, None, [], None
+        model_file = Path(model_path) if model_path else workdir / MODEL_FILE
         try:
-            model, info = load_model(Path(model_path) if model_path else workdir / MODEL_FILE)
+            model, info = load_model(model_file)
+            embedder = search_embedder(
+                model, config or SearchConfig(), info["model_id"], model_file
+            )
         except ModelNotLoadedError as exc:
             problems.append(str(exc))
         try:
@@ -124,7 +135,7 @@ class Searcher:
             _check_same_model(model, info, index, problems)
         for problem in problems:
             log.warning("%s", problem)
-        return cls(model, index, info, problems, max_pixels)
+        return cls(model, index, info, problems, max_pixels, embedder)
 
     @property
     def model_loaded(self) -> bool:
@@ -155,15 +166,14 @@ class Searcher:
 
     def embed(self, images: list[ImageSource]) -> np.ndarray:
         """Embeddings (N×D float32) of query images; UnreadableImageError for a bad one."""
-        import torch
-
-        if self.model is None:
+        if self.embedder is None:
             raise NotReadyError(MODEL_MISSING)
-        size = self.model.config.image_size
-        arrays = [to_array(self._decode(img, size), size) for img in images]
-        batch = torch.from_numpy(np.stack(arrays))
-        with self._lock, torch.inference_mode():
-            return self.model(batch).numpy().astype(np.float32)
+        size = self.embedder.image_size
+        # Decoding runs here, in the caller's thread, in parallel with other requests; the
+        # embedder then runs the network, in one pass with concurrent requests when batching.
+        with self.embedder.pending():
+            arrays = [to_array(self._decode(img, size), size) for img in images]
+            return self.embedder.embed(np.stack(arrays))
 
     def _decode(self, image: ImageSource, size: int) -> Image.Image:
         if isinstance(image, Image.Image):
@@ -320,7 +330,9 @@ def search_image(
 ) -> dict[str, Any]:
     """Library entry for `imgsim search`: the original's response shape for one image file."""
     config = config or SearchConfig()
-    searcher = Searcher.from_workdir(config.workdir, max_pixels=config.max_image_pixels)
+    searcher = Searcher.from_workdir(
+        config.workdir, max_pixels=config.max_image_pixels, config=config
+    )
     results = searcher.search(image, top_k or config.top_k, threshold)
     return results_response(results)
 

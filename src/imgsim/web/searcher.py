@@ -17,7 +17,9 @@ def init_app(app: Flask, config: SearchConfig, searcher: Searcher | None = None)
     recorded by the Searcher and reported by /stats and /search instead of stopping the server.
     """
     if searcher is None:
-        searcher = Searcher.from_workdir(config.workdir, max_pixels=config.max_image_pixels)
+        searcher = Searcher.from_workdir(
+            config.workdir, max_pixels=config.max_image_pixels, config=config
+        )
     app.extensions[_KEY] = searcher
     return searcher
 

@@ -19,6 +19,7 @@ def serve(
     port: int = 5000,
     config_path: str | None = None,
     debug: bool = False,
+    runtime: str | None = None,
 ) -> None:
     """Load the model and index from `workdir` and answer on http://host:port until stopped.
 
@@ -29,6 +30,8 @@ def serve(
     config = load_config(config_path).search
     if workdir != "." or config_path is None:
         config = replace(config, {"workdir": workdir})
+    if runtime is not None:  # --runtime, over the file
+        config = replace(config, {"runtime": runtime})
     app = create_app(token_from_env(config))
     with app.app_context():
         total = get_searcher().stats()["total_images"]
