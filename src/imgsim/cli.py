@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import DEFAULT_DATA_DIR, MODEL_FILE, Config
+from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
 from .errors import ImgsimError
 
 log = logging.getLogger("imgsim")
@@ -80,13 +80,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+EXTRACT_FLAGS = (
+    "data_dir", "output_dir", "model_path", "batch_size", "workers", "plot", "runtime",
+    "thumbnail_cache",
+)  # fmt: skip
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from .config import replace
     from .extract import extract, extract_reference
 
     cfg = replace(
         _config(args).extract,
-        _overrides(args, ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot")),
+        _overrides(args, EXTRACT_FLAGS),
     )
     if args.reference is not None:
         result = extract_reference(cfg, args.reference, args.reference_size)
@@ -128,7 +134,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
 
-    cfg = replace(_config(args).search, _overrides(args, ("workdir",)))
+    cfg = replace(_config(args).search, _overrides(args, ("workdir", "runtime")))
     response = search_image(args.image, cfg, args.top_k, args.threshold)
     if args.json:
         print(json.dumps(response, indent=2))
@@ -164,7 +170,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         config_path=args.config,
         debug=args.debug,
+        runtime=args.runtime,
     )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    path = export_onnx(args.model, args.onnx)
+    print(f"Wrote {path} (ONNX, dynamic batch; see docs/onnx.md to run it elsewhere)")
     return 0
 
 
@@ -231,7 +246,14 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="model_path", help=f"model file (default {MODEL_FILE})")
     p.add_argument("--output-dir", help="where the index files go (.)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (64)")
-    p.add_argument("--workers", type=int, help="decode processes (half the cores)")
+    p.add_argument("--workers", type=int, help="processes that decode and embed (one per core)")
+    _add_runtime_flag(p)
+    p.add_argument(
+        "--thumbnail-cache",
+        action="store_const",
+        const=True,
+        help="keep decoded inputs in OUTPUT_DIR/thumbnail_cache: re-embedding skips decoding",
+    )
     p.add_argument(
         "--plot",
         action="store_const",
@@ -291,6 +313,7 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workdir", help="folder with the model file and index (.)")
     p.add_argument("--json", action="store_true", help="print the /search JSON response")
+    _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
@@ -303,6 +326,7 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     _add_server_flags(p)
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
     p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
+    _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
 
@@ -313,6 +337,28 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-serve", action="store_true", help="stop after the sample searches")
     _add_server_flags(p)
     p.set_defaults(func=cmd_demo)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the embedding network as ONNX (mobile deployment)")
+    p.add_argument(
+        "--onnx",
+        nargs="?",
+        const="",
+        required=True,
+        metavar="PATH",
+        help=f"ONNX file to write (default: {ONNX_FILE} beside the model file)",
+    )
+    p.add_argument("--model", default=MODEL_FILE, help=f"model file ({MODEL_FILE})")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="what runs the network: torch (PyTorch) or onnx (onnxruntime) (torch)",
+    )
 
 
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
@@ -341,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)
+    _add_export(sub)
     return parser
 
 
