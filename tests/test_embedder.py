@@ -222,3 +222,25 @@ def test_a_failed_decode_does_not_hold_up_the_pass() -> None:
     assert batcher.embed(_images(7))[:, 0].tolist() == [7]
     assert time.monotonic() - start < 1.0
     batcher.close()
+
+
+def test_concurrent_searches_through_the_batcher_match_one_at_a_time(
+    trained_workdir: Path, shapes_queries: Path
+) -> None:
+    from imgsim.search import Searcher
+
+    queries = sorted(shapes_queries.glob("*.png"))[:12]
+    alone = Searcher.from_workdir(trained_workdir, config=SearchConfig(batch_max_size=1))
+    batched = Searcher.from_workdir(trained_workdir, config=SearchConfig(batch_max_wait_ms=20))
+    assert isinstance(batched.embedder, BatchingEmbedder)
+    expected = [alone.search(q, 3) for q in queries]
+    passes: list[int] = []
+    inner = batched.embedder.embedder.embed
+    batched.embedder.embedder.embed = lambda arrays: passes.append(len(arrays)) or inner(arrays)
+    results = _concurrently(lambda i: batched.search(queries[i % 12], 3), 36)
+    for i, found in enumerate(results):
+        got = [(r.filename, r.similarity) for r in found]
+        want = [(r.filename, r.similarity) for r in expected[i % 12]]
+        assert [g[0] for g in got] == [w[0] for w in want]
+        assert np.allclose([g[1] for g in got], [w[1] for w in want], atol=0.02)
+    assert sum(passes) == 36 and len(passes) < 36  # fewer passes than requests: batched

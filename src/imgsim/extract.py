@@ -96,11 +96,20 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
     A full rebuild; `kind` (auto, flat, hnsw) defaults to the workdir's previous choice.
     """
     model, info = load_model(config.model_path)
-    embedder = Embedder.from_model(
-        model, check_runtime(config.runtime), model_id=info["model_id"],
-        model_path=config.model_path,
-    )  # fmt: skip
+    embedder = extract_embedder(model, info["model_id"], config)
     return _extract_with(embedder, info["model_id"], config, progress, kind=kind)
+
+
+def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:
+    """The Embedder extraction uses: `config.runtime`, the ONNX export beside the model if any."""
+    return Embedder.from_model(
+        model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path
+    )
+
+
+def thumbnail_dir(config: ExtractConfig) -> Path | None:
+    """Where decoded inputs are kept when `config.thumbnail_cache` is on, else None."""
+    return Path(config.output_dir) / THUMBNAIL_CACHE_DIR if config.thumbnail_cache else None
 
 
 def _extract_with(
@@ -121,10 +130,10 @@ def _extract_with(
         raise DatasetError(f"No images found in {config.data_dir}")
     # Taken before decoding: a file changed meanwhile shows a new stat at the next update.
     facts = collect_facts([r.path for r in records], extract_workers(config.workers) + 1)
-    cache = Path(config.output_dir) / THUMBNAIL_CACHE_DIR if config.thumbnail_cache else None
     features, rows = embed_records(
-        model, size, records, config.batch_size, config.workers, progress, thumbnail_cache=cache
-    )
+        model, size, records, config.batch_size, config.workers, progress,
+        thumbnail_cache=thumbnail_dir(config),
+    )  # fmt: skip
     _check_embedded(len(records), len(rows), config.data_dir)
     seconds = time.perf_counter() - start
     names = [records[i].name for i in rows]
