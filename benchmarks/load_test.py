@@ -216,6 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--curve-clients", default="1,2,4,8,16,32", help="(1,2,4,8,16,32)")
     p.add_argument("--curve-seconds", type=float, default=15, help="measured per step (15)")
     p.add_argument("--curve-warmup", type=float, default=3, help="unmeasured per step (3)")
+    p.add_argument("--runtime-threads", type=int, help="search.runtime_threads of the server")
     p.add_argument("--compare-unbatched", action="store_true", help="also batch_max_size = 1")
     p.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     return p.parse_args(argv)
@@ -323,9 +324,11 @@ def curve_step(port: int, mix: list, clients: int, args: argparse.Namespace) -> 
 def run_curve(args: argparse.Namespace, workdir: Path, batch_max_size: int | None) -> list[dict]:
     """The curve against one gunicorn; `batch_max_size` overrides the server's setting."""
     env = {"IMGSIM_RUNTIME": args.runtime} if args.runtime else {}
-    if batch_max_size is not None:
-        config = workdir / f"batch{batch_max_size}.toml"
-        config.write_text(f"[search]\nbatch_max_size = {batch_max_size}\n")
+    settings = {"batch_max_size": batch_max_size, "runtime_threads": args.runtime_threads}
+    lines = [f"{key} = {value}" for key, value in settings.items() if value is not None]
+    if lines:
+        config = workdir / f"curve{batch_max_size}.toml"
+        config.write_text("[search]\n" + "\n".join(lines) + "\n")
         env["IMGSIM_CONFIG"] = str(config)
     mix = [(call, 1) for call, _ in request_mix(args.top_k) if call.name == "search"]
     port = free_port()
@@ -368,13 +371,15 @@ def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: 
         )
     date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])
+    threads_shown = args.runtime_threads if args.runtime_threads is not None else "as set (1)"
     return f"""{CURVE_SECTION}
 
 - Command: `.venv/bin/python {command}`
 - Machine: {machine()}; load average {load:.2f} when the run began
 - Date: {date}
 - Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1, runtime
-  {args.runtime or "as configured (torch)"}; index of {args.images:,} random unit vectors and
+  {args.runtime or "as configured (torch)"}, runtime threads per worker
+  {threads_shown}; index of {args.images:,} random unit vectors and
   an untrained default model, as in "Web search latency". Each client sends single /search
   requests (one of 4 different 224×224 JPEGs) back to back on its own keep-alive
   connection: {args.curve_warmup:g} s of warm-up, then {args.curve_seconds:g} s measured per

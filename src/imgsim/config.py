@@ -104,6 +104,10 @@ class SearchConfig:
     # How long a pass may wait for queries that are already being decoded. It never waits
     # when no other request is on its way, so a lone client pays nothing for it.
     batch_max_wait_ms: float = 2.0
+    # Threads of the runtime in each process that searches; 0 = its own default (one per
+    # core). gunicorn's worker processes are the parallelism: several threads each would
+    # fight over the same cores, and measured far slower on a shared machine.
+    runtime_threads: int = 1
 
 
 @dataclass

@@ -347,7 +347,12 @@ def search_embedder(
 ) -> Embedder | BatchingEmbedder:
     """The Embedder a search process uses: `config.runtime`, batched unless batch_max_size 1."""
     embedder = Embedder.from_model(
-        model, config.runtime, model_id=model_id, model_path=model_path, device=device
+        model,
+        config.runtime,
+        model_id=model_id,
+        model_path=model_path,
+        device=device,
+        threads=config.runtime_threads or None,
     )
     if config.batch_max_size <= 1:
         return embedder
