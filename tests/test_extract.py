@@ -83,8 +83,13 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_workers_that_decode_and_embed_give_the_inline_results_in_order(
-    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    trained_workdir: Path,
+    shapes_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import imgsim.embed_pool
     from imgsim.data import scan_images
     from imgsim.embedder import Embedder
     from imgsim.extract import embed_records
@@ -97,11 +102,20 @@ def test_workers_that_decode_and_embed_give_the_inline_results_in_order(
     model, info = load_model(trained_workdir / "triplet_base_final.pt")
     inline, rows = embed_records(model, 32, records, batch_size=8, workers=1, progress=False)
     onnx = Embedder.from_model(model, "onnx", model_id=info["model_id"])
+    monkeypatch.setattr(imgsim.embed_pool, "MIN_IMAGES_PER_WORKER", 8)  # 96 images: 2 workers
+    started = []
+    real_pool = imgsim.embed_pool.ProcessPoolExecutor
+    monkeypatch.setattr(
+        imgsim.embed_pool,
+        "ProcessPoolExecutor",
+        lambda count, **kw: started.append(count) or real_pool(count, **kw),
+    )
     pooled, pooled_rows = embed_records(onnx, 32, records, batch_size=8, workers=2, progress=False)
     bad = next(i for i, r in enumerate(records) if r.name == "square_00005.png")
     assert rows == pooled_rows == [i for i in range(len(records)) if i != bad]
     assert _cosines(inline, pooled).min() >= 0.9999
     assert "square_00005.png" in caplog.text
+    assert started == [2]  # the pooled run did run in two worker processes
 
 
 def test_the_thumbnail_cache_skips_decoding_the_second_time(

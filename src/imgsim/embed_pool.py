@@ -16,6 +16,9 @@ from .data import ImageRecord, ThumbnailCache, decode_records
 from .embedder import Embedder, EmbedderSpec
 
 AHEAD_PER_WORKER = 3  # chunks queued per worker: none idles, memory stays bounded
+# A worker takes a second or more to start (imports, runtime); below this many images per
+# worker, running here is faster than starting them.
+MIN_IMAGES_PER_WORKER = 256
 
 
 @dataclass
@@ -67,11 +70,12 @@ def iter_embedded(
 ) -> Iterator[Chunk]:
     """Chunks of `batch_size` records decoded and embedded by `workers` processes, in order.
 
-    With one worker (or one chunk) everything runs here, in this process. Workers are
-    started fresh ("spawn": no copy of this process's threads) and die with it.
+    With one worker (or too few images to be worth starting more) everything runs here, in
+    this process. Workers are started fresh ("spawn": no copy of this process's threads) and
+    die with it.
     """
     chunks = [(records[i : i + batch_size], i) for i in range(0, len(records), batch_size)]
-    count = min(workers, len(chunks))
+    count = min(workers, len(chunks), len(records) // MIN_IMAGES_PER_WORKER)
     if count <= 1:
         cache = ThumbnailCache(cache_root, embedder.image_size) if cache_root else None
         for part, start in chunks:
