@@ -244,3 +244,17 @@ def test_concurrent_searches_through_the_batcher_match_one_at_a_time(
         assert [g[0] for g in got] == [w[0] for w in want]
         assert np.allclose([g[1] for g in got], [w[1] for w in want], atol=0.02)
     assert sum(passes) == 36 and len(passes) < 36  # fewer passes than requests: batched
+
+
+def test_any_torch_module_travels_to_a_worker_as_torchscript() -> None:
+    import torch
+
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x.float(), 2).flatten(1)
+
+    arrays = np.random.default_rng(2).integers(0, 256, (3, 3, 8, 8), dtype=np.uint8)
+    embedder = Embedder.from_model(Pool(), image_size=8)
+    spec = pickle.loads(pickle.dumps(embedder.spec()))
+    assert spec.kind == "torchscript"
+    assert np.allclose(Embedder.from_spec(spec).embed(arrays), embedder.embed(arrays))

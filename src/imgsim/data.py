@@ -237,13 +237,11 @@ class ThumbnailCache:
         entry = self._entry(path)
         if entry is None:
             return
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        from .fileio import replace_unsynced
+
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-            os.replace(tmp, entry)
+            replace_unsynced(entry, np.ascontiguousarray(array, dtype=np.uint8).tobytes())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             log.debug("thumbnail cache: cannot write %s: %s", entry, exc)
 
 

@@ -184,9 +184,7 @@ def _torch_spec(model: Any, image_size: int, device: str) -> EmbedderSpec:
     example = torch.zeros((1, 3, image_size, image_size), dtype=torch.uint8)
     with torch.inference_mode():
         traced = torch.jit.trace(model.eval().cpu(), example, check_trace=False)
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
-    return EmbedderSpec("torch", image_size, "torchscript", buffer.getvalue(), device)
+    return EmbedderSpec("torch", image_size, "torchscript", traced.save_to_buffer(), device)
 
 
 def _torch_module(spec: EmbedderSpec) -> Any:
