@@ -1,14 +1,18 @@
-"""Extraction speed: decode + embed pipeline against the model's pure forward throughput.
+"""Extraction speed: the decode-and-embed workers against all cores only decoding, same run.
 
-Generates 2,000 photo-like 800×600 JPEGs (cached in --dir), then measures with the default
-ModelConfig (untrained weights: speed does not depend on them):
+Generates 2,000 photo-like 800×600 JPEGs (cached in --dir), then measures with untrained
+weights (speed does not depend on them):
 
 1. pure forward throughput on ready uint8 tensors, per batch size, thread count and layout;
 2. JPEG decoding per image with and without Pillow's draft() (data.load_image's draft_size);
-3. the pipeline (`extract.embed_records`: worker decoding, channels-last forward) per setting;
+3. the goal of issue 13: `extract.embed_records` (identical worker processes, one per core,
+   that each decode and embed with a one-thread runtime) with the torch and the onnx runtime,
+   against the same number of processes only decoding the same JPEGs to the model's size
+   (the rate the machine can decode), taking turns round by round; goal ≥ 80 % at 64 px;
 4. adding one image to a 10,000-image collection (`Searcher.add_images`) against embedding it.
 
-`--write-docs` replaces the "Extraction speed" section of docs/benchmarks.md. Not a test.
+`--keep-up-only` runs step 3 alone (quick). `--write-docs` replaces the "Extraction speed"
+section of docs/benchmarks.md. Run it alone on the machine. Not a test.
 
     .venv/bin/python benchmarks/extract_speed.py --write-docs
 """
@@ -39,14 +43,11 @@ from imgsim.config import ModelConfig  # noqa: E402
 WIDTHS = (32, 64, 128, 256)
 from docs_section import write_section  # noqa: E402
 
-from imgsim.data import load_image, scan_images, to_array  # noqa: E402
-from imgsim.extract import embed_records  # noqa: E402
+from imgsim.data import default_workers, load_image, scan_images, to_array  # noqa: E402
 from imgsim.model import EmbeddingNet  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Extraction speed"
-GOAL_IMAGES_PER_S = 70.0  # 10× the original's 1,000 images in 2–3 minutes (~7/s)
-GOAL_SHARE = 0.8  # the pipeline should reach 80 % of pure forward throughput
 
 
 def photo(seed: int, width: int = 800, height: int = 600) -> Image.Image:
@@ -112,40 +113,82 @@ def decode_ms(paths: list[Path], size: int, draft: bool) -> float:
     return 1000 * median_time(run, 3) / len(sample)
 
 
-PIPELINES = ((1, 32), (1, 64), (2, 32), (2, 64))  # (decode workers, batch size)
+GOAL_KEEP_UP = 0.8  # extraction should run at ≥ 80 % of the all-cores decode rate
 
 
-def pipeline_rates(model: EmbeddingNet, data: Path, settings=PIPELINES, rounds: int = 3) -> dict:
-    """Images/s of extract.embed_records (decode workers + forward) per setting, and of the
-    forward pass alone on as many ready images (1 thread, channels-last, batch 64).
+def _decode_chunk(records: list, size: int) -> int:
+    """Decode a chunk to size×size arrays, as a worker does, without embedding; the count."""
+    from imgsim.data import decode_records
 
-    Settings take turns round by round, so each sees the same load from the machine's other
-    users; the medians over rounds are reported.
+    return len(decode_records(records, size)[0])
+
+
+def keep_up_rates(
+    data: Path, image_size: int, workers: int, batch: int = 64, rounds: int = 3
+) -> dict[str, float]:
+    """Images/s of `workers` processes only decoding, and of the extraction workers per runtime.
+
+    The decode-only processes are started (and warmed) before timing: the rate the machine
+    can decode. Extraction (`embed_pool.iter_embedded`, what `embed_records` runs) is timed
+    whole, its workers' start-up included ("runtime"), and from its first chunk on
+    ("runtime, running"). The settings take turns over `rounds`; medians.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from imgsim.embed_pool import iter_embedded
+    from imgsim.embedder import Embedder
+
     records = scan_images(data)
-    size = model.config.image_size
-    ready = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8)
-    ready = ready.contiguous(memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def forward_only() -> None:
-        torch.set_num_threads(1)
-        for _ in range(len(records) // 64):
-            model(ready)
-
-    jobs = {("forward", 64): forward_only}
-    for workers, batch in settings:
-        jobs[(workers, batch)] = lambda w=workers, b=batch: embed_records(
-            model, size, records, b, w, progress=False
-        )
-    times: dict = {key: [] for key in jobs}
-    for _ in range(rounds):
-        for key, job in jobs.items():
+    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+    torch.manual_seed(0)
+    model = EmbeddingNet(ModelConfig(image_size=image_size)).eval()
+    embedders = {rt: Embedder.from_model(model, rt) for rt in ("torch", "onnx")}
+    spawn = multiprocessing.get_context("spawn")
+    times: dict[str, list[float]] = {}
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+        list(pool.map(_decode_chunk, chunks[:workers], [image_size] * workers))  # warm-up
+        for _ in range(rounds):
             start = time.perf_counter()
-            job()
-            times[key].append(time.perf_counter() - start)
-    images = {key: len(records) // 64 * 64 if key[0] == "forward" else len(records) for key in jobs}
-    return {key: images[key] / statistics.median(t) for key, t in times.items()}
+            decoded = sum(pool.map(_decode_chunk, chunks, [image_size] * len(chunks)))
+            times.setdefault("decode only", []).append(len(records) / (time.perf_counter() - start))
+            assert decoded == len(records)
+            for runtime, embedder in embedders.items():
+                start = time.perf_counter()
+                first, done = None, 0
+                for chunk in iter_embedded(embedder, records, batch, workers):
+                    if first is None:
+                        first, done = time.perf_counter(), -len(chunk.rows)
+                    done += len(chunk.rows)
+                end = time.perf_counter()
+                times.setdefault(runtime, []).append(len(records) / (end - start))
+                times.setdefault(f"{runtime}, running", []).append(done / (end - first))
+    return {key: statistics.median(rates) for key, rates in times.items()}
+
+
+KEEP_UP_CHILD = """
+import json, sys
+sys.path[:0] = [{bench!r}, {src!r}]
+import extract_speed
+from pathlib import Path
+print(json.dumps(extract_speed.keep_up_rates(Path({data!r}), {size}, {workers}, {batch}, {rounds})))
+"""
+
+
+def keep_up_in_child(data: Path, size: int, workers: int, batch: int, rounds: int) -> dict:
+    """keep_up_rates in a `python -c` process, whose workers start as the `imgsim` command's do.
+
+    A worker started with "spawn" imports its parent's main script again; this script's
+    imports (torch, …) would slow every worker's start-up, the `imgsim` command's do not.
+    """
+    import json
+
+    code = KEEP_UP_CHILD.format(
+        bench=str(Path(__file__).resolve().parent), src=str(ROOT / "src"), data=str(data),
+        size=size, workers=workers, batch=batch, rounds=rounds,
+    )  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict[str, float]:
@@ -180,10 +223,29 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
             "kind": kind}  # fmt: skip
 
 
+def keep_up_table(rates: dict[str, float], workers: int, size: int) -> str:
+    """The markdown table of the issue-13 goal: extraction per runtime against decoding alone."""
+    base = rates["decode only"]
+    rows = [f"| {workers} processes only decoding to {size}×{size} | {base:.0f} | 100 % |"]
+    for runtime in ("torch", "onnx"):
+        for key, when in ((runtime, "whole run"), (f"{runtime}, running", "from 1st chunk")):
+            share = rates[key] / base
+            verdict = "met" if share >= GOAL_KEEP_UP else "not met"
+            rows.append(
+                f"| extraction, {workers} workers decoding and embedding, {runtime}, {when} | "
+                f"{rates[key]:.0f} | {share:.0%} (goal ≥ {GOAL_KEEP_UP:.0%}: {verdict}) |"
+            )
+    header = "| setting | images/s | share of decoding alone |\n|---|---:|---:|\n"
+    return header + "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "imgsim-photos")
     parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
+    parser.add_argument("--keep-up-only", action="store_true", help="only the issue-13 table")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
@@ -191,11 +253,16 @@ def main() -> int:
     started = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     paths = make_photos(args.dir / f"n{args.images}", args.images)
     data = paths[0].parent
+    workers = args.workers or default_workers()
+    size = ModelConfig().image_size
+    print(f"{len(paths)} JPEGs {Image.open(paths[0]).size} in {data}; input {size} px")
+    keep_up = keep_up_in_child(data, size, workers, 64, args.rounds)
+    print(keep_up_table(keep_up, workers, size), flush=True)
+    if args.keep_up_only:
+        return 0
+
     torch.manual_seed(0)
     model = EmbeddingNet(ModelConfig(widths=WIDTHS)).eval()
-    size = model.config.image_size
-    print(f"{len(paths)} JPEGs {Image.open(paths[0]).size} in {data}; input {size} px")
-
     forward = {}
     for threads in (1, 2):
         for layout in (False, True):
@@ -214,39 +281,17 @@ def main() -> int:
         drafted = im.size
     print(f"draft() decodes 800×600 at {drafted[0]}×{drafted[1]}")
 
-    embed_records(model, size, scan_images(data)[:128], 64, 1, progress=False)  # warm-up
-    pipeline = pipeline_rates(model, data)
-    for key, rate in pipeline.items():
-        print(f"pipeline {key}: {rate:7.0f} images/s")
-    # At a larger input the forward pass outweighs decoding: the share the pipeline reaches.
-    big = EmbeddingNet(ModelConfig(image_size=128, widths=WIDTHS)).eval()
-    embed_records(big, 128, scan_images(data)[:64], 32, 1, progress=False)  # warm-up
-    big_rates = pipeline_rates(big, data, settings=((1, 32),))
-    print(f"128 px: pipeline {big_rates[(1, 32)]:.0f}, forward {big_rates[('forward', 64)]:.0f}")
-
     jpegs = _query_jpegs(paths, 20)
     torch.set_num_threads(1)  # one query image: a second thread only adds contention here
     add = add_one_ms(model, jpegs, 10_000)
     torch.set_num_threads(2)
     print(f"one image into a 10,000-image collection ({add['kind']}): add_images "
           f"{add['add']:.1f} ms, embed alone {add['embed']:.1f} ms")  # fmt: skip
-
-    # The pipeline default: one decode worker, one forward thread (on 2 cores), batch 64.
-    default = pipeline[(1, 64)]
-    forward_same = pipeline[("forward", 64)]
-    forward_best = max(forward.values())
     summary = {
         "started": started, "load": load, "forward": forward, "decode": decode,
-        "drafted": drafted, "pipeline": pipeline, "add": add, "default": default, "big": big_rates,
-        "forward_same": forward_same, "forward_best": forward_best,
-        "count": len(paths),
+        "drafted": drafted, "add": add, "count": len(paths), "keep_up": keep_up,
+        "workers": workers, "size": size, "rounds": args.rounds,
     }  # fmt: skip
-    print(
-        f"pipeline (defaults) {default:.0f} images/s = {default / forward_same:.0%} of the "
-        f"forward pass with the same thread (goal ≥ {GOAL_SHARE:.0%}), "
-        f"{default / forward_best:.0%} of the best forward setting; goal ≥ "
-        f"{GOAL_IMAGES_PER_S:.0f} images/s: {'met' if default >= GOAL_IMAGES_PER_S else 'NOT met'}"
-    )
     if args.write_docs:
         write_section(SECTION, render(summary))
         print(f"wrote the '{SECTION}' section of {DOCS}")
@@ -258,7 +303,7 @@ def _query_jpegs(paths: list[Path], count: int) -> list[bytes]:
 
 
 def render(s: dict) -> str:
-    fwd, pipe = s["forward"], s["pipeline"]
+    fwd = s["forward"]
     rows = "\n".join(
         f"| {t} | {'channels-last' if cl else 'contiguous'} | "
         + " | ".join(f"{fwd[(t, cl, b)]:.0f}" for b in (16, 32, 64, 128))
@@ -266,73 +311,44 @@ def render(s: dict) -> str:
         for t in (1, 2)
         for cl in (False, True)
     )
-    pipe_rows = "\n".join(
-        f"| {w} | 1 | " + " | ".join(f"{pipe[(w, b)]:.0f}" for b in (32, 64)) + " |" for w in (1, 2)
-    )
-    share = s["default"] / s["forward_same"]
+    command = " ".join(["benchmarks/extract_speed.py", *sys.argv[1:]])
     return f"""{SECTION}
 
-- Command: `.venv/bin/python benchmarks/extract_speed.py --write-docs`
-- Machine: 2 CPU cores, 24 GiB RAM, no GPU, **shared with other jobs** (figures vary by
-  ±30 % from run to run); Python {platform.python_version()}, torch {torch.__version__}
+- Command: `.venv/bin/python {command}`
+- Machine: {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()},
+  torch {torch.__version__}
 - Date: {s["started"]}; load average (1 min) when it began: {s["load"]:.2f}
 - Data: {s["count"]} generated photo-like JPEGs, 800×600, quality 90 (blurred ellipses plus
-  noise); model: `ModelConfig(widths=(32, 64, 128, 256))` (64 px input, 128-d), untrained
-  weights. Medians of 3 or more repeats after a warm-up.
+  noise); untrained weights.
 
-Pure forward pass on ready uint8 tensors (images/s, by batch size):
+Extraction against decoding alone (issue 13), {s["size"]} px, the default `ModelConfig`,
+batch 64; the settings took turns over {s["rounds"]} rounds (medians). Decoding alone runs
+in processes started before timing; extraction (`embed_pool.iter_embedded`, what
+`extract.embed_records` runs) is timed whole, its workers' start-up included, and from its
+first chunk on. It runs in a `python -c` child, so its workers start as the `imgsim`
+command's do:
+
+{keep_up_table(s["keep_up"], s["workers"], s["size"])}
+
+Each worker decodes its chunk straight to {s["size"]}×{s["size"]} (JPEG DCT scaling: the
+800×600 file is decoded at {s["drafted"][0]}×{s["drafted"][1]}) and embeds it with a
+one-thread runtime; the parent only collects the chunks in order.
+
+Pure forward pass on ready uint8 tensors, `ModelConfig(widths=(32, 64, 128, 256))` (images/s,
+by batch size):
 
 | torch threads | layout | 16 | 32 | 64 | 128 |
 |---:|---|---:|---:|---:|---:|
 {rows}
 
-Two threads lose to one whenever another job holds a core (OpenMP threads wait for each
-other), which is why extraction gives the forward pass one thread beside one decode worker.
-
-Decoding one JPEG and resizing it to 64×64: {s["decode"][True]:.2f} ms with Pillow's
-`draft()` (it decodes the 800×600 file at {s["drafted"][0]}×{s["drafted"][1]}, 1/8 scale),
-{s["decode"][False]:.2f} ms without, so `data.load_image(draft_size=…)` is effective.
-
-Pipeline `extract.embed_records` (decode workers + channels-last forward; images/s):
-
-| decode workers | forward threads | batch 32 | batch 64 |
-|---:|---:|---:|---:|
-{pipe_rows}
-| forward pass alone, ready tensors | 1 | | {pipe[("forward", 64)]:.0f} |
-
-(The settings took turns over 3 rounds, so each saw the same load; medians.)
-
-With the defaults (1 decode worker and 1 forward thread on 2 cores, batch 64) extraction runs
-at **{s["default"]:.0f} images/s**: {share:.0%} of the forward pass alone with the same
-thread (goal ≥ 80 %: {"met" if share >= GOAL_SHARE else "not met"}), and
-{s["default"] / 7:.0f}× the original's ~7 images/s (1,000 in 2–3 minutes; goal ≥ 70 images/s:
-{"met" if s["default"] >= GOAL_IMAGES_PER_S else "not met"}).
-
-Why the share stays under 80 % at 64 px: the model needs only
-{1000 / s["forward_same"]:.2f} ms per image on one core, and decoding an 800×600 JPEG takes
-{s["decode"][True]:.2f} ms even at 1/8 scale (the entropy decoding of the whole file remains).
-Decoding and the forward pass each need about a core, and this machine has two, shared with
-other jobs during the run; the pipeline's ceiling is the slower of the two on a core of its
-own. With a larger input the forward pass dominates and the pipeline keeps up: at
-`image_size=128` (same rounds, 1 decode worker, batch 32) it ran at
-{s["big"][(1, 32)]:.0f} images/s against {s["big"][("forward", 64)]:.0f} for the forward pass
-alone ({s["big"][(1, 32)] / s["big"][("forward", 64)]:.0%}). Batch size: {batch_note(pipe)}
+Decoding one JPEG and resizing it to {s["size"]}×{s["size"]}: {s["decode"][True]:.2f} ms with
+Pillow's `draft()`, {s["decode"][False]:.2f} ms without.
 
 Adding one image to a 10,000-image collection (`Searcher.add_images`: decode, embed, save
 the file with fsync, one SQLite commit, FAISS {s["add"]["kind"]} add; one torch thread; median
 of 20): **{s["add"]["add"]:.1f} ms**, against {s["add"]["embed"]:.1f} ms to embed the same
-image (the two alternate, so they saw the same load). An add is that embedding plus two
-fsyncs (image file, SQLite commit); the FAISS file is rewritten only every 1,000 adds (or 1 %
-of the index), so the cost does not grow with the collection.
+image (the two alternate, so they saw the same load).
 """
-
-
-def batch_note(pipe: dict) -> str:
-    """Which batch size the pipeline preferred, against the default of 64."""
-    b32, b64 = pipe[(1, 32)], pipe[(1, 64)]
-    if b32 > 1.1 * b64:
-        return f"32 ran {b32 / b64 - 1:.0%} faster than the default 64 (`--batch-size 32`)."
-    return "32 and 64 ran within 10 % of each other; the default stays 64."
 
 
 if __name__ == "__main__":

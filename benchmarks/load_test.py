@@ -42,6 +42,7 @@ from web_latency import (
 )
 
 SECTION = "## Load test"
+CURVE_SECTION = "## Throughput against concurrent clients (micro-batching)"
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (4)")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--sample-every", type=float, default=5, help="RSS sampling period (5 s)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), help="IMGSIM_RUNTIME of the server")
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="instead: searches/s, p50, p99 for each client count in --curve-clients, "
+        "with micro-batching and (--compare-unbatched) without, one server each",
+    )
+    p.add_argument("--curve-clients", default="1,2,4,8,16,32", help="(1,2,4,8,16,32)")
+    p.add_argument("--curve-seconds", type=float, default=15, help="measured per step (15)")
+    p.add_argument("--curve-warmup", type=float, default=3, help="unmeasured per step (3)")
+    p.add_argument("--runtime-threads", type=int, help="search.runtime_threads of the server")
+    p.add_argument("--compare-unbatched", action="store_true", help="also batch_max_size = 1")
     p.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     return p.parse_args(argv)
 
@@ -286,8 +299,104 @@ samples). **First sample {first:.0f} MB, last {last:.0f} MB ({last - first:+.0f}
 """
 
 
+def curve_step(port: int, mix: list, clients: int, args: argparse.Namespace) -> dict:
+    """One point of the curve: `clients` back-to-back searchers for warm-up + measured time."""
+    tallies = [Tally() for _ in range(clients)]
+    measure_from = time.monotonic() + args.curve_warmup
+    window = (measure_from, measure_from + args.curve_seconds)
+    threads = [
+        threading.Thread(target=client, args=(port, mix, window, i, tallies[i]))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    times = [t for tally in tallies for t in tally.latencies.get("search", [])]
+    errors = sum(len(tally.errors) for tally in tallies)
+    return {
+        "clients": clients, "rate": len(times) / args.curve_seconds, "errors": errors,
+        "p50": percentile(times, 50) if times else 0.0,
+        "p99": percentile(times, 99) if times else 0.0,
+    }  # fmt: skip
+
+
+def run_curve(args: argparse.Namespace, workdir: Path, batch_max_size: int | None) -> list[dict]:
+    """The curve against one gunicorn; `batch_max_size` overrides the server's setting."""
+    env = {"IMGSIM_RUNTIME": args.runtime} if args.runtime else {}
+    settings = {"batch_max_size": batch_max_size, "runtime_threads": args.runtime_threads}
+    lines = [f"{key} = {value}" for key, value in settings.items() if value is not None]
+    if lines:
+        config = workdir / f"curve{batch_max_size}.toml"
+        config.write_text("[search]\n" + "\n".join(lines) + "\n")
+        env["IMGSIM_CONFIG"] = str(config)
+    mix = [(call, 1) for call, _ in request_mix(args.top_k) if call.name == "search"]
+    port = free_port()
+    server = start_gunicorn(workdir, port, args.workers, args.threads, env)
+    try:
+        wait_ready(port)
+        points = []
+        for clients in (int(c) for c in args.curve_clients.split(",")):
+            points.append(curve_step(port, mix, clients, args))
+            p = points[-1]
+            print(f"batch_max_size={batch_max_size or 'default'} clients={clients}: "
+                  f"{p['rate']:.0f}/s p50 {p['p50']:.0f} ms p99 {p['p99']:.0f} ms "
+                  f"errors {p['errors']}", flush=True)  # fmt: skip
+        return points
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: float) -> str:
+    """The markdown section of the curve: one row per client count, one column group per run."""
+    names = list(curves)
+    header = "| clients | " + " | ".join(f"{n}: searches/s | p50 | p99" for n in names) + " |"
+    align = "|---:|" + "---:|---:|---:|" * len(names)
+    rows = []
+    for i, point in enumerate(curves[names[0]]):
+        cells = [
+            f"{c[i]['rate']:.0f} | {c[i]['p50']:.0f} ms | {c[i]['p99']:.0f} ms"
+            for c in curves.values()
+        ]
+        rows.append(f"| {point['clients']} | " + " | ".join(cells) + " |")
+    batched = {p["clients"]: p["rate"] for p in curves[names[0]]}
+    errors = sum(p["errors"] for c in curves.values() for p in c)
+    goal = ""
+    if 1 in batched and 16 in batched:
+        gain = batched[16] / batched[1] if batched[1] else 0.0
+        verdict = "met" if gain >= 3 and errors == 0 else "not met"
+        goal = (
+            f"16 clients against 1, batched: **{gain:.1f}×** (goal ≥ 3× with 0 errors: {verdict})."
+        )
+    date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
+    command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])
+    threads_shown = args.runtime_threads if args.runtime_threads is not None else "as set (1)"
+    return f"""{CURVE_SECTION}
+
+- Command: `.venv/bin/python {command}`
+- Machine: {machine()}; load average {load:.2f} when the run began
+- Date: {date}
+- Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1, runtime
+  {args.runtime or "as configured (torch)"}, runtime threads per worker
+  {threads_shown}; index of {args.images:,} random unit vectors and
+  an untrained default model, as in "Web search latency". Each client sends single /search
+  requests (one of 4 different 224×224 JPEGs) back to back on its own keep-alive
+  connection: {args.curve_warmup:g} s of warm-up, then {args.curve_seconds:g} s measured per
+  client count. One server per column, started afresh.
+
+{header}
+{align}
+{chr(10).join(rows)}
+
+{(goal + " ") if goal else ""}Errors: {errors}.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.curve:
+        return main_curve(args)
     with tempfile.TemporaryDirectory(prefix="imgsim-load-") as tmp:
         workdir = Path(tmp)
         build_workdir(workdir, args.images, 10, image_size=64)
@@ -306,6 +415,22 @@ def main(argv: list[str] | None = None) -> int:
         write_section(SECTION, section)
         print(f"written to {DOCS}")
     return 1 if tally.errors else 0
+
+
+def main_curve(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="imgsim-load-") as tmp:
+        workdir = Path(tmp)
+        build_workdir(workdir, args.images, 10, image_size=64)
+        load = os.getloadavg()[0]
+        curves = {"batched": run_curve(args, workdir, None)}
+        if args.compare_unbatched:
+            curves["unbatched"] = run_curve(args, workdir, 1)
+    section = curve_report(args, curves, load)
+    print(section)
+    if args.write_docs:
+        write_section(CURVE_SECTION, section)
+        print(f"written to {DOCS}")
+    return 1 if any(p["errors"] for c in curves.values() for p in c) else 0
 
 
 if __name__ == "__main__":

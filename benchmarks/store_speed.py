@@ -70,7 +70,7 @@ def throughput(store: Store, queries: np.ndarray, threads: int, seconds: float =
     return sum(done) / seconds
 
 
-def _watch(workdir: str, spec: str, model_id: str, name: str, ready, seen) -> None:  # noqa: ANN001
+def _watch(workdir: str, spec: str, model_id: str, name: str, ready, seen) -> None:
     store = open_store(workdir, spec, model_id)
     store.count()  # loaded and caught up
     ready.set()
@@ -115,7 +115,9 @@ def bench(engine: str, spec: str, n: int, workdir: Path) -> dict[str, str]:
         "engine": engine,
         "vectors": f"{store.count():,}",
         "ingest (vectors/s)": f"{n / ingest:,.0f}",
-        "search p50 / p99 (ms)": f"{statistics.median(single):.2f} / {np.percentile(single, 99):.2f}",
+        "search p50 / p99 (ms)": (
+            f"{statistics.median(single):.2f} / {np.percentile(single, 99):.2f}"
+        ),
         "1-category p50 (ms)": f"{statistics.median(filtered):.2f}",
         "searches/s, 1 thread": f"{throughput(store, queries, 1):,.0f}",
         "searches/s, 4 threads": f"{throughput(store, queries, 4):,.0f}",

@@ -90,12 +90,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(workdir: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_gunicorn(
+    workdir: Path, port: int, workers: int, threads: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "imgsim.web:create_app()",
     ]  # fmt: skip
-    env = {**os.environ, "IMGSIM_WORKDIR": str(workdir)}
+    env = {**os.environ, "IMGSIM_WORKDIR": str(workdir), **(env or {})}
     return subprocess.Popen(command, env=env, cwd=workdir)
 
 

@@ -76,3 +76,93 @@ def test_reference_with_local_torchscript(shapes_dir: Path, tmp_path: Path) -> N
     assert result.count == 3 and result.embedding_dim == 12
     assert (tmp_path / "reference" / "triplet_features.npy").is_file()
     assert not (tmp_path / "triplet_features.npy").exists()  # the trained index is untouched
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_workers_that_decode_and_embed_give_the_inline_results_in_order(
+    trained_workdir: Path,
+    shapes_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import imgsim.embed_pool
+    from imgsim.data import scan_images
+    from imgsim.embedder import Embedder
+    from imgsim.extract import embed_records
+    from imgsim.model import load_model
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    (data / "square_00005.png").write_bytes(b"\x89PNG broken")  # in a middle chunk
+    records = scan_images(data)
+    model, info = load_model(trained_workdir / "triplet_base_final.pt")
+    inline, rows = embed_records(model, 32, records, batch_size=8, workers=1, progress=False)
+    onnx = Embedder.from_model(model, "onnx", model_id=info["model_id"])
+    monkeypatch.setattr(imgsim.embed_pool, "MIN_IMAGES_PER_WORKER", 8)  # 96 images: 2 workers
+    started = []
+    real_pool = imgsim.embed_pool.ProcessPoolExecutor
+    monkeypatch.setattr(
+        imgsim.embed_pool,
+        "ProcessPoolExecutor",
+        lambda count, **kw: started.append(count) or real_pool(count, **kw),
+    )
+    pooled, pooled_rows = embed_records(onnx, 32, records, batch_size=8, workers=2, progress=False)
+    bad = next(i for i, r in enumerate(records) if r.name == "square_00005.png")
+    assert rows == pooled_rows == [i for i in range(len(records)) if i != bad]
+    assert _cosines(inline, pooled).min() >= 0.9999
+    assert "square_00005.png" in caplog.text
+    assert started == [2]  # the pooled run did run in two worker processes
+
+
+def test_the_thumbnail_cache_skips_decoding_the_second_time(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgsim.data
+
+    data = tmp_path / "data"
+    _copy(shapes_dir, data, "circle_*", 6)
+    config = ExtractConfig(
+        data_dir=str(data),
+        output_dir=str(tmp_path / "out"),
+        model_path=str(trained_workdir / "triplet_base_final.pt"),
+        workers=1,
+        thumbnail_cache=True,
+    )
+    extract(config, progress=False)
+    first = np.load(tmp_path / "out" / "triplet_features.npy")
+    assert len(list((tmp_path / "out" / "thumbnail_cache").rglob("*.u8"))) == 6
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded although the thumbnail is cached")
+
+    monkeypatch.setattr(imgsim.data, "decode_file", no_decoding)
+    extract(config, progress=False)
+    assert np.array_equal(np.load(tmp_path / "out" / "triplet_features.npy"), first)
+    # A changed file is decoded again, never served from the cache.
+    shutil.copy(shapes_dir / "square_00001.png", data / "circle_00001.png")
+    with pytest.raises(AssertionError, match="decoded although"):
+        extract(config, progress=False)
+
+
+def test_extract_runtime_onnx_matches_torch(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    _copy(shapes_dir, data, "triangle_*", 8)
+    features = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / runtime
+        config = ExtractConfig(
+            data_dir=str(data),
+            output_dir=str(out),
+            model_path=str(trained_workdir / "triplet_base_final.pt"),
+            workers=1,
+            runtime=runtime,
+        )
+        assert extract(config, progress=False).count == 8
+        features[runtime] = np.load(out / "triplet_features.npy")
+    assert _cosines(features["torch"], features["onnx"]).min() >= 0.9999

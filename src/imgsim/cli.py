@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import DEFAULT_DATA_DIR, MODEL_FILE, Config
+from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
 from .errors import ImgsimError
 
 log = logging.getLogger("imgsim")
@@ -97,16 +97,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+EXTRACT_FLAGS = (
+    "data_dir", "output_dir", "model_path", "batch_size", "workers", "plot", "runtime",
+    "thumbnail_cache",
+)  # fmt: skip
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from .config import replace
     from .extract import extract, extract_reference
 
     cfg = replace(
         _config(args).extract,
-        _overrides(
-            args,
-            ("data_dir", "output_dir", "model_path", "batch_size", "workers", "plot", "store"),
-        ),
+        _overrides(args, (*EXTRACT_FLAGS, "store")),
     )
     _prepare(cfg.data_dir, cfg.output_dir)
     if args.reference is not None:
@@ -151,7 +154,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
 
-    cfg = replace(_config(args).search, _overrides(args, ("workdir", "store")))
+    cfg = replace(_config(args).search, _overrides(args, ("workdir", "store", "runtime")))
     response = search_image(args.image, cfg, args.top_k, args.threshold, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
@@ -192,20 +195,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         store=args.store,
+        runtime=args.runtime,
     )
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if not (args.npy or args.onnx is not None):
+        print("error: say what to export: --onnx [PATH] and/or --npy", file=sys.stderr)
+        return 2
+    if args.onnx is not None:
+        from .export import export_onnx
+
+        model = args.model or str(Path(args.workdir or ".") / MODEL_FILE)
+        path = export_onnx(model, args.onnx)
+        print(f"Wrote {path} (ONNX, dynamic batch; see docs/onnx.md to run it elsewhere)")
+    if args.npy:
+        return _export_npy(args)
+    return 0
+
+
+def _export_npy(args: argparse.Namespace) -> int:
     from .config import replace
     from .store import open_store
     from .store.exports import write_exports
 
-    if not args.npy:
-        print("error: say what to export: --npy", file=sys.stderr)
-        return 2
     cfg = replace(_config(args).search, _overrides(args, ("workdir", "store")))
-    model_id = _model_id(Path(cfg.workdir) / MODEL_FILE)
+    model_id = _model_id(Path(args.model) if args.model else Path(cfg.workdir) / MODEL_FILE)
     with open_store(cfg.workdir, cfg.store or None, model_id) as store:
         count = write_exports(store, cfg.workdir)
     if not count:
@@ -307,7 +323,14 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="model_path", help=f"model file (default {MODEL_FILE})")
     p.add_argument("--output-dir", help="where the index files go (.)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (64)")
-    p.add_argument("--workers", type=int, help="decode processes (half the cores)")
+    p.add_argument("--workers", type=int, help="processes that decode and embed (one per core)")
+    _add_runtime_flag(p)
+    p.add_argument(
+        "--thumbnail-cache",
+        action="store_const",
+        const=True,
+        help="keep decoded inputs in OUTPUT_DIR/thumbnail_cache: re-embedding skips decoding",
+    )
     p.add_argument(
         "--plot",
         action="store_const",
@@ -397,6 +420,7 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
         help="only images of this category (repeat for several)",
     )
     _add_store_flag(p)
+    _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
@@ -417,15 +441,26 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
     _add_store_flag(p)
+    _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("export", help="write the index's vectors as the original's .npy files")
+    p = sub.add_parser(
+        "export", help="the embedding network as ONNX (mobile deployment), the vectors as .npy"
+    )
+    p.add_argument(
+        "--onnx",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help=f"write the network as ONNX (default: {ONNX_FILE} beside the model file)",
+    )
     p.add_argument(
         "--npy",
         action="store_true",
-        help="triplet_features.npy and triplet_images.npy (exports, never read back)",
+        help="write triplet_features.npy and triplet_images.npy (exports, never read back)",
     )
+    p.add_argument("--model", help=f"model file (default WORKDIR/{MODEL_FILE})")
     p.add_argument("--workdir", help="folder with the model file and index (.)")
     _add_store_flag(p)
     _add_config_flag(p)
@@ -453,6 +488,14 @@ def _add_trash(sub: argparse._SubParsersAction) -> None:
     for q in actions.choices.values():  # `imgsim trash list --workdir W` works too
         q.add_argument("--workdir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_trash)
+
+
+def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="what runs the network: torch (PyTorch) or onnx (onnxruntime) (torch)",
+    )
 
 
 def _add_config_flag(p: argparse.ArgumentParser) -> None:

@@ -25,6 +25,10 @@ CHECKPOINT_DIR = "checkpoints"
 STAGING_DIR = ".imgsim-staging"  # uploads wait here (in the workdir) until they are indexed
 TRASH_DIR = "trash"  # removed images wait here (imgsim trash list | restore | empty)
 TRASH_JOURNAL = "trash.jsonl"  # inside TRASH_DIR: where each trashed file came from
+# The embedding network in ONNX (`imgsim export --onnx`), written next to the model file.
+ONNX_FILE = "triplet_base_final.onnx"
+THUMBNAIL_CACHE_DIR = "thumbnail_cache"  # decoded inputs kept by `extract --thumbnail-cache`
+RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
 
 
@@ -71,13 +75,19 @@ class ExtractConfig:
     data_dir: str = DEFAULT_DATA_DIR
     output_dir: str = "."
     model_path: str = MODEL_FILE
-    batch_size: int = 64
-    workers: int = 0  # decode processes; 0 = half the cores (the rest run the network)
+    batch_size: int = 64  # images per forward pass (and per chunk a worker takes)
+    # Identical processes that each decode and embed their chunks, one runtime thread each;
+    # 0 = one per core (the parent only collects the results in order).
+    workers: int = 0
     plot: bool = False  # t-SNE plot of the embedding space
     store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
     engine: str = "local"  # local: this process and its decode workers | ray: Ray Data actors
     engine_concurrency: int = 0  # Ray actors; 0 = one per CPU Ray offers
     shard: str = ""  # "K/N": embed only the K-th of N disjoint parts (one machine's share)
+    runtime: str = "torch"  # torch | onnx; torch stays the default until measured alone
+    # Keep decoded model-size inputs in OUTPUT_DIR/thumbnail_cache, so re-embedding after
+    # retraining (same image size) skips decoding. Off: it costs 3×size² bytes per image.
+    thumbnail_cache: bool = False
 
 
 @dataclass
@@ -104,6 +114,17 @@ class SearchConfig:
     # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN
     # wins over it. Out of repr so a logged config never shows it.
     admin_token: str = field(default="", repr=False)
+    runtime: str = "torch"  # torch | onnx (IMGSIM_RUNTIME wins over it in the web app)
+    # Micro-batching: concurrent queries of one process share a forward pass. At most this
+    # many images per pass; 1 turns batching off (each request runs its own pass).
+    batch_max_size: int = 32
+    # How long a pass may wait for queries that are already being decoded. It never waits
+    # when no other request is on its way, so a lone client pays nothing for it.
+    batch_max_wait_ms: float = 2.0
+    # Threads of the runtime in each process that searches; 0 = its own default (one per
+    # core). gunicorn's worker processes are the parallelism: several threads each would
+    # fight over the same cores, and measured far slower on a shared machine.
+    runtime_threads: int = 1
 
 
 @dataclass

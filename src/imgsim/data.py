@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
+import os
 import re
 import threading
 import warnings
@@ -303,8 +305,77 @@ def to_array(im: Image.Image, size: int) -> np.ndarray:
 
 
 def decode_file(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode one file straight to a size×size uint8 CHW array."""
+    """Decode one file straight to a size×size uint8 CHW array.
+
+    A JPEG is decoded at the smallest of 1/2, 1/4, 1/8 scale that still covers `size`
+    (libjpeg's DCT scaling, `draft`), so most of the full-size work never happens.
+    """
     return to_array(load_image(path, max_pixels, draft_size=size), size)
+
+
+class ThumbnailCache:
+    """Decoded size×size inputs on disk, keyed by file path, size, mtime and inode.
+
+    Re-embedding after retraining (same input size) reads 3×size² bytes per image instead of
+    decoding the file again; a changed file has a new key, so it is decoded afresh. Entries
+    are written atomically, so processes may share the folder.
+    """
+
+    def __init__(self, root: str | Path, size: int) -> None:
+        self.root = Path(root) / str(size)
+        self.size = size
+
+    def _entry(self, path: Path) -> Path | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{self.size}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self.root / digest[:2] / f"{digest}.u8"
+
+    def get(self, path: Path) -> np.ndarray | None:
+        """The cached input of `path`, or None."""
+        entry = self._entry(path)
+        try:
+            data = entry.read_bytes() if entry else b""
+        except OSError:
+            return None
+        if len(data) != 3 * self.size * self.size:
+            return None
+        return np.frombuffer(data, dtype=np.uint8).reshape(3, self.size, self.size).copy()
+
+    def put(self, path: Path, array: np.ndarray) -> None:
+        """Keep `array` as the input of `path` (best effort: a full disk only costs speed)."""
+        entry = self._entry(path)
+        if entry is None:
+            return
+        from .fileio import replace_unsynced
+
+        try:
+            replace_unsynced(entry, np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+        except OSError as exc:
+            log.debug("thumbnail cache: cannot write %s: %s", entry, exc)
+
+
+def decode_records(
+    records: list[ImageRecord], size: int, cache: ThumbnailCache | None = None
+) -> tuple[list[int], list[np.ndarray], list[tuple[int, str]]]:
+    """Decode records to size×size arrays: (positions decoded, arrays, (position, error))."""
+    rows, arrays, failed = [], [], []
+    for i, record in enumerate(records):
+        array = cache.get(record.path) if cache else None
+        if array is None:
+            try:
+                array = decode_file(record.path, size)
+            except (UnreadableImageError, OSError) as exc:
+                failed.append((i, str(exc)))
+                continue
+            if cache:
+                cache.put(record.path, array)
+        rows.append(i)
+        arrays.append(array)
+    return rows, arrays, failed
 
 
 class DecodeDataset:
@@ -328,6 +399,12 @@ class DecodeDataset:
             return i, None, str(exc)
 
 
+def _bind_worker(_worker_id: int) -> None:
+    from .lifeline import bind_to_parent
+
+    bind_to_parent()  # a killed `imgsim train` leaves no decode worker behind
+
+
 def _collate(items: list[tuple[int, np.ndarray | None, str | None]]) -> list:
     return items
 
@@ -348,6 +425,7 @@ def iter_decoded(
         num_workers=workers,
         collate_fn=_collate,
         persistent_workers=False,
+        worker_init_fn=_bind_worker if workers else None,
     )
     for items in loader:
         ok = []
@@ -362,6 +440,4 @@ def iter_decoded(
 
 def default_workers() -> int:
     """Decode processes to use when the user did not choose: one per core, at most 8."""
-    import os
-
     return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)

@@ -35,3 +35,7 @@ class UnsafePathError(ImgsimError, ValueError):
 
 class TrashError(ImgsimError, ValueError):
     """A trash operation that cannot be done (nothing by that name, the target exists)."""
+
+
+class OnnxError(ImgsimError, RuntimeError):
+    """ONNX export or onnxruntime cannot be used (package missing, foreign or stale file)."""

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import EMBEDDING_PLOT, ExtractConfig
-from .data import DatasetError, ImageRecord, default_workers, iter_decoded, scan_images
+from .config import EMBEDDING_PLOT, THUMBNAIL_CACHE_DIR, ExtractConfig
+from .data import DatasetError, ImageRecord, default_workers, scan_images
+from .embed_pool import iter_embedded
+from .embedder import Embedder, check_runtime
 from .filefacts import FileFacts, collect_facts
 from .model import EmbeddingNet, load_model
 from .staging import wait_for_uploads
@@ -40,73 +40,49 @@ class ExtractResult:
 
 
 def extract_workers(requested: int = 0) -> int:
-    """Decode processes for extraction: as asked, else half the cores (the rest run the model).
+    """Worker processes for extraction: as asked, else one per core.
 
-    Measured on 2 cores (docs/benchmarks.md): one decoder beside a one-thread forward pass beats
-    two decoders or two forward threads, which only fight over the same cores.
+    Each worker decodes and embeds its own chunks with a one-thread runtime, so the cores
+    are shared out by processes and never by threads that wait for each other.
     """
-    return requested or max(1, default_workers() // 2)
+    return requested or default_workers()
 
 
-@contextlib.contextmanager
-def forward_threads(workers: int) -> Iterator[None]:
-    """Give the forward pass the cores the decode workers leave free, for the duration."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, default_workers() - workers))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@torch.inference_mode()
 def embed_records(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Embedder,
     image_size: int,
     records: list[ImageRecord],
     batch_size: int = 64,
     workers: int = 0,
     progress: bool = True,
+    *,
+    thumbnail_cache: str | Path | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Embed images: (features N×D float32, indices into `records` of the readable ones).
 
-    Decoding runs in worker processes (JPEGs shrink while they decode, see data.load_image);
-    the model runs channels-last, which oneDNN's CPU convolutions prefer.
+    `model` is an Embedder (any runtime) or a torch module (run with PyTorch). Worker
+    processes each decode (JPEGs shrink while they decode, see data.decode_file) and embed
+    whole chunks; the results come back here in order. Unreadable files are named in a
+    warning and left out. `thumbnail_cache` keeps the decoded inputs in that folder.
     """
     from tqdm import tqdm
 
-    model.eval().to(memory_format=torch.channels_last)
-    workers = extract_workers(workers)
+    embedder = model
+    if not isinstance(embedder, Embedder):
+        embedder = Embedder.from_model(model, "torch", image_size=image_size)
     feats, done = [], []
-    with (
-        forward_threads(workers),
-        tqdm(total=len(records), desc="extracting", unit="img", disable=not progress) as bar,
-    ):
-        for rows, arr in iter_decoded(records, image_size, batch_size, workers):
-            batch = torch.from_numpy(arr).contiguous(memory_format=torch.channels_last)
-            feats.append(model(batch).float().numpy())
-            done.extend(rows)
-            bar.update(len(rows))
+    chunks = iter_embedded(embedder, records, batch_size, extract_workers(workers), thumbnail_cache)
+    with tqdm(total=len(records), desc="extracting", unit="img", disable=not progress) as bar:
+        for chunk in chunks:
+            for i, error in chunk.failed:
+                log.warning("Skipping unreadable image %s: %s", records[i].name, error)
+            if chunk.rows:
+                feats.append(chunk.features)
+                done.extend(chunk.rows)
+            bar.update(len(chunk.rows) + len(chunk.failed))
     if not feats:
         return np.empty((0, 0), dtype=np.float32), []
     return np.concatenate(feats).astype(np.float32), done
-
-
-def embed_folder(
-    model: torch.nn.Module,
-    image_size: int,
-    data_dir: str | Path,
-    batch_size: int = 64,
-    workers: int = 0,
-    progress: bool = True,
-) -> tuple[np.ndarray, list[str], int]:
-    """Embed every readable image under `data_dir`: (features N×D float32, names, skipped)."""
-    records = scan_images(data_dir)
-    if not records:
-        raise DatasetError(f"No images found in {data_dir}")
-    features, rows = embed_records(model, image_size, records, batch_size, workers, progress)
-    _check_embedded(len(records), len(rows), data_dir)
-    return features, [records[i].name for i in rows], len(records) - len(rows)
 
 
 def _check_embedded(found: int, embedded: int, data_dir: str | Path) -> None:
@@ -122,18 +98,34 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
     A full rebuild; `kind` (auto, flat, hnsw) defaults to the workdir's previous choice.
     """
     model, info = load_model(config.model_path)
-    return _extract_with(model, info["model_id"], config, progress, kind=kind)
+    embedder = extract_embedder(model, info["model_id"], config)
+    return _extract_with(embedder, info["model_id"], config, progress, kind=kind)
+
+
+def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:
+    """The Embedder extraction uses: `config.runtime`, the ONNX export beside the model if any."""
+    return Embedder.from_model(
+        model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path
+    )
+
+
+def thumbnail_dir(config: ExtractConfig) -> Path | None:
+    """Where decoded inputs are kept when `config.thumbnail_cache` is on, else None."""
+    return Path(config.output_dir) / THUMBNAIL_CACHE_DIR if config.thumbnail_cache else None
 
 
 def _extract_with(
-    model: EmbeddingNet | torch.nn.Module,
+    model: EmbeddingNet | torch.nn.Module | Embedder,
     model_id: str,
     config: ExtractConfig,
     progress: bool,
     image_size: int | None = None,
     kind: str | None = None,
 ) -> ExtractResult:
-    size = image_size or model.config.image_size  # type: ignore[union-attr]
+    if isinstance(model, Embedder):
+        size = model.image_size
+    else:
+        size = image_size or model.config.image_size  # type: ignore[union-attr]
     start = time.perf_counter()
     store = open_store(config.output_dir, config.store or None, model_id)
     try:
@@ -167,7 +159,7 @@ REBUILD_ATTEMPTS = 4
 
 def _embed_all(
     store: Store,
-    model: torch.nn.Module,
+    model: torch.nn.Module | Embedder,
     model_id: str,
     size: int,
     config: ExtractConfig,
@@ -192,7 +184,7 @@ def _embed_all(
         else:
             features, rows = embed_records(
                 model, size, [records[i] for i in todo], config.batch_size, config.workers,
-                progress,
+                progress, thumbnail_cache=thumbnail_dir(config),
             )  # fmt: skip
         for j, row in enumerate(rows):
             by_hash[facts[todo[row]].sha256 or ""] = features[j]  # type: ignore[union-attr]

@@ -130,3 +130,20 @@ def clean_stale_temps(
         except OSError:
             continue  # gone meanwhile, or not ours to remove: leave it
     return sorted(removed)
+
+
+def replace_unsynced(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write a cache entry: a temporary file renamed over `target`, without fsync.
+
+    Only for entries a reader checks and can make again (the thumbnail cache checks the
+    length): a reader never sees a half-written file, and skipping fsync keeps thousands of
+    small writes cheap; after a power cut an entry may be lost, never wrong in length.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
+from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model
 from .paths import safe_path
@@ -103,6 +103,7 @@ class Searcher:
         problems: list[str] | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         workdir: str | Path = ".",
+        embedder: Embedder | BatchingEmbedder | None = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -110,9 +111,10 @@ class Searcher:
         self.problems = problems or []
         self.max_pixels = max_pixels
         self.workdir = Path(workdir)
-        # BatchNorm in eval mode is stateless, but torch ops on one module from many threads
-        # oversubscribe the two cores; one forward at a time is faster under load.
-        self._lock = threading.Lock()
+        # Runs the network (one pass at a time; batched across threads when configured).
+        if embedder is None and model is not None:
+            embedder = Embedder.from_model(model)
+        self.embedder = embedder
 
     @classmethod
     def from_workdir(
@@ -121,16 +123,22 @@ class Searcher:
         model_path: str | Path | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         store: str | None = None,
+        config: SearchConfig | None = None,
     ) -> Searcher:
         """Load the model file from `workdir` and open the store; problems are recorded, not raised.
 
         `store` is a store address (see `imgsim.store.store_spec`; default: IMGSIM_STORE, else
-        the embedded store in `workdir`).
+        the embedded store in `workdir`); `config` chooses the runtime and micro-batching
+        (SearchConfig's defaults without it).
         """
         workdir = Path(workdir)
-        model, info, opened, problems = None, {}, None, []
+        model, info, opened, problems, embedder = None, {}, None, [], None
+        model_file = Path(model_path) if model_path else workdir / MODEL_FILE
         try:
-            model, info = load_model(Path(model_path) if model_path else workdir / MODEL_FILE)
+            model, info = load_model(model_file)
+            embedder = search_embedder(
+                model, config or SearchConfig(), info["model_id"], model_file
+            )
         except ModelNotLoadedError as exc:
             problems.append(str(exc))
         try:
@@ -144,7 +152,7 @@ class Searcher:
             problems.append(str(exc))
         for problem in problems:
             log.warning("%s", problem)
-        return cls(model, opened, info, problems, max_pixels, workdir)
+        return cls(model, opened, info, problems, max_pixels, workdir, embedder)
 
     @property
     def model_loaded(self) -> bool:
@@ -183,15 +191,14 @@ class Searcher:
 
     def embed(self, images: list[ImageSource]) -> np.ndarray:
         """Embeddings (N×D float32) of query images; UnreadableImageError for a bad one."""
-        import torch
-
-        if self.model is None:
+        if self.embedder is None:
             raise NotReadyError(MODEL_MISSING)
-        size = self.model.config.image_size
-        arrays = [to_array(self._decode(img, size), size) for img in images]
-        batch = torch.from_numpy(np.stack(arrays))
-        with self._lock, torch.inference_mode():
-            return self.model(batch).numpy().astype(np.float32)
+        size = self.embedder.image_size
+        # Decoding runs here, in the caller's thread, in parallel with other requests; the
+        # embedder then runs the network, in one pass with concurrent requests when batching.
+        with self.embedder.pending():
+            arrays = [to_array(self._decode(img, size), size) for img in images]
+            return self.embedder.embed(np.stack(arrays))
 
     def _decode(self, image: ImageSource, size: int) -> Image.Image:
         if isinstance(image, Image.Image):
@@ -379,7 +386,10 @@ def search_image(
     """Library entry for `imgsim search`: the original's response shape for one image file."""
     config = config or SearchConfig()
     searcher = Searcher.from_workdir(
-        config.workdir, max_pixels=config.max_image_pixels, store=config.store or None
+        config.workdir,
+        max_pixels=config.max_image_pixels,
+        store=config.store or None,
+        config=config,
     )
     try:
         results = searcher.search(image, top_k or config.top_k, threshold, categories)

@@ -12,7 +12,14 @@ import numpy as np
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
 from .errors import DatasetError
-from .extract import _extract_with, embed_records, extract_workers, ray_embed
+from .extract import (
+    _extract_with,
+    embed_records,
+    extract_embedder,
+    extract_workers,
+    ray_embed,
+    thumbnail_dir,
+)
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model import EmbeddingNet, load_model
 from .scale import ShardError, in_shard, parse_shard
@@ -91,7 +98,8 @@ def update_index(
     if result is None:
         if reason != "full":
             log.warning("%s", reason)
-        done = _extract_with(model, info["model_id"], config, progress, kind=kind)
+        embedder = extract_embedder(model, info["model_id"], config)
+        done = _extract_with(embedder, info["model_id"], config, progress, kind=kind)
         result = UpdateResult(done.count, done.count, skipped=done.skipped, full=True)
         result.reason, result.kind = ("" if reason == "full" else reason), done.kind
     result.seconds = time.perf_counter() - start
@@ -143,7 +151,7 @@ def _update(
         if not records and shard is None:
             raise DatasetError(f"No images found in {config.data_dir}")
         plan = _plan(store, records, extract_workers(config.workers) + 1, embedded, shard)
-        failed = _embed_plan(plan, model, config, progress, embedded)
+        failed = _embed_plan(plan, model, model_id, config, progress, embedded)
         known = store.facts()
         plan.remove += [n for n in failed if n in known]
         try:
@@ -177,6 +185,7 @@ def _data_dir(config: ExtractConfig) -> dict[str, str]:
 def _embed_plan(
     plan: _Plan,
     model: EmbeddingNet,
+    model_id: str,
     config: ExtractConfig,
     progress: bool,
     embedded: dict[str, np.ndarray],
@@ -186,9 +195,11 @@ def _embed_plan(
     if config.engine == "ray":
         features, rows = ray_embed(config, model.config.image_size, todo)
     else:
+        embedder = extract_embedder(model, model_id, config)
         features, rows = embed_records(
-            model, model.config.image_size, todo, config.batch_size, config.workers, progress
-        )
+            embedder, model.config.image_size, todo, config.batch_size, config.workers,
+            progress, thumbnail_cache=thumbnail_dir(config),
+        )  # fmt: skip
     for j, i in enumerate(rows):
         facts = plan.embed[i][1]
         embedded[facts.sha256 or ""] = features[j]

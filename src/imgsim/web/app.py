@@ -24,6 +24,7 @@ ENV_CONFIG = "IMGSIM_CONFIG"  # a TOML/YAML/JSON config file whose [search] sect
 # The token of the update endpoints (POST/DELETE /images). The environment rather than a flag:
 # a command line is visible to every user of the machine (ps).
 ENV_TOKEN = "IMGSIM_TOKEN"
+ENV_RUNTIME = "IMGSIM_RUNTIME"  # torch | onnx: what runs the network (over the config file)
 
 # No inline script or style and nothing from another origin: the page works offline and an
 # injected file name can never run as code. Images may be blob:/data: for the query preview.
@@ -67,11 +68,14 @@ def create_app(
 
 
 def config_from_env(environ: Mapping[str, str] | None = None) -> SearchConfig:
-    """Search settings from IMGSIM_CONFIG's [search] section, then IMGSIM_WORKDIR over it."""
+    """Search settings from IMGSIM_CONFIG's [search] section, then IMGSIM_WORKDIR and
+    IMGSIM_RUNTIME over it."""
     environ = os.environ if environ is None else environ
     config = load_config(environ.get(ENV_CONFIG) or None).search
     if environ.get(ENV_WORKDIR):
         config = replace(config, {"workdir": environ[ENV_WORKDIR]})
+    if environ.get(ENV_RUNTIME):
+        config = replace(config, {"runtime": environ[ENV_RUNTIME]})
     return token_from_env(config, environ)
 
 
@@ -102,6 +106,7 @@ def check_command() -> None:
 __all__ = [
     "CSP",
     "ENV_CONFIG",
+    "ENV_RUNTIME",
     "ENV_TOKEN",
     "ENV_WORKDIR",
     "config_from_env",

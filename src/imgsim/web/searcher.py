@@ -18,7 +18,10 @@ def init_app(app: Flask, config: SearchConfig, searcher: Searcher | None = None)
     """
     if searcher is None:
         searcher = Searcher.from_workdir(
-            config.workdir, max_pixels=config.max_image_pixels, store=config.store or None
+            config.workdir,
+            max_pixels=config.max_image_pixels,
+            store=config.store or None,
+            config=config,
         )
         searcher.recover_uploads()
     app.extensions[_KEY] = searcher

@@ -36,6 +36,7 @@ def serve(
     workers: int = 0,
     threads: int = 0,
     store: str | None = None,
+    runtime: str | None = None,
 ) -> None:
     """Serve the model and store of `workdir` on http://host:port until stopped.
 
@@ -49,6 +50,8 @@ def serve(
     config = load_config(config_path).search
     if workdir != "." or config_path is None:
         config = replace(config, {"workdir": workdir})
+    if runtime is not None:  # --runtime, over the file
+        config = replace(config, {"runtime": runtime})
     if store:
         config = replace(config, {"store": store})
     config = token_from_env(config)
