@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import imgsim.train as train_mod
-from imgsim.errors import DatasetError
+from imgsim.errors import ConfigError, DatasetError
 from imgsim.metrics import retrieval_metrics
 from imgsim.model import load_model
+from imgsim.samplers import batch_shape
 from imgsim.search import Searcher
-from imgsim.train import batch_shape, learning_rate, stratified_split, train
+from imgsim.train import plan_run, train
+from imgsim.trainer import Trainer, learning_rate, report_epoch
+from imgsim.trainset import stratified_split
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -47,7 +49,11 @@ def test_outputs_describe_the_run(trained_workdir: Path) -> None:
     saved = json.loads((trained_workdir / "training_config.json").read_text())
     assert saved["model"]["image_size"] == 32 and saved["train"]["margin"] == 0.2
     assert (trained_workdir / "training_history.png").stat().st_size > 1000
-    assert sorted(p.name for p in (trained_workdir / "checkpoints").iterdir()) == ["epoch_004.pt"]
+    assert [p.name for p in (trained_workdir / "checkpoints").iterdir()] == ["run_0001"]
+    assert [p.name for p in (trained_workdir / "checkpoints" / "run_0001").iterdir()] == [
+        "epoch_0004.pt"
+    ]
+    assert info["run_id"] == "run_0001" and info["stopped_early"] is None
 
 
 class _Interrupt(Exception):
@@ -64,21 +70,21 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
         progress=False,
     )
 
-    real_run_epoch = train_mod.run_epoch
+    real_train_epoch = Trainer.train_epoch
 
-    def dying_run_epoch(*args, **kw):
-        if args[5] == 3:  # the epoch argument: die after the epoch-2 checkpoint
+    def dying_train_epoch(self: Trainer, epoch: int) -> dict:
+        if epoch == 3:  # die after the epoch-2 checkpoint
             raise _Interrupt
-        return real_run_epoch(*args, **kw)
+        return real_train_epoch(self, epoch)
 
     part_dir = tmp_path / "part"
-    monkeypatch.setattr(train_mod, "run_epoch", dying_run_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", dying_train_epoch)
     with pytest.raises(_Interrupt):
         train(
             tiny_train_config(shapes_dir, part_dir, **kwargs), tiny_model_config(), progress=False
         )
     assert not (part_dir / "triplet_base_final.pt").exists()
-    monkeypatch.setattr(train_mod, "run_epoch", real_run_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
     resumed = train(
         tiny_train_config(shapes_dir, part_dir, **kwargs),
         tiny_model_config(),
@@ -123,7 +129,7 @@ def test_resume_refuses_a_changed_folder(shapes_dir: Path, tmp_path: Path) -> No
         (other / p.name).write_bytes(p.read_bytes())
     with pytest.raises(DatasetError, match="categories changed"):
         train(
-            tiny_train_config(other, out, epochs=2),
+            tiny_train_config(other, out, epochs=1, steps_per_epoch=1),
             tiny_model_config(),
             resume=True,
             progress=False,
@@ -154,7 +160,7 @@ def test_multisimilarity_loss_trains(shapes_dir: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_mining_is_refused(shapes_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="mining"):
+    with pytest.raises(ConfigError, match="mining"):
         train(
             tiny_train_config(shapes_dir, tmp_path, mining="random"),
             tiny_model_config(),
@@ -213,30 +219,33 @@ def test_cosine_schedule_warms_up_and_decays() -> None:
 
 
 def test_collapse_is_warned_with_advice(caplog: pytest.LogCaptureFixture) -> None:
-    from imgsim.train import _report_epoch
-
     record = {"epoch": 3, "loss": 0.2, "images_per_s": 100.0, "val_loss": 0.2,
               "val_recall_at_1": 0.1, "val_mean_distance": 0.004}  # fmt: skip
-    _report_epoch(record, tiny_train_config(Path("."), Path(".")))
+    report_epoch(record, tiny_train_config(Path("."), Path(".")))
     assert "Embedding collapse" in caplog.text and "learning-rate" in caplog.text
     caplog.clear()
-    _report_epoch({**record, "val_mean_distance": 0.9}, tiny_train_config(Path("."), Path(".")))
+    report_epoch({**record, "val_mean_distance": 0.9}, tiny_train_config(Path("."), Path(".")))
     assert "collapse" not in caplog.text
 
 
-@pytest.mark.parametrize(("budget", "cap", "low", "high"), [(1e-6, 100, 1, 1), (60.0, 3, 3, 3)])
-def test_auto_epochs_fit_the_budget(
-    shapes_dir: Path, tmp_path: Path, budget: float, cap: int, low: int, high: int
+@pytest.mark.parametrize(
+    ("n_train", "seen", "cap", "epochs"),
+    [(80, 500_000, 100, 100), (80, 3200, 100, 25), (60_000, 500_000, 100, 8), (10, 1, 100, 1)],
+)
+def test_auto_epochs_come_from_the_collection(
+    n_train: int, seen: int, cap: int, epochs: int
 ) -> None:
-    config = tiny_train_config(
-        shapes_dir,
-        tmp_path,
-        epochs=0,
-        time_budget_min=budget,
-        max_auto_epochs=cap,
-        steps_per_epoch=1,
-    )
+    config = tiny_train_config(Path("."), Path("."), epochs=0, auto_images_seen=seen,
+                               max_auto_epochs=cap, batch_size=64, m_per_class=4)  # fmt: skip
+    plan = plan_run(config, n_train, 16)
+    assert plan.epochs == epochs and plan.batch == 64
+    assert plan.steps_per_epoch == -(-n_train // 64)
+
+
+def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=0, auto_images_seen=64,
+                               steps_per_epoch=1)  # fmt: skip
     result = train(config, tiny_model_config(), progress=False)
-    assert low <= len(result.history) <= high
+    assert len(result.history) == 2  # 64 images / 32 per step / 1 step per epoch
     _, info = load_model(result.model_path)
-    assert info["train_config"]["epochs"] == len(result.history)  # resolved, for --resume
+    assert info["train_config"]["epochs"] == 2  # resolved, for --resume

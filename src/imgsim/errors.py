@@ -27,3 +27,11 @@ class EmbeddingsNotLoadedError(ImgsimError, RuntimeError):
 
 class NotReadyError(ImgsimError, RuntimeError):
     """The searcher has no model or no embeddings; the message is the original's advice."""
+
+
+class DeviceError(ImgsimError, RuntimeError):
+    """A requested device (cuda, mps) that this machine or this torch build does not have."""
+
+
+class CheckpointError(ImgsimError, RuntimeError):
+    """A run that cannot be resumed as asked; the message names what differs."""

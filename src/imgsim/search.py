@@ -20,11 +20,10 @@ from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_
 from .errors import ImgsimError, NotReadyError
 from .index import EmbeddingIndex, EmbeddingsNotLoadedError, ModelMismatchError, load_index
 from .manifest import FileFacts, StaleIndexError
-from .model import EmbeddingNet, ModelNotLoadedError, load_model
+from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
 
 log = logging.getLogger("imgsim")
 
-MODEL_TYPE = "Triplet Network"
 SIMILARITY_METRIC = "Euclidean Distance"
 MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
 EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"
@@ -280,7 +279,7 @@ class Searcher:
             "embedding_dimension": self.index.dim
             if self.index
             else (self.model.config.embedding_dim if self.model else 0),
-            "model_type": MODEL_TYPE,
+            "model_type": model_type(self.model_info),  # named after its loss
             "similarity_metric": SIMILARITY_METRIC,
             "categories": dict(sorted(counts.items())),
             "default_threshold": self.default_threshold,
