@@ -69,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoints import latest, saved_configs
     from .cliflags import given
     from .config import CHECKPOINT_DIR, ModelConfig, TrainConfig, replace
+    from .distributed import from_env
     from .train import train
 
     cfg = _config(args)
@@ -82,6 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved_train, saved_model = saved_configs(found[1])
         train_cfg, model_cfg = replace(saved_train, train_set), replace(saved_model, model_set)
     result = train(train_cfg, model_cfg, resume=args.resume)
+    if not from_env().main:  # under torchrun, rank 0 alone reports
+        return 0
     final = result.history[-1] if result.history else {}
     recall = final.get("val_recall_at_1")
     print(f"Saved {result.model_path}" + (f" (validation Recall@1 {recall:.3f})" if recall else ""))

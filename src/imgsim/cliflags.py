@@ -71,11 +71,22 @@ def add_dataclass_flags(
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _flag_type(default)
-            kwargs["metavar"] = name.split("_")[-1].upper() if "choices" not in f.metadata else None
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
+            else:
+                kwargs["metavar"] = _metavar(name, default)
         parser.add_argument(*flags, **kwargs)
     return chosen
+
+
+def _metavar(name: str, default: Any) -> str:
+    if isinstance(default, tuple):
+        return "N,N,..."
+    if isinstance(default, bool | int):
+        return "N"
+    if isinstance(default, float):
+        return "X"
+    return name.split("_")[-1].upper()
 
 
 def _flag_type(default: Any) -> type:

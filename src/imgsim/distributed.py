@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,18 +56,37 @@ def barrier(job: Dist) -> None:
         dist.barrier()
 
 
+class _GatherRows(torch.autograd.Function):
+    """all_gather whose backward hands each process the summed gradient of its own rows."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local.contiguous())
+        ctx.rank, ctx.rows = dist.get_rank(), len(local)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every process's loss pulls on every row: sum them
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
 def gather(job: Dist, local: torch.Tensor) -> torch.Tensor:
     """Every process's rows, concatenated in rank order: the whole global batch.
 
-    The autograd-aware all_gather sends each process the gradient of its own rows summed over
-    all processes' (identical) losses, i.e. world × the gradient; DDP's gradient averaging then
-    divides by world, so the update equals one process training on the global batch.
+    Each process computes the same loss on the global batch; the backward sends each one the
+    gradient of its own rows summed over all processes, i.e. world × the gradient, and DDP's
+    averaging then divides by world: the update equals one process training on the batch.
     """
     if not job.enabled:
         return local
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(local))
+    if not local.requires_grad:
+        parts = [torch.empty_like(local) for _ in range(job.world)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.cat(parts)
+    return _GatherRows.apply(local)
 
 
 def agree(job: Dist, flag: bool) -> bool:
