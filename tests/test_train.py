@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,116 @@ def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> No
     assert len(result.history) == 2  # 64 images / 32 per step / 1 step per epoch
     _, info = load_model(result.model_path)
     assert info["train_config"]["epochs"] == 2  # resolved, for --resume
+
+
+def _same_weights(a_path: Path, b_path: Path) -> bool:
+    a, _ = load_model(a_path)
+    b, _ = load_model(b_path)
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_a_slowed_run_trains_the_same_model(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import imgsim.trainset
+
+    kwargs = dict(epochs=2, steps_per_epoch=2, augment=True)
+    fast = train(tiny_train_config(shapes_dir, tmp_path / "fast", **kwargs), tiny_model_config(),
+                 progress=False)  # fmt: skip
+    real_decode, real_step = imgsim.trainset.decode_file, Trainer.train_step
+
+    def slow_decode(*args, **kw):  # runs in the decode worker (forked after the patch)
+        time.sleep(0.005)
+        return real_decode(*args, **kw)
+
+    def slow_step(self, *args, **kw):
+        time.sleep(0.2)
+        return real_step(self, *args, **kw)
+
+    monkeypatch.setattr(imgsim.trainset, "decode_file", slow_decode)
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    slow = train(tiny_train_config(shapes_dir, tmp_path / "slow", **kwargs), tiny_model_config(),
+                 progress=False)  # fmt: skip
+    assert _same_weights(fast.model_path, slow.model_path)
+    assert [h["epoch"] for h in slow.history] == [1, 2]  # speed decided nothing
+
+
+def test_time_budget_stops_early_and_says_so(
+    shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=5, steps_per_epoch=3,
+                               time_budget_min=1e-6)  # fmt: skip
+    result = train(config, tiny_model_config(), progress=False)
+    assert result.stopped_early and "time budget" in result.stopped_early
+    assert "Stopped early" in caplog.text
+    assert len(result.history) == 1 and result.history[0]["partial"] is True
+    _, info = load_model(result.model_path)
+    assert "time budget" in info["stopped_early"]
+    # A partial epoch is never checkpointed, so --resume redoes it whole.
+    assert not list((tmp_path / "checkpoints" / "run_0001").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"loss": "multisimilarity", "margin": 0.3}, "--margin 0.3"),
+        ({"loss": "multisimilarity", "mining": "hard", "margin": 0.1}, "hard miner has no margin"),
+        ({"sampler": "random", "m_per_class": 6}, "--m-per-class 6"),
+        ({"epochs": 4, "auto_images_seen": 10}, "auto_images_seen"),
+        ({"loss": "contrastive"}, "unknown loss"),
+    ],
+)
+def test_settings_that_would_be_ignored_are_refused(settings: dict, message: str) -> None:
+    from imgsim.train import check_settings
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_settings(tiny_train_config(Path("."), Path("."), **settings))
+
+
+def test_settings_that_are_used_are_accepted() -> None:
+    from imgsim.train import check_settings
+
+    for settings in ({"loss": "multisimilarity", "mining": "semihard", "margin": 0.3},
+                     {"loss": "triplet", "mining": "multisimilarity", "margin": 0.1},
+                     {"sampler": "random", "m_per_class": 4}):  # fmt: skip
+        check_settings(tiny_train_config(Path("."), Path("."), **settings))
+
+
+def test_cli_resume_keeps_the_runs_settings_and_refuses_changes(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from imgsim.cli import main
+
+    out = tmp_path / "out"
+    tiny = "--image-size 32 --widths 8,16 --blocks 1,1 --head-hidden 32 --embedding-dim 16 "
+    tiny += "--epochs 2 --steps-per-epoch 1 --batch-size 32 --m-per-class 8 --workers 1 "
+    tiny += "--threads 1 --loss triplet"
+    base = ["-q", "train", "--data", str(shapes_dir), "--output-dir", str(out)]
+    assert main([*base, *tiny.split()]) == 0
+    assert main([*base, "--resume"]) == 0  # no flags: the run's own settings
+    capsys.readouterr()
+    assert main([*base, "--resume", "--lr", "0.5", "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "learning_rate: 0.001 in the run, 0.5 now" in err and "epochs: 2 in the run" in err
+    assert main([*base, "--resume", "--workers", "2"]) == 0  # same model either way
+
+
+def test_validation_loss_mixes_categories() -> None:
+    from pytorch_metric_learning.losses import TripletMarginLoss
+
+    from imgsim.evaluation import validation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(40, 8, generator=gen), dim=1)
+    labels = torch.arange(4).repeat_interleave(10)  # in file-name order: one category per chunk
+    loss = TripletMarginLoss(margin=0.2)
+    in_order = [float(loss(e, y)) for e, y in zip(emb.split(10), labels.split(10), strict=True)]
+    assert max(in_order) == 0.0  # what the old chunking scored
+    mixed = validation_loss(emb, labels, loss, None, batch=10, seed=0)
+    assert mixed > 0.05
+    assert mixed == validation_loss(emb, labels, loss, None, batch=10, seed=0)
