@@ -57,3 +57,16 @@ def test_in_memory_collections_serve_their_tensors() -> None:
     loader = ImageLoader(data.dataset(32), workers=0)
     ((indices, batch),) = list(loader.batches([[4, 2]]))
     assert indices.tolist() == [4, 2] and torch.equal(batch, images[[4, 2]])
+
+
+def test_scan_names_finds_what_scan_images_finds(tmp_path: Path, shapes_dir: Path) -> None:
+    from imgsim.data import scan_images
+    from imgsim.trainset import scan_names
+
+    png = next(shapes_dir.glob("*.png")).read_bytes()
+    for name in ("a.png", "a/b.png", "a/c/d.jpg", "a-b/x.png", "z.PNG", ".hidden.png",
+                 ".h/e.png", "notes.txt", "b/.f.png"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(png)
+    (tmp_path / "link").symlink_to(tmp_path / "a", target_is_directory=True)
+    assert scan_names(tmp_path) == [r.name for r in scan_images(tmp_path)]

@@ -98,12 +98,3 @@ def agree(job: Dist, flag: bool) -> bool:
         value = value.cuda()
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
-
-
-def broadcast_object(job: Dist, obj: object) -> object:
-    """Rank 0's value of `obj` on every process."""
-    if not job.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -86,7 +86,7 @@ def within_pairs(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def choose_threshold(
-    emb: np.ndarray, labels: np.ndarray, seed: int = 0, max_images: int = 2000
+    emb: np.ndarray, labels: np.ndarray, seed: int = 0, max_images: int = 1000
 ) -> ThresholdChoice | None:
     """Tune on pairs of held-out images only (a sample of `max_images`); None without pairs."""
     emb, labels = np.asarray(emb), np.asarray(labels)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import OrderedDict
+import os
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import (
+    IMAGE_EXTENSIONS,
     ImageRecord,
     UnreadableImageError,
+    category_of,
     decode_file,
     default_workers,
     probe_file,
@@ -63,49 +66,82 @@ class Collection:
         return FolderImages(self.root, self.names, image_size, cache_mb)
 
 
-def from_records(root: str | Path, records: list[ImageRecord]) -> Collection:
-    """A collection of already checked records, categories sorted by name."""
-    categories = sorted({r.category for r in records if r.category})
-    lookup = {c: i for i, c in enumerate(categories)}
-    labels = torch.tensor([lookup[r.category] for r in records], dtype=torch.long)
-    names = np.array([r.name.encode() for r in records], dtype=np.bytes_)
-    return Collection(str(root), names, labels, categories)
-
-
 def in_memory(images: torch.Tensor, labels: torch.Tensor, categories: list[str]) -> Collection:
     """A collection of images already decoded to uint8 N×3×S×S (benchmarks)."""
     names = np.array([f"{i}".encode() for i in range(len(labels))], dtype=np.bytes_)
     return Collection("", names, labels.long(), list(categories), images)
 
 
+def scan_names(root: Path) -> list[str]:
+    """Image names under `root` as scan_images finds them, without a Path object per file.
+
+    200,000 ImageRecords with their Paths take ~90 MB; their names alone, a fraction of it.
+    """
+    if not root.is_dir():
+        scan_images(root)  # raises the usual "Image folder not found" message
+    names: list[str] = []
+    _walk(str(root), "", names)
+    names.sort(key=lambda n: n.split("/"))  # the order Path sorting gives scan_images
+    return names
+
+
+def _walk(folder: str, prefix: str, out: list[str]) -> None:
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):  # as Path.rglob: no symlinked folders
+                _walk(entry.path, prefix + entry.name + "/", out)
+            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                out.append(prefix + entry.name)
+
+
+def _usable(root: Path, names: list[str]) -> Collection:
+    """Names of categories with 2+ images, if there are 2+ such categories; else the usual error."""
+    cats = [category_of(n) for n in names]
+    counts = Counter(c for c in cats if c)
+    usable = {c for c, n in counts.items() if n >= 2}
+    if len(usable) < 2:  # the full records give the detailed message
+        require_categories(
+            [ImageRecord(n, c, root / n) for n, c in zip(names, cats, strict=True)], root
+        )
+    categories = sorted(usable)
+    lookup = {c: i for i, c in enumerate(categories)}
+    keep = [i for i, c in enumerate(cats) if c in usable]
+    labels = torch.tensor([lookup[cats[i]] for i in keep], dtype=torch.long)
+    encoded = np.array([names[i].encode() for i in keep], dtype=np.bytes_)
+    return Collection(str(root), encoded, labels, categories)
+
+
 def scan_collection(data_dir: str | Path, workers: int = 0) -> Collection:
     """Every usable image of a folder: categories checked, unreadable files named and skipped."""
     root = Path(data_dir)
-    records = require_categories(scan_images(root), root)
+    data = _usable(root, scan_names(root))
     probes = DataLoader(
-        _Probe(records), batch_size=256, num_workers=workers or default_workers(),
+        _Probe(root, data.names), batch_size=256, num_workers=workers or default_workers(),
         collate_fn=list,
     )  # fmt: skip
     bad = set()
     for batch in probes:
         for i, err in batch:
             if err is not None:
-                log.warning("Skipping unreadable image %s: %s", records[i].name, err)
+                log.warning("Skipping unreadable image %s: %s", data.name(i), err)
                 bad.add(i)
+    if not bad:
+        return data
     # Skipped files may leave a category too small: check again on what is left.
-    kept = [r for i, r in enumerate(records) if i not in bad]
-    return from_records(root, require_categories(kept, root))
+    return _usable(root, [data.name(i) for i in range(len(data)) if i not in bad])
 
 
 class _Probe(Dataset):
-    def __init__(self, records: list[ImageRecord]) -> None:
-        self.paths = np.array([str(r.path).encode() for r in records], dtype=np.bytes_)
+    def __init__(self, root: Path, names: np.ndarray) -> None:
+        self.root, self.names = root, names
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.names)
 
     def __getitem__(self, i: int) -> tuple[int, str | None]:
-        return i, probe_file(Path(self.paths[i].decode()))
+        return i, probe_file(self.root / self.names[i].decode())
 
 
 def stratified_split(
