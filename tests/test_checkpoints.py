@@ -21,36 +21,36 @@ def _payload(**train: object) -> dict:
 def test_pruning_stays_inside_a_run_and_counts_epochs_as_numbers(tmp_path: Path) -> None:
     old = checkpoints.new_run(tmp_path)
     for epoch in (95, 100):
-        checkpoints.save(old, epoch, _payload())
+        checkpoints.store(old, epoch, _payload())
     new = checkpoints.new_run(tmp_path)
     assert (old.name, new.name) == ("run_0001", "run_0002")
-    checkpoints.save(new, 5, _payload())
+    checkpoints.store(new, 5, _payload())
     assert [p.name for p in sorted(new.iterdir())] == ["epoch_0005.pt"]
     assert len(list(old.iterdir())) == 2  # the earlier run is not touched
     for epoch in (999, 1000, 1001):
-        checkpoints.save(new, epoch, _payload())
+        checkpoints.store(new, epoch, _payload())
     assert sorted(p.name for p in new.iterdir()) == ["epoch_1000.pt", "epoch_1001.pt"]
 
 
 def test_latest_is_the_newest_run_even_with_fewer_epochs(tmp_path: Path) -> None:
     old = checkpoints.new_run(tmp_path)
-    checkpoints.save(old, 100, _payload())
+    checkpoints.store(old, 100, _payload())
     new = checkpoints.new_run(tmp_path)
-    checkpoints.save(new, 5, _payload())
+    checkpoints.store(new, 5, _payload())
     run_dir, payload = checkpoints.latest(tmp_path)
     assert run_dir == new and payload["epoch"] == 5
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> None:
     run = checkpoints.new_run(tmp_path)
-    checkpoints.save(run, 1, _payload())
+    checkpoints.store(run, 1, _payload())
     (run / "epoch_0002.pt").write_bytes(b"cut off")
     assert checkpoints.latest(tmp_path)[1]["epoch"] == 1
 
 
 def test_resume_names_each_setting_that_would_change_the_result(tmp_path: Path) -> None:
     run = checkpoints.new_run(tmp_path)
-    checkpoints.save(run, 1, _payload(epochs=4, learning_rate=1e-3))
+    checkpoints.store(run, 1, _payload(epochs=4, learning_rate=1e-3))
     _, payload = checkpoints.latest(tmp_path)
     changed = TrainConfig(epochs=6, learning_rate=1e-2, workers=3, output_dir="elsewhere")
     with pytest.raises(CheckpointError) as info:
@@ -64,5 +64,5 @@ def test_resume_names_each_setting_that_would_change_the_result(tmp_path: Path) 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path: Path) -> None:
     run = checkpoints.new_run(tmp_path)
-    path = checkpoints.save(run, 3, _payload())
+    path = checkpoints.store(run, 3, _payload())
     assert torch.load(path, weights_only=True)["format"] == checkpoints.CHECKPOINT_FORMAT

@@ -149,7 +149,13 @@ def test_every_mining_mode_trains(shapes_dir: Path, tmp_path: Path, mining: str)
     assert np.isfinite(result.history[0]["loss"])
 
 
-def test_multisimilarity_loss_trains(shapes_dir: Path, tmp_path: Path) -> None:
+def test_multisimilarity_loss_trains(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgsim.plots
+
+    named = []
+    monkeypatch.setattr(imgsim.plots, "plot_history", lambda h, path, name: named.append(name))
     result = train(
         tiny_train_config(
             shapes_dir, tmp_path, epochs=2, steps_per_epoch=3, loss="multisimilarity"
@@ -158,6 +164,7 @@ def test_multisimilarity_loss_trains(shapes_dir: Path, tmp_path: Path) -> None:
         progress=False,
     )
     assert np.isfinite(result.history[-1]["loss"])
+    assert named == ["multi-similarity"]  # the plot names the loss actually used
 
 
 def test_unknown_mining_is_refused(shapes_dir: Path, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def new_run(root: Path) -> Path:
     return path
 
 
-def save(run_dir: Path, epoch: int, payload: dict[str, Any], keep: int = KEEP) -> Path:
+def store(run_dir: Path, epoch: int, payload: dict[str, Any], keep: int = KEEP) -> Path:
     """Write epoch_NNNN.pt atomically, then prune this run's older checkpoints by epoch number."""
     path = run_dir / f"epoch_{epoch:04d}.pt"
     with atomic_path(path) as tmp:

@@ -156,7 +156,7 @@ def _train(
             trainer.model, trainer.optimizer, trainer.scaler_state(), resolved, config,
             {**extra, "history": trainer.history, "run_id": run_dir.name},
         )  # fmt: skip
-        checkpoints.save(run_dir, epoch, payload)
+        checkpoints.store(run_dir, epoch, payload)
 
     trainer.run(save)
     if trainer.stopped_early:
