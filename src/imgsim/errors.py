@@ -35,3 +35,7 @@ class DeviceError(ImgsimError, RuntimeError):
 
 class CheckpointError(ImgsimError, RuntimeError):
     """A run that cannot be resumed as asked; the message names what differs."""
+
+
+class RenameError(ImgsimError):
+    """A rename that cannot go ahead, or went wrong and was rolled back; printed as it is."""

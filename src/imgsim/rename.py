@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from imgsim.data import IMAGE_EXTENSIONS, parse_category
+from imgsim.errors import RenameError
 from imgsim.fileio import write_text_atomic
 
 LOG_NAME = ".imgsim_rename_log.json"
@@ -24,10 +25,6 @@ _NAME_CHARS = re.compile(r"[\w-]+")  # \w: letters and digits of any script, and
 _PREVIEW = 5
 _MAX_ATTEMPTS = 3
 _T = TypeVar("_T")
-
-
-class RenameError(Exception):
-    """A problem the user can act on; the message is printed as it is."""
 
 
 @dataclass(frozen=True)
