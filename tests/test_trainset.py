@@ -70,3 +70,12 @@ def test_scan_names_finds_what_scan_images_finds(tmp_path: Path, shapes_dir: Pat
         (tmp_path / name).write_bytes(png)
     (tmp_path / "link").symlink_to(tmp_path / "a", target_is_directory=True)
     assert scan_names(tmp_path) == [r.name for r in scan_images(tmp_path)]
+
+
+def test_workers_zero_means_the_default_and_memory_needs_none(shapes_dir: Path) -> None:
+    from imgsim.data import default_workers
+
+    data = scan_collection(shapes_dir, workers=1)
+    assert data.workers(0) == default_workers() and data.workers(3) == 3
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    assert in_memory(images, torch.tensor([0, 1]), ["a", "b"]).workers(4) == 0

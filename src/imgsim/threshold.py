@@ -124,7 +124,7 @@ def tune_model_threshold(model_path: str, data_dir: str, workers: int = 0) -> Th
     labels = torch.tensor([categories.index(category_of(n) or "") for n in present])
     data = Collection(str(root), np.array([n.encode() for n in present], dtype=np.bytes_),
                       labels, categories)  # fmt: skip
-    loader = ImageLoader(data.dataset(model.config.image_size), workers)
+    loader = ImageLoader(data.dataset(model.config.image_size), data.workers(workers))
     emb, kept = embed(model, loader, torch.arange(len(present)), torch.device("cpu"))
     seed = int((info.get("validation") or {}).get("seed", 0))
     choice = choose_threshold(emb.numpy(), labels[kept].numpy(), seed)

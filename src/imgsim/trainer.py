@@ -107,7 +107,7 @@ class Trainer:
         )  # fmt: skip
         self.loader = ImageLoader(
             data.dataset(self.model_config.image_size, self.config.max_cache_mb),
-            self.config.workers,
+            data.workers(self.config.workers),
             pin_memory=self.device.type == "cuda",  # lets the copy to the GPU overlap compute
         )
         budget = self.config.time_budget_min

@@ -60,6 +60,10 @@ class Collection:
             digest.update(name + b"\0" + str(label).encode() + b"\n")
         return digest.hexdigest()[:16]
 
+    def workers(self, requested: int = 0) -> int:
+        """Decode processes for this collection: none for images in memory; 0 = the default."""
+        return 0 if self.images is not None else (requested or default_workers())
+
     def dataset(self, image_size: int, cache_mb: int = 0) -> Dataset:
         if self.images is not None:
             return TensorImages(self.images)
