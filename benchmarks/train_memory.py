@@ -83,7 +83,7 @@ def measure(folder: Path, out: Path, args: argparse.Namespace) -> dict:
         sys.executable, "-m", "imgsim.cli", "-q", "train", "--data", str(folder),
         "--output-dir", str(out), "--epochs", "1", "--steps-per-epoch", str(args.steps),
         "--image-size", "32", "--workers", str(args.workers), "--threads", "1",
-        "--val-fraction", str(args.val_fraction), "--max-cache-mb", str(args.cache_mb),
+        "--val-fraction", str(args.val_fraction), "--cache-mb", str(args.cache_mb),
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -131,7 +131,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=5, help="training steps per run")
     p.add_argument("--workers", type=int, default=2, help="decode processes")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--cache-mb", type=int, default=0, help="--max-cache-mb (0 = off)")
+    p.add_argument("--cache-mb", type=int, default=0, help="--cache-mb (0 = off)")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "imgsim-train-memory"))
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = p.parse_args()

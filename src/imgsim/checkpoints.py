@@ -21,7 +21,7 @@ _RUN = re.compile(r"^run_(\d+)$")
 _EPOCH = re.compile(r"^epoch_(\d+)\.pt$")
 # Settings that change where or how fast a run goes, not the model it makes.
 NEUTRAL = frozenset(
-    {"data_dir", "output_dir", "workers", "max_cache_mb", "checkpoint_every", "time_budget_min",
+    {"data_dir", "output_dir", "workers", "cache_mb", "checkpoint_every", "time_budget_min",
      "device", "mixed_precision"}
 )  # fmt: skip
 

@@ -93,7 +93,7 @@ class TrainConfig:
     )
     mixed_precision: bool = True  # bf16/fp16 autocast on a GPU (the CPU always runs fp32)
     workers: int = 0  # decode processes; 0 = one per CPU core, at most 8
-    max_cache_mb: int = 0  # cache of decoded images in MB per decode process; 0 = off
+    cache_mb: int = 0  # decoded images each decode process keeps, in MB; 0 = off
 
 
 @dataclass

@@ -106,7 +106,7 @@ class Trainer:
             self.plan.steps_per_epoch, self.config.seed, self.job.rank, self.job.world,
         )  # fmt: skip
         self.loader = ImageLoader(
-            data.dataset(self.model_config.image_size, self.config.max_cache_mb),
+            data.dataset(self.model_config.image_size, self.config.cache_mb),
             data.workers(self.config.workers),
             pin_memory=self.device.type == "cuda",  # lets the copy to the GPU overlap compute
         )
