@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -85,7 +86,10 @@ def scan_names(root: Path) -> list[str]:
         scan_images(root)  # raises the usual "Image folder not found" message
     names: list[str] = []
     _walk(str(root), "", names)
-    names.sort(key=lambda n: n.split("/"))  # the order Path sorting gives scan_images
+    if any("/" in n for n in names):
+        names.sort(key=lambda n: n.split("/"))  # the order Path sorting gives scan_images
+    else:
+        names.sort()  # the same order, without a key list per file
     return names
 
 
@@ -102,7 +106,7 @@ def _walk(folder: str, prefix: str, out: list[str]) -> None:
 
 def _usable(root: Path, names: list[str]) -> Collection:
     """Names of categories with 2+ images, if there are 2+ such categories; else the usual error."""
-    cats = [category_of(n) for n in names]
+    cats = [sys.intern(c) if (c := category_of(n)) else None for n in names]  # one str each
     counts = Counter(c for c in cats if c)
     usable = {c for c, n in counts.items() if n >= 2}
     if len(usable) < 2:  # the full records give the detailed message
