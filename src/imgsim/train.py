@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,37 +135,49 @@ def _train(
         log.warning("Too few images per category for validation; validation is skipped")
     plan = plan_run(config, len(train_rows), len(data.categories))
     resolved = dataclasses.replace(config, epochs=plan.epochs)
-    log.info(
-        "Training on %d images in %d categories (%d held out for validation) on %s, "
-        "%s loss, %s miner, %s sampler%s",
-        len(train_rows), len(data.categories), len(val_rows),
-        describe(device, None), loss_title(config.loss), miner_name(config), config.sampler,
-        f", {job.world} processes" if job.enabled else "",
-    )  # fmt: skip
     trainer = Trainer(resolved, model_config, Split(data, train_rows, val_rows), plan, job,
                       device, progress)  # fmt: skip
+    _log_start(trainer)
     if found:
         run_dir, payload = found
         trainer.load_state(payload)
         log.info("Resuming %s (epoch %d of %d)", payload["path"], payload["epoch"], plan.epochs)
     else:
         run_dir = checkpoints.new_run(out / CHECKPOINT_DIR) if job.main else out
-    extra = {"categories": data.categories, "data_fingerprint": data.fingerprint()}
-
-    def save(epoch: int) -> None:
-        payload = checkpoints.make_payload(
-            trainer.model, trainer.optimizer, trainer.scaler_state(), resolved, config,
-            {**extra, "history": trainer.history, "run_id": run_dir.name},
-        )  # fmt: skip
-        checkpoints.store(run_dir, epoch, payload)
-
-    trainer.run(save)
+    trainer.run(_checkpointer(trainer, run_dir, config))
     if trainer.stopped_early:
         log.warning("Stopped early: %s. imgsim train --resume continues the run from its last "
                     "checkpoint.", trainer.stopped_early)  # fmt: skip
     if not job.main:
         return TrainResult(out / MODEL_FILE, trainer.history, data.categories)
     return _finish(trainer, out, run_dir.name)
+
+
+def _log_start(trainer: Trainer) -> None:
+    split, config, job = trainer.split, trainer.config, trainer.job
+    log.info(
+        "Training on %d images in %d categories (%d held out for validation) on %s, "
+        "%s loss, %s miner, %s sampler%s",
+        len(split.train_rows), len(split.data.categories), len(split.val_rows),
+        describe(trainer.device, trainer.amp_dtype), loss_title(config.loss), miner_name(config),
+        config.sampler, f", {job.world} processes" if job.enabled else "",
+    )  # fmt: skip
+
+
+def _checkpointer(trainer: Trainer, run_dir: Path, requested: TrainConfig) -> Callable[[int], None]:
+    """Writes the run's state at an epoch: everything --resume needs, in the run's folder."""
+    data = trainer.split.data
+    extra = {"categories": data.categories, "data_fingerprint": data.fingerprint(),
+             "run_id": run_dir.name}  # fmt: skip
+
+    def save(epoch: int) -> None:
+        payload = checkpoints.make_payload(
+            trainer.model, trainer.optimizer, trainer.scaler_state(), trainer.config, requested,
+            {**extra, "history": trainer.history},
+        )  # fmt: skip
+        checkpoints.store(run_dir, epoch, payload)
+
+    return save
 
 
 def _find_run(
