@@ -370,3 +370,21 @@ def test_validation_loss_mixes_categories() -> None:
     mixed = validation_loss(emb, labels, loss, None, batch=10, seed=0)
     assert mixed > 0.05
     assert mixed == validation_loss(emb, labels, loss, None, batch=10, seed=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_mixed_precision_path_trains_and_saves_float32(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+) -> None:
+    """The GPU's autocast and loss scaling, exercised on the CPU (which runs both dtypes)."""
+    import imgsim.trainer
+
+    monkeypatch.setattr(imgsim.trainer, "autocast_dtype", lambda device, enabled=True: dtype)
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2)
+    result = train(config, tiny_model_config(), progress=False)
+    assert np.isfinite(result.history[0]["loss"])
+    model, _ = load_model(result.model_path)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in model.state_dict().values())
+    (ckpt,) = (tmp_path / "checkpoints" / "run_0001").iterdir()
+    scaler = torch.load(ckpt, weights_only=True)["scaler_state"]
+    assert bool(scaler) == (dtype == torch.float16)  # loss scaling only for float16

@@ -6,6 +6,7 @@ miner and the batch sampler are passed in as parts, chosen independently by the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -137,7 +138,9 @@ class Trainer:
         from tqdm import tqdm
 
         self.sampler.set_epoch(epoch)
-        # Seeded per epoch, so a resumed run augments exactly as the interrupted one would.
+        # Seeded per epoch, so a resumed run augments (and anything drawing from the global
+        # generators draws) exactly as the interrupted one would.
+        seed_everything(self.config.seed * 1000 + epoch)
         gen = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
         rows = self.split.train_rows
         plan = ([int(rows[p]) for p in batch] for batch in self.sampler)
@@ -181,7 +184,7 @@ class Trainer:
         share = self.plan.batch // self.job.world
         if self.config.augment:
             x = augment_batch(x, gen, offset=self.job.rank * share, total=self.plan.batch)
-        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+        with self.autocast():
             local = self.net(x)
         # The loss sees the whole global batch, in float32 whatever the autocast.
         emb = gather(self.job, local.float())
@@ -192,6 +195,12 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.item()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision where the device has it; nothing at all elsewhere (CPU, MPS)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def evaluate(self) -> dict[str, float | None]:
         """Held-out figures for the history (rank 0 only; the others wait at the barrier)."""
