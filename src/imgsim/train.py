@@ -185,7 +185,9 @@ def _find_run(
 ) -> tuple[Path, dict[str, Any]] | None:
     found = checkpoints.latest(root)
     if found is None:
-        log.warning("No checkpoint to resume from in %s; starting a new run", root)
+        legacy = " (checkpoints an older imgsim wrote beside the run folders cannot be resumed)"
+        log.warning("No checkpoint to resume from in %s%s; starting a new run", root,
+                    legacy if any(root.glob("epoch_*.pt")) else "")  # fmt: skip
         return None
     checkpoints.check_resumable(found[1], config, model_config)
     return found
