@@ -66,3 +66,12 @@ def test_checkpoints_load_without_unpickling_code(tmp_path: Path) -> None:
     run = checkpoints.new_run(tmp_path)
     path = checkpoints.store(run, 3, _payload())
     assert torch.load(path, weights_only=True)["format"] == checkpoints.CHECKPOINT_FORMAT
+
+
+def test_a_run_that_died_before_its_first_checkpoint_is_not_replaced_by_an_older_one(
+    tmp_path: Path,
+) -> None:
+    old = checkpoints.new_run(tmp_path)
+    checkpoints.store(old, 100, _payload())
+    checkpoints.new_run(tmp_path)  # started, killed before epoch 1 ended
+    assert checkpoints.latest(tmp_path) is None

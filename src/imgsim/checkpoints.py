@@ -54,17 +54,25 @@ def store(run_dir: Path, epoch: int, payload: dict[str, Any], keep: int = KEEP) 
 
 
 def latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The latest run that has a readable checkpoint, and its newest one; damaged ones skipped."""
-    for _, run_dir in reversed(_numbered(root, _RUN)):
-        for _, path in reversed(_numbered(run_dir, _EPOCH)):
-            try:
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # a damaged file must not stop a resume from an older one
-                log.warning("Skipping unreadable checkpoint %s: %s", path, exc)
-                continue
-            if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
-                payload["path"] = str(path)
-                return run_dir, payload
+    """The latest run and its newest readable checkpoint (damaged ones skipped), or None.
+
+    Only the latest run counts: when it stopped before its first checkpoint, resuming an
+    earlier run would hand back that run's model as if it were this one's.
+    """
+    runs = _numbered(root, _RUN)
+    if not runs:
+        return None
+    run_dir = runs[-1][1]
+    for _, path in reversed(_numbered(run_dir, _EPOCH)):
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged file must not stop a resume from an older one
+            log.warning("Skipping unreadable checkpoint %s: %s", path, exc)
+            continue
+        if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+            payload["path"] = str(path)
+            return run_dir, payload
+    log.warning("The latest run, %s, has no readable checkpoint", run_dir)
     return None
 
 
