@@ -116,3 +116,17 @@ def test_model_type_names_the_loss() -> None:
     assert model_type({"train_config": {"loss": "triplet"}}) == "Triplet Network"
     assert model_type({"train_config": {"loss": "multisimilarity"}}) == "Multi-Similarity Network"
     assert model_type({}) == "Embedding Network"
+
+
+def test_an_older_model_file_without_a_stored_split_redoes_it(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from imgsim.model import update_model_file
+
+    model = tmp_path / "m.pt"
+    shutil.copy(trained_workdir / "triplet_base_final.pt", model)
+    threshold = load_model(model)[1]["threshold"]
+    update_model_file(model, {"validation": None})  # as files written before the split was kept
+    assert main(["tune-threshold", "--model", str(model), "--data", str(shapes_dir)]) == 0
+    assert "predates stored validation splits" in caplog.text
+    assert load_model(model)[1]["threshold"] == pytest.approx(threshold)
