@@ -119,7 +119,7 @@ def test_model_type_names_the_loss() -> None:
 
 
 def test_an_older_model_file_without_a_stored_split_redoes_it(
-    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from imgsim.model import update_model_file
 
@@ -128,5 +128,5 @@ def test_an_older_model_file_without_a_stored_split_redoes_it(
     threshold = load_model(model)[1]["threshold"]
     update_model_file(model, {"validation": None})  # as files written before the split was kept
     assert main(["tune-threshold", "--model", str(model), "--data", str(shapes_dir)]) == 0
-    assert "predates stored validation splits" in caplog.text
+    assert "predates stored validation splits" in capsys.readouterr().err
     assert load_model(model)[1]["threshold"] == pytest.approx(threshold)
