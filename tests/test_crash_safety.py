@@ -65,28 +65,27 @@ def test_kill_9_during_training_then_resume_finishes_a_valid_model(tmp_path: Pat
         "train", "--data", data, "--output-dir", out, "--checkpoint-every", "1",
         "--steps-per-epoch", "2", "--batch-size", "12", "--workers", "1", *TINY_FLAGS,
     )  # fmt: skip
-    checkpoints = out / CHECKPOINT_DIR
-    proc = subprocess.Popen([*train, "--epochs", "500"], stderr=subprocess.DEVNULL)
+    checkpoints = out / CHECKPOINT_DIR / "run_0001"  # one folder per run (issue 10)
+    # 20 epochs: far more than the first checkpoint needs; --resume keeps the run's number.
+    proc = subprocess.Popen([*train, "--epochs", "20"], stderr=subprocess.DEVNULL)
     wait_for(lambda: bool(checkpoint_epochs(checkpoints)), proc)
     kill_9(proc)
     assert not (out / MODEL_FILE).exists()
     done = checkpoint_epochs(checkpoints)[-1]
     # What a crash mid-write leaves: a temporary file of the next checkpoint (atomic_path's
     # name), and for good measure a damaged file under a checkpoint's own name.
-    whole = (checkpoints / f"epoch_{done:03d}.pt").read_bytes()
-    (checkpoints / f".epoch_{done + 1:03d}.pt.x1y2z3.tmp").write_bytes(whole[: len(whole) // 2])
-    (checkpoints / f"epoch_{done + 2:03d}.pt").write_bytes(whole[: len(whole) // 3])
+    whole = (checkpoints / f"epoch_{done:04d}.pt").read_bytes()
+    (checkpoints / f".epoch_{done + 1:04d}.pt.x1y2z3.tmp").write_bytes(whole[: len(whole) // 2])
+    (checkpoints / f"epoch_{done + 2:04d}.pt").write_bytes(whole[: len(whole) // 3])
 
-    resumed = subprocess.run(
-        [*train, "--resume", "--epochs", str(done + 3)], capture_output=True, text=True
-    )
+    resumed = subprocess.run([*train, "--resume", "--epochs", "20"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"Skipping unreadable checkpoint {checkpoints / f'epoch_{done + 2:03d}.pt'}" in (
+    assert f"Skipping unreadable checkpoint {checkpoints / f'epoch_{done + 2:04d}.pt'}" in (
         resumed.stderr
     )
     assert ".tmp" not in resumed.stderr  # never even looked at
     model, info = load_model(out / MODEL_FILE)
-    assert [h["epoch"] for h in info["metrics"]["history"]] == list(range(1, done + 4))
+    assert [h["epoch"] for h in info["metrics"]["history"]] == list(range(1, 21))
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 8)
 
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from imgsim.config import ModelConfig, TrainConfig
-from imgsim.quality import QualitySettings, pixel_metrics, run_quality, to_rgb_batch
 from imgsim.sample import FASHION_MNIST_DIR, fashion_mnist_available
+
+from .benchmark_import import load_benchmark
+
+quality = load_benchmark("quality")
+QualitySettings, pixel_metrics = quality.QualitySettings, quality.pixel_metrics
+run_quality, to_rgb_batch = quality.run_quality, quality.to_rgb_batch
 
 
 def test_to_rgb_batch_resizes_and_repeats_grey() -> None:

@@ -76,3 +76,57 @@ def test_tune_threshold_command_rewrites_the_model(
     assert new_info["threshold"] == pytest.approx(
         similarity_from_distance(new_info["threshold_info"]["distance"]), abs=0.01
     )
+
+
+def test_the_model_file_names_its_validation_images(trained_workdir: Path) -> None:
+    from imgsim.trainset import scan_collection, stratified_split
+
+    _, info = load_model(trained_workdir / "triplet_base_final.pt")
+    data = scan_collection(info["train_config"]["data_dir"], workers=1)
+    _, val_rows = stratified_split(data.labels, 0.2, 0)
+    assert info["validation"]["names"] == [data.name(i) for i in val_rows.tolist()]
+    assert info["threshold_info"]["pairs"] == len(val_rows) * (len(val_rows) - 1) // 2
+
+
+def test_tune_threshold_reads_validation_images_only(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.pt"
+    shutil.copy(trained_workdir / "triplet_base_final.pt", model)
+    _, info = load_model(model)
+    held_out = tmp_path / "held_out"  # the validation images alone: training ones are not read
+    held_out.mkdir()
+    for name in info["validation"]["names"]:
+        shutil.copy(shapes_dir / name, held_out / name)
+    assert main(["tune-threshold", "--model", str(model), "--data", str(held_out)]) == 0
+    assert load_model(model)[1]["threshold"] == pytest.approx(info["threshold"])
+
+
+def test_within_pairs_counts_each_pair_once() -> None:
+    from imgsim.threshold import within_pairs
+
+    emb = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    same, different = within_pairs(emb, np.array([0, 0, 1]))
+    assert np.allclose(same, [5.0]) and np.allclose(sorted(different), [1.0, np.sqrt(18)])
+
+
+def test_model_type_names_the_loss() -> None:
+    from imgsim.model import model_type
+
+    assert model_type({"train_config": {"loss": "triplet"}}) == "Triplet Network"
+    assert model_type({"train_config": {"loss": "multisimilarity"}}) == "Multi-Similarity Network"
+    assert model_type({}) == "Embedding Network"
+
+
+def test_an_older_model_file_without_a_stored_split_redoes_it(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from imgsim.model import update_model_file
+
+    model = tmp_path / "m.pt"
+    shutil.copy(trained_workdir / "triplet_base_final.pt", model)
+    threshold = load_model(model)[1]["threshold"]
+    update_model_file(model, {"validation": None})  # as files written before the split was kept
+    assert main(["tune-threshold", "--model", str(model), "--data", str(shapes_dir)]) == 0
+    assert "predates stored validation splits" in capsys.readouterr().err
+    assert load_model(model)[1]["threshold"] == pytest.approx(threshold)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import imgsim.train as train_mod
-from imgsim.errors import DatasetError
+from imgsim.errors import ConfigError, DatasetError
 from imgsim.metrics import retrieval_metrics
 from imgsim.model import load_model
+from imgsim.samplers import batch_shape
 from imgsim.search import Searcher
-from imgsim.train import batch_shape, learning_rate, stratified_split, train
+from imgsim.train import plan_run, train
+from imgsim.trainer import Trainer, learning_rate, report_epoch
+from imgsim.trainset import stratified_split
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -47,7 +50,11 @@ def test_outputs_describe_the_run(trained_workdir: Path) -> None:
     saved = json.loads((trained_workdir / "training_config.json").read_text())
     assert saved["model"]["image_size"] == 32 and saved["train"]["margin"] == 0.2
     assert (trained_workdir / "training_history.png").stat().st_size > 1000
-    assert sorted(p.name for p in (trained_workdir / "checkpoints").iterdir()) == ["epoch_004.pt"]
+    assert [p.name for p in (trained_workdir / "checkpoints").iterdir()] == ["run_0001"]
+    assert [p.name for p in (trained_workdir / "checkpoints" / "run_0001").iterdir()] == [
+        "epoch_0004.pt"
+    ]
+    assert info["run_id"] == "run_0001" and info["stopped_early"] is None
 
 
 class _Interrupt(Exception):
@@ -64,21 +71,21 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
         progress=False,
     )
 
-    real_run_epoch = train_mod.run_epoch
+    real_train_epoch = Trainer.train_epoch
 
-    def dying_run_epoch(*args, **kw):
-        if args[5] == 3:  # the epoch argument: die after the epoch-2 checkpoint
+    def dying_train_epoch(self: Trainer, epoch: int) -> dict:
+        if epoch == 3:  # die after the epoch-2 checkpoint
             raise _Interrupt
-        return real_run_epoch(*args, **kw)
+        return real_train_epoch(self, epoch)
 
     part_dir = tmp_path / "part"
-    monkeypatch.setattr(train_mod, "run_epoch", dying_run_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", dying_train_epoch)
     with pytest.raises(_Interrupt):
         train(
             tiny_train_config(shapes_dir, part_dir, **kwargs), tiny_model_config(), progress=False
         )
     assert not (part_dir / "triplet_base_final.pt").exists()
-    monkeypatch.setattr(train_mod, "run_epoch", real_run_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
     resumed = train(
         tiny_train_config(shapes_dir, part_dir, **kwargs),
         tiny_model_config(),
@@ -123,7 +130,7 @@ def test_resume_refuses_a_changed_folder(shapes_dir: Path, tmp_path: Path) -> No
         (other / p.name).write_bytes(p.read_bytes())
     with pytest.raises(DatasetError, match="categories changed"):
         train(
-            tiny_train_config(other, out, epochs=2),
+            tiny_train_config(other, out, epochs=1, steps_per_epoch=1),
             tiny_model_config(),
             resume=True,
             progress=False,
@@ -142,7 +149,13 @@ def test_every_mining_mode_trains(shapes_dir: Path, tmp_path: Path, mining: str)
     assert np.isfinite(result.history[0]["loss"])
 
 
-def test_multisimilarity_loss_trains(shapes_dir: Path, tmp_path: Path) -> None:
+def test_multisimilarity_loss_trains(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgsim.plots
+
+    named = []
+    monkeypatch.setattr(imgsim.plots, "plot_history", lambda h, path, name: named.append(name))
     result = train(
         tiny_train_config(
             shapes_dir, tmp_path, epochs=2, steps_per_epoch=3, loss="multisimilarity"
@@ -151,10 +164,11 @@ def test_multisimilarity_loss_trains(shapes_dir: Path, tmp_path: Path) -> None:
         progress=False,
     )
     assert np.isfinite(result.history[-1]["loss"])
+    assert named == ["multi-similarity"]  # the plot names the loss actually used
 
 
 def test_unknown_mining_is_refused(shapes_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="mining"):
+    with pytest.raises(ConfigError, match="mining"):
         train(
             tiny_train_config(shapes_dir, tmp_path, mining="random"),
             tiny_model_config(),
@@ -213,30 +227,164 @@ def test_cosine_schedule_warms_up_and_decays() -> None:
 
 
 def test_collapse_is_warned_with_advice(caplog: pytest.LogCaptureFixture) -> None:
-    from imgsim.train import _report_epoch
-
     record = {"epoch": 3, "loss": 0.2, "images_per_s": 100.0, "val_loss": 0.2,
               "val_recall_at_1": 0.1, "val_mean_distance": 0.004}  # fmt: skip
-    _report_epoch(record, tiny_train_config(Path("."), Path(".")))
+    report_epoch(record, tiny_train_config(Path("."), Path(".")))
     assert "Embedding collapse" in caplog.text and "learning-rate" in caplog.text
     caplog.clear()
-    _report_epoch({**record, "val_mean_distance": 0.9}, tiny_train_config(Path("."), Path(".")))
+    report_epoch({**record, "val_mean_distance": 0.9}, tiny_train_config(Path("."), Path(".")))
     assert "collapse" not in caplog.text
 
 
-@pytest.mark.parametrize(("budget", "cap", "low", "high"), [(1e-6, 100, 1, 1), (60.0, 3, 3, 3)])
-def test_auto_epochs_fit_the_budget(
-    shapes_dir: Path, tmp_path: Path, budget: float, cap: int, low: int, high: int
+@pytest.mark.parametrize(
+    ("n_train", "seen", "cap", "epochs"),
+    [(80, 500_000, 100, 100), (80, 3200, 100, 25), (60_000, 500_000, 100, 8), (10, 1, 100, 1)],
+)
+def test_auto_epochs_come_from_the_collection(
+    n_train: int, seen: int, cap: int, epochs: int
 ) -> None:
-    config = tiny_train_config(
-        shapes_dir,
-        tmp_path,
-        epochs=0,
-        time_budget_min=budget,
-        max_auto_epochs=cap,
-        steps_per_epoch=1,
-    )
+    config = tiny_train_config(Path("."), Path("."), epochs=0, auto_images_seen=seen,
+                               max_auto_epochs=cap, batch_size=64, m_per_class=4)  # fmt: skip
+    plan = plan_run(config, n_train, 16)
+    assert plan.epochs == epochs and plan.batch == 64
+    assert plan.steps_per_epoch == -(-n_train // 64)
+
+
+def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=0, auto_images_seen=64,
+                               steps_per_epoch=1)  # fmt: skip
     result = train(config, tiny_model_config(), progress=False)
-    assert low <= len(result.history) <= high
+    assert len(result.history) == 2  # 64 images / 32 per step / 1 step per epoch
     _, info = load_model(result.model_path)
-    assert info["train_config"]["epochs"] == len(result.history)  # resolved, for --resume
+    assert info["train_config"]["epochs"] == 2  # resolved, for --resume
+
+
+def _same_weights(a_path: Path, b_path: Path) -> bool:
+    a, _ = load_model(a_path)
+    b, _ = load_model(b_path)
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_a_slowed_run_trains_the_same_model(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import imgsim.trainset
+
+    kwargs = dict(epochs=2, steps_per_epoch=2, augment=True)
+    fast = train(tiny_train_config(shapes_dir, tmp_path / "fast", **kwargs), tiny_model_config(),
+                 progress=False)  # fmt: skip
+    real_decode, real_step = imgsim.trainset.decode_file, Trainer.train_step
+
+    def slow_decode(*args, **kw):  # runs in the decode worker (forked after the patch)
+        time.sleep(0.005)
+        return real_decode(*args, **kw)
+
+    def slow_step(self, *args, **kw):
+        time.sleep(0.2)
+        return real_step(self, *args, **kw)
+
+    monkeypatch.setattr(imgsim.trainset, "decode_file", slow_decode)
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    slow = train(tiny_train_config(shapes_dir, tmp_path / "slow", **kwargs), tiny_model_config(),
+                 progress=False)  # fmt: skip
+    assert _same_weights(fast.model_path, slow.model_path)
+    assert [h["epoch"] for h in slow.history] == [1, 2]  # speed decided nothing
+
+
+def test_time_budget_stops_early_and_says_so(
+    shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=5, steps_per_epoch=3,
+                               time_budget_min=1e-6)  # fmt: skip
+    result = train(config, tiny_model_config(), progress=False)
+    assert result.stopped_early and "time budget" in result.stopped_early
+    assert "Stopped early" in caplog.text
+    assert len(result.history) == 1 and result.history[0]["partial"] is True
+    _, info = load_model(result.model_path)
+    assert "time budget" in info["stopped_early"]
+    # A partial epoch is never checkpointed, so --resume redoes it whole.
+    assert not list((tmp_path / "checkpoints" / "run_0001").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"loss": "multisimilarity", "margin": 0.3}, "--margin 0.3"),
+        ({"loss": "multisimilarity", "mining": "hard", "margin": 0.1}, "hard miner has no margin"),
+        ({"sampler": "random", "m_per_class": 6}, "--m-per-class 6"),
+        ({"epochs": 4, "auto_images_seen": 10}, "auto_images_seen"),
+        ({"loss": "contrastive"}, "unknown loss"),
+    ],
+)
+def test_settings_that_would_be_ignored_are_refused(settings: dict, message: str) -> None:
+    from imgsim.train import check_settings
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_settings(tiny_train_config(Path("."), Path("."), **settings))
+
+
+def test_settings_that_are_used_are_accepted() -> None:
+    from imgsim.train import check_settings
+
+    for settings in ({"loss": "multisimilarity", "mining": "semihard", "margin": 0.3},
+                     {"loss": "triplet", "mining": "multisimilarity", "margin": 0.1},
+                     {"sampler": "random", "m_per_class": 4}):  # fmt: skip
+        check_settings(tiny_train_config(Path("."), Path("."), **settings))
+
+
+def test_cli_resume_keeps_the_runs_settings_and_refuses_changes(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from imgsim.cli import main
+
+    out = tmp_path / "out"
+    tiny = "--image-size 32 --widths 8,16 --blocks 1,1 --head-hidden 32 --embedding-dim 16 "
+    tiny += "--epochs 2 --steps-per-epoch 1 --batch-size 32 --m-per-class 8 --workers 1 "
+    tiny += "--threads 1 --loss triplet"
+    base = ["-q", "train", "--data", str(shapes_dir), "--output-dir", str(out)]
+    assert main([*base, *tiny.split()]) == 0
+    assert main([*base, "--resume"]) == 0  # no flags: the run's own settings
+    capsys.readouterr()
+    assert main([*base, "--resume", "--lr", "0.5", "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "learning_rate: 0.001 in the run, 0.5 now" in err and "epochs: 2 in the run" in err
+    assert main([*base, "--resume", "--workers", "2"]) == 0  # same model either way
+
+
+def test_validation_loss_mixes_categories() -> None:
+    from pytorch_metric_learning.losses import TripletMarginLoss
+
+    from imgsim.evaluation import validation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(40, 8, generator=gen), dim=1)
+    labels = torch.arange(4).repeat_interleave(10)  # in file-name order: one category per chunk
+    loss = TripletMarginLoss(margin=0.2)
+    in_order = [float(loss(e, y)) for e, y in zip(emb.split(10), labels.split(10), strict=True)]
+    assert max(in_order) == 0.0  # what the old chunking scored
+    mixed = validation_loss(emb, labels, loss, None, batch=10, seed=0)
+    assert mixed > 0.05
+    assert mixed == validation_loss(emb, labels, loss, None, batch=10, seed=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_mixed_precision_path_trains_and_saves_float32(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+) -> None:
+    """The GPU's autocast and loss scaling, exercised on the CPU (which runs both dtypes)."""
+    import imgsim.trainer
+
+    monkeypatch.setattr(imgsim.trainer, "autocast_dtype", lambda device, enabled=True: dtype)
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2)
+    result = train(config, tiny_model_config(), progress=False)
+    assert np.isfinite(result.history[0]["loss"])
+    model, _ = load_model(result.model_path)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in model.state_dict().values())
+    (ckpt,) = (tmp_path / "checkpoints" / "run_0001").iterdir()
+    scaler = torch.load(ckpt, weights_only=True)["scaler_state"]
+    assert bool(scaler) == (dtype == torch.float16)  # loss scaling only for float16

@@ -6,21 +6,32 @@ import torch
 import torch.nn.functional as F
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    offset: int = 0,
+    total: int | None = None,
+) -> torch.Tensor:
     """Randomly transform a uint8 N×3×H×W batch; returns float32 in the same 0–255 range.
 
     Done on whole batches with one grid_sample rather than per image with PIL: on a 2-core CPU
-    per-image transforms cost more than the training step itself.
+    per-image transforms cost more than the training step itself. With several processes each
+    holds rows offset…offset+N of a global batch of `total`: the random draws are made for the
+    whole batch and sliced, so the images get the transforms a single process would give them.
     """
     n = images.shape[0]
+    total = total or n
     x = images.float()
-    rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+
+    def rand(*rest: int) -> torch.Tensor:
+        drawn = torch.rand(total, *rest, generator=generator)[offset : offset + n]
+        return drawn.to(x.device, non_blocking=True)
 
     # Random resized crop: keep 70–100 % of each side, anywhere in the image.
-    scale = 0.7 + 0.3 * rand(n)
-    shift = (1 - scale).unsqueeze(1) * (2 * rand(n, 2) - 1)
-    flip = torch.where(rand(n) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
+    scale = 0.7 + 0.3 * rand()
+    shift = (1 - scale).unsqueeze(1) * (2 * rand(2) - 1)
+    flip = torch.where(rand() < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=x.device)
     theta[:, 0, 0] = scale * flip
     theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
@@ -28,9 +39,9 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     # Colour jitter: brightness, contrast and saturation each within ±20 %.
-    brightness = 0.8 + 0.4 * rand(n, 1, 1, 1)
-    contrast = 0.8 + 0.4 * rand(n, 1, 1, 1)
-    saturation = 0.8 + 0.4 * rand(n, 1, 1, 1)
+    brightness = 0.8 + 0.4 * rand(1, 1, 1)
+    contrast = 0.8 + 0.4 * rand(1, 1, 1)
+    saturation = 0.8 + 0.4 * rand(1, 1, 1)
     x = x * brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean

@@ -73,26 +73,40 @@ def cmd_rename(args: argparse.Namespace) -> int:
     )
 
 
-MODEL_FLAGS = ("image_size", "embedding_dim", "widths", "blocks", "head_hidden")
-TRAIN_FLAGS = (
-    "data_dir", "output_dir", "epochs", "time_budget_min", "batch_size", "steps_per_epoch",
-    "learning_rate", "lr_schedule", "loss", "margin", "mining", "m_per_class", "val_fraction",
-    "checkpoint_every", "seed", "augment", "workers",
-)  # fmt: skip
+def _changed(values: object, defaults: object) -> dict:
+    """Settings a config file set away from their defaults."""
+    from .config import to_dict
+
+    new, old = to_dict(values), to_dict(defaults)
+    return {k: v for k, v in new.items() if old.get(k) != v}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import replace
+    from .checkpoints import latest, saved_configs
+    from .cliflags import given
+    from .config import CHECKPOINT_DIR, ModelConfig, TrainConfig, replace
+    from .distributed import from_env
     from .train import train
 
     cfg = _config(args)
-    model_cfg = replace(cfg.model, _overrides(args, MODEL_FLAGS))
-    train_cfg = replace(cfg.train, _overrides(args, TRAIN_FLAGS))
+    model_set = {**_changed(cfg.model, ModelConfig()), **given(args, args.model_flags)}
+    train_set = {**_changed(cfg.train, TrainConfig()), **given(args, args.train_flags)}
+    model_cfg, train_cfg = replace(ModelConfig(), model_set), replace(TrainConfig(), train_set)
+    found = latest(Path(train_cfg.output_dir) / CHECKPOINT_DIR) if args.resume else None
+    if found:
+        # The run keeps its own settings; only what is given here may differ (and is refused
+        # by train() if it would change the result).
+        saved_train, saved_model = saved_configs(found[1])
+        train_cfg, model_cfg = replace(saved_train, train_set), replace(saved_model, model_set)
     _prepare(train_cfg.data_dir)
-    result = train(train_cfg, model_cfg, resume=args.resume, resume_epochs=args.epochs)
+    result = train(train_cfg, model_cfg, resume=args.resume)
+    if not from_env().main:  # under torchrun, rank 0 alone reports
+        return 0
     final = result.history[-1] if result.history else {}
     recall = final.get("val_recall_at_1")
     print(f"Saved {result.model_path}" + (f" (validation Recall@1 {recall:.3f})" if recall else ""))
+    if result.stopped_early:
+        print(f"Stopped early: {result.stopped_early}; imgsim train --resume continues")
     print("Next: imgsim extract")
     return 0
 
@@ -170,13 +184,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_threshold(args: argparse.Namespace) -> int:
+    from .cliflags import given
+    from .config import ThresholdConfig, replace
     from .threshold import tune_model_threshold
 
-    choice = tune_model_threshold(args.model, args.data)
+    cfg = replace(ThresholdConfig(), given(args, args.threshold_flags))
+    choice = tune_model_threshold(cfg.model_path, cfg.data_dir, cfg.workers)
     print(
         f"Default similarity threshold: {choice.similarity:.1f}% (distance {choice.distance:.4f}; "
         f"F1 {choice.f1:.3f}, precision {choice.precision:.3f}, recall {choice.recall:.3f} "
-        f"over {choice.pairs:,} validation pairs); saved in {args.model}"
+        f"over {choice.pairs:,} validation pairs); saved in {cfg.model_path}"
     )
     return 0
 
@@ -274,45 +291,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the triplet network (the original's train_triplet.py)")
-    p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
-    p.add_argument("--output-dir", help="where the model file, plot and checkpoints go (.)")
-    p.add_argument("--epochs", type=int, help="training epochs (0 = as many as fit the budget)")
-    p.add_argument("--time-budget-min", type=float, help="minutes to aim for with auto epochs (10)")
-    p.add_argument("--batch-size", type=int, help="images per step (64)")
-    p.add_argument("--steps-per-epoch", type=int, help="steps per epoch; 0 = one pass (0)")
-    p.add_argument("--learning-rate", "--lr", type=float, help="Adam learning rate (1e-3)")
-    p.add_argument("--lr-schedule", choices=("cosine", "constant"), help="(cosine)")
-    p.add_argument("--loss", choices=("triplet", "multisimilarity"), help="(triplet)")
-    p.add_argument("--margin", type=float, help="triplet loss margin (0.2)")
-    p.add_argument("--mining", choices=("semihard", "hard", "all"), help="(semihard)")
-    p.add_argument("--m-per-class", type=int, help="images per category in a batch (4)")
-    p.add_argument("--val-fraction", type=float, help="held out per category (0.1)")
-    p.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (5)")
-    p.add_argument("--seed", type=int, help="random seed for a repeatable run (0)")
-    p.add_argument(
-        "--augment",
-        dest="augment",
-        action="store_const",
-        const=True,
-        help="random crop/scale, flip and colour jitter on training batches",
+    from .cliflags import add_dataclass_flags
+    from .config import ModelConfig, TrainConfig
+
+    p = sub.add_parser(
+        "train",
+        help="train the embedding network (the original's train_triplet.py)",
+        description="Train the embedding network on an image folder. Run it under torchrun "
+        "to train on several GPUs or machines (docs/scaling.md).",
     )
+    aliases = {"data_dir": ["--data", "--data-dir"], "learning_rate": ["--learning-rate", "--lr"]}
+    train_flags = add_dataclass_flags(p, TrainConfig, aliases=aliases)
+    network = p.add_argument_group("network (stored in the model file)")
+    model_flags = add_dataclass_flags(network, ModelConfig)
     p.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_const",
-        const=False,
-        help="train without augmentation (the default)",
+        "--resume",
+        action="store_true",
+        help="continue the latest run in --output-dir with its own settings; flags that "
+        "would change its result are refused",
     )
-    p.add_argument("--workers", type=int, help="decode processes (one per core)")
-    p.add_argument("--image-size", type=int, help="square input side in pixels (64)")
-    p.add_argument("--embedding-dim", type=int, help="embedding dimension (128)")
-    p.add_argument("--widths", help="channels per stage, e.g. 32,64,128,256")
-    p.add_argument("--blocks", help="residual blocks per stage, e.g. 1,1,1,1")
-    p.add_argument("--head-hidden", type=int, help="projection head width (256)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_config_flag(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, train_flags=train_flags, model_flags=model_flags)
 
 
 def _add_extract(sub: argparse._SubParsersAction) -> None:
@@ -424,10 +423,17 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("tune-threshold", help="recompute a model's default similarity threshold")
-    p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
-    p.add_argument("--model", default=MODEL_FILE, help=f"model file ({MODEL_FILE})")
-    p.set_defaults(func=cmd_tune_threshold)
+    p = sub.add_parser(
+        "tune-threshold",
+        help="recompute a model's default similarity threshold on its validation images",
+    )
+    from .cliflags import add_dataclass_flags
+    from .config import ThresholdConfig
+
+    flags = add_dataclass_flags(
+        p, ThresholdConfig, aliases={"data_dir": ["--data"], "model_path": ["--model"]}
+    )
+    p.set_defaults(func=cmd_tune_threshold, threshold_flags=flags)
 
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)

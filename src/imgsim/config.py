@@ -32,14 +32,26 @@ RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxrunt
 DEFAULT_DATA_DIR = "static/dataset"
 
 
+def choices(values: tuple[str, ...], help: str) -> dict[str, Any]:
+    """Field metadata: the values a setting accepts and its help (for the generated CLI flags)."""
+    return {"choices": values, "help": help}
+
+
+LOSSES = ("multisimilarity", "triplet")
+MINERS = ("auto", "semihard", "hard", "multisimilarity", "all")
+SAMPLERS = ("m_per_class", "random")
+DEVICES = ("cpu", "auto", "cuda", "mps")
+LR_SCHEDULES = ("cosine", "constant")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the embedding network; stored in the model file so it can be rebuilt."""
 
-    image_size: int = 64  # square input side; 224 (the original) is ~12x slower on a CPU
-    embedding_dim: int = 128  # as the original
-    widths: tuple[int, ...] = (16, 32, 64, 128)  # channels per stage; 32..256 was ~as good, slower
-    blocks: tuple[int, ...] = (1, 1, 1, 1)  # basic blocks per stage: the depth
+    image_size: int = 64  # square input side in pixels; 224 (the original) is ~12x slower on a CPU
+    embedding_dim: int = 128  # embedding dimension, as the original
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # channels per stage, e.g. 32,64,128,256
+    blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage: the depth
     head_hidden: int = 256  # hidden width of the projection head
 
 
@@ -47,25 +59,57 @@ class ModelConfig:
 class TrainConfig:
     """Training settings; the final values are written next to the outputs."""
 
-    data_dir: str = DEFAULT_DATA_DIR
-    output_dir: str = "."  # the original writes its model into the working directory
-    epochs: int = 0  # 0 = auto: as many as fit in time_budget_min (the original: fixed 10)
-    time_budget_min: float = 10.0  # for auto epochs: the training time to aim for, in minutes
+    data_dir: str = DEFAULT_DATA_DIR  # image folder, one category per name prefix or sub-folder
+    output_dir: str = "."  # model file, plot and checkpoints; the original used the cwd
+    # The run's length comes from the collection, never from measured speed: the same folder
+    # and flags give the same model on a laptop and on a GPU.
+    epochs: int = 0  # 0 = auto: about auto_images_seen images, at most max_auto_epochs
+    auto_images_seen: int = 500_000  # auto epochs: training images to show the network in all
     max_auto_epochs: int = 100  # auto epochs stop here: tiny folders gain nothing from more
-    batch_size: int = 64  # images per step (the original: 16 triplets = 48 images)
-    steps_per_epoch: int = 0  # 0: one pass over the training images per epoch
+    time_budget_min: float = 0.0  # stop early after this many minutes (0 = off); says so
+    batch_size: int = 64  # images per step over all processes (the original: 48)
+    steps_per_epoch: int = 0  # 0 = one pass over the training images per epoch
     learning_rate: float = 1e-3  # Adam; the original's 1e-4 learns ~3x slower here
-    lr_schedule: str = "cosine"  # cosine (decays to 0 by the last epoch) | constant (original)
-    margin: float = 0.2  # triplet margin, as the original
-    loss: str = "multisimilarity"  # pair-based, measured better | triplet (the original's)
-    mining: str = "semihard"  # triplet mining: semihard | hard | all (every triplet in the batch)
-    m_per_class: int = 4  # images of one category per batch (pytorch-metric-learning sampler)
-    val_fraction: float = 0.1  # held out per category for validation loss and Recall@1
-    checkpoint_every: int = 5  # epochs, as the original
-    seed: int = 0  # same seed, same data and settings: same model
+    lr_schedule: str = field(
+        default="cosine", metadata=choices(LR_SCHEDULES, "cosine decays to 0 by the last epoch")
+    )
+    loss: str = field(
+        default="multisimilarity", metadata=choices(LOSSES, "pytorch-metric-learning loss")
+    )
+    margin: float = 0.2  # margin of the triplet loss and of the semihard miner
+    mining: str = field(
+        default="auto",
+        metadata=choices(
+            MINERS,
+            "miner choosing the pairs or triplets the loss sees; auto: the loss's own "
+            "(semihard for triplet, multisimilarity for multisimilarity); all: no miner",
+        ),
+    )
+    sampler: str = field(
+        default="m_per_class",
+        metadata=choices(SAMPLERS, "batches of m_per_class images per category, or random"),
+    )
+    m_per_class: int = 4  # images of one category per batch (m_per_class sampler)
+    val_fraction: float = 0.1  # held out per category for validation loss, Recall@1, threshold
+    checkpoint_every: int = 5  # epochs between checkpoints, as the original
+    seed: int = 0  # same folder, settings, seed and threads: the same model
+    threads: int = 0  # CPU threads per process; 0 = torch's default (results depend on it)
     augment: bool = False  # random crop/scale, flip, colour jitter: measured worse on F-MNIST
-    workers: int = 0  # decode processes; 0 = one per CPU core
-    max_cache_mb: int = 4096  # decoded training images are held in memory up to this size
+    device: str = field(
+        default="cpu", metadata=choices(DEVICES, "where to train; auto: a GPU if there is one")
+    )
+    mixed_precision: bool = True  # bf16/fp16 autocast on a GPU (the CPU always runs fp32)
+    workers: int = 0  # decode processes; 0 = one per CPU core, at most 8
+    cache_mb: int = 0  # decoded images each decode process keeps, in MB; 0 = off
+
+
+@dataclass
+class ThresholdConfig:
+    """`imgsim tune-threshold`: recompute a model's default threshold on its validation images."""
+
+    data_dir: str = DEFAULT_DATA_DIR  # image folder the model was trained on
+    model_path: str = MODEL_FILE  # model file to read and update
+    workers: int = 0  # decode processes; 0 = one per CPU core, at most 8
 
 
 @dataclass

@@ -441,3 +441,23 @@ def iter_decoded(
 def default_workers() -> int:
     """Decode processes to use when the user did not choose: one per core, at most 8."""
     return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
+
+
+def probe_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """Why a file cannot be decoded, read from its header alone (no pixels); None if it looks fine.
+
+    Cheap enough to check every file of a large collection before training; a file whose
+    pixel data is damaged still fails later, at decode time.
+    """
+    try:
+        with Image.open(path, formats=DECODE_FORMATS) as im:
+            width, height = im.size
+    except UnidentifiedImageError:
+        return f"not a readable image (not a {_FORMAT_NAMES} file)"
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        return f"not a readable image ({exc})"
+    if width < 1 or height < 1:
+        return "image has no pixels"
+    if width * height > max_pixels:
+        return f"image too large: {width}x{height} pixels (limit {max_pixels:,})"
+    return None

@@ -39,3 +39,15 @@ class TrashError(ImgsimError, ValueError):
 
 class OnnxError(ImgsimError, RuntimeError):
     """ONNX export or onnxruntime cannot be used (package missing, foreign or stale file)."""
+
+
+class DeviceError(ImgsimError, RuntimeError):
+    """A requested device (cuda, mps) that this machine or this torch build does not have."""
+
+
+class CheckpointError(ImgsimError, RuntimeError):
+    """A run that cannot be resumed as asked; the message names what differs."""
+
+
+class RenameError(ImgsimError):
+    """A rename that cannot go ahead, or went wrong and was rolled back; printed as it is."""

@@ -152,6 +152,16 @@ def load_model(path: str | Path) -> tuple[EmbeddingNet, dict[str, Any]]:
     return model, payload
 
 
+def model_type(info: dict[str, Any] | None) -> str:
+    """What /stats calls the network: named after the loss it was trained with."""
+    from .losses import loss_title
+
+    loss = ((info or {}).get("train_config") or {}).get("loss")
+    if not loss:
+        return "Embedding Network"
+    return f"{loss_title(loss).title()} Network"  # "Triplet Network", as the original said
+
+
 def update_model_file(path: str | Path, fields: dict[str, Any]) -> None:
     """Replace some top-level fields of a model file (not its weights), atomically."""
     payload = read_model_file(path)

@@ -18,15 +18,15 @@ def _pyplot():
     return plt
 
 
-def plot_history(history: list[dict[str, float]], path: str | Path) -> None:
-    """Loss and validation Recall@1 per epoch (training_history.png)."""
+def plot_history(history: list[dict[str, float]], path: str | Path, loss_name: str) -> None:
+    """Loss (named after the loss actually used) and validation Recall@1 per epoch."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["loss"] for h in history], "o-", label="training loss")
     if any(h.get("val_loss") is not None for h in history):
         ax_loss.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation loss")
-    ax_loss.set(xlabel="epoch", ylabel="triplet loss", title="Loss")
+    ax_loss.set(xlabel="epoch", ylabel=f"{loss_name} loss", title=f"Loss ({loss_name})")
     ax_loss.legend()
     ax_metric.plot(epochs, [h.get("val_recall_at_1") for h in history], "o-", color="green")
     ax_metric.set(xlabel="epoch", ylabel="Recall@1", title="Validation Recall@1", ylim=(0, 1.02))

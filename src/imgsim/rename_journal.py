@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import ImgsimError
+from .errors import RenameError
 from .fileio import fsync_dir, write_text_atomic
 
 LOG_NAME = ".imgsim_rename_log.json"
@@ -28,10 +28,6 @@ JOURNAL_NAME = ".imgsim_rename_journal.json"
 TMP_PREFIX = "imgsim_tmp_"
 LEGACY_TMP_PREFIX = ".imgsim_tmp_"  # hidden, extension-less names of imgsim before the journal
 FORWARD, BACK = "forward", "back"
-
-
-class RenameError(ImgsimError):
-    """A problem the user can act on; the message is printed as it is."""
 
 
 class InterruptedRenameError(RenameError):

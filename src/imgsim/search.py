@@ -15,7 +15,7 @@ from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
-from .model import EmbeddingNet, ModelNotLoadedError, load_model
+from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
 from .paths import safe_path
 from .staging import Staging
 from .store import (
@@ -33,7 +33,6 @@ from .trash import move_to_trash
 
 log = logging.getLogger("imgsim")
 
-MODEL_TYPE = "Triplet Network"
 SIMILARITY_METRIC = "Euclidean Distance"
 MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
 
@@ -344,7 +343,7 @@ class Searcher:
             "embeddings_loaded": self.embeddings_loaded,
             "total_images": sum(counts.values()),
             "embedding_dimension": info.dim if info is not None else model_dim,
-            "model_type": MODEL_TYPE,
+            "model_type": model_type(self.model_info),  # named after its loss
             "similarity_metric": SIMILARITY_METRIC,
             "categories": counts,
             "default_threshold": self.default_threshold,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
+log = logging.getLogger("imgsim")
 
-    from .model import EmbeddingNet
-
-CRITERION = "best F1 of same-category pairs among validation query × training image pairs"
+CRITERION = "best F1 of same-category pairs among pairs of validation images"
 
 
 @dataclass
@@ -77,55 +75,83 @@ def pair_distances(
     return dist[same], dist[~same]
 
 
+def within_pairs(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances of every pair of distinct images of one set (each pair once), same/different."""
+    same, different = pair_distances(emb, labels, emb, labels)
+    n = len(labels)
+    # pair_distances flattens row by row; keep the strict upper triangle: no self-pairs.
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+    is_same = np.asarray(labels)[:, None] == np.asarray(labels)[None, :]
+    return same[upper[is_same]], different[upper[~is_same]]
+
+
 def choose_threshold(
-    model: EmbeddingNet,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    train_rows: torch.Tensor,
-    val_rows: torch.Tensor,
-    seed: int = 0,
-    max_queries: int = 1000,
-    max_refs: int = 3000,
+    emb: np.ndarray, labels: np.ndarray, seed: int = 0, max_images: int = 1000
 ) -> ThresholdChoice | None:
-    """Tune on held-out images searched against training images; None without validation."""
-    import torch
-
-    from .train import embed_rows
-
-    if len(val_rows) == 0:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    queries = val_rows[torch.randperm(len(val_rows), generator=gen)[:max_queries]]
-    refs = train_rows[torch.randperm(len(train_rows), generator=gen)[:max_refs]]
-    same, different = pair_distances(
-        embed_rows(model, images, queries).numpy(),
-        labels[queries].numpy(),
-        embed_rows(model, images, refs).numpy(),
-        labels[refs].numpy(),
-    )
+    """Tune on pairs of held-out images only (a sample of `max_images`); None without pairs."""
+    emb, labels = np.asarray(emb), np.asarray(labels)
+    if len(labels) > max_images:
+        keep = np.sort(np.random.default_rng(seed).choice(len(labels), max_images, replace=False))
+        emb, labels = emb[keep], labels[keep]
+    same, different = within_pairs(emb, labels)
     if len(same) == 0 or len(different) == 0:
         return None
     return best_f1_threshold(same, different)
 
 
-def tune_model_threshold(model_path: str, data_dir: str) -> ThresholdChoice:
-    """Recompute a model file's threshold on an image folder and store it in the file."""
-    from .config import TrainConfig, from_dict
+def tune_model_threshold(model_path: str, data_dir: str, workers: int = 0) -> ThresholdChoice:
+    """Recompute a model file's threshold on the validation images it names; store it there.
+
+    Only the images held out when the model was trained are used: pairs of images the network
+    was trained on would make it look better separated than it is on new photos.
+    """
+    import torch
+
+    from .data import category_of
     from .errors import DatasetError
+    from .evaluation import embed
     from .model import load_model, update_model_file
-    from .train import load_training_images, stratified_split
+    from .trainset import Collection, ImageLoader
 
     model, info = load_model(model_path)
-    config = from_dict(TrainConfig, info.get("train_config") or {})
-    config.data_dir = data_dir
-    data = load_training_images(config, model.config.image_size)
-    fraction = config.val_fraction or 0.1
-    train_rows, val_rows = stratified_split(data.labels, fraction, config.seed)
-    choice = choose_threshold(model, data.images, data.labels, train_rows, val_rows, config.seed)
+    names = _validation_names(info, data_dir)
+    root = Path(data_dir)
+    present = [n for n in names if (root / n).is_file()]
+    if len(present) < len(names):
+        log.warning("%d of the model's %d validation images are missing from %s",
+                    len(names) - len(present), len(names), root)  # fmt: skip
+    categories = sorted({category_of(n) or "" for n in present})
+    labels = torch.tensor([categories.index(category_of(n) or "") for n in present])
+    data = Collection(str(root), np.array([n.encode() for n in present], dtype=np.bytes_),
+                      labels, categories)  # fmt: skip
+    loader = ImageLoader(data.dataset(model.config.image_size), data.workers(workers))
+    emb, kept = embed(model, loader, torch.arange(len(present)), torch.device("cpu"))
+    seed = int((info.get("validation") or {}).get("seed", 0))
+    choice = choose_threshold(emb.numpy(), labels[kept].numpy(), seed)
     if choice is None:
         raise DatasetError(
-            "Threshold tuning needs categories with at least 4 images each, to hold some out"
+            "Threshold tuning needs validation images of at least 2 categories, with 2 or more "
+            "images in some; train with a larger --val-fraction or more images per category"
         )
     update_model_file(model_path, {"threshold": choice.similarity,
                                    "threshold_info": choice.to_dict()})  # fmt: skip
     return choice
+
+
+def _validation_names(info: dict, data_dir: str) -> list[str]:
+    """The held-out images named in the model file; older files name none, so redo the split."""
+    stored = (info.get("validation") or {}).get("names")
+    if stored is not None:
+        return list(stored)
+    from .config import TrainConfig, from_dict
+    from .trainset import scan_collection, stratified_split
+
+    log.warning(
+        "This model file predates stored validation splits: redoing its split on %s; "
+        "the threshold is right only if the folder is the one it was trained on",
+        data_dir,
+    )
+    config = from_dict(TrainConfig, info.get("train_config") or {})
+    data = scan_collection(data_dir, config.workers)
+    _, val_rows = stratified_split(data.labels, config.val_fraction or 0.1, config.seed)
+    return [data.name(i) for i in val_rows.tolist()]

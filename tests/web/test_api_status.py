@@ -32,7 +32,7 @@ def test_stats_has_the_original_keys_then_the_extras(client: FlaskClient) -> Non
     assert body["embeddings_loaded"] is True
     assert body["total_images"] == 11
     assert body["embedding_dimension"] == 8
-    assert body["model_type"] == "Triplet Network"
+    assert body["model_type"] == "Embedding Network"  # the fixture model names no loss
     assert body["similarity_metric"] == "Euclidean Distance"
     assert body["categories"] == {"blue": 3, "blue_<img src=x onerror=alert(1)>": 1, "green": 3,
                                   "green stripes": 1, "red": 3}  # fmt: skip

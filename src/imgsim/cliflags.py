@@ -1,0 +1,103 @@
+"""Command-line flags generated from config dataclasses, so --help never disagrees with them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import inspect
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_COMMENTED_FIELD = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(?P<help>.+?)\s*$")
+
+
+@functools.cache
+def field_help(cls: type) -> dict[str, str]:
+    """Help of every field: its metadata's "help", else the comment beside it in the source."""
+    helps: dict[str, str] = {}
+    try:
+        for line in inspect.getsource(cls).splitlines():
+            match = _COMMENTED_FIELD.match(line)
+            if match:
+                helps[match.group(1)] = match.group("help")
+    except (OSError, TypeError):  # no source (frozen app): flags keep their defaults, no text
+        pass
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            helps[f.name] = f.metadata["help"]
+    return helps
+
+
+def format_default(value: Any) -> str:
+    """A default as a user would type it on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    names: Iterable[str] | None = None,
+    aliases: Mapping[str, Iterable[str]] | None = None,
+) -> list[str]:
+    """Add one flag per field of `cls` (or the named ones); returns the field names added.
+
+    Every flag defaults to None so that a config file's value stands unless the flag is given;
+    the help shows the dataclass default. Booleans get --x/--no-x; tuples take "a,b,c".
+    `aliases` gives other spellings; the first one replaces the generated flag name.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    helps = field_help(cls)
+    chosen = list(names) if names is not None else list(fields)
+    for name in chosen:
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flags = list((aliases or {}).get(name, ())) or [flag_name(name)]
+        text = helps.get(name, "").replace("%", "%%")
+        text = f"{text} (default: {format_default(default)})".lstrip()
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": text}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _flag_type(default)
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            else:
+                kwargs["metavar"] = _metavar(name, default)
+        parser.add_argument(*flags, **kwargs)
+    return chosen
+
+
+def _metavar(name: str, default: Any) -> str:
+    if isinstance(default, tuple):
+        return "N,N,..."
+    if isinstance(default, bool | int):
+        return "N"
+    if isinstance(default, float):
+        return "X"
+    return name.split("_")[-1].upper()
+
+
+def _flag_type(default: Any) -> type:
+    # Tuples stay text here: config.replace() parses "8,16" and names the setting on error.
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return str
+
+
+def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """Only the flags the user gave: a config file's values stand unless a flag overrides them."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}

@@ -1,0 +1,59 @@
+"""The loss and the miner, each built on its own from pytorch-metric-learning parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import LOSSES, MINERS, TrainConfig
+from .errors import ConfigError
+
+# The miner each loss is usually paired with: what `--mining auto` means.
+DEFAULT_MINER = {"triplet": "semihard", "multisimilarity": "multisimilarity"}
+# Names shown to people: /stats, the history plot, logs.
+LOSS_TITLES = {"triplet": "triplet", "multisimilarity": "multi-similarity"}
+
+
+def miner_name(config: TrainConfig) -> str:
+    """The miner a run uses, with `auto` resolved from the loss."""
+    if config.mining not in MINERS:
+        raise ConfigError(f"unknown mining {config.mining!r}; use one of {', '.join(MINERS)}")
+    return DEFAULT_MINER.get(config.loss, "all") if config.mining == "auto" else config.mining
+
+
+def uses_margin(config: TrainConfig) -> bool:
+    """Whether `margin` changes anything: the triplet loss and the semihard miner read it."""
+    return config.loss == "triplet" or miner_name(config) == "semihard"
+
+
+def build_loss(config: TrainConfig) -> Any:
+    """The pytorch-metric-learning loss named by `config.loss`."""
+    from pytorch_metric_learning import losses
+
+    if config.loss == "triplet":
+        return losses.TripletMarginLoss(margin=config.margin)
+    if config.loss == "multisimilarity":
+        # Weighs every pair by how informative it is; PML's recommended settings.
+        return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
+    raise ConfigError(f"unknown loss {config.loss!r}; use one of {', '.join(LOSSES)}")
+
+
+def build_miner(config: TrainConfig) -> Any | None:
+    """The miner named by `config.mining` (None: the loss sees every pair or triplet).
+
+    Any miner works with any loss: PML turns mined pairs into triplets and back as needed.
+    """
+    from pytorch_metric_learning import miners
+
+    name = miner_name(config)
+    if name == "semihard":
+        return miners.TripletMarginMiner(margin=config.margin, type_of_triplets="semihard")
+    if name == "hard":
+        return miners.BatchHardMiner()
+    if name == "multisimilarity":
+        return miners.MultiSimilarityMiner(epsilon=0.1)
+    return None
+
+
+def loss_title(loss: str | None) -> str:
+    """`multisimilarity` → `multi-similarity`, for people; unknown names pass through."""
+    return LOSS_TITLES.get(loss or "", loss or "unknown")

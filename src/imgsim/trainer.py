@@ -1,0 +1,248 @@
+"""The training loop: one Trainer holds a run's state; `run` reads top to bottom.
+
+The trainer knows the network only as a module that maps images to embeddings; the loss, the
+miner and the batch sampler are passed in as parts, chosen independently by the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .augment import augment_batch
+from .config import ModelConfig, TrainConfig
+from .device import autocast_dtype
+from .distributed import Dist, agree, barrier, gather
+from .evaluation import evaluate
+from .losses import build_loss, build_miner
+from .model import EmbeddingNet
+from .samplers import GlobalBatches, build_sampler
+from .trainset import Collection, ImageLoader
+
+log = logging.getLogger("imgsim")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (pytorch-metric-learning's miners use them)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate at a global step: constant, or cosine decay after a short warm-up."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    warmup = max(1, total_steps // 50)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class Plan:
+    """How long the run is, decided from the collection alone (never from measured speed)."""
+
+    epochs: int
+    steps_per_epoch: int
+    batch: int  # global: all processes together
+
+
+@dataclass
+class Split:
+    """The collection and which of its rows train and which are held out."""
+
+    data: Collection
+    train_rows: torch.Tensor
+    val_rows: torch.Tensor
+
+
+@dataclass
+class Trainer:
+    """One run: the network, its optimizer, the parts of the loss, the data, and the history."""
+
+    config: TrainConfig
+    model_config: ModelConfig
+    split: Split
+    plan: Plan
+    job: Dist
+    device: torch.device
+    progress: bool = True
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        seed_everything(self.config.seed)  # the same initial weights in every process
+        self.model = EmbeddingNet(self.model_config).to(self.device)
+        self.net: torch.nn.Module = self.model
+        if self.job.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if self.device.type == "cuda":  # batch statistics over the global batch
+                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate)
+        self.amp_dtype = autocast_dtype(self.device, self.config.mixed_precision)
+        # Loss scaling only for float16: bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.loss_fn, self.miner = build_loss(self.config), build_miner(self.config)
+        data, rows = self.split.data, self.split.train_rows
+        self.sampler: GlobalBatches = build_sampler(
+            self.config.sampler, data.labels[rows], self.plan.batch, self.config.m_per_class,
+            self.plan.steps_per_epoch, self.config.seed, self.job.rank, self.job.world,
+        )  # fmt: skip
+        self.loader = ImageLoader(
+            data.dataset(self.model_config.image_size, self.config.cache_mb),
+            data.workers(self.config.workers),
+            pin_memory=self.device.type == "cuda",  # lets the copy to the GPU overlap compute
+        )
+        budget = self.config.time_budget_min
+        self.deadline = time.monotonic() + budget * 60 if budget > 0 else None
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, save_checkpoint: Callable[[int], None]) -> list[dict[str, Any]]:
+        """Train from the epoch after the history's last to the plan's end (or the deadline)."""
+        for epoch in range(len(self.history) + 1, self.plan.epochs + 1):
+            record = {"epoch": epoch, **self.train_epoch(epoch)}
+            if self.job.main:
+                record.update(self.evaluate())
+            self.history.append(record)
+            if self.job.main:
+                report_epoch(record, self.config)
+            if self.stopped_early:
+                break  # a partial epoch is never checkpointed: --resume redoes it whole
+            if epoch % self.config.checkpoint_every == 0 or epoch == self.plan.epochs:
+                if self.job.main:
+                    save_checkpoint(epoch)
+                barrier(self.job)
+        return self.history
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch of the sampler's batches; returns the mean loss (and the speed, to read)."""
+        from tqdm import tqdm
+
+        self.sampler.set_epoch(epoch)
+        # Seeded per epoch, so a resumed run augments (and anything drawing from the global
+        # generators draws) exactly as the interrupted one would.
+        seed_everything(self.config.seed * 1000 + epoch)
+        gen = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        rows = self.split.train_rows
+        plan = ([int(rows[p]) for p in batch] for batch in self.sampler)
+        self.net.train()
+        losses, start = [], time.perf_counter()
+        steps = self.plan.steps_per_epoch
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.plan.epochs}",
+                   disable=not (self.progress and self.job.main))  # fmt: skip
+        for step, (indices, images) in enumerate(self.loader.batches(plan, self.job.enabled)):
+            global_step = (epoch - 1) * steps + step
+            losses.append(
+                self.train_step(images, self.split.data.labels[indices], global_step, gen)
+            )
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if self.deadline is not None and agree(self.job, time.monotonic() > self.deadline):
+                self.stopped_early = (
+                    f"the time budget of {self.config.time_budget_min:g} min ran out in epoch "
+                    f"{epoch}, step {step + 1} of {steps}"
+                )
+                break
+        bar.close()
+        seconds = time.perf_counter() - start
+        record: dict[str, Any] = {
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "images_per_s": len(losses) * self.plan.batch / max(seconds, 1e-9),
+        }
+        if self.stopped_early:
+            record["partial"] = True
+        return record
+
+    def train_step(
+        self, images: torch.Tensor, labels: torch.Tensor, global_step: int, gen: torch.Generator
+    ) -> float:
+        """One optimisation step on this process's share of a global batch; returns its loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(
+                self.config, global_step, self.plan.epochs * self.plan.steps_per_epoch
+            )
+        x = images.to(self.device, non_blocking=True)
+        share = self.plan.batch // self.job.world
+        if self.config.augment:
+            x = augment_batch(x, gen, offset=self.job.rank * share, total=self.plan.batch)
+        with self.autocast():
+            local = self.net(x)
+        # The loss sees the whole global batch, in float32 whatever the autocast.
+        emb = gather(self.job, local.float())
+        y = gather(self.job, labels.to(self.device, non_blocking=True))
+        loss = self.loss_fn(emb, y, self.miner(emb, y) if self.miner else None)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.item()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision where the device has it; nothing at all elsewhere (CPU, MPS)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def evaluate(self) -> dict[str, float | None]:
+        """Held-out figures for the history (rank 0 only; the others wait at the barrier)."""
+        s = self.split
+        return evaluate(
+            self.model, self.loader, s.data.labels, s.train_rows, s.val_rows,
+            (self.loss_fn, self.miner), self.plan.batch, self.config.seed, self.device,
+        )  # fmt: skip
+
+    # -- state for checkpoints ---------------------------------------------------------------
+
+    def load_state(self, payload: dict[str, Any]) -> None:
+        """Continue a run from a checkpoint: weights, optimizer, loss scale and history."""
+        self.model.load_state_dict(payload["model_state"])
+        self.optimizer.load_state_dict(payload["optimizer_state"])
+        if payload.get("scaler_state"):
+            self.scaler.load_state_dict(payload["scaler_state"])
+        self.history = list(payload["history"])
+
+    def scaler_state(self) -> dict[str, Any]:
+        return self.scaler.state_dict() if self.scaler.is_enabled() else {}
+
+
+COLLAPSE_DISTANCE = 0.05  # mean pairwise distance below this: every image embeds alike
+
+
+def report_epoch(record: dict[str, Any], config: TrainConfig) -> None:
+    """Log an epoch's figures, and warn when every image embeds alike (a collapse)."""
+    recall = record.get("val_recall_at_1")
+    log.info(
+        "epoch %d: loss %.4f, val loss %s, val Recall@1 %s, %.0f img/s",
+        record["epoch"],
+        record["loss"],
+        "n/a" if record.get("val_loss") is None else f"{record['val_loss']:.4f}",
+        "n/a" if recall is None else f"{recall:.3f}",
+        record["images_per_s"],
+    )
+    dist = record.get("val_mean_distance")
+    if dist is not None and dist < COLLAPSE_DISTANCE:
+        log.warning(
+            "Embedding collapse: images embed almost alike (mean distance %.3f). Try a lower "
+            "--learning-rate, another --loss or --mining, more images per category, or fewer "
+            "epochs.",
+            dist,
+        )
