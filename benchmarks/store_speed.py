@@ -81,7 +81,7 @@ def _watch(workdir: str, spec: str, model_id: str, name: str, ready, seen) -> No
 
 
 def propagation_ms(workdir: Path, spec: str, store: Store, trials: int = 5) -> list[float]:
-    """Milliseconds from a committed add in this process to another process seeing it."""
+    """Milliseconds from an add() in this process to another process seeing the image."""
     ctx = mp.get_context("spawn")
     out = []
     for t in range(trials):
@@ -93,10 +93,8 @@ def propagation_ms(workdir: Path, spec: str, store: Store, trials: int = 5) -> l
         time.sleep(0.2)
         start = time.time()
         store.add([Item(name, clustered(1, seed=t + 7)[0])], "bench")
-        committed = time.time()
         proc.join(60)
-        out.append(1000 * (seen.value - committed))
-        assert seen.value >= start
+        out.append(1000 * (seen.value - start))  # from the call to add() to the other's answer
     return out
 
 
@@ -144,7 +142,7 @@ def main() -> int:
                     from milvus import default_server
 
                     server = default_server
-                    server.set_base_dir(str(Path(tmp) / "milvus"))
+                    server.set_base_dir(str(Path(tmp) / "milvus-server"))
                     server.start()
                     address = f"127.0.0.1:{server.listen_port}"
                 spec = f"milvus://{address}/bench{time.time_ns() % 10**6}"

@@ -104,3 +104,24 @@ def store_spec(request: pytest.FixtureRequest) -> object:
     spec = milvus_server.unique_spec(address)
     yield spec
     milvus_server.drop_prefix(address, spec)
+
+
+@pytest.fixture
+def make_workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> object:
+    """make(shapes, per_shape) → a workdir with the trained model and no index, over a copy of
+    `per_shape` images of each shape in ../data (tests that change files get their own)."""
+    import shutil
+
+    def make(
+        shapes: tuple[str, ...] = ("circle", "square", "triangle"), per_shape: int = 8
+    ) -> Path:
+        work, data = tmp_path / "work", tmp_path / "data"
+        work.mkdir()
+        data.mkdir()
+        shutil.copy(trained_workdir / "triplet_base_final.pt", work)
+        for shape in shapes:
+            for path in sorted(shapes_dir.glob(f"{shape}_*"))[:per_shape]:
+                shutil.copy(path, data / path.name)
+        return work
+
+    return make

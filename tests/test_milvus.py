@@ -54,15 +54,9 @@ def milvus_spec(milvus_address: str) -> object:
 
 
 @pytest.fixture
-def workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
-    work, data = tmp_path / "work", tmp_path / "data"
-    work.mkdir()
-    data.mkdir()
-    shutil.copy(trained_workdir / "triplet_base_final.pt", work)
-    for shape in ("circle", "square"):
-        for path in sorted(shapes_dir.glob(f"{shape}_*"))[:6]:
-            shutil.copy(path, data / path.name)
-    return work
+def workdir(make_workdir) -> Path:
+    """A workdir with the trained model and no index, over a copy of shape images."""
+    return make_workdir(("circle", "square"), 6)
 
 
 def config(work: Path, spec: str) -> ExtractConfig:

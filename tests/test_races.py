@@ -8,7 +8,6 @@ nothing is lost, nothing is left without its file, and every name is still its o
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,14 +22,8 @@ from imgsim.update import update_index
 
 
 @pytest.fixture
-def workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
-    work, data = tmp_path / "work", tmp_path / "data"
-    work.mkdir()
-    data.mkdir()
-    shutil.copy(trained_workdir / "triplet_base_final.pt", work)
-    for shape in ("circle", "square", "triangle"):
-        for path in sorted(shapes_dir.glob(f"{shape}_*"))[:6]:
-            shutil.copy(path, data / path.name)
+def workdir(make_workdir) -> Path:
+    work = make_workdir(per_shape=6)
     update_index(config(work), update=False, progress=False)
     return work
 

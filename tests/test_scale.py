@@ -16,15 +16,9 @@ from imgsim.update import update_index
 
 
 @pytest.fixture
-def workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
-    work, data = tmp_path / "work", tmp_path / "data"
-    work.mkdir()
-    data.mkdir()
-    shutil.copy(trained_workdir / "triplet_base_final.pt", work)
-    for shape in ("circle", "square", "triangle"):
-        for path in sorted(shapes_dir.glob(f"{shape}_*"))[:8]:
-            shutil.copy(path, data / path.name)
-    (data / "broken_001.png").write_bytes(b"not an image")
+def workdir(make_workdir) -> Path:
+    work = make_workdir()
+    (work.parent / "data" / "broken_001.png").write_bytes(b"not an image")
     return work
 
 

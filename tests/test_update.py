@@ -20,16 +20,9 @@ from imgsim.update import update_index
 
 
 @pytest.fixture
-def workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
-    """A workdir with the trained model and no index, over a copy of 24 shape images."""
-    work, data = tmp_path / "work", tmp_path / "data"
-    work.mkdir()
-    data.mkdir()
-    shutil.copy(trained_workdir / "triplet_base_final.pt", work)
-    for shape in ("circle", "square", "triangle"):
-        for path in sorted(shapes_dir.glob(f"{shape}_*"))[:8]:
-            shutil.copy(path, data / path.name)
-    return work
+def workdir(make_workdir) -> Path:
+    """A workdir with the trained model and no index, over a copy of shape images."""
+    return make_workdir()
 
 
 def _vectors(work: Path) -> tuple[list[str], object]:

@@ -500,7 +500,7 @@ def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        help="what runs the network: torch (PyTorch) or onnx (onnxruntime) (torch)",
+        help="what runs the network: torch (PyTorch) or onnx (onnxruntime) (onnx)",
     )
 
 

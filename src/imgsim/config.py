@@ -128,7 +128,9 @@ class ExtractConfig:
     engine: str = "local"  # local: this process and its decode workers | ray: Ray Data actors
     engine_concurrency: int = 0  # Ray actors; 0 = one per CPU Ray offers
     shard: str = ""  # "K/N": embed only the K-th of N disjoint parts (one machine's share)
-    runtime: str = "torch"  # torch | onnx; torch stays the default until measured alone
+    # torch | onnx: onnxruntime embedded 1.7-7x faster than PyTorch eager at batch 1 and 64,
+    # and extracted 1.9x faster (docs/benchmarks.md, "Runtime speed", "Extraction speed").
+    runtime: str = "onnx"
     # Keep decoded model-size inputs in OUTPUT_DIR/thumbnail_cache, so re-embedding after
     # retraining (same image size) skips decoding. Off: it costs 3×size² bytes per image.
     thumbnail_cache: bool = False
@@ -158,7 +160,8 @@ class SearchConfig:
     # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN
     # wins over it. Out of repr so a logged config never shows it.
     admin_token: str = field(default="", repr=False)
-    runtime: str = "torch"  # torch | onnx (IMGSIM_RUNTIME wins over it in the web app)
+    # torch | onnx (IMGSIM_RUNTIME wins over it in the web app): onnx, measured faster.
+    runtime: str = "onnx"
     # Micro-batching: concurrent queries of one process share a forward pass. At most this
     # many images per pass; 1 turns batching off (each request runs its own pass).
     batch_max_size: int = 32
