@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
+from .device import DEVICE_NAMES
 from .errors import ImgsimError
 
 log = logging.getLogger("imgsim")
@@ -123,7 +124,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     cfg = replace(
         _config(args).extract,
-        _overrides(args, (*EXTRACT_FLAGS, "store")),
+        _overrides(args, (*EXTRACT_FLAGS, "store", "device")),
     )
     _prepare(cfg.data_dir, cfg.output_dir)
     if args.reference is not None:
@@ -142,7 +143,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .config import replace
     from .update import update_index
 
-    names = ("data_dir", "model_path", "store", "engine", "engine_concurrency", "shard")
+    names = ("data_dir", "model_path", "store", "engine", "engine_concurrency", "shard", "device")
     cfg = replace(_config(args).extract, _overrides(args, names))
     if args.workdir is not None:
         cfg = replace(cfg, {"output_dir": args.workdir})
@@ -168,7 +169,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
 
-    cfg = replace(_config(args).search, _overrides(args, ("workdir", "store", "runtime")))
+    names = ("workdir", "store", "runtime", "device")
+    cfg = replace(_config(args).search, _overrides(args, names))
     response = search_image(args.image, cfg, args.top_k, args.threshold, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
@@ -213,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         store=args.store,
         runtime=args.runtime,
+        device=args.device,
     )
     return 0
 
@@ -344,6 +347,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reference-size", type=int, default=224, help="its input size (224)")
     _add_store_flag(p)
+    _add_device_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_extract)
 
@@ -383,6 +387,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         "(run K = 1..N on N machines against one Milvus)",
     )
     _add_store_flag(p)
+    _add_device_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_index)
 
@@ -419,6 +424,7 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
         help="only images of this category (repeat for several)",
     )
     _add_store_flag(p)
+    _add_device_flag(p)
     _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
@@ -447,6 +453,7 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
     _add_store_flag(p)
+    _add_device_flag(p)
     _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
@@ -507,6 +514,14 @@ def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps `imgsim --config F train` working: the subcommand must not reset it.
     p.add_argument("--config", default=argparse.SUPPRESS, help="settings file (.toml/.yaml/.json)")
+
+
+def _add_device_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        choices=DEVICE_NAMES,
+        help="where the network runs: cpu (default), auto (a GPU if there is one), cuda, mps",
+    )
 
 
 def _add_store_flag(p: argparse.ArgumentParser) -> None:

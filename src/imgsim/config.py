@@ -125,6 +125,7 @@ class ExtractConfig:
     workers: int = 0
     plot: bool = False  # t-SNE plot of the embedding space
     store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
+    device: str = "cpu"  # cpu | auto | cuda | mps: where the network runs (cpu works everywhere)
     engine: str = "local"  # local: this process and its decode workers | ray: Ray Data actors
     engine_concurrency: int = 0  # Ray actors; 0 = one per CPU Ray offers
     shard: str = ""  # "K/N": embed only the K-th of N disjoint parts (one machine's share)
@@ -142,6 +143,7 @@ class SearchConfig:
 
     workdir: str = "."  # where the model file and the index live
     store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
+    device: str = "cpu"  # cpu | auto | cuda | mps: where the network runs (cpu works everywhere)
     top_k: int = 10
     threshold: float = 0.0  # minimum similarity in percent
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)

@@ -104,9 +104,12 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
 
 def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:
     """The Embedder extraction uses: `config.runtime`, the ONNX export beside the model if any."""
+    from .device import resolve_device
+
     return Embedder.from_model(
-        model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path
-    )
+        model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path,
+        device=str(resolve_device(config.device)),
+    )  # fmt: skip
 
 
 def thumbnail_dir(config: ExtractConfig) -> Path | None:

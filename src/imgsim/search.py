@@ -13,6 +13,7 @@ from PIL import Image
 
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
+from .device import resolve_device
 from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
@@ -135,9 +136,9 @@ class Searcher:
         model_file = Path(model_path) if model_path else workdir / MODEL_FILE
         try:
             model, info = load_model(model_file)
-            embedder = search_embedder(
-                model, config or SearchConfig(), info["model_id"], model_file
-            )
+            settings = config or SearchConfig()
+            device = str(resolve_device(settings.device))
+            embedder = search_embedder(model, settings, info["model_id"], model_file, device)
         except ModelNotLoadedError as exc:
             problems.append(str(exc))
         try:

@@ -37,6 +37,7 @@ def serve(
     threads: int = 0,
     store: str | None = None,
     runtime: str | None = None,
+    device: str | None = None,
 ) -> None:
     """Serve the model and store of `workdir` on http://host:port until stopped.
 
@@ -52,6 +53,8 @@ def serve(
         config = replace(config, {"workdir": workdir})
     if runtime is not None:  # --runtime, over the file
         config = replace(config, {"runtime": runtime})
+    if device is not None:
+        config = replace(config, {"device": device})
     if store:
         config = replace(config, {"store": store})
     config = token_from_env(config)

@@ -1,0 +1,38 @@
+"""--device on the inference commands: cpu and auto work here, a missing GPU is a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgsim.cli import main
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_search_runs_on_the_cpu_or_what_auto_finds(
+    trained_workdir: Path, shapes_dir: Path, device: str, capsys
+) -> None:
+    image = str(shapes_dir / "circle_00001.png")
+    args = ["search", image, "-k", "1", "--json", "--workdir", str(trained_workdir)]
+    assert main([*args, "--device", device]) == 0
+    assert '"circle_00001.png"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["search", "extract"])
+def test_a_gpu_this_machine_lacks_is_named(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, command: str, capsys
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    if command == "search":
+        args = ["search", str(shapes_dir / "circle_00001.png"), "--workdir", str(trained_workdir)]
+    else:
+        model = str(trained_workdir / "triplet_base_final.pt")
+        args = ["extract", "--data", str(shapes_dir), "--model", model,
+                "--output-dir", str(tmp_path)]  # fmt: skip
+    assert main([*args, "--device", "cuda"]) == 1
+    assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "triplet_manifest.sqlite").exists()  # nothing was written
