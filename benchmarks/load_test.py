@@ -255,6 +255,8 @@ def report(args: argparse.Namespace, tally: Tally, samples: list[dict], load: fl
     searches = [t for name in ("search", "batch") for t in tally.latencies.get(name, [])]
     count = sum(len(times) for times in tally.latencies.values())
     first, last = total_rss(samples[0]), total_rss(samples[-1])
+    from imgsim.config import SearchConfig
+
     date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     errors = "".join(f"\n  - `{e}`" for e in tally.errors[:10])
     command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])
@@ -378,7 +380,7 @@ def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: 
 - Machine: {machine()}; load average {load:.2f} when the run began
 - Date: {date}
 - Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1, runtime
-  {args.runtime or "as configured (torch)"}, runtime threads per worker
+  {args.runtime or f"as configured ({SearchConfig().runtime})"}, runtime threads per worker
   {threads_shown}; index of {args.images:,} random unit vectors and
   an untrained default model, as in "Web search latency". Each client sends single /search
   requests (one of 4 different 224×224 JPEGs) back to back on its own keep-alive
