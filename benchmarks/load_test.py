@@ -255,8 +255,6 @@ def report(args: argparse.Namespace, tally: Tally, samples: list[dict], load: fl
     searches = [t for name in ("search", "batch") for t in tally.latencies.get(name, [])]
     count = sum(len(times) for times in tally.latencies.values())
     first, last = total_rss(samples[0]), total_rss(samples[-1])
-    from imgsim.config import SearchConfig
-
     date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     errors = "".join(f"\n  - `{e}`" for e in tally.errors[:10])
     command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])
@@ -371,6 +369,8 @@ def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: 
         goal = (
             f"16 clients against 1, batched: **{gain:.1f}×** (goal ≥ 3× with 0 errors: {verdict})."
         )
+    from imgsim.config import SearchConfig
+
     date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])
     threads_shown = args.runtime_threads if args.runtime_threads is not None else "as set (1)"
