@@ -18,7 +18,7 @@ from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
 from .paths import safe_path
-from .staging import Staging
+from .staging import Staging, recover_uploads
 from .store import (
     ConcurrentChangeError,
     Hit,
@@ -255,16 +255,8 @@ class Searcher:
 
     def recover_uploads(self) -> None:
         """Finish or drop the uploads a crash interrupted (called when a server starts)."""
-        if self.store is None or self.store.info() is None:
-            return
-        facts = None
-
-        def committed(name: str, sha256: str) -> bool:
-            nonlocal facts
-            facts = facts if facts is not None else self.store.facts()  # type: ignore[union-attr]
-            return name in facts and facts[name].sha256 == sha256
-
-        self.staging().recover(committed)
+        if self.store is not None:
+            recover_uploads(self.workdir, self.store)
 
     def add_images(self, images: Mapping[str, FileSource]) -> list[str]:
         """Add images, or replace them, under dataset-relative names; returns the names.

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .config import STAGING_DIR
 from .filefacts import FileFacts
+from .store.base import Store
 
 log = logging.getLogger("imgsim")
 
@@ -179,6 +180,24 @@ def _release(intent: Path, fd: int) -> None:
     with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
+
+
+def recover_uploads(workdir: str | Path, store: Store) -> tuple[int, int]:
+    """Finish or drop the uploads a crash left in `workdir` for the collection in `store`.
+
+    The store's facts are read only if an upload is waiting: a start-up with none costs nothing.
+    """
+    collection = store.info()
+    if collection is None:
+        return 0, 0
+    facts: dict[str, FileFacts] | None = None
+
+    def committed(name: str, sha256: str) -> bool:
+        nonlocal facts
+        facts = facts if facts is not None else store.facts()
+        return name in facts and facts[name].sha256 == sha256
+
+    return Staging(workdir, collection.data_dir).recover(committed)
 
 
 def wait_for_uploads(workdir: str | Path, timeout: float = 30.0) -> None:

@@ -23,7 +23,7 @@ from .extract import (
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model import EmbeddingNet, load_model
 from .scale import ShardError, in_shard, parse_shard
-from .staging import Staging, wait_for_uploads
+from .staging import recover_uploads, wait_for_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
 from .store.exports import write_exports
 from .vectors import resolve_kind
@@ -81,7 +81,7 @@ def update_index(
     shard = parse_shard(config.shard)
     store = open_store(config.output_dir, config.store or None, info["model_id"])
     try:
-        _recover_uploads(store, config)
+        recover_uploads(config.output_dir, store)
         if shard is not None:
             store.ensure(_new_info(config, info["model_id"], model, kind))
         reason = _full_reason(store, config, info["model_id"], model) if update else "full"
@@ -115,17 +115,6 @@ def _new_info(
     )  # fmt: skip
 
 
-def _recover_uploads(store: Store, config: ExtractConfig) -> None:
-    """Finish or drop the uploads a crashed server left in the workdir's staging folder."""
-    collection = store.info()
-    if collection is None:
-        return
-    facts = store.facts()
-    Staging(config.output_dir, collection.data_dir).recover(
-        lambda name, sha: name in facts and facts[name].sha256 == sha
-    )
-
-
 def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: EmbeddingNet) -> str:
     """Why everything must be embedded ('' when an update will do)."""
     collection = store.info()
@@ -155,7 +144,8 @@ def _update(
         known = store.facts()
         plan.remove += [n for n in failed if n in known]
         try:
-            store.apply(plan.add, plan.remove, plan.touch, model_id, expected, **_data_dir(config))
+            data_dir = str(Path(config.data_dir).resolve())
+            store.apply(plan.add, plan.remove, plan.touch, model_id, expected, data_dir)
             break
         except ConcurrentChangeError:
             log.warning("The index changed meanwhile (another process); planning again")
@@ -176,10 +166,6 @@ def _update(
         total, plan.embedded, reused, len(plan.remove), plan.unchanged, len(failed),
         kind=resolve_kind(collection.kind if collection else "auto", total),
     )  # fmt: skip
-
-
-def _data_dir(config: ExtractConfig) -> dict[str, str]:
-    return {"data_dir": str(Path(config.data_dir).resolve())}
 
 
 def _embed_plan(

@@ -96,13 +96,13 @@ class Store(abc.ABC):
     ) -> list[list[Hit]]:
         """Per query, the k nearest images (only of `categories` when given), nearest first."""
 
-    @abc.abstractmethod
     def add(self, items: Sequence[Item], model_id: str, expected: int | None = None) -> int:
         """Add (or replace by name) images in one atomic change; returns the new generation.
 
         With `expected`, the change is refused (ConcurrentChangeError) unless the collection
         is still at that generation.
         """
+        return self.apply(items, (), {}, model_id, expected)
 
     @abc.abstractmethod
     def remove(self, names: Iterable[str], expected: int | None = None) -> list[str]:

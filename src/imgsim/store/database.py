@@ -116,7 +116,8 @@ class Database:
             return _generation(self._connection())
 
     def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self.query("SELECT key, value FROM meta")}
+        with self._lock:
+            return meta_of(self._connection())
 
     def set_meta(self, values: Mapping[str, Any]) -> None:
         """Change bookkeeping that does not change the collection (no new generation)."""
@@ -192,6 +193,16 @@ def delete_paths(conn: sqlite3.Connection, paths: Iterable[str], generation: int
         conn.execute("INSERT OR REPLACE INTO removed VALUES (?, ?)", (row[0], generation))
         found.append(path)
     return found
+
+
+def meta_of(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The meta table as read on this connection (inside its transaction, if any)."""
+    return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+
+
+def generation_of(conn: sqlite3.Connection) -> int:
+    """The generation as read on this connection (0 before the first change)."""
+    return _generation(conn)
 
 
 def _generation(conn: sqlite3.Connection) -> int:

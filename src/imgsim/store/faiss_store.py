@@ -26,7 +26,15 @@ from ..config import FAISS_INDEX_FILE, MANIFEST_FILE
 from ..data import category_of
 from ..filefacts import FileFacts
 from .base import CollectionInfo, Hit, Item, ModelMismatchError, Store
-from .database import Database, delete_paths, insert_rows, put_meta, snapshot
+from .database import (
+    Database,
+    delete_paths,
+    generation_of,
+    insert_rows,
+    meta_of,
+    put_meta,
+    snapshot,
+)
 
 log = logging.getLogger("imgsim")
 
@@ -57,7 +65,7 @@ class FaissStore(Store):
         self._max_id = 0
         self._info: CollectionInfo | None = None
         self._masks: dict[frozenset[str] | None, tuple] = {}
-        self._cached_ids: frozenset[int] = frozenset()  # what the FAISS file on disk holds
+        self._uncached = 0  # vectors added or removed since the FAISS file on disk was written
         self._worker: threading.Thread | None = None
 
     # -- reading ------------------------------------------------------------------------
@@ -200,11 +208,13 @@ class FaissStore(Store):
             if vid in self._names:
                 del self._ids[self._names.pop(vid)[0]]
                 self._dead.add(vid)
+                self._uncached += 1
         rows = self.db.rows(self._max_id)
         if rows:
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             vx.add_vectors(self._index, self.db.vectors_of(ids.tolist(), self._info.dim), ids)
             self._adopt_rows(rows)
+            self._uncached += len(rows)
 
     def _adopt_rows(self, rows: list[tuple[int, str, str]]) -> None:
         for vid, path, category in rows:
@@ -230,11 +240,11 @@ class FaissStore(Store):
             # A missing HNSW cache would make start-up wait for the graph: start exact and
             # let the background thread build the graph.
             index = vx.new_index(info.dim, "flat" if kind == "hnsw" else kind)
-            self._cached_ids = frozenset()
         held = vx.ids_of(index)
         missing = np.setdiff1d(live, held, assume_unique=True)
         vx.add_vectors(index, self.db.vectors_of(missing.tolist(), info.dim), missing)
         self._dead = set(np.setdiff1d(held, live, assume_unique=True).tolist())
+        self._uncached = len(missing) + len(self._dead)
         self._index = index
         self._adopt_rows(rows)
 
@@ -246,7 +256,6 @@ class FaissStore(Store):
         index, crc = found
         if str(crc) not in accepted or index.d != dim or not isinstance(index, faiss.IndexIDMap):
             return None
-        self._cached_ids = frozenset(vx.ids_of(index).tolist())
         return index
 
     # -- maintenance, off the request path -------------------------------------------------
@@ -268,7 +277,7 @@ class FaissStore(Store):
             return "compact"
         if self._wanted_kind() != vx.kind_of(self._index):
             return "kind"
-        if len(set(self._names) ^ self._cached_ids) >= CACHE_LAG:
+        if self._uncached >= CACHE_LAG:
             return "cache"
         return ""
 
@@ -315,6 +324,7 @@ class FaissStore(Store):
                 return  # replaced meanwhile: the next search reloads instead
             self._index, self._names, self._ids = built, {}, {}
             self._dead, self._max_id, self._gen = set(), 0, generation
+            self._uncached = len(rows)  # a new structure: the file on disk is not it
             self._info, self._masks = info, {}
             self._adopt_rows(rows)
         log.info(
@@ -327,16 +337,17 @@ class FaissStore(Store):
         """Write the FAISS cache file if it differs from the in-memory index."""
         self._sync()
         with self._lock:
-            if self._index is None or (set(self._names) == self._cached_ids and not self._dead):
+            if self._index is None or not self._uncached:
                 return
             data, crc = vx.serialize(self._index)
-            held = frozenset(vx.ids_of(self._index).tolist())
+            held, written = self._index.ntotal, self._uncached
         accepted = dict(list(self.db.meta().get("cache", {}).items())[-2:])
-        accepted[str(crc)] = len(held)
+        accepted[str(crc)] = held
         # Named before it is written: a crash in between leaves a name without a file.
         self.db.set_meta({"cache": accepted})
         vx.write_file(self.workdir / FAISS_INDEX_FILE, data)
-        self._cached_ids = held
+        with self._lock:
+            self._uncached -= written  # changes caught up meanwhile are still to be written
 
     def wait(self) -> None:
         """Wait for a background rebuild (tests and the CLI)."""
@@ -345,15 +356,12 @@ class FaissStore(Store):
             worker.join()
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, items: Sequence[Item], model_id: str, expected: int | None = None) -> int:
-        return self.apply(items, (), {}, model_id, expected)
-
     def remove(self, names: Iterable[str], expected: int | None = None) -> list[str]:
         names = list(dict.fromkeys(names))
         if not names:
             return []
         with self.db.transaction(expected) as conn:
-            generation = _current(conn)
+            generation = generation_of(conn)
             removed = delete_paths(conn, names, generation)
         self._sync()
         return removed
@@ -370,8 +378,8 @@ class FaissStore(Store):
         if len({a.name for a in add}) != len(add):
             raise ValueError("each image may be added once per change")
         with self.db.transaction(expected) as conn:
-            generation = _current(conn)
-            info = _info_from(_meta_of(conn))
+            generation = generation_of(conn)
+            info = _info_from(meta_of(conn))
             vectors = _stack(add, info.dim if info else None)
             _check_model(info, model_id, vectors.shape[1] if len(add) else None, self.address)
             delete_paths(conn, [*remove, *(a.name for a in add)], generation)
@@ -392,7 +400,7 @@ class FaissStore(Store):
     ) -> int:
         vectors = _stack(items, info.dim)
         with self.db.transaction(expected) as conn:
-            generation = _current(conn)
+            generation = generation_of(conn)
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM removed")
             rows = [(a.name, category_of(a.name) or "", a.facts, info.model_id) for a in items]
@@ -414,16 +422,6 @@ class FaissStore(Store):
     def close(self) -> None:
         self.wait()
         self.db.close()
-
-
-def _current(conn) -> int:
-    return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-
-
-def _meta_of(conn) -> dict:
-    import json
-
-    return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
 
 
 def _info_from(meta: dict) -> CollectionInfo | None:

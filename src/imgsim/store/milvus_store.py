@@ -71,13 +71,13 @@ class MilvusStore(Store):
         host, port, self.prefix = parse_address(spec)
         self.address = f"milvus://{host}:{port}/{self.prefix}"
         self._timeout = timeout
+        self._wrote = -OWN_WRITES_SECONDS  # monotonic time of this process's last write
         self._client = self._connect(host, port)
         self._meta = f"{self.prefix}_meta"
         self._ensure_meta()
         self.model_id = model_id or self._get_meta("current") or ""
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
-        self._wrote = -OWN_WRITES_SECONDS  # monotonic time of this process's last write
 
     # -- plumbing ----------------------------------------------------------------------------
     def _connect(self, host: str, port: int) -> Any:
@@ -122,7 +122,7 @@ class MilvusStore(Store):
         )  # fmt: skip
 
     def _get_meta(self, key: str, strong: bool = False) -> str | None:
-        level = STRONG if strong or not hasattr(self, "_wrote") else self._read()
+        level = STRONG if strong else self._read()
         rows = self._call(
             "read meta", self._client.get, self._meta, ids=[key], output_fields=["value"],
             **level,
@@ -266,9 +266,6 @@ class MilvusStore(Store):
             iterator.close()
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, items: Sequence[Item], model_id: str, expected: int | None = None) -> int:
-        return self.apply(items, (), {}, model_id, expected)
-
     def remove(self, names: Iterable[str], expected: int | None = None) -> list[str]:
         known = [n for n in dict.fromkeys(names) if self.contains(n, strong=True)]
         if not known:
