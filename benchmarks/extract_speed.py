@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgsim.config import ModelConfig  # noqa: E402
+from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig  # noqa: E402
 
 # The network these figures were measured with (the default widths until the quality work).
 WIDTHS = (32, 64, 128, 256)
@@ -254,7 +254,7 @@ def main() -> int:
     paths = make_photos(args.dir / f"n{args.images}", args.images)
     data = paths[0].parent
     workers = args.workers or default_workers()
-    size = ModelConfig().image_size
+    size = DEFAULT_IMAGE_SIZE
     print(f"{len(paths)} JPEGs {Image.open(paths[0]).size} in {data}; input {size} px")
     keep_up = keep_up_in_child(data, size, workers, 64, args.rounds)
     print(keep_up_table(keep_up, workers, size), flush=True)
@@ -262,7 +262,7 @@ def main() -> int:
         return 0
 
     torch.manual_seed(0)
-    model = EmbeddingNet(ModelConfig(widths=WIDTHS)).eval()
+    model = EmbeddingNet(ModelConfig(image_size=DEFAULT_IMAGE_SIZE, widths=WIDTHS)).eval()
     forward = {}
     for threads in (1, 2):
         for layout in (False, True):

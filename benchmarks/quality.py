@@ -1,12 +1,19 @@
-"""Retrieval quality on Fashion-MNIST: prints raw-pixel, untrained and trained figures as JSON.
+"""Retrieval quality on Fashion-MNIST in three regimes, at the product's defaults.
 
-python benchmarks/quality.py                      # full: 60k index, 10k queries
-python benchmarks/quality.py --train-limit 5000 --test-limit 1000 --epochs 3   # quick look
+Each regime trains on about 30 or 300 images per category, or on all 60,000 training images,
+indexes what it trained on, and queries with the 10,000 test images; raw pixels and the
+untrained network are measured on the same split in the same run. Prints a Markdown table
+(and the figures as JSON with --json-out).
+
+python benchmarks/quality.py                          # the three regimes: 30, 300, all
+python benchmarks/quality.py --regimes 30 --loss triplet       # one regime, one flag changed
+python benchmarks/quality.py --regimes 300 --test-limit 2000   # quicker look
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imgsim.autosize import choose_image_size
 from imgsim.config import ModelConfig, TrainConfig, replace
 from imgsim.metrics import retrieval_metrics
 from imgsim.model import EmbeddingNet, load_model
@@ -39,7 +47,8 @@ class QualitySettings:
     output_dir: str = "bench-output"
     train_limit: int = 0  # 0 = all 60,000 training images; smaller for a quick check
     test_limit: int = 0  # 0 = all 10,000 test images
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(image_size=32))
+    per_class: int = 0  # training images per category (a seeded sample); 0 = all
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     baselines: bool = True  # raw pixels and the untrained network, in the same run
 
@@ -60,11 +69,23 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> tu
     return images[rows], labels[rows]
 
 
+def _per_class(images: np.ndarray, labels: np.ndarray, per_class: int, seed: int) -> tuple:
+    """`per_class` images of every category, a seeded sample kept in file order."""
+    if not per_class:
+        return images, labels
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+            for c in np.unique(labels)]  # fmt: skip
+    rows = np.sort(np.concatenate(rows))
+    return images[rows], labels[rows]
+
+
 def load_splits(settings: QualitySettings) -> tuple[np.ndarray, ...]:
     """(train images, train labels, test images, test labels), subsets when limits are set."""
     tr_x, tr_y = load_fashion_mnist(settings.data, "train")
     te_x, te_y = load_fashion_mnist(settings.data, "test")
     tr_x, tr_y = _subset(tr_x, tr_y, settings.train_limit, 0)
+    tr_x, tr_y = _per_class(tr_x, tr_y, settings.per_class, 0)
     te_x, te_y = _subset(te_x, te_y, settings.test_limit, 1)
     return tr_x, tr_y.astype(np.int64), te_x, te_y.astype(np.int64)
 
@@ -96,7 +117,9 @@ def network_metrics(
 def run_quality(settings: QualitySettings, progress: bool = True) -> dict[str, Any]:
     """Train on the training split, index it, query with the test split; all figures as a dict."""
     tr_x, tr_y, te_x, te_y = load_splits(settings)
-    size = settings.model.image_size
+    # As `imgsim train` would on a folder of these 28 px images (image_size 0 = auto).
+    size = settings.model.image_size or choose_image_size([tr_x.shape[-1]])
+    settings.model = replace(settings.model, {"image_size": size})
     tr, te = to_rgb_batch(tr_x, size), to_rgb_batch(te_x, size)
     log.info("Fashion-MNIST: %d training images (index), %d test queries", len(tr), len(te))
     results: dict[str, Any] = {"train_images": len(tr), "test_queries": len(te)}
@@ -114,53 +137,86 @@ def run_quality(settings: QualitySettings, progress: bool = True) -> dict[str, A
     model, info = load_model(trained.model_path)
     results["trained"], results["extract_images_per_s"] = network_metrics(model, tr, tr_y, te, te_y)
     results["threshold"] = info.get("threshold")
+    results["threshold_info"] = info.get("threshold_info")
+    results["calibration"] = info.get("calibration")
+    results["epochs_run"] = len(trained.history)
+    results["best_epoch"] = info["metrics"].get("best_epoch")
+    results["converged"] = info.get("converged")
     results["settings"] = {"model": settings.model.__dict__, "train": config.__dict__}
     return results
 
 
-TRAIN_FLAGS = (
-    "epochs", "batch_size", "learning_rate", "lr_schedule", "loss", "margin",
-    "mining", "m_per_class", "val_fraction", "augment", "seed", "steps_per_epoch",
-    "time_budget_min", "device",
-)  # fmt: skip
-MODEL_FLAGS = ("image_size", "widths", "blocks", "head_hidden", "embedding_dim")
+SKIP = {"data_dir", "output_dir"}  # the benchmark names these itself
+TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in SKIP)
+MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+REGIMES = {"30": 30, "300": 300, "all": 0}
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--output-dir", default="bench-output")
+    p.add_argument("--regimes", default="30,300,all", help="images per category: 30, 300, all")
     p.add_argument("--train-limit", type=int, default=0)
     p.add_argument("--test-limit", type=int, default=0)
     p.add_argument("--json-out", help="also write the figures to this file")
     p.add_argument("--no-baselines", action="store_true", help="skip raw pixels and untrained")
     for flag in TRAIN_FLAGS + MODEL_FLAGS:
-        p.add_argument("--" + flag.replace("_", "-"))
+        p.add_argument("--" + flag.replace("_", "-"), help="as imgsim train's flag")
     return p.parse_args()
+
+
+def table(runs: dict[str, dict[str, Any]]) -> str:
+    """The Markdown table of docs/benchmarks.md: one block of rows per regime."""
+    lines = [
+        "| regime | embedding | P@1 | MAP@R | R@10 | training | epochs (kept) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for regime, r in runs.items():
+        label = f"{regime} per category ({r['train_images']:,} images)"
+        if regime == "all":
+            label = f"all ({r['train_images']:,} images)"
+        rows = [("raw pixels", r.get("raw_pixels")), ("untrained network", r.get("untrained")),
+                ("trained (defaults)", r["trained"])]  # fmt: skip
+        for name, m in rows:
+            if m is None:
+                continue
+            trained = name.startswith("trained")
+            time_cell = f"{r['train_seconds']:.0f} s" if trained else ""
+            epochs = f"{r['epochs_run']} ({r['best_epoch']})" if trained else ""
+            lines.append(
+                f"| {label} | {name} | {m['precision_at_1']:.3f} | "
+                f"{m['mean_average_precision_at_r']:.3f} | {m['recall_at_10']:.3f} | "
+                f"{time_cell} | {epochs} |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> int:
     args = parse()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     pick = lambda names: {n: getattr(args, n) for n in names if getattr(args, n) is not None}  # noqa: E731
-    settings = QualitySettings(
-        data=args.data,
-        output_dir=args.output_dir,
-        train_limit=args.train_limit,
-        test_limit=args.test_limit,
-        baselines=not args.no_baselines,
-        model=replace(ModelConfig(image_size=32), pick(MODEL_FLAGS)),
-        train=replace(TrainConfig(val_fraction=0.05), pick(TRAIN_FLAGS)),
-    )
-    results = run_quality(settings)
+    runs: dict[str, Any] = {}
+    for regime in args.regimes.split(","):
+        settings = QualitySettings(
+            data=args.data,
+            output_dir=f"{args.output_dir}/{regime}",
+            train_limit=args.train_limit,
+            test_limit=args.test_limit,
+            per_class=REGIMES[regime],
+            baselines=not args.no_baselines,
+            model=replace(ModelConfig(), pick(MODEL_FLAGS)),
+            train=replace(TrainConfig(), pick(TRAIN_FLAGS)),
+        )
+        runs[regime] = run_quality(settings)
+    results: dict[str, Any] = {"regimes": runs}
     results["machine"] = f"{os.cpu_count()} cores, {platform.machine()}, torch threads default"
     results["date"] = time.strftime("%Y-%m-%d %H:%M %Z")
     results["command"] = " ".join(["python", *sys.argv])
-    text = json.dumps(results, indent=2, default=str)
-    print(text)
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+            fh.write(json.dumps(results, indent=2, default=str) + "\n")
+    print(table(runs))
     return 0
 
 

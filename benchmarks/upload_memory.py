@@ -70,7 +70,7 @@ def child(case: str, side: int, threads: int, concurrent: int) -> dict:
     import torch
     from PIL import Image
 
-    from imgsim.config import ModelConfig, SearchConfig
+    from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig, SearchConfig
     from imgsim.data import load_image, set_decode_limits, to_array
     from imgsim.errors import UnreadableImageError
     from imgsim.model import EmbeddingNet
@@ -78,7 +78,7 @@ def child(case: str, side: int, threads: int, concurrent: int) -> dict:
     torch.set_num_threads(1)
     config = SearchConfig()
     set_decode_limits(config.max_decode_mb * 2**20, concurrent)
-    model = EmbeddingNet(ModelConfig()).eval()
+    model = EmbeddingNet(ModelConfig(image_size=DEFAULT_IMAGE_SIZE)).eval()
     size = model.config.image_size
     lock = threading.Lock()
     payload = worst_png(side, *CASES[case][1:])

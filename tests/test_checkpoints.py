@@ -15,7 +15,7 @@ from imgsim.errors import CheckpointError
 def _payload(**train: object) -> dict:
     config = TrainConfig(**train)  # type: ignore[arg-type]
     return {"train_config": to_dict(config), "requested_config": to_dict(config),
-            "model_config": to_dict(ModelConfig()), "history": []}  # fmt: skip
+            "model_config": to_dict(ModelConfig(image_size=64)), "history": []}  # fmt: skip
 
 
 def test_pruning_stays_inside_a_run_and_counts_epochs_as_numbers(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_resume_names_each_setting_that_would_change_the_result(tmp_path: Path) 
     assert "epochs: 4 in the run, 6 now" in message and "learning_rate" in message
     assert "image_size: 64 in the run, 32 now" in message
     assert "workers" not in message and "output_dir" not in message  # same model either way
-    checkpoints.check_resumable(payload, TrainConfig(epochs=4, workers=3), ModelConfig())
+    checkpoints.check_resumable(payload, TrainConfig(epochs=4, workers=3), ModelConfig(64))
 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path: Path) -> None:

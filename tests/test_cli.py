@@ -55,7 +55,7 @@ def test_search_json_shape(
     args = ["search", str(shapes_dir / "circle_00003.png"), "-k", "4", "--threshold", "0", "--json"]
     assert main([*args, "--workdir", str(trained_workdir)]) == 0
     response = json.loads(capsys.readouterr().out)
-    assert response["total_results"] == 4 and response["results"][0]["similarity"] == 100.0
+    assert response["total_results"] == 4 and response["results"][0]["embedding_distance"] == 0.0
     assert list(response["results"][0]) == [
         "filename",
         "similarity",

@@ -96,6 +96,6 @@ def test_serve_reads_the_runtime_from_the_environment(workdir: Path, shapes_dir:
     assert config.runtime == "torch"
     searcher = Searcher.from_workdir(workdir, config=config)
     assert searcher.embedder is not None and searcher.embedder.runtime == "torch"
-    assert searcher.search(shapes_dir / "circle_00001.png", 3)[0].similarity == 100.0
+    assert searcher.search(shapes_dir / "circle_00001.png", 3)[0].embedding_distance == 0.0
     # Without it, the measured faster runtime: onnx.
     assert Searcher.from_workdir(workdir, config=SearchConfig()).embedder.runtime == "onnx"

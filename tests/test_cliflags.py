@@ -41,7 +41,9 @@ def test_every_help_default_is_the_config_default(command: str, classes: tuple) 
 
 def test_help_names_the_default_loss_and_its_choices() -> None:
     text = " ".join(_subparser("train").format_help().split())
-    assert "(default: multisimilarity)" in text and "{multisimilarity,triplet}" in text
+    from imgsim.config import LOSSES, TrainConfig
+
+    assert f"(default: {TrainConfig().loss})" in text and "{" + ",".join(LOSSES) + "}" in text
     assert "--no-augment" in text and "--lr" in text and "--device" in text
 
 

@@ -233,7 +233,7 @@ def test_replace_returns_a_copy() -> None:
 def test_to_dict_is_plain_json() -> None:
     values = to_dict(ModelConfig(widths=(8, 16), blocks=(2, 2)))
     assert values == {
-        "image_size": 64,
+        "image_size": 0,
         "embedding_dim": 128,
         "widths": [8, 16],
         "blocks": [2, 2],

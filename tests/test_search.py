@@ -14,22 +14,42 @@ from imgsim.search import (
     Searcher,
     results_response,
     search_image,
-    similarity_from_distance,
 )
 
 
-@pytest.mark.parametrize(
-    ("distance", "similarity"), [(0.0, 100.0), (0.5, 75.0), (1.0, 50.0), (2.0, 0.0), (2.5, 0.0)]
-)
-def test_similarity_formula(distance: float, similarity: float) -> None:
-    assert similarity_from_distance(distance) == pytest.approx(similarity)
+def test_scores_shown_are_the_models_calibrated_probability(trained_workdir: Path,
+                                                            shapes_dir: Path) -> None:  # fmt: skip
+    searcher = Searcher.from_workdir(trained_workdir)
+    assert searcher.calibration is not None
+    for r in searcher.search(shapes_dir / "square_00003.png", top_k=5, threshold=0):
+        expected = 100 * searcher.calibration.probability(r.embedding_distance)
+        assert r.similarity == pytest.approx(expected, abs=0.01)
+
+
+def test_a_model_file_without_calibration_shows_cosine_similarity(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from imgsim.model import update_model_file
+
+    work = tmp_path / "w"
+    shutil.copytree(trained_workdir, work)
+    update_model_file(work / "triplet_base_final.pt", {"calibration": None})
+    searcher = Searcher.from_workdir(work)
+    assert searcher.calibration is None
+    for r in searcher.search(shapes_dir / "square_00003.png", top_k=5, threshold=0):
+        d = r.embedding_distance
+        assert r.similarity == pytest.approx(max(0.0, 100 * (1 - d * d / 2)), abs=0.05)
 
 
 def test_an_indexed_image_finds_itself_first(trained_workdir: Path, shapes_dir: Path) -> None:
     searcher = Searcher.from_workdir(trained_workdir)
     results = searcher.search(shapes_dir / "square_00003.png", top_k=5, threshold=0)
     assert results[0].filename == "square_00003.png"
-    assert results[0].similarity == pytest.approx(100.0, abs=0.01)
+    assert results[0].embedding_distance == pytest.approx(0.0, abs=1e-3)
+    # The score is the calibrated probability of the same category: highest, not always 100.
+    assert results[0].similarity == max(r.similarity for r in results) > 50
     distances = [r.embedding_distance for r in results]
     assert distances == sorted(distances) and len(results) == 5
     assert [r.similarity for r in results] == sorted((r.similarity for r in results), reverse=True)
@@ -133,7 +153,8 @@ def test_add_images_saves_embeds_and_indexes(writable: Path, shapes_dir: Path) -
     assert searcher.add_images({"stripes/new_1.png": new}) == ["stripes/new_1.png"]
     assert (writable / "data" / "stripes" / "new_1.png").read_bytes() == new
     hit = searcher.search(new, top_k=1)[0]
-    assert (hit.filename, hit.category, hit.similarity) == ("stripes/new_1.png", "stripes", 100.0)
+    assert (hit.filename, hit.category) == ("stripes/new_1.png", "stripes")
+    assert hit.embedding_distance == 0
     assert searcher.stats()["total_images"] == 13
     reloaded = Searcher.from_workdir(writable)
     assert reloaded.search(new, top_k=1)[0].filename == "stripes/new_1.png"

@@ -8,45 +8,77 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgsim.calibration import fit, similarity_percent
 from imgsim.cli import main
 from imgsim.model import load_model
-from imgsim.search import Searcher, similarity_from_distance
-from imgsim.threshold import best_f1_threshold, pair_distances
+from imgsim.search import Searcher
+from imgsim.threshold import choose_threshold, precision_cutoff
 
 
-def test_separable_pairs_cut_between_the_groups() -> None:
-    choice = best_f1_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.9, 1.0, 1.2, 1.4]))
-    assert choice.distance == pytest.approx(0.3)
-    assert choice.f1 == choice.precision == choice.recall == 1.0
-    assert choice.similarity == pytest.approx(85.0)
+def test_precision_cutoff_keeps_the_largest_prefix_that_meets_the_target() -> None:
+    scores = np.array([90.0, 80.0, 70.0, 60.0, 50.0])
+    right = np.array([True, True, False, True, False])
+    # Prefix precisions 1, 1, .67, .75, .6: the target .7 is met up to 4 results.
+    assert precision_cutoff(scores, right, 0.7) == 4
+    assert precision_cutoff(scores, right, 1.0) == 2
+    # Unreachable: the best prefix, at least one result.
+    assert precision_cutoff(scores, np.array([False] * 5), 0.9) == 1
 
 
-def test_overlapping_pairs_hand_computed() -> None:
-    # Cutoffs: 0.1 → F1 .5; 0.2 → .8; 0.25 → .667; 0.3 → 6/7; 0.5 → .75; 0.6 → .667.
-    choice = best_f1_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.6, 0.25]))
-    assert choice.distance == pytest.approx(0.3)
-    assert choice.f1 == pytest.approx(6 / 7)
-    assert (choice.precision, choice.recall) == (pytest.approx(0.75), 1.0)
+def _clusters(n: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(4)
+    labels = np.arange(n) % 4
+    emb = centres[labels] + rng.normal(0, spread, (n, 4))
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True), labels
 
 
-def test_ties_count_together() -> None:
-    # At 0.5 a same and a different pair tie: the cutoff takes both or neither.
-    # 0.1 → P 1, R .5, F1 .667; 0.5 (both tied pairs) → P 2/3, R 1, F1 .8; 0.9 → F1 .667.
-    choice = best_f1_threshold(np.array([0.1, 0.5]), np.array([0.5, 0.9]))
-    assert choice.distance == pytest.approx(0.5) and choice.f1 == pytest.approx(0.8)
-    assert choice.precision == pytest.approx(2 / 3) and choice.pairs == 4
+def test_threshold_keeps_top_k_results_at_the_target_precision() -> None:
+    queries, q_labels = _clusters(200, 0.5, seed=1)
+    refs, r_labels = _clusters(400, 0.5, seed=2)
+    tuning = choose_threshold(queries, q_labels, refs, r_labels, target=0.9, top_k=10)
+    assert tuning is not None
+    choice = tuning.choice
+    assert choice.precision >= 0.9 and 0 < choice.kept < 1
+    # Checked independently: the top-10 results scoring at least the threshold are 90 % right.
+    d = np.linalg.norm(queries[:, None] - refs[None], axis=2)
+    top = np.argsort(d, axis=1)[:, :10]
+    scores = 100 * tuning.calibration.probability(np.take_along_axis(d, top, 1))
+    right = r_labels[top] == q_labels[:, None]
+    shown = scores >= choice.similarity
+    assert right[shown].mean() >= 0.9 and shown.mean() == pytest.approx(choice.kept, abs=0.01)
 
 
-def test_needs_both_kinds_of_pairs() -> None:
-    with pytest.raises(ValueError, match="both"):
-        best_f1_threshold(np.array([0.1]), np.array([]))
+def test_separable_clusters_keep_every_result() -> None:
+    queries, q_labels = _clusters(100, 0.05)
+    tuning = choose_threshold(queries, q_labels, target=0.9, top_k=5)
+    assert tuning is not None and tuning.choice.kept == 1.0 and tuning.choice.precision == 1.0
 
 
-def test_pair_distances_split_by_label() -> None:
-    q = np.array([[1.0, 0.0]])
-    r = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    same, different = pair_distances(q, np.array([0]), r, np.array([0, 1, 0]))
-    assert np.allclose(sorted(same), [0.0, 2.0]) and np.allclose(different, [np.sqrt(2)])
+def test_calibrated_scores_match_how_often_pairs_share_a_category() -> None:
+    queries, q_labels = _clusters(300, 0.3, seed=3)
+    refs, r_labels = _clusters(300, 0.3, seed=4)
+    tuning = choose_threshold(queries, q_labels, refs, r_labels)
+    assert tuning is not None
+    cal = tuning.calibration
+    assert cal.expected_error < 0.05 and cal.brier < 0.2
+    # Orthogonal embeddings (another category's centre) score near 0, identical ones high.
+    assert cal.probability(np.sqrt(2.0)) < 0.1 < 0.9 < cal.probability(0.0)
+    predicted = cal.probability(tuning.distances)
+    assert predicted.mean() == pytest.approx(tuning.same.mean(), abs=0.02)
+
+
+def test_no_calibration_without_both_kinds_of_pairs() -> None:
+    assert fit(np.array([0.1, 0.2] * 20), np.array([True, True] * 20)) is None
+    emb = np.eye(3)
+    assert choose_threshold(emb, np.array([0, 0, 0])) is None
+
+
+def test_cosine_similarity_without_a_calibration() -> None:
+    assert similarity_percent(0.0, None) == 100.0
+    assert similarity_percent(np.sqrt(2.0), None) == pytest.approx(0.0, abs=1e-9)
+    assert similarity_percent(1.0, None) == pytest.approx(50.0)
+    assert similarity_percent(2.0, None) == 0.0
 
 
 def test_training_stores_a_threshold_that_search_uses(
@@ -54,7 +86,9 @@ def test_training_stores_a_threshold_that_search_uses(
 ) -> None:
     _, info = load_model(trained_workdir / "triplet_base_final.pt")
     assert 0 < info["threshold"] <= 100
-    assert info["threshold_info"]["criterion"].startswith("best F1")
+    assert info["threshold_info"]["criterion"].startswith("lowest score at which the top-10")
+    assert info["calibration"]["method"] == "platt"
+    assert (trained_workdir / "similarity_calibration.png").stat().st_size > 0
     searcher = Searcher.from_workdir(trained_workdir)
     assert searcher.default_threshold == info["threshold"]
     results = searcher.search(shapes_dir / "circle_00001.png", top_k=96)
@@ -73,9 +107,7 @@ def test_tune_threshold_command_rewrites_the_model(
     _, new_info = load_model(model)
     assert new_info["threshold"] == pytest.approx(info["threshold"])  # same data, same split
     assert new_info["model_id"] == info["model_id"]
-    assert new_info["threshold"] == pytest.approx(
-        similarity_from_distance(new_info["threshold_info"]["distance"]), abs=0.01
-    )
+    assert new_info["calibration"] == pytest.approx(info["calibration"])
 
 
 def test_the_model_file_names_its_validation_images(trained_workdir: Path) -> None:
@@ -85,29 +117,22 @@ def test_the_model_file_names_its_validation_images(trained_workdir: Path) -> No
     data = scan_collection(info["train_config"]["data_dir"], workers=1)
     _, val_rows = stratified_split(data.labels, 0.2, 0)
     assert info["validation"]["names"] == [data.name(i) for i in val_rows.tolist()]
-    assert info["threshold_info"]["pairs"] == len(val_rows) * (len(val_rows) - 1) // 2
+    train_rows = len(data) - len(val_rows)
+    assert info["threshold_info"]["pairs"] == len(val_rows) * train_rows
 
 
-def test_tune_threshold_reads_validation_images_only(
+def test_tune_threshold_needs_images_besides_the_held_out_ones(
     trained_workdir: Path, shapes_dir: Path, tmp_path: Path
 ) -> None:
     model = tmp_path / "m.pt"
     shutil.copy(trained_workdir / "triplet_base_final.pt", model)
     _, info = load_model(model)
-    held_out = tmp_path / "held_out"  # the validation images alone: training ones are not read
+    held_out = tmp_path / "held_out"  # the validation images alone: nothing to search among
     held_out.mkdir()
     for name in info["validation"]["names"]:
         shutil.copy(shapes_dir / name, held_out / name)
-    assert main(["tune-threshold", "--model", str(model), "--data", str(held_out)]) == 0
-    assert load_model(model)[1]["threshold"] == pytest.approx(info["threshold"])
-
-
-def test_within_pairs_counts_each_pair_once() -> None:
-    from imgsim.threshold import within_pairs
-
-    emb = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
-    same, different = within_pairs(emb, np.array([0, 0, 1]))
-    assert np.allclose(same, [5.0]) and np.allclose(sorted(different), [1.0, np.sqrt(18)])
+    assert main(["tune-threshold", "--model", str(model), "--data", str(held_out)]) == 1
+    assert load_model(model)[1]["threshold"] == info["threshold"]
 
 
 def test_model_type_names_the_loss() -> None:

@@ -155,7 +155,7 @@ def test_multisimilarity_loss_trains(
     import imgsim.plots
 
     named = []
-    monkeypatch.setattr(imgsim.plots, "plot_history", lambda h, path, name: named.append(name))
+    monkeypatch.setattr(imgsim.plots, "plot_history", lambda h, p, name, best: named.append(name))
     result = train(
         tiny_train_config(
             shapes_dir, tmp_path, epochs=2, steps_per_epoch=3, loss="multisimilarity"
@@ -319,6 +319,9 @@ def test_time_budget_stops_early_and_says_so(
         ({"sampler": "random", "m_per_class": 6}, "--m-per-class 6"),
         ({"epochs": 4, "auto_images_seen": 10}, "auto_images_seen"),
         ({"loss": "contrastive"}, "unknown loss"),
+        ({"loss": "proxyanchor", "mining": "hard"}, "--mining hard: the proxyanchor loss"),
+        ({"loss": "triplet", "proxy_lr_scale": 10.0}, "--proxy-lr-scale"),
+        ({"early_stop": False, "patience": 3}, "--patience"),
     ],
 )
 def test_settings_that_would_be_ignored_are_refused(settings: dict, message: str) -> None:

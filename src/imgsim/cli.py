@@ -191,12 +191,10 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
     from .threshold import tune_model_threshold
 
     cfg = replace(ThresholdConfig(), given(args, args.threshold_flags))
-    choice = tune_model_threshold(cfg.model_path, cfg.data_dir, cfg.workers)
-    print(
-        f"Default similarity threshold: {choice.similarity:.1f}% (distance {choice.distance:.4f}; "
-        f"F1 {choice.f1:.3f}, precision {choice.precision:.3f}, recall {choice.recall:.3f} "
-        f"over {choice.pairs:,} validation pairs); saved in {cfg.model_path}"
+    choice = tune_model_threshold(
+        cfg.model_path, cfg.data_dir, cfg.workers, cfg.precision, cfg.top_k
     )
+    print(f"{choice.describe()}; saved in {cfg.model_path}")
     return 0
 
 

@@ -7,10 +7,18 @@ from typing import Any
 from .config import LOSSES, MINERS, TrainConfig
 from .errors import ConfigError
 
-# The miner each loss is usually paired with: what `--mining auto` means.
+# The miner each loss is usually paired with: what `--mining auto` means. Proxy losses
+# compare each image with one learned point per category, so there are no pairs to mine.
 DEFAULT_MINER = {"triplet": "semihard", "multisimilarity": "multisimilarity"}
+PROXY_LOSSES = ("proxyanchor", "normsoftmax", "arcface")
 # Names shown to people: /stats, the history plot, logs.
-LOSS_TITLES = {"triplet": "triplet", "multisimilarity": "multi-similarity"}
+LOSS_TITLES = {
+    "triplet": "triplet",
+    "multisimilarity": "multi-similarity",
+    "proxyanchor": "proxy-anchor",
+    "normsoftmax": "normalized-softmax",
+    "arcface": "ArcFace",
+}
 
 
 def miner_name(config: TrainConfig) -> str:
@@ -20,13 +28,27 @@ def miner_name(config: TrainConfig) -> str:
     return DEFAULT_MINER.get(config.loss, "all") if config.mining == "auto" else config.mining
 
 
+def uses_miner(config: TrainConfig) -> bool:
+    """Whether a miner can change anything: proxy losses never look at mined pairs."""
+    return not is_proxy_loss(config.loss)
+
+
 def uses_margin(config: TrainConfig) -> bool:
     """Whether `margin` changes anything: the triplet loss and the semihard miner read it."""
     return config.loss == "triplet" or miner_name(config) == "semihard"
 
 
-def build_loss(config: TrainConfig) -> Any:
-    """The pytorch-metric-learning loss named by `config.loss`."""
+def is_proxy_loss(loss: str) -> bool:
+    """Whether the loss learns one proxy per category (its own parameters, no miner)."""
+    return loss in PROXY_LOSSES
+
+
+def build_loss(config: TrainConfig, n_classes: int = 0, embedding_dim: int = 0) -> Any:
+    """The pytorch-metric-learning loss named by `config.loss`.
+
+    Proxy losses hold parameters (one proxy per category): the trainer optimises them with
+    the network, at `proxy_lr_scale` times its learning rate.
+    """
     from pytorch_metric_learning import losses
 
     if config.loss == "triplet":
@@ -34,6 +56,15 @@ def build_loss(config: TrainConfig) -> Any:
     if config.loss == "multisimilarity":
         # Weighs every pair by how informative it is; PML's recommended settings.
         return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
+    if is_proxy_loss(config.loss) and n_classes < 1:
+        raise ConfigError(f"the {config.loss} loss needs the number of categories")
+    # The settings of the papers (and PML's defaults): Proxy Anchor's margin 0.1 and alpha 32.
+    if config.loss == "proxyanchor":
+        return losses.ProxyAnchorLoss(n_classes, embedding_dim, margin=0.1, alpha=32)
+    if config.loss == "normsoftmax":
+        return losses.NormalizedSoftmaxLoss(n_classes, embedding_dim, temperature=0.05)
+    if config.loss == "arcface":
+        return losses.ArcFaceLoss(n_classes, embedding_dim, margin=28.6, scale=64)
     raise ConfigError(f"unknown loss {config.loss!r}; use one of {', '.join(LOSSES)}")
 
 

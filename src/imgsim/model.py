@@ -59,8 +59,8 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         if len(config.widths) != len(config.blocks) or not config.widths:
             raise ValueError("widths and blocks must have the same, non-zero length")
-        if config.image_size < 32:
-            raise ValueError("image_size must be at least 32")
+        if config.image_size < 32:  # 0 (auto) is resolved from the collection before this
+            raise ValueError(f"image_size must be at least 32, not {config.image_size}")
         self.config = config
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1) * 255.0)

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from .calibration import Calibration, similarity_percent
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import resolve_device
@@ -59,15 +60,6 @@ def dataset_name(name: str) -> str:
             "or shirt/a.jpg, no '..' or hidden parts, with an image extension)"
         )
     return name
-
-
-def similarity_from_distance(distance: float) -> float:
-    """Similarity in percent: 100·(1 − d/2), clipped to 0–100.
-
-    Embeddings are L2-normalised, so their Euclidean distance d lies in [0, 2]: identical
-    images score 100 %, opposite embeddings 0 %, and the score falls linearly with distance.
-    """
-    return float(min(100.0, max(0.0, 100.0 * (1.0 - distance / 2.0))))
 
 
 @dataclass
@@ -166,8 +158,17 @@ class Searcher:
             return False
 
     @property
+    def calibration(self) -> Calibration | None:
+        """How distances become the scores shown (None: the cosine similarity)."""
+        return Calibration.from_dict(self.model_info.get("calibration"))
+
+    @property
     def default_threshold(self) -> float:
         """The model's tuned similarity cutoff, or 0 when it has none."""
+        if self.calibration is None:
+            # Files from before calibration: their cutoff, as a distance, on today's scale.
+            distance = (self.model_info.get("threshold_info") or {}).get("distance")
+            return 0.0 if distance is None else round(similarity_percent(distance, None), 2)
         return float(self.model_info.get("threshold") or 0.0)
 
     def require_ready(self) -> None:
@@ -233,9 +234,9 @@ class Searcher:
         return [self._results(found, cutoff) for found in hits]
 
     def _results(self, hits: list[Hit], cutoff: float) -> list[SearchResult]:
-        out = []
+        out, calibration = [], self.calibration
         for hit in hits:
-            sim = round(similarity_from_distance(hit.distance), 2)
+            sim = round(similarity_percent(hit.distance, calibration), 2)
             if sim >= cutoff:
                 out.append(SearchResult(hit.name, sim, round(hit.distance, 4), hit.category))
         return out
@@ -405,5 +406,4 @@ __all__ = [
     "dataset_name",
     "results_response",
     "search_image",
-    "similarity_from_distance",
 ]

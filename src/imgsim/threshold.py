@@ -1,141 +1,217 @@
-"""Automatic similarity threshold: the cutoff best separating same- from other-category pairs."""
+"""The default threshold and the calibration of scores, tuned on held-out images.
+
+Scores are calibrated probabilities that a result shares the query's category (see
+calibration.py). The default threshold is the lowest score at which the top-k results a
+search shows are still right `precision` of the time, measured on held-out queries.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .calibration import Calibration, fit
+
 log = logging.getLogger("imgsim")
 
-CRITERION = "best F1 of same-category pairs among pairs of validation images"
+CRITERION = "lowest score at which the top-{k} results of held-out queries are {p:.0%} right"
+MAX_QUERIES = 2000  # held-out queries used (a seeded sample)
+MAX_REFERENCES = 5000  # references they are searched among (a seeded sample)
+MAX_PAIRS = 200_000  # query-reference pairs the calibration is fitted on (a seeded sample)
+QUERY_CHUNK = 256  # queries whose distances are held at once
 
 
 @dataclass
 class ThresholdChoice:
-    """The chosen cutoff, in distance and in similarity percent, and how well it separates."""
+    """The chosen cutoff, in similarity percent and in distance, and what it keeps."""
 
     similarity: float  # percent: results below it are dropped by default
     distance: float
-    f1: float
-    precision: float
-    recall: float
-    pairs: int
-    criterion: str = CRITERION
+    precision: float  # of the top-k results it keeps
+    kept: float  # fraction of the top-k results it keeps
+    target: float  # the precision asked for
+    top_k: int
+    pairs: int  # query-reference pairs the calibration was fitted on
+    criterion: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line: the score, and what it keeps of the top-k results."""
+        return (
+            f"Default similarity threshold {self.similarity:.1f}%: keeps {self.kept:.0%} of the "
+            f"top-{self.top_k} results of held-out queries, {self.precision:.1%} of them in the "
+            f"query's category (target {self.target:.0%})"
+        )
 
-def best_f1_threshold(same: np.ndarray, different: np.ndarray) -> ThresholdChoice:
-    """The distance cutoff d maximising F1 when "distance ≤ d" predicts "same category".
 
-    Every observed distance is a candidate, so the optimum is exact; ties in F1 go to the
-    larger cutoff, which keeps more results.
+def precision_cutoff(scores: np.ndarray, right: np.ndarray, target: float) -> int:
+    """How many of the results, best score first, to keep so their precision is ≥ `target`.
+
+    The largest such prefix; when none reaches the target, the prefix with the best precision
+    (at least one result).
     """
-    from .search import similarity_from_distance
-
-    same, different = np.asarray(same, np.float64), np.asarray(different, np.float64)
-    if len(same) == 0 or len(different) == 0:
-        raise ValueError("threshold tuning needs both same- and different-category pairs")
-    dist = np.concatenate([same, different])
-    is_same = np.concatenate([np.ones(len(same)), np.zeros(len(different))])
-    order = np.argsort(dist, kind="stable")
-    dist, is_same = dist[order], is_same[order]
-    tp = np.cumsum(is_same)
-    predicted = np.arange(1, len(dist) + 1)
-    # Only the last of equal distances is a real cutoff: "≤ d" takes them all.
-    last = np.append(dist[1:] != dist[:-1], True)
-    precision = tp / predicted
-    recall = tp / len(same)
-    f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    f1 = np.where(last, f1, -1.0)
-    best = len(f1) - 1 - int(np.argmax(f1[::-1]))
-    d = float(dist[best])
-    return ThresholdChoice(
-        similarity=round(similarity_from_distance(d), 2),
-        distance=d,
-        f1=float(f1[best]),
-        precision=float(precision[best]),
-        recall=float(recall[best]),
-        pairs=len(dist),
-    )
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(right[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    meets = np.flatnonzero(precision >= target)
+    return int(meets[-1]) + 1 if len(meets) else int(np.argmax(precision)) + 1
 
 
-def pair_distances(
-    queries: np.ndarray, query_labels: np.ndarray, refs: np.ndarray, ref_labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distances of every query × reference pair, split into same and different."""
-    q, r = np.asarray(queries, np.float64), np.asarray(refs, np.float64)
-    sq = (q**2).sum(1)[:, None] + (r**2).sum(1)[None, :] - 2 * q @ r.T
-    dist = np.sqrt(np.maximum(sq, 0.0))
-    same = np.asarray(query_labels)[:, None] == np.asarray(ref_labels)[None, :]
-    return dist[same], dist[~same]
+def top_k_results(
+    queries: np.ndarray, query_labels: np.ndarray, refs: np.ndarray, ref_labels: np.ndarray,
+    k: int, same_set: bool = False, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(sampled pair distances, their same-category flags, top-k distances, top-k right flags).
+
+    In float32 chunks of queries, keeping at most MAX_PAIRS pairs (a seeded sample) for the
+    calibration: 2,000 × 5,000 pairs in float64 would take gigabytes for a 2-parameter fit.
+    `same_set`: queries and references are the same images; a query never finds itself.
+    """
+    q, r = np.asarray(queries, np.float32), np.asarray(refs, np.float32)
+    ref_labels, query_labels = np.asarray(ref_labels), np.asarray(query_labels)
+    k = min(k, len(r) - (1 if same_set else 0))
+    keep = min(1.0, MAX_PAIRS / max(1, len(q) * len(r)))
+    rng = np.random.default_rng(seed)
+    pairs, flags, top_d, top_ok = [], [], [], []
+    r_sq = (r**2).sum(1)
+    for start in range(0, len(q), QUERY_CHUNK):
+        chunk = q[start : start + QUERY_CHUNK]
+        dist = np.sqrt(np.maximum((chunk**2).sum(1)[:, None] + r_sq[None] - 2 * chunk @ r.T, 0))
+        same = query_labels[start : start + len(chunk), None] == ref_labels[None]
+        valid = np.ones(dist.shape, bool)
+        if same_set:
+            valid[np.arange(len(chunk)), np.arange(start, start + len(chunk))] = False
+            dist[~valid] = np.inf
+        picked = valid & (rng.random(dist.shape) < keep)
+        pairs.append(dist[picked])
+        flags.append(same[picked])
+        top = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        top_d.append(np.take_along_axis(dist, top, 1).ravel())
+        top_ok.append(np.take_along_axis(same, top, 1).ravel())
+    return tuple(np.concatenate(x) for x in (pairs, flags, top_d, top_ok))  # type: ignore[return-value]
 
 
-def within_pairs(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distances of every pair of distinct images of one set (each pair once), same/different."""
-    same, different = pair_distances(emb, labels, emb, labels)
-    n = len(labels)
-    # pair_distances flattens row by row; keep the strict upper triangle: no self-pairs.
-    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
-    is_same = np.asarray(labels)[:, None] == np.asarray(labels)[None, :]
-    return same[upper[is_same]], different[upper[~is_same]]
+@dataclass
+class Tuning:
+    """A calibration, the threshold chosen with it, and the held-out pairs (for the plot)."""
+
+    choice: ThresholdChoice
+    calibration: Calibration
+    distances: np.ndarray
+    same: np.ndarray
 
 
 def choose_threshold(
-    emb: np.ndarray, labels: np.ndarray, seed: int = 0, max_images: int = 1000
-) -> ThresholdChoice | None:
-    """Tune on pairs of held-out images only (a sample of `max_images`); None without pairs."""
-    emb, labels = np.asarray(emb), np.asarray(labels)
-    if len(labels) > max_images:
-        keep = np.sort(np.random.default_rng(seed).choice(len(labels), max_images, replace=False))
-        emb, labels = emb[keep], labels[keep]
-    same, different = within_pairs(emb, labels)
-    if len(same) == 0 or len(different) == 0:
+    queries: np.ndarray, query_labels: np.ndarray, refs: np.ndarray | None = None,
+    ref_labels: np.ndarray | None = None, *, target: float = 0.9, top_k: int = 10, seed: int = 0,
+) -> Tuning | None:  # fmt: skip
+    """Calibrate scores and choose the default threshold; None without usable pairs.
+
+    Without references the queries are searched among each other.
+    """
+    rng = np.random.default_rng(seed)
+    queries, query_labels = _sample(np.asarray(queries), np.asarray(query_labels), MAX_QUERIES, rng)
+    same_set = refs is None
+    if same_set:
+        refs, ref_labels = queries, query_labels
+    else:
+        refs, ref_labels = _sample(np.asarray(refs), np.asarray(ref_labels), MAX_REFERENCES, rng)
+    if len(queries) < 2 or len(refs) < 2:
         return None
-    return best_f1_threshold(same, different)
+    dist, same, top_dist, top_right = top_k_results(
+        queries, query_labels, refs, ref_labels, top_k, same_set, seed
+    )
+    calibration = fit(dist, same, seed)
+    if calibration is None or len(top_dist) == 0:
+        return None
+    scores = 100.0 * np.asarray(calibration.probability(top_dist.astype(np.float64)))
+    keep = precision_cutoff(scores, top_right, target)
+    order = np.argsort(-scores, kind="stable")
+    last = order[keep - 1]
+    choice = ThresholdChoice(
+        similarity=float(np.floor(scores[last] * 100) / 100),  # so the last kept one stays
+        distance=float(top_dist[last]),
+        precision=float(top_right[order[:keep]].mean()),
+        kept=keep / len(scores),
+        target=target,
+        top_k=top_k,
+        pairs=calibration.pairs,
+        criterion=CRITERION.format(k=top_k, p=target),
+    )
+    return Tuning(choice, calibration, dist, same)
 
 
-def tune_model_threshold(model_path: str, data_dir: str, workers: int = 0) -> ThresholdChoice:
-    """Recompute a model file's threshold on the validation images it names; store it there.
+def _sample(emb: np.ndarray, labels: np.ndarray, limit: int, rng: np.random.Generator) -> tuple:
+    if len(labels) <= limit:
+        return emb, labels
+    keep = np.sort(rng.choice(len(labels), limit, replace=False))
+    return emb[keep], labels[keep]
 
-    Only the images held out when the model was trained are used: pairs of images the network
-    was trained on would make it look better separated than it is on new photos.
+
+def sample_rows(rows: Any, seed: int, limit: int = MAX_REFERENCES) -> Any:
+    """At most `limit` of `rows`, a seeded sample in order (embedded before tuning)."""
+    import torch
+
+    if len(rows) <= limit:
+        return rows
+    gen = torch.Generator().manual_seed(seed)
+    return rows[torch.randperm(len(rows), generator=gen)[:limit]].sort().values
+
+
+def tune_model_threshold(
+    model_path: str, data_dir: str, workers: int = 0, precision: float = 0.8, top_k: int = 10
+) -> ThresholdChoice:
+    """Recompute a model file's calibration and threshold; store them there.
+
+    As at the end of training: the images held out then are the queries, searched among the
+    folder's other images — never pairs of two images the network was trained on.
     """
     import torch
 
-    from .data import category_of
     from .errors import DatasetError
     from .evaluation import embed
     from .model import load_model, update_model_file
-    from .trainset import Collection, ImageLoader
+    from .trainset import ImageLoader, scan_collection
 
     model, info = load_model(model_path)
-    names = _validation_names(info, data_dir)
-    root = Path(data_dir)
-    present = [n for n in names if (root / n).is_file()]
-    if len(present) < len(names):
+    names = set(_validation_names(info, data_dir))
+    data = scan_collection(data_dir, workers)
+    is_val = torch.tensor([data.name(i) in names for i in range(len(data))], dtype=torch.bool)
+    if int(is_val.sum()) < len(names):
         log.warning("%d of the model's %d validation images are missing from %s",
-                    len(names) - len(present), len(names), root)  # fmt: skip
-    categories = sorted({category_of(n) or "" for n in present})
-    labels = torch.tensor([categories.index(category_of(n) or "") for n in present])
-    data = Collection(str(root), np.array([n.encode() for n in present], dtype=np.bytes_),
-                      labels, categories)  # fmt: skip
-    loader = ImageLoader(data.dataset(model.config.image_size), data.workers(workers))
-    emb, kept = embed(model, loader, torch.arange(len(present)), torch.device("cpu"))
+                    len(names) - int(is_val.sum()), len(names), data_dir)  # fmt: skip
     seed = int((info.get("validation") or {}).get("seed", 0))
-    choice = choose_threshold(emb.numpy(), labels[kept].numpy(), seed)
-    if choice is None:
+    loader = ImageLoader(data.dataset(model.config.image_size), data.workers(workers))
+    cpu = torch.device("cpu")
+    queries = sample_rows(torch.nonzero(is_val).flatten(), seed, MAX_QUERIES)
+    q, q_rows = embed(model, loader, queries, cpu)
+    r, r_rows = embed(model, loader, sample_rows(torch.nonzero(~is_val).flatten(), seed), cpu)
+    tuning = choose_threshold(q.numpy(), data.labels[q_rows].numpy(), r.numpy(),
+                              data.labels[r_rows].numpy(), target=precision, top_k=top_k,
+                              seed=seed)  # fmt: skip
+    if tuning is None:
         raise DatasetError(
-            "Threshold tuning needs validation images of at least 2 categories, with 2 or more "
-            "images in some; train with a larger --val-fraction or more images per category"
+            "Threshold tuning needs held-out images and other images of at least 2 categories; "
+            "train with a larger --val-fraction or more images per category"
         )
-    update_model_file(model_path, {"threshold": choice.similarity,
-                                   "threshold_info": choice.to_dict()})  # fmt: skip
-    return choice
+    update_model_file(model_path, tuning_fields(tuning))
+    return tuning.choice
+
+
+def tuning_fields(tuning: Tuning | None) -> dict:
+    """What a model file keeps of a tuning (None: no threshold, scores uncalibrated)."""
+    if tuning is None:
+        return {"threshold": None, "threshold_info": None, "calibration": None}
+    return {
+        "threshold": tuning.choice.similarity,
+        "threshold_info": tuning.choice.to_dict(),
+        "calibration": tuning.calibration.to_dict(),
+    }
 
 
 def _validation_names(info: dict, data_dir: str) -> list[str]:

@@ -17,15 +17,18 @@ from typing import Any
 import torch
 
 from . import checkpoints, distributed
+from .autosize import resolve_image_size
 from .config import (
     CHECKPOINT_DIR,
     HISTORY_PLOT,
     LOSSES,
     LR_SCHEDULES,
     MODEL_FILE,
+    RELIABILITY_PLOT,
     SAMPLERS,
     TRAIN_CONFIG_FILE,
     ModelConfig,
+    SearchConfig,
     TrainConfig,
     to_dict,
 )
@@ -33,10 +36,10 @@ from .device import describe, resolve_device
 from .errors import ConfigError, DatasetError
 from .evaluation import embed
 from .fileio import write_text_atomic
-from .losses import loss_title, miner_name, uses_margin
+from .losses import is_proxy_loss, loss_title, miner_name, uses_margin
 from .model import save_model
 from .samplers import batch_shape
-from .threshold import ThresholdChoice, choose_threshold
+from .threshold import MAX_QUERIES, Tuning, choose_threshold, sample_rows, tuning_fields
 from .trainer import Plan, Split, Trainer
 from .trainset import Collection, scan_collection, stratified_split
 
@@ -66,6 +69,15 @@ def check_settings(config: TrainConfig) -> None:
             f"--margin {config.margin:g}: the {config.loss} loss with the "
             f"{miner_name(config)} miner has no margin (use --loss triplet or --mining semihard)"
         )
+    if is_proxy_loss(config.loss) and config.mining != "auto":
+        ignored.append(
+            f"--mining {config.mining}: the {config.loss} loss compares each image with its "
+            "category's proxy; it has no pairs to mine"
+        )
+    if not is_proxy_loss(config.loss) and config.proxy_lr_scale != _DEFAULTS.proxy_lr_scale:
+        ignored.append(f"--proxy-lr-scale: the {config.loss} loss has no proxies")
+    if not config.early_stop and config.patience != _DEFAULTS.patience:
+        ignored.append("--patience: early stopping is off (--early-stop false)")
     if config.sampler != "m_per_class" and config.m_per_class != _DEFAULTS.m_per_class:
         ignored.append(
             f"--m-per-class {config.m_per_class}: the {config.sampler} sampler ignores it"
@@ -126,8 +138,10 @@ def _train(
     data: Collection | None, job: distributed.Dist, device: torch.device,
 ) -> TrainResult:  # fmt: skip
     out = Path(config.output_dir)
-    found = _find_run(out / CHECKPOINT_DIR, config, model_config) if resume else None
     data = data or scan_collection(config.data_dir, config.workers)
+    size = resolve_image_size(model_config.image_size, data)
+    model_config = dataclasses.replace(model_config, image_size=size)
+    found = _find_run(out / CHECKPOINT_DIR, config, model_config) if resume else None
     if found:
         _check_same_data(found[1], data)
     train_rows, val_rows = stratified_split(data.labels, config.val_fraction, config.seed)
@@ -148,6 +162,9 @@ def _train(
     if trainer.stopped_early:
         log.warning("Stopped early: %s. imgsim train --resume continues the run from its last "
                     "checkpoint.", trainer.stopped_early)  # fmt: skip
+    if trainer.converged:
+        log.info("Stopped after epoch %d of %d: %s", len(trainer.history), plan.epochs,
+                 trainer.converged)  # fmt: skip
     if not job.main:
         return TrainResult(out / MODEL_FILE, trainer.history, data.categories)
     return _finish(trainer, out, run_dir.name)
@@ -173,7 +190,8 @@ def _checkpointer(trainer: Trainer, run_dir: Path, requested: TrainConfig) -> Ca
     def save(epoch: int) -> None:
         payload = checkpoints.make_payload(
             trainer.model, trainer.optimizer, trainer.scaler_state(), trainer.config, requested,
-            {**extra, "history": trainer.history},
+            {**extra, "history": trainer.history, "loss_state": trainer.loss_state(),
+             "stopping": trainer.stopping.to_dict()},
         )  # fmt: skip
         checkpoints.store(run_dir, epoch, payload)
 
@@ -208,30 +226,43 @@ def _check_same_data(payload: dict[str, Any], data: Collection) -> None:
 
 
 def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
-    """Tune the default threshold on the held-out images, then write every output."""
+    """Calibrate scores and tune the default threshold on held-out images; write the outputs."""
     split, config = trainer.split, trainer.config
-    choice = None
-    if len(split.val_rows):
-        emb, kept = embed(trainer.model, trainer.loader, split.val_rows, trainer.device)
-        choice = choose_threshold(emb.numpy(), split.data.labels[kept].numpy(), config.seed)
-    if choice is not None:
-        log.info("Default similarity threshold %.1f%% (F1 %.3f on validation pairs)",
-                 choice.similarity, choice.f1)  # fmt: skip
+    tuning = _tune(trainer) if len(split.val_rows) else None
+    if tuning is not None:
+        log.info(tuning.choice.describe())
+    else:
+        log.warning("Too few held-out images to calibrate scores: results show the cosine "
+                    "similarity and no default threshold")  # fmt: skip
     validation = {
         "names": [split.data.name(i) for i in split.val_rows.tolist()],
         "fraction": config.val_fraction,
         "seed": config.seed,
     }
-    extra = {"run_id": run_id, "stopped_early": trainer.stopped_early, "validation": validation}
-    _write_outputs(out, trainer, choice, extra)
+    extra = {"run_id": run_id, "stopped_early": trainer.stopped_early, "validation": validation,
+             "converged": trainer.converged}  # fmt: skip
+    _write_outputs(out, trainer, tuning, extra)
     return TrainResult(out / MODEL_FILE, trainer.history, split.data.categories,
                        trainer.stopped_early)  # fmt: skip
 
 
+def _tune(trainer: Trainer) -> Tuning | None:
+    """Held-out images searched among (a sample of) the training images, as a user would."""
+    split, config, labels = trainer.split, trainer.config, trainer.split.data.labels
+    refs = sample_rows(split.train_rows, config.seed)
+    queries = sample_rows(split.val_rows, config.seed, MAX_QUERIES)
+    q, q_rows = embed(trainer.model, trainer.loader, queries, trainer.device)
+    r, r_rows = embed(trainer.model, trainer.loader, refs, trainer.device)
+    return choose_threshold(
+        q.numpy(), labels[q_rows].numpy(), r.numpy(), labels[r_rows].numpy(),
+        target=config.threshold_precision, top_k=SearchConfig().top_k, seed=config.seed,
+    )  # fmt: skip
+
+
 def _write_outputs(
-    out: Path, trainer: Trainer, threshold: ThresholdChoice | None, extra: dict[str, Any]
+    out: Path, trainer: Trainer, tuning: Tuning | None, extra: dict[str, Any]
 ) -> None:
-    from .plots import plot_history
+    from .plots import plot_history, plot_reliability
 
     history, config = trainer.history, trainer.config
     metrics = {
@@ -242,12 +273,16 @@ def _write_outputs(
         ),
         "history": history,
     }
-    extra = {**extra, "threshold": None, "threshold_info": None}
-    if threshold is not None:
-        extra.update(threshold=threshold.similarity, threshold_info=threshold.to_dict())
+    metrics["best_epoch"] = trainer.stopping.best_epoch or None
+    extra = {**extra, **tuning_fields(tuning)}
     path = out / MODEL_FILE
     save_model(path, trainer.model, trainer.split.data.categories, to_dict(config), metrics, extra)
-    plot_history(history, out / HISTORY_PLOT, loss_title(config.loss))
+    plot_history(history, out / HISTORY_PLOT, loss_title(config.loss), metrics["best_epoch"])
+    written = [MODEL_FILE, HISTORY_PLOT, TRAIN_CONFIG_FILE]
+    if tuning is not None:
+        plot_reliability(tuning.distances, tuning.same, tuning.calibration,
+                         tuning.choice, out / RELIABILITY_PLOT)  # fmt: skip
+        written.insert(2, RELIABILITY_PLOT)
     settings = {"model": to_dict(trainer.model_config), "train": to_dict(config)}
     write_text_atomic(out / TRAIN_CONFIG_FILE, json.dumps(settings, indent=2) + "\n")
-    log.info("Saved %s, %s and %s in %s", MODEL_FILE, HISTORY_PLOT, TRAIN_CONFIG_FILE, out)
+    log.info("Saved %s in %s", ", ".join(written), out)

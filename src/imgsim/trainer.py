@@ -23,9 +23,11 @@ from .config import ModelConfig, TrainConfig
 from .device import autocast_dtype
 from .distributed import Dist, agree, barrier, gather
 from .evaluation import evaluate
+from .init_weights import load_init_weights
 from .losses import build_loss, build_miner
 from .model import EmbeddingNet
 from .samplers import GlobalBatches, build_sampler
+from .stopping import Stopping, patience_for
 from .trainset import Collection, ImageLoader
 
 log = logging.getLogger("imgsim")
@@ -79,13 +81,17 @@ class Trainer:
     device: torch.device
     progress: bool = True
     history: list[dict[str, Any]] = field(default_factory=list)
-    stopped_early: str | None = None
+    stopped_early: str | None = None  # the time budget ran out: --resume continues
+    converged: str | None = None  # stopped because more epochs would teach nothing
 
     def __post_init__(self) -> None:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         seed_everything(self.config.seed)  # the same initial weights in every process
-        self.model = EmbeddingNet(self.model_config).to(self.device)
+        self.model = EmbeddingNet(self.model_config)
+        if self.config.init_weights:
+            load_init_weights(self.model, self.config.init_weights)
+        self.model = self.model.to(self.device)
         self.net: torch.nn.Module = self.model
         if self.job.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -94,13 +100,16 @@ class Trainer:
                 self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=ids)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate)
+        n_classes = len(self.split.data.categories)
+        self.loss_fn = build_loss(self.config, n_classes, self.model_config.embedding_dim)
+        self.loss_fn = self.loss_fn.to(self.device)
+        self.miner = build_miner(self.config)
+        self.optimizer = self.build_optimizer()
         self.amp_dtype = autocast_dtype(self.device, self.config.mixed_precision)
         # Loss scaling only for float16: bfloat16 has float32's range.
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
-        self.loss_fn, self.miner = build_loss(self.config), build_miner(self.config)
         data, rows = self.split.data, self.split.train_rows
         self.sampler: GlobalBatches = build_sampler(
             self.config.sampler, data.labels[rows], self.plan.batch, self.config.m_per_class,
@@ -111,8 +120,27 @@ class Trainer:
             data.workers(self.config.workers),
             pin_memory=self.device.type == "cuda",  # lets the copy to the GPU overlap compute
         )
+        self.stopping = Stopping(
+            patience_for(self.config.patience, self.plan.epochs), self.config.early_stop
+        )
         budget = self.config.time_budget_min
         self.deadline = time.monotonic() + budget * 60 if budget > 0 else None
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """Adam(W) over the network, and over the loss's proxies at a higher learning rate.
+
+        Proxies start random and must move far, while the network's weights must move little:
+        the Proxy Anchor authors train them at 100 times the network's rate.
+        """
+        groups = [{"params": list(self.model.parameters()), "lr_scale": 1.0}]
+        proxies = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        if proxies:
+            groups.append(
+                {"params": proxies, "lr_scale": self.config.proxy_lr_scale, "weight_decay": 0.0}
+            )
+        return torch.optim.AdamW(
+            groups, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -127,11 +155,36 @@ class Trainer:
                 report_epoch(record, self.config)
             if self.stopped_early:
                 break  # a partial epoch is never checkpointed: --resume redoes it whole
-            if epoch % self.config.checkpoint_every == 0 or epoch == self.plan.epochs:
+            reason = self.stopping.update(record, self.weights) if self.job.main else None
+            if agree(self.job, reason is not None):
+                self.converged = reason or "the main process stopped"
+            last = epoch == self.plan.epochs or self.converged
+            if epoch % self.config.checkpoint_every == 0 or last:
                 if self.job.main:
                     save_checkpoint(epoch)
                 barrier(self.job)
+            if self.converged:
+                break
+        self.keep_best()
         return self.history
+
+    def weights(self) -> dict[str, Any]:
+        """The network's and the loss's parameters, as the best epoch keeps them."""
+        return {"model": self.model.state_dict(), "loss": self.loss_fn.state_dict()}
+
+    def keep_best(self) -> None:
+        """Go back to the weights of the epoch with the best validation Recall@1."""
+        best = self.stopping.best_state
+        if best is None or self.stopping.best_epoch == len(self.history):
+            return
+        self.model.load_state_dict(best["model"])
+        self.loss_fn.load_state_dict(best["loss"])
+        log.info(
+            "Keeping the weights of epoch %d, the best validation Recall@1 (%.3f); the last "
+            "epoch, %d, scored %.3f",
+            self.stopping.best_epoch, self.stopping.best_recall, len(self.history),
+            self.history[-1].get("val_recall_at_1") or float("nan"),
+        )  # fmt: skip
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch of the sampler's batches; returns the mean loss (and the speed, to read)."""
@@ -176,10 +229,9 @@ class Trainer:
         self, images: torch.Tensor, labels: torch.Tensor, global_step: int, gen: torch.Generator
     ) -> float:
         """One optimisation step on this process's share of a global batch; returns its loss."""
+        lr = learning_rate(self.config, global_step, self.plan.epochs * self.plan.steps_per_epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(
-                self.config, global_step, self.plan.epochs * self.plan.steps_per_epoch
-            )
+            group["lr"] = lr * group["lr_scale"]
         x = images.to(self.device, non_blocking=True)
         share = self.plan.batch // self.job.world
         if self.config.augment:
@@ -215,10 +267,17 @@ class Trainer:
     def load_state(self, payload: dict[str, Any]) -> None:
         """Continue a run from a checkpoint: weights, optimizer, loss scale and history."""
         self.model.load_state_dict(payload["model_state"])
+        if payload.get("loss_state"):
+            self.loss_fn.load_state_dict(payload["loss_state"])
         self.optimizer.load_state_dict(payload["optimizer_state"])
         if payload.get("scaler_state"):
             self.scaler.load_state_dict(payload["scaler_state"])
         self.history = list(payload["history"])
+        self.stopping.load(payload.get("stopping") or {})
+
+    def loss_state(self) -> dict[str, torch.Tensor]:
+        """The loss's learned proxies (empty for losses without parameters)."""
+        return {k: v.detach().cpu() for k, v in self.loss_fn.state_dict().items()}
 
     def scaler_state(self) -> dict[str, Any]:
         return self.scaler.state_dict() if self.scaler.is_enabled() else {}

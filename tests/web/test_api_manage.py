@@ -168,7 +168,7 @@ def test_an_added_image_is_found_at_once_and_after_a_restart(
     assert list(body) == documented["content"]["application/json"]["schema"]["required"]
     hit = top_hit(client, image)
     assert hit["filename"] == "yellow_001.png" and hit["category"] == "yellow"
-    assert hit["similarity"] == 100  # the same bytes: the same embedding
+    assert hit["embedding_distance"] == 0  # the same bytes: the same embedding
     assert client.get("/images/yellow_001.png").data == image
 
     restarted = updatable()  # a new app (and Searcher) from the same workdir
@@ -197,7 +197,7 @@ def test_an_existing_name_is_replaced(client_w: FlaskClient, data: Path) -> None
     assert post_images(client_w, [("red_001.jpg", image)]).status_code == 201
     assert total(client_w) == before
     assert top_hit(client_w, image)["filename"] == "red_001.jpg"
-    assert top_hit(client_w, image)["similarity"] == 100
+    assert top_hit(client_w, image)["embedding_distance"] == 0
     # A cached copy is not fresh any more: its ETag no longer matches.
     again = client_w.get("/images/red_001.jpg", headers={"If-None-Match": old.headers["ETag"]})
     assert again.status_code == 200 and again.data == image == (data / "red_001.jpg").read_bytes()

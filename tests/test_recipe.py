@@ -1,0 +1,179 @@
+"""Tests for the training recipe: proxy losses, early stopping, input size, starting weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imgsim.autosize import choose_image_size, collection_sides, resolve_image_size
+from imgsim.errors import ConfigError
+from imgsim.init_weights import load_init_weights
+from imgsim.model import EmbeddingNet, load_model
+from imgsim.stopping import Stopping, patience_for
+from imgsim.train import train
+from imgsim.trainset import scan_collection
+
+from .conftest import tiny_model_config, tiny_train_config
+
+
+@pytest.mark.parametrize("loss", ["proxyanchor", "normsoftmax", "arcface"])
+def test_proxy_losses_train_and_learn_their_proxies(
+    shapes_dir: Path, tmp_path: Path, loss: str
+) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=2, steps_per_epoch=3, loss=loss)
+    result = train(config, tiny_model_config(), progress=False)
+    assert np.isfinite(result.history[-1]["loss"])
+    (ckpt,) = (tmp_path / "checkpoints" / "run_0001").glob("epoch_*.pt")
+    proxies = torch.load(ckpt, weights_only=True)["loss_state"]
+    assert proxies and all(v.shape[0] in (4, 16) for v in proxies.values())  # per category
+
+
+def test_proxies_learn_at_their_own_rate(shapes_dir: Path, tmp_path: Path) -> None:
+    from imgsim.trainer import Trainer
+
+    seen = {}
+    original = Trainer.train_step
+
+    def spy(self, *args):
+        out = original(self, *args)
+        seen["rates"] = [g["lr"] for g in self.optimizer.param_groups]
+        return out
+
+    pytest.MonkeyPatch().setattr(Trainer, "train_step", spy)
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1,
+                               loss="proxyanchor", lr_schedule="constant",
+                               proxy_lr_scale=50.0)  # fmt: skip
+    train(config, tiny_model_config(), progress=False)
+    assert seen["rates"] == pytest.approx([config.learning_rate, 50 * config.learning_rate])
+
+
+def _record(epoch: int, recall: float | None, loss: float = 1.0, val_loss: float = 1.0) -> dict:
+    return {"epoch": epoch, "loss": loss, "val_recall_at_1": recall, "val_loss": val_loss}
+
+
+def test_stopping_keeps_the_best_epoch_and_waits_its_patience() -> None:
+    stop = Stopping(patience=2)
+    recalls = [0.5, 0.7, 0.6, 0.7]  # the tie at epoch 4 has the same validation loss
+    reasons = [stop.update(_record(e, r), lambda e=e: {"w": e}) for e, r in enumerate(recalls, 1)]
+    assert reasons[:3] == [None, None, None]
+    assert reasons[3] is not None and "not improved for 2 epochs" in reasons[3]
+    assert (stop.best_epoch, stop.best_state) == (2, {"w": 2})
+
+
+def test_ties_go_to_the_lower_validation_loss() -> None:
+    stop = Stopping(patience=5)
+    stop.update(_record(1, 0.8, val_loss=0.5), lambda: {"w": 1})
+    stop.update(_record(2, 0.8, val_loss=0.4), lambda: {"w": 2})
+    stop.update(_record(3, 0.8, val_loss=0.6), lambda: {"w": 3})
+    assert stop.best_epoch == 2
+
+
+def test_a_zero_loss_stops_the_run_and_says_why() -> None:
+    stop = Stopping(patience=100)
+    reasons = [stop.update(_record(e, 0.5 + e / 100, loss=0.0), dict) for e in (1, 2, 3)]
+    assert reasons[:2] == [None, None] and "training loss has been 0" in reasons[2]
+
+
+def test_stopping_off_never_stops_but_still_keeps_the_best() -> None:
+    stop = Stopping(patience=1, enabled=False)
+    for e, r in enumerate([0.9, 0.1, 0.1, 0.1], 1):
+        assert stop.update(_record(e, r, loss=0.0), lambda e=e: {"w": e}) is None
+    assert stop.best_epoch == 1
+
+
+def test_patience_is_a_fifth_of_the_run() -> None:
+    assert patience_for(0, 100) == 20 and patience_for(0, 10) == 5 and patience_for(3, 100) == 3
+
+
+def test_training_stops_when_validation_stops_improving_and_keeps_the_best(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgsim.trainer
+
+    scores = iter([0.5, 0.9, 0.6, 0.7, 0.8, 0.9, 1.0])
+
+    def scripted(*args, **kwargs):
+        return {"val_loss": 1.0, "val_recall_at_1": next(scores), "val_mean_distance": 1.0}
+
+    monkeypatch.setattr(imgsim.trainer, "evaluate", scripted)
+    snapshots = {}
+    original = imgsim.trainer.Trainer.weights
+
+    def remember(self):
+        state = original(self)
+        snapshots[len(self.history)] = {k: v.clone() for k, v in state["model"].items()}
+        return state
+
+    monkeypatch.setattr(imgsim.trainer.Trainer, "weights", remember)
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=7, steps_per_epoch=1,
+                               early_stop=True, patience=2)  # fmt: skip
+    result = train(config, tiny_model_config(), progress=False)
+    assert len(result.history) == 4  # epoch 2 was best; 3 and 4 did not beat it
+    model, info = load_model(result.model_path)
+    assert info["metrics"]["best_epoch"] == 2 and "not improved for 2" in info["converged"]
+    kept = model.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in snapshots[2].items())
+
+
+@pytest.mark.parametrize(
+    ("sides", "size"), [([28] * 5, 32), ([40, 45, 50], 48), ([800, 600], 64), ([], 64)]
+)
+def test_input_size_follows_the_images(sides: list[int], size: int) -> None:
+    assert choose_image_size(sides) == size
+
+
+def test_input_size_from_a_folder(shapes_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = scan_collection(shapes_dir, workers=1)
+    sides = collection_sides(data)
+    assert sides and all(s > 0 for s in sides)
+    with caplog.at_level("INFO", logger="imgsim"):
+        assert resolve_image_size(0, data) == choose_image_size(sides)
+    assert "Input size" in caplog.text and "--image-size N" in caplog.text
+    assert resolve_image_size(48, data) == 48
+
+
+def test_auto_input_size_is_stored_in_the_model(shapes_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1)
+    result = train(config, tiny_model_config(image_size=0), progress=False)
+    model, _ = load_model(result.model_path)
+    expected = choose_image_size(collection_sides(scan_collection(shapes_dir, workers=1)))
+    assert model.config.image_size == expected
+
+
+def test_init_weights_loads_matching_tensors(tmp_path: Path) -> None:
+    source = EmbeddingNet(tiny_model_config())
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    target = EmbeddingNet(tiny_model_config())
+    assert load_init_weights(target, tmp_path / "w.pt") == len(source.state_dict())
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())
+    # Another embedding size: the rest loads, the head's last layer stays fresh.
+    other = EmbeddingNet(tiny_model_config(embedding_dim=8))
+    loaded = load_init_weights(other, tmp_path / "w.pt")
+    assert 0 < loaded < len(other.state_dict())
+
+
+def test_init_weights_refuses_what_does_not_fit(tmp_path: Path) -> None:
+    torch.save({"something.else": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(ConfigError, match="no tensor"):
+        load_init_weights(EmbeddingNet(tiny_model_config()), tmp_path / "foreign.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_init_weights(EmbeddingNet(tiny_model_config()), tmp_path / "junk.pt")
+    with pytest.raises(ConfigError, match="not found"):
+        load_init_weights(EmbeddingNet(tiny_model_config()), tmp_path / "missing.pt")
+
+
+def test_train_starts_from_a_trained_model_file(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path
+) -> None:
+    path = str(trained_workdir / "triplet_base_final.pt")
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1,
+                               init_weights=path, learning_rate=1e-9)  # fmt: skip
+    result = train(config, tiny_model_config(), progress=False)
+    start, _ = load_model(path)
+    after, _ = load_model(result.model_path)
+    conv = "stem.0.weight"
+    assert torch.allclose(start.state_dict()[conv], after.state_dict()[conv], atol=1e-5)
