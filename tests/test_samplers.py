@@ -53,3 +53,37 @@ def test_random_batches_cover_every_row_each_pass() -> None:
 def test_a_batch_that_processes_cannot_share_is_refused() -> None:
     with pytest.raises(ConfigError, match="multiple of 3"):
         build_sampler("random", LABELS, 16, 4, 2, seed=0, rank=0, world=3)
+
+
+def _list_queue_batches(sampler: MPerClassBatches) -> torch.Tensor:
+    """The draw as first written, with a Python list per category: the batches must not change."""
+    gen, per_batch = sampler.generator(), sampler.batch // sampler.m
+    queues: list[list[int]] = [[] for _ in sampler.rows_of]
+    class_stream: list[int] = []
+    out = []
+    for _ in range(sampler.steps):
+        picked: list[int] = []
+        skipped: list[int] = []
+        while len(picked) < per_batch:
+            if not class_stream:
+                class_stream = torch.randperm(len(sampler.rows_of), generator=gen).tolist()
+            c = class_stream.pop()
+            (skipped if c in picked else picked).append(c)
+        class_stream.extend(reversed(skipped))
+        rows = []
+        for c in picked:
+            for _ in range(sampler.m):
+                if not queues[c]:
+                    perm = torch.randperm(len(sampler.rows_of[c]), generator=gen)
+                    queues[c] = sampler.rows_of[c][perm].tolist()
+                rows.append(queues[c].pop())
+        out.append(rows)
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize(("m", "batch"), [(4, 12), (2, 10), (8, 16)])  # 8: more than category 2 has
+def test_tensor_queues_draw_exactly_the_batches_list_queues_drew(m: int, batch: int) -> None:
+    sampler = MPerClassBatches(LABELS, m, batch, steps=40, seed=5)
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        assert torch.equal(sampler.global_batches(), _list_queue_batches(sampler))

@@ -79,3 +79,30 @@ def test_workers_zero_means_the_default_and_memory_needs_none(shapes_dir: Path) 
     assert data.workers(0) == default_workers() and data.workers(3) == 3
     images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
     assert in_memory(images, torch.tensor([0, 1]), ["a", "b"]).workers(4) == 0
+
+
+def test_per_image_state_is_flat_arrays_not_python_objects(shapes_dir: Path) -> None:
+    data = scan_collection(shapes_dir, workers=1)
+    longest = max(len(data.name(i)) for i in range(len(data)))
+    per_image = (data.names.nbytes + data.labels.element_size() * len(data)) / len(data)
+    assert per_image <= longest + 8  # the name's bytes and an int64 label, nothing per object
+    dataset = data.dataset(32)  # what every forked decode worker holds
+    for holder in (data, dataset):
+        per_row = [k for k, v in vars(holder).items() if isinstance(v, list | tuple | dict | set)
+                   and len(v) == len(data)]  # fmt: skip
+        assert per_row == [], f"{type(holder).__name__} keeps a Python object per image"
+
+
+@pytest.mark.parametrize("slice_size", [8192, 7])  # 7: many slices, a short last one
+def test_fingerprint_is_the_digest_of_every_name_and_label(
+    shapes_dir: Path, slice_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from imgsim import trainset
+
+    monkeypatch.setattr(trainset, "FINGERPRINT_SLICE", slice_size)
+    data = scan_collection(shapes_dir, workers=1)
+    pairs = zip(data.names, data.labels, strict=True)
+    lines = b"".join(n + b"\0" + str(int(y)).encode() + b"\n" for n, y in pairs)
+    assert data.fingerprint() == hashlib.sha256(lines).hexdigest()[:16]  # as checkpoints store it

@@ -10,6 +10,11 @@ from .trainset import ImageLoader
 
 EVAL_BATCH = 256
 MAX_REFERENCES = 5000  # training images standing in for the index when measuring Recall@1
+# Held-out images scored each epoch: a seeded sample, the same every epoch, so the figures of
+# two epochs compare the same images and the cost stays flat as the folder grows (Recall@1 of
+# 5,000 queries: standard error under 0.8 points).
+MAX_QUERIES = 5000
+DISTANCE_CHUNK = 1024  # queries whose distances to every reference are held at once
 
 
 @torch.inference_mode()
@@ -18,14 +23,23 @@ def embed(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(float32 CPU embeddings, the rows they belong to) in eval mode; unreadable rows drop out."""
     model.eval()
-    plan = [rows[i : i + EVAL_BATCH].tolist() for i in range(0, len(rows), EVAL_BATCH)]
-    out, kept = [], []
+    plan = (rows[i : i + EVAL_BATCH].tolist() for i in range(0, len(rows), EVAL_BATCH))
+    # Written into one tensor as they come: a list of per-batch outputs joined at the end
+    # holds them twice and leaves the heap in pieces.
+    out, kept, n = torch.empty(0, 0), torch.empty(len(rows), dtype=torch.long), 0
     for indices, images in loader.batches(plan):
-        out.append(model(images.to(device, non_blocking=True)).float().cpu())
-        kept.append(indices)
-    if not out:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    return torch.cat(out), torch.cat(kept)
+        emb = model(images.to(device, non_blocking=True)).float().cpu()
+        if n == 0:
+            out = torch.empty(len(rows), emb.shape[1])
+        out[n : n + len(emb)], kept[n : n + len(emb)] = emb, indices
+        n += len(emb)
+    return out[:n], kept[:n]
+
+
+def sample_rows(rows: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """At most `limit` of `rows`: a seeded sample, in ascending order (all rows when fewer)."""
+    gen = torch.Generator().manual_seed(seed)
+    return rows[torch.randperm(len(rows), generator=gen)[:limit]].sort().values
 
 
 @torch.inference_mode()
@@ -55,8 +69,16 @@ def recall_at_1(
     """Fraction of queries whose nearest reference shares their category."""
     if len(query) == 0 or len(ref) == 0:
         return float("nan")
-    # In chunks: 20,000 queries × 5,000 references at once would be 400 MB of distances.
-    nearest = torch.cat([torch.cdist(q, ref).argmin(dim=1) for q in query.split(1024)])
+    # Nearest by ‖r‖² − 2 q·r (the squared distance less ‖q‖², the same for every reference),
+    # a chunk of queries at a time into one reused buffer: a fresh block per chunk (cdist's)
+    # fragmented the heap, +270 MB at 20,000 queries.
+    ref_sq = (ref * ref).sum(1)
+    buf = torch.empty(min(DISTANCE_CHUNK, len(query)), len(ref))
+    nearest = torch.empty(len(query), dtype=torch.long)
+    for start in range(0, len(query), DISTANCE_CHUNK):
+        q = query[start : start + DISTANCE_CHUNK]
+        dist = torch.addmm(ref_sq, q, ref.T, alpha=-2, out=buf[: len(q)])
+        nearest[start : start + len(q)] = dist.argmin(dim=1)
     return float((ref_labels[nearest] == query_labels).float().mean())
 
 
@@ -74,13 +96,12 @@ def evaluate(
     """Validation loss, Recall@1 of held-out images against training images, mean distance."""
     if len(val_rows) == 0:
         return {"val_loss": None, "val_recall_at_1": None, "val_mean_distance": None}
-    val_emb, val_kept = embed(model, loader, val_rows, device)
+    val_emb, val_kept = embed(model, loader, sample_rows(val_rows, MAX_QUERIES, seed), device)
     val_labels = labels[val_kept]
     # A sample of the training images stands in for the index: the query is held out, the
     # collection is what the model saw, as when a user searches with a new photo.
-    gen = torch.Generator().manual_seed(seed)
-    refs = train_rows[torch.randperm(len(train_rows), generator=gen)[:MAX_REFERENCES]]
-    ref_emb, ref_kept = embed(model, loader, refs.sort().values, device)
+    refs = sample_rows(train_rows, MAX_REFERENCES, seed)
+    ref_emb, ref_kept = embed(model, loader, refs, device)
     sample = val_emb[:512]
     return {
         "val_loss": validation_loss(val_emb, val_labels, *parts, batch, seed),

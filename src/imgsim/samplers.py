@@ -96,7 +96,10 @@ class MPerClassBatches(GlobalBatches):
     def global_batches(self) -> torch.Tensor:
         gen = self.generator()
         per_batch = self.batch // self.m
-        queues: list[list[int]] = [[] for _ in self.rows_of]
+        # Each category's shuffled rows, taken from the end; `left` of them not taken yet.
+        # Tensors, not lists: a list of Python ints per category is ~40 bytes a row.
+        queues = [rows[:0] for rows in self.rows_of]
+        left = [0] * len(self.rows_of)
         class_stream: list[int] = []
         out = torch.empty(self.steps, self.batch, dtype=torch.long)
         for step in range(self.steps):
@@ -108,14 +111,17 @@ class MPerClassBatches(GlobalBatches):
                 c = class_stream.pop()
                 (skipped if c in picked else picked).append(c)
             class_stream.extend(reversed(skipped))  # they come first in the next batch
-            rows: list[int] = []
+            parts: list[torch.Tensor] = []
             for c in picked:
-                for _ in range(self.m):
-                    if not queues[c]:
+                need = self.m
+                while need:
+                    if not left[c]:
                         perm = torch.randperm(len(self.rows_of[c]), generator=gen)
-                        queues[c] = self.rows_of[c][perm].tolist()
-                    rows.append(queues[c].pop())
-            out[step] = torch.tensor(rows)
+                        queues[c], left[c] = self.rows_of[c][perm], len(perm)
+                    take = min(need, left[c])
+                    parts.append(queues[c][left[c] - take : left[c]].flip(0))
+                    left[c], need = left[c] - take, need - take
+            out[step] = torch.cat(parts)
         return out
 
 

@@ -35,6 +35,7 @@ from .errors import DatasetError
 log = logging.getLogger("imgsim")
 
 Item = tuple[int, np.ndarray | None, str | None]
+FINGERPRINT_SLICE = 8192  # images hashed per step
 
 
 @dataclass
@@ -57,8 +58,11 @@ class Collection:
     def fingerprint(self) -> str:
         """Changes when an image is added, removed, renamed or moves category."""
         digest = hashlib.sha256()
-        for name, label in zip(self.names.tolist(), self.labels.tolist(), strict=True):
-            digest.update(name + b"\0" + str(label).encode() + b"\n")
+        step = FINGERPRINT_SLICE  # a slice at a time, not a bytes object per image at once
+        for start in range(0, len(self), step):
+            names, labels = self.names[start : start + step], self.labels[start : start + step]
+            for name, label in zip(names.tolist(), labels.tolist(), strict=True):
+                digest.update(name + b"\0" + str(label).encode() + b"\n")
         return digest.hexdigest()[:16]
 
     def workers(self, requested: int = 0) -> int:
