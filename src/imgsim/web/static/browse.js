@@ -1,13 +1,13 @@
 // The browse page: a paged grid of the collection from GET /browse, by category, each image a
 // link to the search page's "more like this" (?similar=NAME). Names are only ever set as text
-// or attributes, never parsed as HTML. The address (?category=&page=) keeps the place.
+// or attributes, never parsed as HTML. The address (?category=&page=&per_page=) keeps the place.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const browseUrl = document.body.dataset.browseUrl;
   const searchPage = document.body.dataset.searchPage;
-  const perPage = Number(document.body.dataset.perPage);
+  const defaultPerPage = Number(document.body.dataset.perPage);
   const category = $("browse-category");
   const grid = $("grid");
   const counts = $("counts");
@@ -23,13 +23,15 @@
   function fromAddress() {
     const params = new URLSearchParams(location.search);
     const page = Math.max(1, Math.floor(Number(params.get("page"))) || 1);
-    return { category: params.get("category") || "", page };
+    const perPage = Math.floor(Number(params.get("per_page"))) || defaultPerPage;
+    return { category: params.get("category") || "", page, perPage };
   }
 
   function address(s) {
     const params = new URLSearchParams();
     if (s.category) params.set("category", s.category);
     if (s.page > 1) params.set("page", String(s.page));
+    if (s.perPage !== defaultPerPage) params.set("per_page", String(s.perPage));
     const query = params.toString();
     return query ? `?${query}` : location.pathname;
   }
@@ -41,7 +43,7 @@
 
   async function load(focusAfter = false) {
     const id = ++latest;
-    const params = new URLSearchParams({ page: String(state.page), per_page: String(perPage) });
+    const params = new URLSearchParams({ page: String(state.page), per_page: String(state.perPage) });
     if (state.category) params.set("category", state.category);
     grid.setAttribute("aria-busy", "true");
     try {
