@@ -272,7 +272,7 @@ def test_category_filter_similar_and_unknown_categories(
     assert by_name[0].embedding_distance < 1e-3
     circles = searcher.similar("square_00003.png", top_k=5, threshold=0, categories=["circle"])
     assert {r.category for r in circles} == {"circle"} and len(circles) == 5
-    with pytest.raises(UnknownCategoryError, match="unknown category 'hexagon'.*'circle'"):
+    with pytest.raises(UnknownCategoryError, match=r"unknown category 'hexagon'.*'circle'"):
         searcher.search(query, categories=["circle", "hexagon"])
-    with pytest.raises(ImageNotIndexedError, match="no indexed image named 'nope_1.png'"):
+    with pytest.raises(ImageNotIndexedError, match=r"no indexed image named 'nope_1\.png'"):
         searcher.similar("nope_1.png")
