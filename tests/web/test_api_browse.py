@@ -162,3 +162,40 @@ def test_browse_needs_no_model_but_a_collection(make_app, tmp_path: Path) -> Non
     response = empty.get("/browse")
     assert response.status_code == 503 and "imgsim" in response.get_json()["error"]
     assert empty.get("/similar/red_001.jpg").status_code == 503
+
+
+def test_thumbnails_fit_the_asked_size(client: FlaskClient) -> None:
+    from PIL import Image
+
+    response = client.get("/images/red_001.jpg?size=160")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(response.data)).size == (48, 48)  # never enlarged
+    assert response.headers["Cache-Control"] == "no-cache, max-age=0"
+    again = client.get(
+        "/images/red_001.jpg?size=160", headers={"If-None-Match": response.headers["ETag"]}
+    )
+    assert again.status_code == 304 and not again.data
+    other = client.get("/images/red_001.jpg?size=320")
+    assert other.headers["ETag"] != response.headers["ETag"]
+
+
+def test_a_large_image_is_shrunk(own_workdir: Path, make_app) -> None:
+    from PIL import Image
+
+    data = own_workdir.parent / "data"
+    Image.new("RGB", (900, 300), (200, 30, 30)).save(data / "red_001.jpg")  # same name, bigger
+    client = make_app(fresh=True, workdir=str(own_workdir)).test_client()
+    thumb = client.get("/images/red_001.jpg?size=320")
+    assert Image.open(io.BytesIO(thumb.data)).size == (320, 107)
+    assert client.get("/images/red_001.jpg").data == (data / "red_001.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("size", ["100", "abc", "-160", "1600000000000", "１６０"])
+def test_thumbnail_sizes_are_a_fixed_set(client: FlaskClient, size: str) -> None:
+    response = client.get("/images/red_001.jpg", query_string={"size": size})
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("size must be one of 160, 320")
+
+
+def test_thumbnails_of_unknown_names_are_404(client: FlaskClient) -> None:
+    assert client.get("/images/secret_001.png?size=160").status_code == 404

@@ -5,6 +5,7 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
+  const THUMBNAIL = 320; // one of the server's thumbnail sizes: sharp at twice a cell's width
   const browseUrl = document.body.dataset.browseUrl;
   const searchPage = document.body.dataset.searchPage;
   const defaultPerPage = Number(document.body.dataset.perPage);
@@ -86,7 +87,7 @@
     link.href = `${searchPage}?${new URLSearchParams({ similar: entry.filename })}`;
     link.title = `More like ${entry.filename}`;
     const img = document.createElement("img");
-    img.src = entry.url;
+    img.src = `${entry.url}?size=${THUMBNAIL}`; // a small JPEG, not the whole file
     img.alt = entry.filename;
     img.loading = "lazy";
     img.width = 150;
