@@ -128,7 +128,7 @@ class FaissStore(Store):
         self, category: str | None = None, offset: int = 0, limit: int = 100
     ) -> list[tuple[str, str]]:
         # Both orders walk an index ((category, path) or path's own): a deep page skips index
-        # entries only, a few milliseconds at 100,000 images (benchmarks/browse_speed.py).
+        # entries only, never table rows or vectors (benchmarks/browse_speed.py times it).
         if category is None:
             sql, args = "SELECT path, category FROM images ORDER BY path", []
         else:
