@@ -275,3 +275,25 @@ def test_refused_upload_never_replaces_a_users_image(
             *sorted(shapes_dir.glob("square_*"))[:3],
         ]
     )
+
+
+def test_category_filter_similar_and_unknown_categories(
+    trained_workdir: Path, shapes_dir: Path
+) -> None:
+    from imgsim.search import ImageNotIndexedError, UnknownCategoryError
+
+    searcher = Searcher.from_workdir(trained_workdir)
+    query = shapes_dir / "square_00003.png"
+    kept = searcher.search(query, top_k=30, threshold=0, categories=["circle", "stripes"])
+    assert len(kept) == 30 and {r.category for r in kept} == {"circle", "stripes"}
+    # "More like this" by name: the stored vector, the same answer as the file's upload.
+    by_name = searcher.similar("square_00003.png", top_k=5, threshold=0)
+    uploaded = searcher.search(query, top_k=5, threshold=0)
+    assert [r.filename for r in by_name] == [r.filename for r in uploaded]
+    assert by_name[0].embedding_distance < 1e-3
+    circles = searcher.similar("square_00003.png", top_k=5, threshold=0, categories=["circle"])
+    assert {r.category for r in circles} == {"circle"} and len(circles) == 5
+    with pytest.raises(UnknownCategoryError, match=r"unknown category 'hexagon'.*'circle'"):
+        searcher.search(query, categories=["circle", "hexagon"])
+    with pytest.raises(ImageNotIndexedError, match=r"no indexed image named 'nope_1\.png'"):
+        searcher.similar("nope_1.png")

@@ -139,3 +139,48 @@ def test_an_empty_store_says_so(opened) -> None:
     assert store.search(unit(1), 3) == [[]]
     with pytest.raises(ModelMismatchError, match="build it first"):
         store.add([Item("a_001.jpg", unit(1)[0])], "m1")
+
+
+def test_vectors_by_name(filled) -> None:
+    store, feats = filled
+    got = store.vectors_of([NAMES[3], "not_there.jpg", NAMES[3], NAMES[30]])
+    assert set(got) == {NAMES[3], NAMES[30]}
+    assert np.allclose(got[NAMES[3]], feats[3], atol=1e-6)
+    assert np.allclose(got[NAMES[30]], feats[30], atol=1e-6)
+    assert store.vectors_of([]) == {} and store.vectors_of(["x" * 2000 + ".jpg"]) == {}
+
+
+def test_listing_pages_by_name_in_every_engine(filled) -> None:
+    store, _ = filled
+    everything = store.list_images(limit=100)
+    assert everything == sorted((n, n.split("_")[0]) for n in NAMES)
+    assert store.list_images(offset=5, limit=7) == everything[5:12]
+    cat2 = sorted(n for n in NAMES if n.startswith("cat2"))
+    assert store.list_images("cat2", 0, 4) == [(n, "cat2") for n in cat2[:4]]
+    assert store.list_images("cat2", 8, 4) == [(n, "cat2") for n in cat2[8:]]
+    assert store.list_images("cat2", 10, 4) == [] and store.list_images("nothing") == []
+    store.remove([cat2[0]])
+    store.add([Item("cat2_999.jpg", unit(1, seed=7)[0])], "m1")
+    assert [n for n, _ in store.list_images("cat2", 0, 100)] == [*cat2[1:], "cat2_999.jpg"]
+
+
+def test_deep_pages_walk_by_name_past_milvus_query_window(filled, monkeypatch) -> None:
+    # Milvus bounds offset + limit (16,384); a tiny window runs the same keyset walk cheaply.
+    from imgsim.store import milvus_store
+
+    monkeypatch.setattr(milvus_store, "QUERY_WINDOW", 6)
+    store, _ = filled
+    everything = sorted((n, n.split("_")[0]) for n in NAMES)
+    for offset, limit in ((0, 6), (4, 5), (13, 6), (35, 6), (39, 3), (40, 3)):
+        assert store.list_images(offset=offset, limit=limit) == everything[offset:][:limit]
+    cat1 = [(n, "cat1") for n in sorted(NAMES) if n.startswith("cat1")]
+    assert store.list_images("cat1", 7, 5) == cat1[7:]
+
+
+def test_category_counts_follow_changes(filled, opened) -> None:
+    store, _ = filled
+    assert store.categories()["cat0"] == 10
+    store.add([Item("cat0_998.jpg", unit(1, seed=11)[0])], "m1")
+    assert store.categories()["cat0"] == 11
+    store.remove([NAMES[0], NAMES[4]])
+    assert store.categories() == {"cat0": 9, "cat1": 10, "cat2": 10, "cat3": 10}

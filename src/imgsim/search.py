@@ -62,6 +62,18 @@ def dataset_name(name: str) -> str:
     return name
 
 
+class ImageNotIndexedError(ImgsimError, LookupError):
+    """A name the collection does not hold (the web app answers 404)."""
+
+
+class UnknownCategoryError(ImgsimError, ValueError):
+    """A category filter naming a category the collection does not hold."""
+
+
+# How many known categories an unknown-category message lists before it says "and N more".
+CATEGORIES_LISTED = 20
+
+
 @dataclass
 class SearchResult:
     """One hit: the original's keys plus the category."""
@@ -223,15 +235,74 @@ class Searcher:
         threshold: float | None = None,
         categories: Sequence[str] | None = None,
     ) -> list[list[SearchResult]]:
-        """One result list per query image, in order; `categories` keeps only those."""
+        """One result list per query image, in order; `categories` keeps only those.
+
+        The filter runs inside the store's search (k results of those categories, not k
+        results cut down); a category the collection does not hold is UnknownCategoryError.
+        """
         self.require_ready()
+        categories = self.check_categories(categories)
+        return self._search_vectors(self.embed(images), top_k, threshold, categories)
+
+    def similar(
+        self,
+        name: str,
+        top_k: int = 10,
+        threshold: float | None = None,
+        categories: Sequence[str] | None = None,
+    ) -> list[SearchResult]:
+        """ "More like this": the images nearest to the indexed image `name`, itself included.
+
+        Its stored vector is the query: nothing is read or decoded. ImageNotIndexedError for
+        a name the collection does not hold.
+        """
+        self.require_ready()
+        categories = self.check_categories(categories)
+        assert self.store is not None
+        vector = self.store.vectors_of([name]).get(name)
+        if vector is None:
+            raise ImageNotIndexedError(f"no indexed image named {name[:200]!r}")
+        return self._search_vectors(vector[None, :], top_k, threshold, categories)[0]
+
+    def _search_vectors(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        threshold: float | None,
+        categories: Sequence[str] | None,
+    ) -> list[list[SearchResult]]:
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         cutoff = self.default_threshold if threshold is None else float(threshold)
-        queries = self.embed(images)
         assert self.store is not None
         hits = self.store.search(queries, top_k, categories)
         return [self._results(found, cutoff) for found in hits]
+
+    def check_categories(self, categories: Sequence[str] | None) -> list[str] | None:
+        """`categories` without repeats (None for no filter); UnknownCategoryError for a
+        category the collection does not hold, naming the ones it does."""
+        if not categories:
+            return None
+        wanted = list(dict.fromkeys(categories))
+        known = self.collection().categories()
+        unknown = [c for c in wanted if c not in known]
+        if unknown:
+            names = [repr(c) for c in known if c][:CATEGORIES_LISTED]
+            more = len([c for c in known if c]) - len(names)
+            listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+            raise UnknownCategoryError(
+                f"unknown category {unknown[0][:100]!r}: the collection has "
+                + (listed or "no categories")
+            )
+        return wanted
+
+    def collection(self) -> Store:
+        """The store, once it holds a collection (browsing needs no model); else NotReadyError."""
+        if self.store is None:
+            raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
+        if self.store.info() is None:
+            raise NotReadyError(self.store.why_empty())
+        return self.store
 
     def _results(self, hits: list[Hit], cutoff: float) -> list[SearchResult]:
         out, calibration = [], self.calibration
@@ -397,11 +468,13 @@ __all__ = [
     "MODEL_MISSING",
     "ConcurrentChangeError",
     "ImageNameError",
+    "ImageNotIndexedError",
     "ModelMismatchError",
     "NotReadyError",
     "SearchResult",
     "Searcher",
     "StoreUnavailableError",
+    "UnknownCategoryError",
     "UnreadableImageError",
     "dataset_name",
     "results_response",

@@ -58,3 +58,9 @@ def test_documented_keys_match_real_answers(client: FlaskClient, query_png: byte
     body = client.post("/search", data={"image": (io.BytesIO(query_png), "q.png")}).get_json()
     assert list(body) == schemas["SearchResponse"]["required"]
     assert list(body["results"][0]) == schemas["Result"]["required"]
+    browse = client.get("/browse").get_json()
+    assert list(browse) == schemas["BrowseResponse"]["required"]
+    assert (
+        list(client.get("/similar/red_002.png").get_json())
+        == (schemas["SimilarResponse"]["required"])
+    )

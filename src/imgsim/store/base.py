@@ -138,6 +138,19 @@ class Store(abc.ABC):
         """The embedding of an image whose file had this content hash, if any."""
 
     @abc.abstractmethod
+    def vectors_of(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The embeddings of those of `names` the collection holds, by name."""
+
+    @abc.abstractmethod
+    def list_images(
+        self, category: str | None = None, offset: int = 0, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        """(name, category) of the images (of `category` when given), by name, from `offset`.
+
+        Names sort by their UTF-8 bytes (code points), the same order in every engine.
+        """
+
+    @abc.abstractmethod
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         """All names and vectors (N×D float32), in batches, in a stable order."""
 

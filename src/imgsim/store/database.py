@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
 CREATE INDEX IF NOT EXISTS images_category ON images (category);
+-- Browsing one category by name pages through this index, never the table.
+CREATE INDEX IF NOT EXISTS images_category_path ON images (category, path);
 CREATE TABLE IF NOT EXISTS removed (
     vector_id INTEGER PRIMARY KEY,
     generation INTEGER NOT NULL  -- the change that removed it

@@ -65,6 +65,7 @@ class FaissStore(Store):
         self._max_id = 0
         self._info: CollectionInfo | None = None
         self._masks: dict[frozenset[str] | None, tuple] = {}
+        self._counts: tuple[int, dict[str, int]] | None = None  # (generation, per category)
         self._uncached = 0  # vectors added or removed since the FAISS file on disk was written
         self._worker: threading.Thread | None = None
 
@@ -83,10 +84,13 @@ class FaissStore(Store):
     def categories(self) -> dict[str, int]:
         self._sync()
         with self._lock:
-            counts: dict[str, int] = {}
-            for _, category in self._names.values():
-                counts[category] = counts.get(category, 0) + 1
-        return dict(sorted(counts.items()))
+            # Asked on every filtered search and browsed page: counted once per state.
+            if self._counts is None or self._counts[0] != self._gen:
+                counts: dict[str, int] = {}
+                for _, category in self._names.values():
+                    counts[category] = counts.get(category, 0) + 1
+                self._counts = (self._gen, dict(sorted(counts.items())))
+            return dict(self._counts[1])
 
     def contains(self, name: str) -> bool:
         self._sync()
@@ -109,6 +113,29 @@ class FaissStore(Store):
             return None
         rows = self.db.query("SELECT vector FROM images WHERE sha256 = ? LIMIT 1", (sha256,))
         return np.frombuffer(rows[0][0], dtype=np.float32).copy() if rows else None
+
+    def vectors_of(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        wanted = list(dict.fromkeys(names))
+        for start in range(0, len(wanted), 500):  # SQLite's bound on parameters
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.query(f"SELECT path, vector FROM images WHERE path IN ({marks})", chunk)
+            found.update((p, np.frombuffer(v, dtype=np.float32).copy()) for p, v in rows)
+        return found
+
+    def list_images(
+        self, category: str | None = None, offset: int = 0, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        # Both orders walk an index ((category, path) or path's own): a deep page skips index
+        # entries only, never table rows or vectors (benchmarks/browse_speed.py times it).
+        if category is None:
+            sql, args = "SELECT path, category FROM images ORDER BY path", []
+        else:
+            sql = "SELECT path, category FROM images WHERE category = ? ORDER BY path"
+            args = [category]
+        rows = self.db.query(sql + " LIMIT ? OFFSET ?", [*args, max(0, limit), max(0, offset)])
+        return [(p, c) for p, c in rows]
 
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         last = 0

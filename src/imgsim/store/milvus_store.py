@@ -52,6 +52,7 @@ NAME_MAX = 1024  # bytes of a dataset-relative name (Milvus VARCHAR primary key)
 CATEGORY_MAX = 512
 BATCH = 1000  # rows per insert/upsert call: well under Milvus's message size limit
 INFO_TTL = 1.0  # seconds an info/alias lookup is reused: a rebuild is seen within it
+QUERY_WINDOW = 16_384  # Milvus's bound on a query's offset + limit
 _FACT_FIELDS = ("size", "mtime_ns", "ctime_ns", "inode")
 
 
@@ -77,6 +78,7 @@ class MilvusStore(Store):
         self._ensure_meta()
         self.model_id = model_id or self._get_meta("current") or ""
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._counts: tuple[int, dict[str, int]] | None = None  # (change token, per category)
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -186,10 +188,19 @@ class MilvusStore(Store):
         return int(rows[0]["count(*)"]) if rows else 0
 
     def categories(self) -> dict[str, int]:
+        # A pass over every row (Milvus cannot group): done once per change token, since
+        # filtered searches and browsed pages ask for it every time.
+        generation = self.generation(strong=False)
+        with self._lock:
+            if self._counts is not None and self._counts[0] == generation:
+                return dict(self._counts[1])
         counts: dict[str, int] = {}
         for row in self._iterate(["category"], level=self._read()):
             counts[row["category"]] = counts.get(row["category"], 0) + 1
-        return dict(sorted(counts.items()))
+        counts = dict(sorted(counts.items()))
+        with self._lock:
+            self._counts = (generation, counts)
+        return dict(counts)
 
     def contains(self, name: str, strong: bool = False) -> bool:
         if not self._exists() or len(name.encode()) > NAME_MAX:
@@ -233,6 +244,51 @@ class MilvusStore(Store):
             output_fields=["vector"], limit=1, **STRONG,
         )  # fmt: skip
         return np.asarray(rows[0]["vector"], dtype=np.float32) if rows else None
+
+    def vectors_of(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        wanted = [n for n in dict.fromkeys(names) if len(n.encode()) <= NAME_MAX]
+        if not wanted or not self._exists():
+            return {}
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), BATCH):
+            rows = self._call(
+                "look up", self._client.get, self.collection, ids=wanted[start : start + BATCH],
+                output_fields=["vector"], **self._read(),
+            )  # fmt: skip
+            found.update((r["name"], np.asarray(r["vector"], dtype=np.float32)) for r in rows)
+        return found
+
+    def list_images(
+        self, category: str | None = None, offset: int = 0, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        if not self._exists() or limit <= 0:
+            return []
+        offset, limit, level = max(0, offset), min(limit, QUERY_WINDOW), self._read()
+        where = _category_filter([category] if category is not None else None)
+        after = None
+        # Milvus refuses offset + limit over 16,384: a deeper page first walks the names in
+        # key order (`name > last`, names only) to the one before it; the rows come back
+        # sorted by primary key, which is the name.
+        while offset + limit > QUERY_WINDOW:
+            step = min(offset, QUERY_WINDOW)
+            rows = self._page(where, after, 0, step, ["name"], level)
+            if len(rows) < step:
+                return []
+            after, offset = rows[-1]["name"], offset - step
+        rows = self._page(where, after, offset, limit, ["category"], level)
+        return [(r["name"], r["category"]) for r in rows]
+
+    def _page(
+        self, where: str, after: str | None, offset: int, limit: int, fields: list[str], level: dict
+    ) -> list[dict]:
+        if after is not None:
+            keyset = f"name > {json.dumps(after)}"
+            where = f"({where}) and {keyset}" if where else keyset
+        rows = self._call(
+            "list", self._client.query, self.collection, filter=where, output_fields=fields,
+            offset=offset, limit=limit, **level,
+        )  # fmt: skip
+        return sorted(rows, key=lambda r: r["name"])
 
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         names: list[str] = []

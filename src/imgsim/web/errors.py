@@ -16,9 +16,11 @@ from ..errors import UnsafePathError
 from ..search import (
     ConcurrentChangeError,
     ImageNameError,
+    ImageNotIndexedError,
     ModelMismatchError,
     NotReadyError,
     StoreUnavailableError,
+    UnknownCategoryError,
     UnreadableImageError,
 )
 
@@ -50,6 +52,14 @@ def _unreadable(exc: UnreadableImageError) -> tuple[Response, int]:
 
 def _bad_name(exc: ImageNameError) -> tuple[Response, int]:
     # A name from an upload that could escape the data folder or hide from its scan.
+    return error_response(str(exc), 400)
+
+
+def _not_indexed(exc: ImageNotIndexedError) -> tuple[Response, int]:
+    return error_response(str(exc), 404)
+
+
+def _unknown_category(exc: UnknownCategoryError) -> tuple[Response, int]:
     return error_response(str(exc), 400)
 
 
@@ -128,6 +138,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(NotReadyError, _not_ready)
     app.register_error_handler(ImageNameError, _bad_name)
     app.register_error_handler(UnsafePathError, _unsafe_path)
+    app.register_error_handler(ImageNotIndexedError, _not_indexed)
+    app.register_error_handler(UnknownCategoryError, _unknown_category)
     app.register_error_handler(ModelMismatchError, _model_mismatch)
     app.register_error_handler(ConcurrentChangeError, _concurrent_change)
     app.register_error_handler(StoreUnavailableError, _store_unavailable)

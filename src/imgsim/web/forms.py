@@ -13,6 +13,8 @@ from werkzeug.datastructures import FileStorage
 from .errors import ApiError, too_large_message
 
 TOP_K_MIN, TOP_K_MAX = 5, 50  # the page's range, as the original
+CATEGORIES_MAX = 64  # category fields one request may send
+CATEGORY_CHARS = 512  # the longest category a store keeps (Milvus's field)
 FILE_FIELDS = ("image", "file")  # "image" is the original's field name
 BATCH_FIELDS = ("images", "image", "file")
 # Plain ASCII numbers only: int() and float() would also take "1_000", "１０" and "infinity".
@@ -126,3 +128,32 @@ def read_field(name: str) -> str | None:
     # An empty field means "not given": HTML forms send empty inputs as "". Nothing else is
     # stripped: str.strip() also ate "\x1e" and made it the default (found by schemathesis).
     return (values[0] or None) if values else None
+
+
+def read_categories() -> list[str] | None:
+    """The `category` fields (form or query string, repeatable), in order; None without one.
+
+    Empty values are "not given", as for the other fields; whether the collection holds each
+    category is the Searcher's to say.
+    """
+    values = [*request.form.getlist("category"), *request.args.getlist("category")]
+    values = [v for v in values if v]
+    if len(values) > CATEGORIES_MAX:
+        raise ApiError(f"too many categories: {len(values)} (limit {CATEGORIES_MAX})")
+    for value in values:
+        if len(value) > CATEGORY_CHARS or not value.isprintable():
+            raise ApiError(f"not a category: {value[:40]!r}")
+    return values or None
+
+
+def read_int(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number field (at most once) from `low` to `high`; `default` when absent."""
+    raw = read_field(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise ApiError(f"{name} must be a whole number, not {raw[:20]!r}")
+    value = int(raw) if len(raw) <= 12 else high + 1  # longer is out of range anyway
+    if not low <= value <= high:
+        raise ApiError(f"{name} must be between {low} and {high}, not {raw[:20]}")
+    return value

@@ -1,9 +1,10 @@
-"""GET /: the search page (its HTML; behaviour lives in static/search.js)."""
+"""The pages: GET / (search) and GET /collection (browse); behaviour lives in static/*.js."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, url_for
 
+from .browse import PER_PAGE_DEFAULT
 from .forms import TOP_K_MAX, TOP_K_MIN
 
 bp = Blueprint("pages", __name__)
@@ -15,8 +16,22 @@ def index() -> str:
     config = current_app.config["IMGSIM"]
     return render_template(
         "pages/index.html",
+        current="search",
         top_k=config.top_k,
         top_k_min=TOP_K_MIN,
         top_k_max=TOP_K_MAX,
         max_image_bytes=config.max_image_bytes,
+        similar_url=url_prefix("browse.similar"),
+        images_url=url_prefix("images.image"),
     )
+
+
+@bp.get("/collection")
+def collection() -> str:
+    """The browse page: a paged grid of the collection, each image a "more like this" link."""
+    return render_template("pages/browse.html", current="browse", per_page=PER_PAGE_DEFAULT)
+
+
+def url_prefix(endpoint: str) -> str:
+    """A `<path:name>` route's address without the name: the script appends an encoded one."""
+    return url_for(endpoint, name="_").removesuffix("_")

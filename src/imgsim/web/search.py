@@ -7,7 +7,14 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, url_for
 
 from ..search import UnreadableImageError, results_response
-from .forms import limit_request, read_image, read_images, read_threshold, read_top_k
+from .forms import (
+    limit_request,
+    read_categories,
+    read_image,
+    read_images,
+    read_threshold,
+    read_top_k,
+)
 from .searcher import get_searcher
 
 bp = Blueprint("search", __name__)
@@ -20,7 +27,7 @@ def search() -> Any:
     searcher = get_searcher()
     searcher.require_ready()
     _, data = read_image()
-    results = searcher.search(data, read_top_k(), read_threshold())
+    results = searcher.search(data, read_top_k(), read_threshold(), read_categories())
     return jsonify(with_urls(results_response(results)))
 
 
@@ -31,9 +38,9 @@ def search_batch() -> Any:
     searcher = get_searcher()
     searcher.require_ready()
     uploads = read_images()
-    top_k, threshold = read_top_k(), read_threshold()
+    top_k, threshold, categories = read_top_k(), read_threshold(), read_categories()
     try:
-        batches = searcher.search_batch([data for _, data in uploads], top_k, threshold)
+        batches = searcher.search_batch([data for _, data in uploads], top_k, threshold, categories)
     except UnreadableImageError:
         raise name_unreadable(uploads) from None
     queries = [

@@ -1,4 +1,6 @@
 // The search page's behaviour: pick, drop or paste a query image, POST it to /search, show the grid.
+// An indexed image ("more like this", or ?similar=NAME from the browse page) is searched by name
+// through /similar/NAME instead: its stored embedding is the query, nothing is uploaded.
 // Names from the server are only ever set with textContent/attributes, never parsed as HTML.
 "use strict";
 
@@ -6,6 +8,8 @@
   const $ = (id) => document.getElementById(id);
   const searchUrl = document.body.dataset.searchUrl;
   const statsUrl = document.body.dataset.statsUrl;
+  const similarUrl = document.body.dataset.similarUrl;
+  const imagesUrl = document.body.dataset.imagesUrl;
   const maxBytes = Number(document.body.dataset.maxBytes);
   const fileInput = $("file");
   const dropzone = $("dropzone");
@@ -13,13 +17,14 @@
   const queryName = $("query-name");
   const topK = $("top-k");
   const threshold = $("threshold");
+  const category = $("category");
   const thresholdValue = $("threshold-value");
   const loading = $("loading");
   const errorBox = $("error");
   const summary = $("summary");
   const results = $("results");
 
-  let query = null; // {file: Blob, name: string}
+  let query = null; // {file: Blob, name: string} or {indexed: string, name: string}
   let previewUrl = null;
   let latest = 0; // id of the newest search: older answers are dropped
   let controller = null;
@@ -48,6 +53,38 @@
     search(focusAfter);
   }
 
+  // An indexed image as the query: shown from /images, searched by its name.
+  function setIndexedQuery(name, focusAfter = false) {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = null;
+    preview.src = imagesUrl + pathOf(name);
+    preview.alt = `Query image: ${name}`;
+    preview.hidden = false;
+    queryName.textContent = name;
+    queryName.hidden = false;
+    query = { indexed: name, name };
+    search(focusAfter);
+  }
+
+  // Each part of a dataset name encoded, its folders kept: the server's <path:name> route.
+  function pathOf(name) {
+    return name.split("/").map(encodeURIComponent).join("/");
+  }
+
+  function request(signal) {
+    if (query.indexed) {
+      const params = new URLSearchParams({ top_k: String(topKValue()), threshold: threshold.value });
+      if (category.value) params.append("category", category.value);
+      return fetch(`${similarUrl}${pathOf(query.indexed)}?${params}`, { signal });
+    }
+    const form = new FormData();
+    form.append("image", query.file, query.name);
+    form.append("top_k", String(topKValue()));
+    form.append("threshold", threshold.value);
+    if (category.value) form.append("category", category.value);
+    return fetch(searchUrl, { method: "POST", body: form, signal });
+  }
+
   function sizeText(bytes) {
     if (bytes >= 1048576) return `${+(bytes / 1048576).toFixed(1)} MB`;
     if (bytes >= 1024) return `${+(bytes / 1024).toFixed(1)} KB`;
@@ -63,7 +100,7 @@
 
   async function search(focusAfter = false) {
     if (!query) return;
-    if (query.file.size > maxBytes) {
+    if (query.file && query.file.size > maxBytes) {
       showError(`Image too large: the limit is ${sizeText(maxBytes)}.`);
       results.replaceChildren();
       summary.textContent = "";
@@ -72,15 +109,11 @@
     const id = ++latest;
     if (controller) controller.abort();
     controller = new AbortController();
-    const form = new FormData();
-    form.append("image", query.file, query.name);
-    form.append("top_k", String(topKValue()));
-    form.append("threshold", threshold.value);
     loading.hidden = false;
     results.setAttribute("aria-busy", "true");
     showError("");
     try {
-      const response = await fetch(searchUrl, { method: "POST", body: form, signal: controller.signal });
+      const response = await request(controller.signal);
       const data = await response.json().catch(() => ({}));
       if (!response.ok) throw new Error(data.error || `Search failed (HTTP ${response.status}).`);
       if (id === latest) render(data, focusAfter);
@@ -100,9 +133,10 @@
   function render(data, focusAfter) {
     results.replaceChildren(...data.results.map(resultItem));
     const n = data.total_results;
+    const within = category.value ? ` in ${category.value}` : "";
     summary.textContent = n
-      ? `${n} similar image${n === 1 ? "" : "s"}. Click one to search with it.`
-      : `No image is at least ${threshold.value}% similar. Lower the minimum similarity.`;
+      ? `${n} similar image${n === 1 ? "" : "s"}${within}. Click one to search with it.`
+      : `No image${within} is at least ${threshold.value}% similar. Lower the minimum similarity.`;
     if (focusAfter) summary.focus();
   }
 
@@ -138,17 +172,9 @@
     return el;
   }
 
-  async function moreLikeThis(result) {
-    try {
-      const response = await fetch(result.url);
-      if (!response.ok) throw new Error(`Cannot load ${result.filename} (HTTP ${response.status}).`);
-      const blob = await response.blob();
-      const name = result.filename.split("/").pop();
-      // The grid is about to be replaced: move the focus to the new summary when it lands.
-      setQuery(new File([blob], name, { type: blob.type }), name, true);
-    } catch (err) {
-      showError(err.message);
-    }
+  function moreLikeThis(result) {
+    // The grid is about to be replaced: move the focus to the new summary when it lands.
+    setIndexedQuery(result.filename, true);
   }
 
   function searchSoon() {
@@ -165,6 +191,7 @@
         threshold.value = String(Math.round(data.default_threshold || 0));
         thresholdValue.value = `${threshold.value}%`;
       }
+      fillCategories(data.categories || {});
       if (data.model_loaded && data.embeddings_loaded) {
         const categories = Object.keys(data.categories || {}).length;
         stats.textContent = `${data.total_images.toLocaleString()} images · ${categories} ` +
@@ -177,6 +204,21 @@
       stats.textContent = "Cannot load the statistics.";
       stats.classList.add("warn");
     }
+  }
+
+  // One option per category, with its count; a category asked for in the address is chosen.
+  function fillCategories(counts) {
+    const wanted = category.value || new URLSearchParams(location.search).get("category") || "";
+    const options = Object.entries(counts)
+      .filter(([name]) => name)
+      .map(([name, count]) => {
+        const option = document.createElement("option");
+        option.value = name;
+        option.textContent = `${name} (${count.toLocaleString()})`;
+        return option;
+      });
+    category.replaceChildren(category.options[0], ...options);
+    if ([...category.options].some((o) => o.value === wanted)) category.value = wanted;
   }
 
   fileInput.addEventListener("change", () => {
@@ -214,6 +256,7 @@
     thresholdValue.value = `${threshold.value}%`;
     searchSoon();
   });
+  category.addEventListener("change", () => search());
   topK.addEventListener("change", () => {
     topK.value = String(topKValue());
     searchSoon();
@@ -223,5 +266,9 @@
     search();
   });
 
-  loadStats();
+  // The category list must be in place before a search from the address uses it.
+  loadStats().then(() => {
+    const similar = new URLSearchParams(location.search).get("similar");
+    if (similar) setIndexedQuery(similar, true);
+  });
 })();
