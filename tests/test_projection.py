@@ -78,3 +78,17 @@ def test_unit_square_keeps_aspect_and_centres() -> None:
     assert xy.min() >= 0 and xy.max() <= 1
     assert np.allclose(xy[:, 0], [0, 1, 0.4]) and np.allclose(xy[:, 1], [0.4, 0.6, 0.5])
     assert np.allclose(unit_square(np.ones((3, 2))), 0.5)
+
+
+def test_benchmark_script_measures_and_writes_its_section(tmp_path) -> None:
+    from .benchmark_import import load_benchmark
+
+    bench = load_benchmark("map_projection")
+    rows = bench.measure([40], ["pca", "tsne"])
+    assert [(n, m) for n, m, _ in rows] == [(40, "pca"), (40, "tsne")]
+    assert all(seconds >= 0 for *_, seconds in rows)
+    section = bench.render(rows)
+    assert section.startswith("## Map projection\n") and "| 40 | t-SNE |" in section
+    docs = tmp_path / "benchmarks.md"
+    bench.write_section(bench.SECTION, section, docs)
+    assert "| 40 | PCA |" in docs.read_text()
