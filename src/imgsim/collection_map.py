@@ -13,10 +13,10 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .projection import project, stratified_sample, unit_square
 from .store import Store
 
 log = logging.getLogger("imgsim")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class CollectionMap:
             with _exclusive(self.lock_path):
                 document = read_map(self.path)  # another process may just have made it
                 if document is None or not _matches(document, key):
-                    document = compute_map(store, settings)
+                    document = _on_one_core(compute_map, store, settings)
                     write_map(document, self.path)
                     log.info("Computed the map of %d images", document["shown"])
             with self._lock:
@@ -185,6 +186,15 @@ class CollectionMap:
         finally:
             with self._lock:
                 self._thread = None
+
+
+def _on_one_core(fn: Callable[..., T], *args: Any) -> T:
+    # t-SNE's OpenMP loops would take every core; searches keep the others. The limit is
+    # OpenMP's per-thread setting, so only this thread is slowed, not the server's requests.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return fn(*args)
 
 
 def _matches(document: dict[str, Any], key: dict[str, Any]) -> bool:
