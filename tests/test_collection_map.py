@@ -103,3 +103,21 @@ def test_map_file_is_written_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [MAP_FILE]
     path.write_text("{not json")
     assert read_map(path) is None and read_map(tmp_path / "missing.json") is None
+
+
+def test_map_is_computed_on_one_openmp_thread(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    threads = []
+
+    def recording(*args: object) -> dict:
+        threads.append(_openmp_effective_n_threads())
+        return compute_map(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("imgsim.collection_map.compute_map", recording)
+    cache = CollectionMap(tmp_path)
+    cache.current(store, PCA)
+    cache.wait(60)
+    assert threads == [1] and cache.current(store, PCA).current
