@@ -29,6 +29,9 @@ TRASH_JOURNAL = "trash.jsonl"  # inside TRASH_DIR: where each trashed file came 
 # The embedding network in ONNX (`imgsim export --onnx`), written next to the model file.
 ONNX_FILE = "triplet_base_final.onnx"
 THUMBNAIL_CACHE_DIR = "thumbnail_cache"  # decoded inputs kept by `extract --thumbnail-cache`
+MAP_FILE = "collection_map.json"  # the page's map: 2-D projection of the collection (JSON)
+MAP_LOCK_FILE = "collection_map.lock"  # held by the one process computing the map
+MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D
 RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
 DEFAULT_IMAGE_SIZE = 64  # the network's input side for photos (image_size 0 picks it)
@@ -188,6 +191,15 @@ class SearchConfig:
     # core). gunicorn's worker processes are the parallelism: several threads each would
     # fight over the same cores, and measured far slower on a shared machine.
     runtime_threads: int = 1
+    # The map page (GET /map): at most this many images, each category keeping its share.
+    # t-SNE took 131 s for 5,000 points on one busy core (docs/benchmarks.md, "Map
+    # projection"); it runs once per change of the collection, in the background.
+    map_points: int = 5000
+    map_method: str = field(
+        default="tsne",
+        metadata=choices(MAP_METHODS, "tsne keeps neighbourhoods; pca is linear and instant"),
+    )
+    map_seed: int = 0  # the same collection, settings and seed: the same map
 
 
 @dataclass

@@ -83,19 +83,16 @@ def plot_embeddings(
     seed: int = 0,
     max_points: int = 5000,
 ) -> None:
-    """2-D t-SNE of the embeddings coloured by category (triplet_embedding_space.png)."""
-    from sklearn.manifold import TSNE
+    """2-D t-SNE of the embeddings coloured by category (triplet_embedding_space.png).
+
+    The projection is the map page's (imgsim.projection): t-SNE is quadratic, and a sample
+    in which each category keeps its share shows the structure as well.
+    """
+    from .projection import project, stratified_sample
 
     plt = _pyplot()
-    rng = np.random.default_rng(seed)
-    keep = np.arange(len(features))
-    if len(keep) > max_points:  # t-SNE is quadratic; a sample shows the structure as well
-        keep = np.sort(rng.choice(keep, max_points, replace=False))
-    points = features[keep]
-    perplexity = float(max(2, min(30, (len(points) - 1) // 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(
-        points
-    )
+    keep = stratified_sample(categories, max_points, seed)
+    xy = project(features[keep], "tsne", seed)
     labels = [categories[i] for i in keep]
     fig, ax = plt.subplots(figsize=(8, 7))
     for name in sorted(set(labels)):

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .calibration import Calibration, similarity_percent
+from .collection_map import CollectionMap, MapSettings, MapState
 from .config import MODEL_FILE, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import resolve_device
@@ -119,6 +120,7 @@ class Searcher:
         if embedder is None and model is not None:
             embedder = Embedder.from_model(model)
         self.embedder = embedder
+        self.map = CollectionMap(self.workdir)  # the 2-D map, computed in the background
 
     @classmethod
     def from_workdir(
@@ -397,6 +399,14 @@ class Searcher:
         data_dir = self.data_dir
         path = data_dir / name if data_dir is not None else None
         return path if path is not None and path.is_file() else None
+
+    def collection_map(self, settings: MapSettings) -> MapState:
+        """The 2-D map of the collection; NotReadyError while there is no collection."""
+        if self.store is None:
+            raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
+        if self.store.info() is None or self.store.count() == 0:
+            raise NotReadyError(self.store.why_empty())
+        return self.map.current(self.store, settings)
 
     def stats(self) -> dict[str, Any]:
         """The original's /stats keys plus categories with counts and the tuned threshold."""

@@ -1,0 +1,67 @@
+"""GET /map (the map page) and GET /map/points (the 2-D projection of the collection, JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
+
+from ..collection_map import MapSettings
+from .errors import ApiError
+from .forms import TOP_K_MAX, TOP_K_MIN
+from .searcher import get_searcher
+
+bp = Blueprint("map", __name__, url_prefix="/map")
+
+RETRY_SECONDS = 2  # how soon a client should ask again while the first map is computed
+# Kept in the work folder's map file for the server's own checks; not the API's business.
+PRIVATE_KEYS = frozenset({"store"})
+_BODY_KEY = "imgsim.map_body"  # (the document, its answer serialised): once per new map
+
+
+@bp.get("")
+def page() -> str:
+    """The map page; its behaviour lives in static/map.js."""
+    config = current_app.config["IMGSIM"]
+    return render_template(
+        "pages/map.html",
+        current="map",
+        top_k=config.top_k,
+        top_k_min=TOP_K_MIN,
+        top_k_max=TOP_K_MAX,
+    )
+
+
+@bp.get("/points")
+def points() -> Any:
+    """The map: ready (current), updating (the previous one while a new one is computed),
+    or 202 computing while the first is; each point's image is at its `url`."""
+    config = current_app.config["IMGSIM"]
+    settings = MapSettings(config.map_points, config.map_method, config.map_seed)
+    state = get_searcher().collection_map(settings)
+    if state.document is None:
+        if state.error:
+            raise ApiError(state.error, 500)
+        response = jsonify(status="computing", retry_after=RETRY_SECONDS)
+        response.headers["Retry-After"] = str(RETRY_SECONDS)
+        return response, 202
+    status = "ready" if state.current else "updating" if state.computing else "stale"
+    head: dict[str, Any] = {"status": status}
+    if state.error:
+        head["error"] = state.error
+    # 5,000 points take ~0.2 s to give URLs and serialise: done once per map, not per request.
+    cached = current_app.extensions.get(_BODY_KEY)
+    if cached is None or cached[0] is not state.document:
+        cached = (state.document, _serialised(state.document))
+        current_app.extensions[_BODY_KEY] = cached
+    body = json.dumps(head)[:-1] + ", " + cached[1][1:]
+    return Response(body, mimetype="application/json")
+
+
+def _serialised(document: dict[str, Any]) -> str:
+    public = {k: v for k, v in document.items() if k not in PRIVATE_KEYS}
+    public["points"] = [
+        {**p, "url": url_for("images.image", name=p["filename"])} for p in public["points"]
+    ]
+    return json.dumps(public)
