@@ -1,0 +1,264 @@
+"""Recall and precision of duplicate finding on planted duplicates among distinct images.
+
+Writes N distinct images (generated: random shapes on random gradients, 320-640 px, as
+photos of different things would be; or Fashion-MNIST with --source fmnist), then plants a
+duplicate of every k-th one, cycling through four edits: an exact copy, a JPEG re-save at
+quality 30-60, a resize to 50-75 %, a crop of 2-5 % per side (re-saved at quality 90). Every
+method then groups the folder; a pair counts as found when both images land in one group.
+Precision: found pairs that are planted / all found pairs. Recall: planted pairs found.
+
+The embedding method uses --model (a trained imgsim model file) or, without one, an
+untrained network of the default shape (seed 0): random convolutional features.
+Prints a markdown table; `--write-docs` replaces the "Duplicates" section of
+docs/benchmarks.md. Not a test: the figures depend on the images.
+
+    .venv/bin/python benchmarks/duplicates.py --images 2000 --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import itertools
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from imgsim.config import DuplicatesConfig  # noqa: E402
+from imgsim.duplicates import Collection, find_groups  # noqa: E402
+from imgsim.duplicates.finder import fingerprint_all  # noqa: E402
+
+SECTION = "## Duplicates"
+EDITS = ("exact", "jpeg", "resize", "crop")
+HASH_THRESHOLDS = (4, 6, 8, 10, 12)
+EMBEDDING_THRESHOLDS = (0.9, 0.93, 0.95, 0.97)
+
+
+def distinct_image(seed: int) -> Image.Image:
+    """A picture unlike any other seed's: a gradient and a dozen random shapes and colours."""
+    rng = np.random.default_rng(seed)
+    width, height = int(rng.integers(320, 641)), int(rng.integers(240, 481))
+    ramp = np.linspace(0, 1, width)[None, :, None] * rng.integers(0, 256, 3)
+    ramp = ramp + np.linspace(0, 1, height)[:, None, None] * rng.integers(0, 256, 3)
+    im = Image.fromarray(np.clip(ramp / 2, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(im)
+    for _ in range(12):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(20, width // 2)), int(rng.integers(20, height // 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        box = (x0 - w // 2, y0 - h // 2, x0 + w // 2, y0 + h // 2)
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            draw.ellipse(box, fill=colour)
+        elif kind == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.polygon([(box[0], box[3]), (x0, box[1]), (box[2], box[3])], fill=colour)
+    return im
+
+
+def fmnist_image(images: np.ndarray, i: int) -> Image.Image:
+    return Image.fromarray(images[i], "L").convert("RGB")
+
+
+def planted(original: bytes, edit: str, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A duplicate of `original` made by `edit`, and the file extension it takes."""
+    if edit == "exact":
+        return original, "jpg"
+    im = Image.open(io.BytesIO(original)).convert("RGB")
+    quality = 90
+    if edit == "jpeg":
+        quality = int(rng.integers(30, 61))
+    elif edit == "resize":
+        scale = float(rng.uniform(0.5, 0.75))
+        im = im.resize((max(8, round(im.width * scale)), max(8, round(im.height * scale))))
+    elif edit == "crop":
+        dx, dy = (max(1, round(side * rng.uniform(0.02, 0.05))) for side in im.size)
+        im = im.crop((dx, dy, im.width - dx, im.height - dy))
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=quality)
+    return out.getvalue(), "jpg"
+
+
+def write_folder(
+    folder: Path, count: int, every: int, source: str, seed: int = 0
+) -> set[tuple[str, str, str]]:
+    """N distinct images and the planted duplicates; returns (original, duplicate, edit)."""
+    rng = np.random.default_rng(seed)
+    fmnist = None
+    if source == "fmnist":
+        from imgsim.sample import load_fashion_mnist
+
+        fmnist = load_fashion_mnist()[0]
+    truth = set()
+    edits = itertools.cycle(EDITS)
+    for i in range(count):
+        im = distinct_image(seed * 1_000_003 + i) if fmnist is None else fmnist_image(fmnist, i)
+        buffer = io.BytesIO()
+        im.save(buffer, "JPEG", quality=95)
+        name = f"img_{i:06d}.jpg"
+        (folder / name).write_bytes(buffer.getvalue())
+        if i % every == 0:
+            edit = next(edits)
+            data, ext = planted(buffer.getvalue(), edit, rng)
+            copy = f"dup_{i:06d}_{edit}.{ext}"
+            (folder / copy).write_bytes(data)
+            truth.add((name, copy, edit))
+    return truth
+
+
+def group_pairs(groups: list) -> set[frozenset[str]]:
+    return {
+        frozenset(pair)
+        for g in groups
+        for pair in itertools.combinations([m.name for m in g.members], 2)
+    }
+
+
+def score(groups: list, truth: set[tuple[str, str, str]]) -> dict:
+    found = group_pairs(groups)
+    planted_pairs = {frozenset((a, b)): edit for a, b, edit in truth}
+    hits = found & set(planted_pairs)
+    by_edit = Counter(planted_pairs[p] for p in hits)
+    totals = Counter(planted_pairs.values())
+    return {
+        "precision": len(hits) / len(found) if found else 1.0,
+        "recall": len(hits) / len(planted_pairs) if planted_pairs else 1.0,
+        "false_pairs": len(found - set(planted_pairs)),
+        **{f"recall_{e}": by_edit[e] / totals[e] if totals[e] else 1.0 for e in EDITS},
+    }
+
+
+def embed_folder(folder: Path, names: list[str], model_path: str | None) -> np.ndarray:
+    import torch
+
+    from imgsim.config import ModelConfig
+    from imgsim.data import ImageRecord
+    from imgsim.embedder import Embedder
+    from imgsim.extract import embed_records
+    from imgsim.model import EmbeddingNet, load_model
+
+    if model_path:
+        model, _ = load_model(model_path)
+    else:
+        torch.manual_seed(0)
+        model = EmbeddingNet(ModelConfig()).eval()
+    embedder = Embedder.from_model(model, "torch", image_size=model.config.image_size)
+    records = [ImageRecord(n, None, folder / n) for n in names]
+    vectors, rows = embed_records(embedder, embedder.image_size, records, progress=False)
+    if len(rows) != len(names):
+        raise SystemExit("some images could not be embedded")
+    return vectors
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        truth = write_folder(folder, args.images, args.every, args.source)
+        started = time.perf_counter()
+        prints, skipped = fingerprint_all(_records(folder), args.workers)
+        hash_seconds = time.perf_counter() - started
+        if skipped:
+            raise SystemExit(f"unreadable planted images: {skipped[:3]}")
+        names = sorted(prints)
+        started = time.perf_counter()
+        vectors = embed_folder(folder, names, args.model)
+        embed_seconds = time.perf_counter() - started
+        base = Collection(
+            names,
+            [folder / n for n in names],
+            [prints[n].sha256 for n in names],
+            [prints[n].size for n in names],
+            prints,
+            vectors,
+        )
+        cases = [("hash", t, 0.0) for t in HASH_THRESHOLDS]
+        cases += [("embedding", 0, e) for e in EMBEDDING_THRESHOLDS]
+        cases += [("both", args.both_bits, e) for e in EMBEDDING_THRESHOLDS]
+        for method, bits, cosine in cases:
+            cfg = DuplicatesConfig(method=method, threshold=bits, embedding_threshold=cosine)
+            started = time.perf_counter()
+            groups = find_groups(dataclasses.replace(base), cfg)
+            rows.append(
+                {
+                    "method": method,
+                    "threshold": _threshold(method, bits, cosine),
+                    "group_seconds": time.perf_counter() - started,
+                    **score(groups, truth),
+                }
+            )
+    print(
+        f"{args.images} distinct {args.source} images, {len(truth)} planted duplicates; "
+        f"decode+hash {hash_seconds:.1f}s, embed {embed_seconds:.1f}s",
+        file=sys.stderr,
+    )
+    return rows
+
+
+def _records(folder: Path) -> list:
+    from imgsim.data import scan_images
+
+    return scan_images(folder)
+
+
+def _threshold(method: str, bits: int, cosine: float) -> str:
+    if method == "hash":
+        return f"≤ {bits} bits"
+    if method == "embedding":
+        return f"cos ≥ {cosine}"
+    return f"≤ {bits} bits or cos ≥ {cosine}"
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        "| method | threshold | precision | recall | exact | JPEG re-save | resize | crop "
+        "| false pairs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['method']} | {r['threshold']} | {r['precision']:.3f} | {r['recall']:.3f} "
+        f"| {r['recall_exact']:.2f} | {r['recall_jpeg']:.2f} | {r['recall_resize']:.2f} "
+        f"| {r['recall_crop']:.2f} | {r['false_pairs']} |\n"
+        for r in rows
+    )
+    return head + body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="distinct images (2000)")
+    parser.add_argument("--every", type=int, default=5, help="plant a duplicate of every k-th")
+    parser.add_argument("--source", choices=("generated", "fmnist"), default="generated")
+    parser.add_argument("--model", help="trained imgsim model for the embedding method")
+    parser.add_argument("--both-bits", type=int, default=10, help="hash bits of method both")
+    parser.add_argument("--workers", type=int, default=0, help="decode processes (0 = cores)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    rows = run(args)
+    text = table(rows)
+    print(text)
+    if args.write_docs:
+        from docs_section import write_section
+
+        model = args.model or "an untrained network (seed 0)"
+        section = (
+            f"{SECTION}\n\n`benchmarks/duplicates.py --images {args.images} --every "
+            f"{args.every} --source {args.source}` ({platform.node()}, "
+            f"{time.strftime('%Y-%m-%d')}); embeddings from {model}. Pairs: a planted "
+            "duplicate and its original in one group.\n\n" + text
+        )
+        write_section(SECTION, section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Duplicate finding: hash pairs match brute force, planted duplicates are grouped, others not."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsim.config import DuplicatesConfig
+from imgsim.duplicates import find_in_folder
+from imgsim.duplicates.groups import Member, components, keeper_first
+from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
+from imgsim.errors import ConfigError
+
+from .benchmark_import import load_benchmark
+
+bench = load_benchmark("duplicates")
+
+
+def brute_force(hashes: np.ndarray, t: int) -> set[tuple[int, int]]:
+    d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    i, j = np.triu_indices(len(hashes), 1)
+    keep = d[i, j] <= t
+    return set(zip(i[keep].tolist(), j[keep].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("t", [0, 2, 5, 8, 10, 13, 16])
+def test_hash_pairs_are_exactly_the_brute_force_pairs(t: int) -> None:
+    rng = np.random.default_rng(t)
+    hashes = rng.integers(0, 2**64, 600, dtype=np.uint64, endpoint=False)
+    for k in range(0, 120, 2):  # near pairs at every distance up to 20 bits
+        bits = rng.choice(64, size=k % 21, replace=False)
+        hashes[k + 1] = hashes[k] ^ np.uint64(sum(1 << int(b) for b in bits))
+    pairs, distances = pairs_within(hashes, t)
+    assert set(map(tuple, pairs.tolist())) == brute_force(hashes, t)
+    assert (distances <= t).all()
+    assert len(brute_force(hashes, t)) >= t // 2  # the planted ones are in there
+
+
+def test_hash_pairs_of_nothing() -> None:
+    assert pairs_within(np.array([], np.uint64), 10)[0].shape == (0, 2)
+    assert pairs_within(np.array([5], np.uint64), 10)[0].shape == (0, 2)
+
+
+def test_embedding_pairs_above_a_similarity() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    x[7] = x[3] + 0.01 * rng.normal(size=16)
+    x = centred(x)
+    pairs, scores = pairs_above(x, 0.95)
+    assert pairs.tolist() == [[3, 7]]
+    assert scores[0] > 0.99
+
+
+def test_components_join_chains_and_leave_singletons_out() -> None:
+    groups = components(8, [np.array([[0, 1], [1, 2]]), np.array([[5, 6]])])
+    assert groups == [[0, 1, 2], [5, 6]]
+    assert components(3, []) == []
+
+
+def test_the_keeper_has_most_pixels_then_bytes() -> None:
+    members = [Member("a", 100, 10, 10), Member("b", 50, 20, 20), Member("c", 90, 20, 20)]
+    ordered = keeper_first(members)
+    assert [m.name for m in ordered] == ["c", "b", "a"]
+    assert ordered[0].keep and not ordered[1].keep
+
+
+def jpeg(im: Image.Image, quality: int = 95) -> bytes:
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@pytest.fixture
+def planted_folder(tmp_path: Path) -> Path:
+    """Ten distinct pictures; copies of four of them: exact, re-saved, resized, cropped."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    originals = {i: bench.distinct_image(1000 + i) for i in range(10)}
+    for i, im in originals.items():
+        (folder / f"pic_{i:03d}.jpg").write_bytes(jpeg(im))
+    (folder / "copies").mkdir()
+    (folder / "copies" / "exact.jpg").write_bytes((folder / "pic_000.jpg").read_bytes())
+    (folder / "copies" / "resaved.jpg").write_bytes(jpeg(originals[1], quality=40))
+    small = originals[2].resize((originals[2].width * 6 // 10, originals[2].height * 6 // 10))
+    small.save(folder / "copies" / "resized.png")
+    w, h = originals[3].size
+    (folder / "copies" / "cropped.jpg").write_bytes(
+        jpeg(originals[3].crop((w // 40, h // 40, w - w // 40, h - h // 40)), 90)
+    )
+    return folder
+
+
+def group_names(report) -> list[set[str]]:
+    return [{m.name for m in g.members} for g in report.groups]
+
+
+def test_planted_duplicates_are_found_and_distinct_images_are_not(planted_folder: Path) -> None:
+    report = find_in_folder(planted_folder, DuplicatesConfig(workers=1))
+    assert report.images == 14 and report.skipped == []
+    assert sorted(group_names(report), key=sorted) == [
+        {"copies/cropped.jpg", "pic_003.jpg"},
+        {"copies/exact.jpg", "pic_000.jpg"},
+        {"copies/resaved.jpg", "pic_001.jpg"},
+        {"copies/resized.png", "pic_002.jpg"},
+    ]
+    by_keeper = {g.keeper.name: g for g in report.groups}
+    exact = by_keeper["copies/exact.jpg"]  # same pixels, same bytes: the first name is kept
+    assert exact.score == 1.0 and exact.extras[0].exact
+    # The larger original is kept, never the shrunk or cropped copy.
+    assert "pic_002.jpg" in by_keeper and "pic_003.jpg" in by_keeper
+    assert by_keeper["pic_001.jpg"].extras[0].hash_distance <= 10
+
+
+def test_a_lower_threshold_finds_fewer(planted_folder: Path) -> None:
+    strict = find_in_folder(planted_folder, DuplicatesConfig(threshold=0, workers=1))
+    assert {"copies/exact.jpg", "pic_000.jpg"} in group_names(strict)
+    assert len(strict.groups) < 4
+
+
+def test_corrupt_images_are_skipped_and_named(planted_folder: Path) -> None:
+    (planted_folder / "broken_001.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    report = find_in_folder(planted_folder, DuplicatesConfig(workers=1))
+    assert [name for name, _ in report.skipped] == ["broken_001.jpg"]
+    assert len(report.groups) == 4
+
+
+def test_embedding_method_needs_a_model(planted_folder: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a model"):
+        find_in_folder(planted_folder, DuplicatesConfig(method="embedding", workers=1))
+
+
+def test_embedding_method_groups_by_vectors(planted_folder: Path) -> None:
+    def embed(records: list) -> tuple[np.ndarray, list[int]]:
+        # Stand-in vectors: one direction per original picture, so copies share theirs.
+        origin = {"exact": 0, "resaved": 1, "resized": 2, "cropped": 3}
+        rng = np.random.default_rng(0)
+        basis = rng.normal(size=(10, 32))
+        rows = []
+        for r in records:
+            stem = Path(r.name).stem
+            rows.append(basis[origin.get(stem, int(stem[-3:]) if stem[-1].isdigit() else 0)])
+        return np.array(rows, np.float32), list(range(len(records)))
+
+    report = find_in_folder(planted_folder, DuplicatesConfig(method="embedding"), embed)
+    assert len(report.groups) == 4
+    assert all(
+        m.similarity is not None and m.hash_distance is None for m in report.groups[0].members
+    )
+
+
+def test_bad_settings_are_refused(planted_folder: Path) -> None:
+    with pytest.raises(ConfigError):
+        find_in_folder(planted_folder, DuplicatesConfig(threshold=40))
+    with pytest.raises(ConfigError):
+        find_in_folder(planted_folder, DuplicatesConfig(method="magic"))
