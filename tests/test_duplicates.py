@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from imgsim.config import DuplicatesConfig
 from imgsim.duplicates import find_in_folder
@@ -15,9 +13,7 @@ from imgsim.duplicates.groups import Member, components, keeper_first
 from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
 from imgsim.errors import ConfigError
 
-from .benchmark_import import load_benchmark
-
-bench = load_benchmark("duplicates")
+from .duplicate_folder import PLANTED, make_planted_folder
 
 
 def brute_force(hashes: np.ndarray, t: int) -> set[tuple[int, int]]:
@@ -68,30 +64,9 @@ def test_the_keeper_has_most_pixels_then_bytes() -> None:
     assert ordered[0].keep and not ordered[1].keep
 
 
-def jpeg(im: Image.Image, quality: int = 95) -> bytes:
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=quality)
-    return out.getvalue()
-
-
 @pytest.fixture
 def planted_folder(tmp_path: Path) -> Path:
-    """Ten distinct pictures; copies of four of them: exact, re-saved, resized, cropped."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    originals = {i: bench.distinct_image(1000 + i) for i in range(10)}
-    for i, im in originals.items():
-        (folder / f"pic_{i:03d}.jpg").write_bytes(jpeg(im))
-    (folder / "copies").mkdir()
-    (folder / "copies" / "exact.jpg").write_bytes((folder / "pic_000.jpg").read_bytes())
-    (folder / "copies" / "resaved.jpg").write_bytes(jpeg(originals[1], quality=40))
-    small = originals[2].resize((originals[2].width * 6 // 10, originals[2].height * 6 // 10))
-    small.save(folder / "copies" / "resized.png")
-    w, h = originals[3].size
-    (folder / "copies" / "cropped.jpg").write_bytes(
-        jpeg(originals[3].crop((w // 40, h // 40, w - w // 40, h - h // 40)), 90)
-    )
-    return folder
+    return make_planted_folder(tmp_path / "photos")
 
 
 def group_names(report) -> list[set[str]]:
@@ -101,12 +76,7 @@ def group_names(report) -> list[set[str]]:
 def test_planted_duplicates_are_found_and_distinct_images_are_not(planted_folder: Path) -> None:
     report = find_in_folder(planted_folder, DuplicatesConfig(workers=1))
     assert report.images == 14 and report.skipped == []
-    assert sorted(group_names(report), key=sorted) == [
-        {"copies/cropped.jpg", "pic_003.jpg"},
-        {"copies/exact.jpg", "pic_000.jpg"},
-        {"copies/resaved.jpg", "pic_001.jpg"},
-        {"copies/resized.png", "pic_002.jpg"},
-    ]
+    assert sorted(group_names(report), key=sorted) == PLANTED
     by_keeper = {g.keeper.name: g for g in report.groups}
     exact = by_keeper["copies/exact.jpg"]  # same pixels, same bytes: the first name is kept
     assert exact.score == 1.0 and exact.extras[0].exact
