@@ -8,6 +8,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from imgsim.config import MODEL_FILE, ModelConfig
+from imgsim.data import scan_images
+from imgsim.model import EmbeddingNet, save_model
+from imgsim.search import Searcher
+from imgsim.store import open_store
+from imgsim.store.exports import build_collection
+
 from .benchmark_import import load_benchmark
 
 bench = load_benchmark("duplicates")
@@ -52,3 +59,19 @@ def contents(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+TINY = ModelConfig(image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=16, embedding_dim=8)
+
+
+def indexed_workdir(root: Path, folder: Path) -> Path:
+    """A workdir beside `folder` with an untrained tiny model and an index of its images."""
+    workdir = root / "work"
+    workdir.mkdir()
+    model = EmbeddingNet(TINY).eval()
+    model_id = save_model(workdir / MODEL_FILE, model, ["pic", "copies"])
+    names = [r.name for r in scan_images(folder) if not r.name.startswith("broken")]
+    features = Searcher(model, None).embed([folder / n for n in names])
+    with open_store(workdir) as store:
+        build_collection(store, features, names, folder, model_id)
+    return workdir

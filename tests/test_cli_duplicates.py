@@ -8,16 +8,8 @@ from pathlib import Path
 import pytest
 
 from imgsim.cli import main
-from imgsim.config import MODEL_FILE, ModelConfig
-from imgsim.data import scan_images
-from imgsim.model import EmbeddingNet, save_model
-from imgsim.search import Searcher
-from imgsim.store import open_store
-from imgsim.store.exports import build_collection
 
-from .duplicate_folder import PLANTED, contents, make_planted_folder
-
-TINY = ModelConfig(image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=16, embedding_dim=8)
+from .duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
 
 
 @pytest.fixture
@@ -93,18 +85,6 @@ def test_bad_values_are_errors(folder: Path, capsys: pytest.CaptureFixture) -> N
     assert "error: threshold must be" in capsys.readouterr().err
     assert main(["duplicates", str(folder / "missing")]) == 1
     assert "not found" in capsys.readouterr().err
-
-
-def indexed_workdir(root: Path, folder: Path) -> Path:
-    workdir = root / "work"
-    workdir.mkdir()
-    model = EmbeddingNet(TINY).eval()
-    model_id = save_model(workdir / MODEL_FILE, model, ["pic", "copies"])
-    names = [r.name for r in scan_images(folder) if not r.name.startswith("broken")]
-    features = Searcher(model, None).embed([folder / n for n in names])
-    with open_store(workdir) as store:
-        build_collection(store, features, names, folder, model_id)
-    return workdir
 
 
 def test_without_a_folder_the_index_is_searched(

@@ -287,10 +287,10 @@ def cmd_trash(args: argparse.Namespace) -> int:
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from .cliflags import given
-    from .config import DuplicatesConfig, replace
+    from .config import replace
     from .duplicates.text import report_lines
 
-    cfg = replace(DuplicatesConfig(), given(args, args.duplicates_flags))
+    cfg = replace(_config(args).duplicates, given(args, args.duplicates_flags))
     if args.folder is not None:
         _prepare(args.folder)
         report = _duplicates_in_folder(args, cfg)
@@ -562,6 +562,7 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})")
     flags = add_dataclass_flags(p, DuplicatesConfig)
     _add_store_flag(p)
+    _add_config_flag(p)
     p.set_defaults(func=cmd_duplicates, duplicates_flags=flags)
 
 

@@ -184,6 +184,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    # Defined further down; the factory runs only when a Config is made.
+    duplicates: DuplicatesConfig = field(default_factory=lambda: DuplicatesConfig())
 
 
 T = TypeVar("T")
@@ -229,7 +231,7 @@ def _coerce(default: Any, value: Any, key: str) -> Any:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a config file (.toml, .yaml/.yml or .json) with sections model/train/extract/search."""
+    """Read a config file (.toml, .yaml/.yml or .json): sections model/train/extract/search/...."""
     config = Config()
     if path is None:
         return config

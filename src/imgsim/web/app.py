@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 from ..config import SearchConfig, load_config, replace
 from ..data import set_decode_limits
 from ..search import Searcher
-from . import errors, images, manage, openapi, pages, search, status
+from . import duplicates, errors, images, manage, openapi, pages, search, status
 from .forms import FORM_OVERHEAD, InMemoryRequest
 from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
@@ -59,6 +59,7 @@ def create_app(
     init_app(app, config, searcher)
     for blueprint in (pages.bp, search.bp, status.bp, images.bp, manage.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(duplicates.bp)
     errors.register_error_handlers(app)
     app.after_request(_security_headers)
     app.cli.add_command(check_command)
