@@ -220,6 +220,44 @@ def _threshold(method: str, bits: int, cosine: float) -> str:
     return f"≤ {bits} bits or cos ≥ {cosine}"
 
 
+def scale(count: int, threshold: int, cosine: float) -> str:
+    """Seconds to find the pairs among `count` hashes and vectors, without decoding.
+
+    Hashes: random 64-bit values with a planted near copy of every 10th (a few bits flipped);
+    vectors: random 128-d with a near copy of every 10th. Decoding is left out: it is per
+    image (the `decode+hash` figure above times count), the comparison is what could grow
+    with count squared.
+    """
+    from imgsim.duplicates.groups import components
+    from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
+
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**64, count, dtype=np.uint64, endpoint=False)
+    flips = rng.integers(0, 64, (count // 10, 3))
+    noise = np.bitwise_or.reduce(np.left_shift(np.uint64(1), flips.astype(np.uint64)), axis=1)
+    hashes[1::10][: len(noise)] = hashes[0::10][: len(noise)] ^ noise
+    started = time.perf_counter()
+    pairs, _ = pairs_within(hashes, threshold)
+    groups = components(count, [pairs])
+    hash_seconds = time.perf_counter() - started
+    vectors = rng.normal(size=(count, 128)).astype(np.float32)
+    vectors[1::10] = vectors[0::10][: len(vectors[1::10])] + 0.05 * rng.normal(
+        size=vectors[1::10].shape
+    )
+    started = time.perf_counter()
+    found, _ = pairs_above(centred(vectors), cosine)
+    vector_groups = components(count, [found])
+    vector_seconds = time.perf_counter() - started
+    head = (
+        f"| items | hash pairs ≤ {threshold} bits + groups | groups "
+        f"| vector pairs cos ≥ {cosine} + groups | groups |\n|---:|---:|---:|---:|---:|\n"
+    )
+    return head + (
+        f"| {count:,} | {hash_seconds:.1f} s | {len(groups):,} | {vector_seconds:.1f} s "
+        f"| {len(vector_groups):,} |\n"
+    )
+
+
 def table(rows: list[dict]) -> str:
     head = (
         "| method | threshold | precision | recall | exact | JPEG re-save | resize | crop "
@@ -242,11 +280,16 @@ def main() -> None:
     parser.add_argument("--model", help="trained imgsim model for the embedding method")
     parser.add_argument("--both-bits", type=int, default=10, help="hash bits of method both")
     parser.add_argument("--workers", type=int, default=0, help="decode processes (0 = cores)")
+    parser.add_argument(
+        "--scale", type=int, default=100_000, help="hashes and vectors for the timing (100000)"
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     rows = run(args)
     text = table(rows)
     print(text)
+    timing = scale(args.scale, DuplicatesConfig.threshold, DuplicatesConfig.embedding_threshold)
+    print(timing)
     if args.write_docs:
         from docs_section import write_section
 
@@ -255,7 +298,9 @@ def main() -> None:
             f"{SECTION}\n\n`benchmarks/duplicates.py --images {args.images} --every "
             f"{args.every} --source {args.source}` ({platform.node()}, "
             f"{time.strftime('%Y-%m-%d')}); embeddings from {model}. Pairs: a planted "
-            "duplicate and its original in one group.\n\n" + text
+            "duplicate and its original in one group.\n\n" + text + "\nFinding the pairs "
+            "and groups without decoding (random hashes and vectors, a near copy of every "
+            "10th; `--scale`):\n\n" + timing
         )
         write_section(SECTION, section)
 

@@ -127,3 +127,34 @@ def test_bad_settings_are_refused(planted_folder: Path) -> None:
         find_in_folder(planted_folder, DuplicatesConfig(threshold=40))
     with pytest.raises(ConfigError):
         find_in_folder(planted_folder, DuplicatesConfig(method="magic"))
+
+
+def test_worker_processes_give_the_same_fingerprints(
+    planted_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgsim.data import scan_images
+    from imgsim.duplicates import fingerprint
+
+    (planted_folder / "broken_001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    records = scan_images(planted_folder)
+    here = list(fingerprint.iter_fingerprints(records, workers=1))
+    monkeypatch.setattr(fingerprint, "MIN_IMAGES_PER_WORKER", 1)
+    monkeypatch.setattr(fingerprint, "CHUNK", 4)
+    there = list(fingerprint.iter_fingerprints(records, workers=2))
+    assert len(there) == 4  # the chunks went to the worker processes, back in order
+    flat = [f for done, _ in there for f in done]
+    assert flat == [f for done, _ in here for f in done]
+    assert [name for _, failed in there for name, _ in failed] == ["broken_001.png"]
+
+
+def test_the_inverted_file_search_finds_the_near_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsim.duplicates import neighbours
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x[1::100] = x[0::100] + 0.02 * rng.normal(size=x[0::100].shape)
+    exact = set(map(tuple, pairs_above(centred(x), 0.95)[0].tolist()))
+    monkeypatch.setattr(neighbours, "FLAT_MAX", 1000)  # 3000 vectors: the IVF path
+    approx = set(map(tuple, neighbours.pairs_above(centred(x), 0.95)[0].tolist()))
+    assert {(i, i + 1) for i in range(0, 3000, 100)} <= approx
+    assert approx <= exact
