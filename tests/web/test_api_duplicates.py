@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,9 +54,17 @@ def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
 def test_the_answer_is_kept_until_the_index_changes(
     dup_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = []
+    from imgsim.duplicates import finder
+
+    calls, decoded = [], []
     real = StoreFinder.find
     monkeypatch.setattr(StoreFinder, "find", lambda self, *a: calls.append(1) or real(self, *a))
+    real_fingerprints = finder.fingerprint_all
+    monkeypatch.setattr(
+        finder,
+        "fingerprint_all",
+        lambda records, *a: decoded.append(len(records)) or real_fingerprints(records, *a),
+    )
     first = dup_client.get("/duplicates").get_json()
     assert dup_client.get("/duplicates").get_json()["groups"] == first["groups"]
     assert len(calls) == 1
@@ -66,6 +75,7 @@ def test_the_answer_is_kept_until_the_index_changes(
     assert response.status_code == 200
     after = dup_client.get("/duplicates").get_json()
     assert len(after["groups"]) == 3 and after["images"] == 14 - len(extra)
+    assert decoded == [14, 0, 0]  # once; then fingerprints are reused by content
 
 
 @pytest.mark.parametrize(
@@ -155,7 +165,16 @@ def test_the_page_and_the_nav_link(client: FlaskClient) -> None:
     assert page.status_code == 200 and page.headers["Content-Security-Policy"] == CSP
     html = page.get_data(as_text=True)
     assert "duplicates.js" in html and "duplicates.css" in html
-    assert "<script>" not in html and "style=" not in html
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
+    assert "<style" not in html and " style=" not in html
+    assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
     assert 'href="/duplicates/view"' in client.get("/").get_data(as_text=True)
-    for asset in ("duplicates.js", "duplicates.css"):
-        assert client.get(f"/static/{asset}").status_code == 200
+    assert '<a href="/">Search</a>' in html  # and back
+    for path in ("/duplicates/view", "/static/duplicates.js", "/static/duplicates.css"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        text = response.get_data(as_text=True)
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path
+    script = client.get("/static/duplicates.js").get_data(as_text=True)
+    for risky in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
+        assert risky not in script
