@@ -23,6 +23,10 @@ from .neighbours import centred, pairs_above, pairs_within
 
 log = logging.getLogger("imgsim")
 
+# Distinct pictures' hashes differ in about 32 bits; at 12 the first false pairs appeared
+# (docs/benchmarks.md), and the band search's work grows steeply past 16.
+MAX_THRESHOLD = 16
+
 
 @dataclass
 class DuplicateReport:
@@ -69,8 +73,11 @@ def check_method(config: DuplicatesConfig) -> None:
     """ConfigError for a method or threshold the finder cannot use."""
     if config.method not in DUPLICATE_METHODS:
         raise ConfigError(f"method must be one of {', '.join(DUPLICATE_METHODS)}")
-    if not 0 <= config.threshold <= 32:
-        raise ConfigError("threshold must be 0..32 bits of the 64-bit perceptual hash")
+    if not 0 <= config.threshold <= MAX_THRESHOLD:
+        raise ConfigError(
+            f"threshold must be 0..{MAX_THRESHOLD} bits of the 64-bit perceptual hash "
+            "(more would pair unrelated images, and slowly)"
+        )
     if not -1.0 <= config.embedding_threshold <= 1.0:
         raise ConfigError("embedding_threshold is a cosine similarity, -1..1")
 
@@ -151,7 +158,7 @@ def _group(
     collection: Collection, items: list[int], config: DuplicatesConfig, vectors: np.ndarray | None
 ) -> Group:
     members = keeper_first([_member(collection, i) for i in items])
-    position = {name: i for i, name in enumerate(collection.names)}
+    position = {collection.names[i]: i for i in items}
     keeper = members[0]
     keep_i = position[keeper.name]
     keep_print = collection.fingerprints.get(keeper.name)
