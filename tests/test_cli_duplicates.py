@@ -105,3 +105,14 @@ def test_without_an_index_says_what_to_run(tmp_path: Path, capsys: pytest.Captur
     assert main(["duplicates", "--workdir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "imgsim duplicates FOLDER" in err
+
+
+def test_settings_from_the_config_file(
+    tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "imgsim.toml"
+    config.write_text("[duplicates]\nthreshold = 3\nworkers = 1\n", encoding="utf-8")
+    body = run_json(capsys, str(folder), "--config", str(config))
+    assert body["threshold"] == 3
+    flag_wins = run_json(capsys, str(folder), "--config", str(config), "--threshold", "7")
+    assert flag_wins["threshold"] == 7
