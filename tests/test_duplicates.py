@@ -13,7 +13,7 @@ from imgsim.duplicates.groups import Member, components, keeper_first
 from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
 from imgsim.errors import ConfigError
 
-from .duplicate_folder import PLANTED, make_planted_folder
+from .duplicate_folder import PLANTED, bench, make_planted_folder
 
 
 def brute_force(hashes: np.ndarray, t: int) -> set[tuple[int, int]]:
@@ -158,3 +158,16 @@ def test_the_inverted_file_search_finds_the_near_pairs(monkeypatch: pytest.Monke
     approx = set(map(tuple, neighbours.pairs_above(centred(x), 0.95)[0].tolist()))
     assert {(i, i + 1) for i in range(0, 3000, 100)} <= approx
     assert approx <= exact
+
+
+def test_the_hash_is_imagehash_phash_as_an_integer() -> None:
+    import imagehash
+    from PIL import Image
+
+    from imgsim.duplicates.fingerprint import perceptual_hash
+
+    for seed in range(3):
+        im = bench.distinct_image(seed)
+        assert perceptual_hash(im) == int(str(imagehash.phash(im)), 16)
+    flat = Image.new("RGB", (64, 64), (200, 10, 10))
+    assert perceptual_hash(flat) == int(str(imagehash.phash(flat)), 16)

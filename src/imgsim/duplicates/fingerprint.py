@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ..data import DECODE_FORMATS, ImageRecord, load_image
@@ -41,8 +42,8 @@ def perceptual_hash(image: Image.Image) -> int:
     """imagehash's pHash (DCT of a 32x32 grey image, 8x8 low frequencies) as a 64-bit integer."""
     import imagehash
 
-    bits = imagehash.phash(image).hash.ravel()
-    return int("".join("1" if b else "0" for b in bits), 2)
+    bits = imagehash.phash(image).hash.ravel()  # 64 booleans, most significant first
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
 def fingerprint_bytes(name: str, data: bytes) -> Fingerprint:
