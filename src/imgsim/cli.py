@@ -8,10 +8,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
 from .device import DEVICE_NAMES
 from .errors import ImgsimError
+
+if TYPE_CHECKING:
+    from .config import DuplicatesConfig
+    from .duplicates import DuplicateReport
 
 log = logging.getLogger("imgsim")
 
@@ -278,6 +283,59 @@ def cmd_trash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from .cliflags import given
+    from .config import replace
+    from .duplicates.text import report_lines
+
+    cfg = replace(_config(args).duplicates, given(args, args.duplicates_flags))
+    if args.folder is not None:
+        _prepare(args.folder)
+        report = _duplicates_in_folder(args, cfg)
+    else:
+        report = _duplicates_in_index(args, cfg)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(report_lines(report)))
+    return 0
+
+
+def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
+    from .duplicates import find_in_folder
+
+    embed = None
+    if cfg.method != "hash":
+        from .config import ExtractConfig, replace
+        from .extract import embed_records, extract_embedder
+        from .model import load_model
+
+        model_path = args.model or str(Path(args.workdir) / MODEL_FILE)
+        extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
+        model, info = load_model(model_path)
+        embedder = extract_embedder(model, info["model_id"], extract_cfg)
+
+        def embed(records: list) -> tuple:
+            return embed_records(embedder, embedder.image_size, records, progress=False)
+
+    return find_in_folder(args.folder, cfg, embed)
+
+
+def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
+    from .duplicates import StoreFinder
+    from .errors import EmbeddingsNotLoadedError
+    from .store import open_store
+
+    _prepare(workdir=args.workdir)
+    model_id = _model_id(Path(args.model) if args.model else Path(args.workdir) / MODEL_FILE)
+    with open_store(args.workdir, args.store, model_id) as store:
+        if store.info() is None or store.count() == 0:
+            raise EmbeddingsNotLoadedError(
+                f"{store.why_empty()}; or name a folder: imgsim duplicates FOLDER"
+            )
+        return StoreFinder().find(store, cfg)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -486,6 +544,26 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_duplicates(sub: argparse._SubParsersAction) -> None:
+    from .cliflags import add_dataclass_flags
+    from .config import DuplicatesConfig
+
+    p = sub.add_parser(
+        "duplicates",
+        help="find exact and near-duplicate images (re-saved, resized, slightly cropped)",
+        description="Groups of duplicate images in FOLDER, or in the index of --workdir "
+        "without one. Nothing is moved or deleted; the web page moves extras to the trash.",
+    )
+    p.add_argument("folder", nargs="?", help="image folder (default: the indexed collection)")
+    p.add_argument("--json", action="store_true", help="print the groups as JSON")
+    p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
+    p.add_argument("--model", help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})")
+    flags = add_dataclass_flags(p, DuplicatesConfig)
+    _add_store_flag(p)
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_duplicates, duplicates_flags=flags)
+
+
 def _add_trash(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trash", help="removed images: list, restore or empty the trash")
     p.add_argument("--workdir", default=".", help="the work folder that holds the trash (.)")
@@ -553,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extract(sub)
     _add_index(sub)
     _add_trash(sub)
+    _add_duplicates(sub)
     return parser
 
 

@@ -210,6 +210,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    # Defined further down; the factory runs only when a Config is made.
+    duplicates: DuplicatesConfig = field(default_factory=lambda: DuplicatesConfig())
 
 
 T = TypeVar("T")
@@ -255,7 +257,7 @@ def _coerce(default: Any, value: Any, key: str) -> Any:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a config file (.toml, .yaml/.yml or .json) with sections model/train/extract/search."""
+    """Read a config file (.toml, .yaml/.yml or .json): sections model/train/extract/search/...."""
     config = Config()
     if path is None:
         return config
@@ -305,3 +307,28 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     """Rebuild a config dataclass from `to_dict` output, ignoring keys it does not know."""
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return replace(cls(), {k: v for k, v in values.items() if k in known})
+
+
+DUPLICATE_METHODS = ("hash", "embedding", "both")
+
+
+@dataclass
+class DuplicatesConfig:
+    """`imgsim duplicates` and GET /duplicates: exact and near-duplicate images."""
+
+    method: str = field(
+        default="hash",
+        metadata=choices(
+            DUPLICATE_METHODS,
+            "hash: perceptual hash (no model needed); embedding: the model's vectors; "
+            "both: a pair either one finds",
+        ),
+    )
+    # Measured on planted duplicates by benchmarks/duplicates.py (docs/benchmarks.md).
+    threshold: int = field(
+        default=10,
+        metadata={"help": "hash method: at most this many of the 64 perceptual-hash bits differ"},
+    )
+    # embedding method: cosine similarity at least this, of the embeddings less their mean
+    embedding_threshold: float = 0.95
+    workers: int = 0  # decode-and-hash processes; 0 = one per core, at most 8

@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 from ..config import SearchConfig, load_config, replace
 from ..data import set_decode_limits
 from ..search import Searcher
-from . import browse, errors, images, manage, map_view, openapi, pages, search, status
+from . import browse, duplicates, errors, images, manage, map_view, openapi, pages, search, status
 from .forms import FORM_OVERHEAD, InMemoryRequest
 from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
@@ -57,10 +57,9 @@ def create_app(
     app.config.update(flask_config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
     init_app(app, config, searcher)
-    blueprints = (pages.bp, search.bp, status.bp, images.bp, manage.bp, openapi.bp, browse.bp)
-    for blueprint in blueprints:
-        app.register_blueprint(blueprint)
-    app.register_blueprint(map_view.bp)
+    views = (pages, search, status, images, manage, openapi, browse, map_view, duplicates)
+    for view in views:
+        app.register_blueprint(view.bp)
     errors.register_error_handlers(app)
     app.after_request(_security_headers)
     app.cli.add_command(check_command)

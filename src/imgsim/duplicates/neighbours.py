@@ -1,0 +1,130 @@
+"""Pairs of near images without comparing every pair: hash bands, and FAISS for vectors."""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+import numpy as np
+
+BANDS = 4  # the 64-bit hash is cut into 4 bands of 16 bits: ~log2 of 100,000 images
+BAND_BITS = 64 // BANDS
+BAND_VALUES = 1 << BAND_BITS
+FLAT_MAX = 5_000  # up to this many vectors: exact range search; above it, an IVF index
+IVF_PROBES = 8  # cells an IVF range search visits: near-duplicates share a cell or a near one
+IVF_TRAIN_PER_CELL = 40  # k-means sees this many vectors per cell (FAISS asks 39), a sample
+
+
+def pairs_within(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs (i < j) of 64-bit hashes at most `max_distance` bits apart, and distances.
+
+    Multi-index hashing: when two hashes differ in at most T bits, one of the 4 bands differs
+    in at most T // 4 (pigeonhole). So each hash only meets those whose band equals one of its
+    own with up to T // 4 bits flipped: found by binary search in the sorted band, verified on
+    all 64 bits. Every pair within T is found; the work grows with n times the number of
+    flips (137 at T = 8..11) plus the pairs that share a band, not with n squared.
+    """
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    found_i, found_j = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    if len(hashes) < 2 or max_distance < 0:
+        return _unique_pairs(hashes, found_i, found_j)
+    for band in range(BANDS):
+        keys = ((hashes >> np.uint64(band * BAND_BITS)) & np.uint64(BAND_VALUES - 1)).astype(
+            np.int64
+        )
+        # A table over all 65,536 band values: where each value's run starts in the sorted
+        # order, and how long it is. A probe is then two lookups, not a search.
+        order = np.argsort(keys, kind="stable")
+        count = np.bincount(keys, minlength=BAND_VALUES)
+        start = np.cumsum(count) - count
+        for mask in _flip_masks(min(max_distance // BANDS, BAND_BITS)):
+            i, j = _band_matches(keys ^ mask, start, count, order)
+            keep = (i < j) & (_popcount(hashes[i] ^ hashes[j]) <= max_distance)
+            found_i.append(i[keep])
+            found_j.append(j[keep])
+    return _unique_pairs(hashes, found_i, found_j)
+
+
+def _band_matches(
+    probes: np.ndarray, start: np.ndarray, count: np.ndarray, order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    # For each probe p, every j whose band key equals it: one run of the sorted order.
+    counts = count[probes]
+    (hit,) = np.nonzero(counts)
+    counts = counts[hit]
+    i = np.repeat(hit, counts)
+    offsets = np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return i, order[np.repeat(start[probes[hit]], counts) + offsets]
+
+
+def _unique_pairs(
+    hashes: np.ndarray, found_i: list[np.ndarray], found_j: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    n = max(len(hashes), 1)
+    codes = np.unique(np.concatenate(found_i) * n + np.concatenate(found_j))
+    i, j = codes // n, codes % n
+    distances = _popcount(hashes[i] ^ hashes[j]) if len(i) else np.empty(0, np.int64)
+    return np.stack([i, j], axis=1), distances
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(x).astype(np.int64)
+
+
+@cache
+def _flip_masks(flips: int) -> tuple[int, ...]:
+    """Every mask of at most `flips` bits set within one band."""
+    return tuple(
+        sum(1 << b for b in bits)
+        for k in range(flips + 1)
+        for bits in itertools.combinations(range(BAND_BITS), k)
+    )
+
+
+def centred(vectors: np.ndarray) -> np.ndarray:
+    """Vectors less the collection's mean, L2-normalised again.
+
+    Embeddings share a large common direction (every image of a collection looks alike to a
+    network next to all possible images), which puts every cosine near 1; without it, a
+    duplicate stands out from merely similar images (docs/benchmarks.md, "Duplicates").
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if len(x) < 2:
+        return x
+    x = x - x.mean(axis=0, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def pairs_above(vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of L2-normalised vectors with cosine similarity >= `min_similarity`.
+
+    An exact FAISS range search up to FLAT_MAX vectors; above, an inverted-file index of
+    about 2 sqrt(n) cells searched in IVF_PROBES cells per vector, so each vector is compared
+    with about 4 sqrt(n) others (1,300 of 100,000), not all n.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = x.shape if x.ndim == 2 else (0, 0)
+    if n < 2:
+        return np.empty((0, 2), np.int64), np.empty(0, np.float32)
+    if n <= FLAT_MAX:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        cells = int(2 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10  # cells only need to be roughly right: IVF_PROBES covers the rest
+        sample = np.random.default_rng(0).choice(n, min(n, IVF_TRAIN_PER_CELL * cells), False)
+        index.train(x[np.sort(sample)])
+        index.nprobe = IVF_PROBES
+    index.add(x)
+    # The range search keeps results *above* the radius for inner products.
+    limits, scores, ids = index.range_search(x, float(min_similarity) - 1e-6)
+    rows = np.repeat(np.arange(n), np.diff(limits).astype(np.int64))
+    keep = rows != ids
+    # An approximate search may find a pair from one side only: each pair once, lowest first.
+    low = np.minimum(rows[keep], ids[keep]).astype(np.int64)
+    high = np.maximum(rows[keep], ids[keep]).astype(np.int64)
+    codes, first = np.unique(low * n + high, return_index=True)
+    pairs = np.stack([codes // n, codes % n], axis=1)
+    return pairs, np.minimum(scores[keep][first], 1.0)

@@ -1,0 +1,47 @@
+"""The duplicate groups as a person reads them in a terminal."""
+
+from __future__ import annotations
+
+from .finder import DuplicateReport
+from .groups import Member
+
+
+def report_lines(report: DuplicateReport) -> list[str]:
+    """One block per group (the image to keep first), then a summary line."""
+    lines: list[str] = []
+    for number, group in enumerate(report.groups, start=1):
+        lines.append(f"Group {number}: {len(group.members)} images, score {group.score:.3f}")
+        lines.extend(_member_line(m) for m in group.members)
+        lines.append("")
+    plural = "s" if len(report.skipped) != 1 else ""
+    if report.skipped:
+        names = ", ".join(name for name, _ in report.skipped[:5])
+        more = f" and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
+        lines.append(f"Skipped {len(report.skipped)} unreadable image{plural}: {names}{more}")
+    threshold = {
+        "hash": f"at most {report.threshold} of 64 hash bits apart",
+        "embedding": f"cosine similarity at least {report.embedding_threshold}",
+        "both": f"{report.threshold} hash bits or cosine {report.embedding_threshold}",
+    }[report.method]
+    lines.append(
+        f"{len(report.groups)} group{'s' if len(report.groups) != 1 else ''} of duplicates, "
+        f"{report.extras} extra image{'s' if report.extras != 1 else ''}, among "
+        f"{report.images} images (method {report.method}: {threshold}; "
+        f"{report.seconds:.1f}s). Nothing was moved."
+    )
+    return lines
+
+
+def _member_line(member: Member) -> str:
+    role = "keep " if member.keep else "extra"
+    how = []
+    if not member.keep:
+        if member.exact:
+            how.append("same bytes")
+        if member.hash_distance is not None and not member.exact:
+            how.append(f"{member.hash_distance} bits apart")
+        if member.similarity is not None and not member.exact:
+            how.append(f"cosine {member.similarity:.3f}")
+    detail = f"  ({', '.join(how)})" if how else ""
+    pixels = f"{member.width}x{member.height}"
+    return f"  {role} {pixels:>11} {member.size:>12,} B  {member.name}{detail}"

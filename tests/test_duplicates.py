@@ -1,0 +1,173 @@
+"""Duplicate finding: hash pairs match brute force, planted duplicates are grouped, others not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsim.config import DuplicatesConfig
+from imgsim.duplicates import find_in_folder
+from imgsim.duplicates.groups import Member, components, keeper_first
+from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
+from imgsim.errors import ConfigError
+
+from .duplicate_folder import PLANTED, bench, make_planted_folder
+
+
+def brute_force(hashes: np.ndarray, t: int) -> set[tuple[int, int]]:
+    d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    i, j = np.triu_indices(len(hashes), 1)
+    keep = d[i, j] <= t
+    return set(zip(i[keep].tolist(), j[keep].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("t", [0, 2, 5, 8, 10, 13, 16])
+def test_hash_pairs_are_exactly_the_brute_force_pairs(t: int) -> None:
+    rng = np.random.default_rng(t)
+    hashes = rng.integers(0, 2**64, 600, dtype=np.uint64, endpoint=False)
+    for k in range(0, 120, 2):  # near pairs at every distance up to 20 bits
+        bits = rng.choice(64, size=k % 21, replace=False)
+        hashes[k + 1] = hashes[k] ^ np.uint64(sum(1 << int(b) for b in bits))
+    pairs, distances = pairs_within(hashes, t)
+    assert set(map(tuple, pairs.tolist())) == brute_force(hashes, t)
+    assert (distances <= t).all()
+    assert len(brute_force(hashes, t)) >= t // 2  # the planted ones are in there
+
+
+def test_hash_pairs_of_nothing() -> None:
+    assert pairs_within(np.array([], np.uint64), 10)[0].shape == (0, 2)
+    assert pairs_within(np.array([5], np.uint64), 10)[0].shape == (0, 2)
+
+
+def test_embedding_pairs_above_a_similarity() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    x[7] = x[3] + 0.01 * rng.normal(size=16)
+    x = centred(x)
+    pairs, scores = pairs_above(x, 0.95)
+    assert pairs.tolist() == [[3, 7]]
+    assert scores[0] > 0.99
+
+
+def test_components_join_chains_and_leave_singletons_out() -> None:
+    groups = components(8, [np.array([[0, 1], [1, 2]]), np.array([[5, 6]])])
+    assert groups == [[0, 1, 2], [5, 6]]
+    assert components(3, []) == []
+
+
+def test_the_keeper_has_most_pixels_then_bytes() -> None:
+    members = [Member("a", 100, 10, 10), Member("b", 50, 20, 20), Member("c", 90, 20, 20)]
+    ordered = keeper_first(members)
+    assert [m.name for m in ordered] == ["c", "b", "a"]
+    assert ordered[0].keep and not ordered[1].keep
+
+
+@pytest.fixture
+def planted_folder(tmp_path: Path) -> Path:
+    return make_planted_folder(tmp_path / "photos")
+
+
+def group_names(report) -> list[set[str]]:
+    return [{m.name for m in g.members} for g in report.groups]
+
+
+def test_planted_duplicates_are_found_and_distinct_images_are_not(planted_folder: Path) -> None:
+    report = find_in_folder(planted_folder, DuplicatesConfig(workers=1))
+    assert report.images == 14 and report.skipped == []
+    assert sorted(group_names(report), key=sorted) == PLANTED
+    by_keeper = {g.keeper.name: g for g in report.groups}
+    exact = by_keeper["copies/exact.jpg"]  # same pixels, same bytes: the first name is kept
+    assert exact.score == 1.0 and exact.extras[0].exact
+    # The larger original is kept, never the shrunk or cropped copy.
+    assert "pic_002.jpg" in by_keeper and "pic_003.jpg" in by_keeper
+    assert by_keeper["pic_001.jpg"].extras[0].hash_distance <= 10
+
+
+def test_a_lower_threshold_finds_fewer(planted_folder: Path) -> None:
+    strict = find_in_folder(planted_folder, DuplicatesConfig(threshold=0, workers=1))
+    assert {"copies/exact.jpg", "pic_000.jpg"} in group_names(strict)
+    assert len(strict.groups) < 4
+
+
+def test_corrupt_images_are_skipped_and_named(planted_folder: Path) -> None:
+    (planted_folder / "broken_001.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    report = find_in_folder(planted_folder, DuplicatesConfig(workers=1))
+    assert [name for name, _ in report.skipped] == ["broken_001.jpg"]
+    assert len(report.groups) == 4
+
+
+def test_embedding_method_needs_a_model(planted_folder: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a model"):
+        find_in_folder(planted_folder, DuplicatesConfig(method="embedding", workers=1))
+
+
+def test_embedding_method_groups_by_vectors(planted_folder: Path) -> None:
+    def embed(records: list) -> tuple[np.ndarray, list[int]]:
+        # Stand-in vectors: one direction per original picture, so copies share theirs.
+        origin = {"exact": 0, "resaved": 1, "resized": 2, "cropped": 3}
+        rng = np.random.default_rng(0)
+        basis = rng.normal(size=(10, 32))
+        rows = []
+        for r in records:
+            stem = Path(r.name).stem
+            rows.append(basis[origin.get(stem, int(stem[-3:]) if stem[-1].isdigit() else 0)])
+        return np.array(rows, np.float32), list(range(len(records)))
+
+    report = find_in_folder(planted_folder, DuplicatesConfig(method="embedding"), embed)
+    assert len(report.groups) == 4
+    assert all(
+        m.similarity is not None and m.hash_distance is None for m in report.groups[0].members
+    )
+
+
+def test_bad_settings_are_refused(planted_folder: Path) -> None:
+    with pytest.raises(ConfigError):
+        find_in_folder(planted_folder, DuplicatesConfig(threshold=40))
+    with pytest.raises(ConfigError):
+        find_in_folder(planted_folder, DuplicatesConfig(method="magic"))
+
+
+def test_worker_processes_give_the_same_fingerprints(
+    planted_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgsim.data import scan_images
+    from imgsim.duplicates import fingerprint
+
+    (planted_folder / "broken_001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    records = scan_images(planted_folder)
+    here = list(fingerprint.iter_fingerprints(records, workers=1))
+    monkeypatch.setattr(fingerprint, "MIN_IMAGES_PER_WORKER", 1)
+    monkeypatch.setattr(fingerprint, "CHUNK", 4)
+    there = list(fingerprint.iter_fingerprints(records, workers=2))
+    assert len(there) == 4  # the chunks went to the worker processes, back in order
+    flat = [f for done, _ in there for f in done]
+    assert flat == [f for done, _ in here for f in done]
+    assert [name for _, failed in there for name, _ in failed] == ["broken_001.png"]
+
+
+def test_the_inverted_file_search_finds_the_near_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsim.duplicates import neighbours
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x[1::100] = x[0::100] + 0.02 * rng.normal(size=x[0::100].shape)
+    exact = set(map(tuple, pairs_above(centred(x), 0.95)[0].tolist()))
+    monkeypatch.setattr(neighbours, "FLAT_MAX", 1000)  # 3000 vectors: the IVF path
+    approx = set(map(tuple, neighbours.pairs_above(centred(x), 0.95)[0].tolist()))
+    assert {(i, i + 1) for i in range(0, 3000, 100)} <= approx
+    assert approx <= exact
+
+
+def test_the_hash_is_imagehash_phash_as_an_integer() -> None:
+    import imagehash
+    from PIL import Image
+
+    from imgsim.duplicates.fingerprint import perceptual_hash
+
+    for seed in range(3):
+        im = bench.distinct_image(seed)
+        assert perceptual_hash(im) == int(str(imagehash.phash(im)), 16)
+    flat = Image.new("RGB", (64, 64), (200, 10, 10))
+    assert perceptual_hash(flat) == int(str(imagehash.phash(flat)), 16)

@@ -1,0 +1,139 @@
+"""The duplicates page in Debian's Chromium (Playwright): groups, trash with the token, keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from test_browser import CHROMIUM, browser, expect, serve_app  # noqa: F401 - fixtures
+
+from imgsim import trash
+from imgsim.search import Searcher
+from tests.duplicate_folder import PLANTED, indexed_workdir, make_planted_folder
+
+TOKEN = "browser-token"
+PHONE = {"width": 375, "height": 667}
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+@pytest.fixture
+def dup_workdir(tmp_path: Path) -> Path:
+    return indexed_workdir(tmp_path, make_planted_folder(tmp_path / "data"))
+
+
+@pytest.fixture
+def open_page(
+    browser: Any,  # noqa: F811 - the fixture imported above
+    serve_app: Callable[[Flask], str],  # noqa: F811
+    make_app: Callable[..., Flask],
+    dup_workdir: Path,
+) -> Iterator[Callable[..., tuple[Any, list[str]]]]:
+    """Opens the duplicates page (optionally phone-sized); returns it and its problems."""
+    app = make_app(Searcher.from_workdir(dup_workdir), workdir=str(dup_workdir), admin_token=TOKEN)
+    base = serve_app(app)
+    contexts = []
+
+    def open_(viewport: dict[str, int] | None = None) -> tuple[Any, list[str]]:
+        problems: list[str] = []
+        context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+
+        def only_local(route: Any) -> None:
+            if route.request.url.startswith(base):
+                route.continue_()
+            else:
+                problems.append(f"request to another origin: {route.request.url}")
+                route.abort()
+
+        page.route("**/*", only_local)
+        page.goto(base + "/duplicates/view")
+        return page, problems
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def shown_groups(page: Any) -> list[set[str]]:
+    expect(page.locator("#groups .group").first).to_be_visible()
+    names = page.eval_on_selector_all(
+        "#groups .group",
+        "gs => gs.map(g => [...g.querySelectorAll('.member .name')].map(n => n.textContent))",
+    )
+    return sorted((set(n) for n in names), key=sorted)
+
+
+def test_groups_side_by_side_and_trash_with_the_token(
+    open_page: Callable[..., tuple[Any, list[str]]], dup_workdir: Path
+) -> None:
+    page, problems = open_page()
+    assert shown_groups(page) == PLANTED
+    expect(page.locator("#summary")).to_contain_text("4 groups of duplicates, 4 extra images")
+    images = page.locator("#groups .member img")
+    for i in range(images.count()):
+        expect(images.nth(i)).to_have_js_property("complete", True)
+        assert images.nth(i).evaluate("img => img.naturalWidth") > 0
+    expect(page.locator(".trash-group").first).to_be_disabled()  # no token yet
+    page.fill("#token", "wrong")
+    page.locator(".trash-group").first.click()
+    expect(page.locator("#error")).to_contain_text("token was refused")
+    assert trash.list_trash(dup_workdir) == []
+    page.fill("#token", TOKEN)
+    first = page.locator("#groups .group").first
+    extra = first.locator(".member.extra .name").first.text_content()
+    first.locator(".trash-group").click()
+    expect(page.locator("#groups .group")).to_have_count(3)
+    expect(page.locator("#summary")).to_contain_text("Moved 1 file to the trash")
+    assert [item.name for item in trash.list_trash(dup_workdir)] == [extra]
+    data = dup_workdir.parent / "data"
+    assert not (data / extra).exists()
+    page.click("#trash-all")
+    expect(page.locator("#summary")).to_contain_text("No duplicates. Moved 4 files")
+    assert len(trash.list_trash(dup_workdir)) == 4
+    assert all(Path(item.stored).is_file() for item in trash.list_trash(dup_workdir))
+    assert len(list(data.rglob("*.*"))) == 10  # the ten originals stay
+    # The one refused request is logged by the browser; nothing else went wrong.
+    assert [p for p in problems if "status of 401" not in p] == [] and len(problems) == 1
+
+
+def test_keyboard_only(open_page: Callable[..., tuple[Any, list[str]]], dup_workdir: Path) -> None:
+    page, problems = open_page()
+    shown_groups(page)
+    page.locator("#token").focus()
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Tab")  # "Move all extras" comes next
+    expect(page.locator("#trash-all")).to_be_focused()
+    page.keyboard.press("Tab")  # then the first group's button
+    expect(page.locator(".trash-group").first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#groups .group")).to_have_count(3)
+    # The focus moves on to the next group, so the keys go on from there.
+    expect(page.locator(".group-title").first).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator(".trash-group").first).to_be_focused()
+    page.keyboard.press("Space")
+    expect(page.locator("#groups .group")).to_have_count(2)
+    assert len(trash.list_trash(dup_workdir)) == 2
+    assert problems == []
+
+
+def test_phone_sized_screen(open_page: Callable[..., tuple[Any, list[str]]]) -> None:
+    page, problems = open_page(PHONE)
+    assert shown_groups(page) == PLANTED
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page scrolls sideways on a phone"
+    box = page.locator("#groups .group").first.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    member = page.locator("#groups .member").first.bounding_box()
+    assert member["width"] >= 120  # images stay big enough to compare
+    expect(page.locator("#trash-all")).to_be_visible()
+    assert problems == []
