@@ -33,6 +33,7 @@ def tiny_train_config(data: Path, out: Path, **overrides: object) -> TrainConfig
         threads=1,  # one thread: faster than two on a loaded 2-core machine, and repeatable
         val_fraction=0.2,
         augment=False,
+        augment_below=0,
         early_stop=False,  # tests of stopping turn it on; the others run their epochs
     )
     values.update(overrides)

@@ -39,8 +39,8 @@ def test_trained_model_beats_raw_pixels(tmp_path: Path) -> None:
     settings = QualitySettings(
         data=str(FASHION_MNIST_DIR), output_dir=str(tmp_path), train_limit=8000, test_limit=1000,
         model=ModelConfig(image_size=32, widths=(16, 32, 64, 128)),
-        train=TrainConfig(epochs=2, loss="multisimilarity", augment=False, val_fraction=0.05,
-                          workers=1),
+        train=TrainConfig(epochs=2, loss="multisimilarity", augment=False, augment_below=0,
+                          val_fraction=0.05, workers=1),
     )  # fmt: skip
     results = run_quality(settings, progress=False)
     trained = results["trained"]["precision_at_1"]

@@ -177,3 +177,23 @@ def test_train_starts_from_a_trained_model_file(
     after, _ = load_model(result.model_path)
     conv = "stem.0.weight"
     assert torch.allclose(start.state_dict()[conv], after.state_dict()[conv], atol=1e-5)
+
+
+def test_small_folders_are_augmented_and_say_so(caplog: pytest.LogCaptureFixture) -> None:
+    from imgsim.config import TrainConfig
+    from imgsim.train import choose_augment
+
+    with caplog.at_level("INFO", logger="imgsim"):
+        assert choose_augment(TrainConfig(augment_below=1000), 2700, 10) is True
+    assert "270 training images per category" in caplog.text
+    assert choose_augment(TrainConfig(augment_below=1000), 54_000, 10) is False
+    assert choose_augment(TrainConfig(augment=True), 54_000, 10) is True
+    assert choose_augment(TrainConfig(augment_below=0), 30, 10) is False
+
+
+def test_the_resolved_choice_is_stored(shapes_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1,
+                               augment_below=10_000)  # fmt: skip
+    result = train(config, tiny_model_config(), progress=False)
+    _, info = load_model(result.model_path)
+    assert info["train_config"]["augment"] is True

@@ -110,6 +110,20 @@ def plan_run(config: TrainConfig, n_train: int, n_classes: int) -> Plan:
     return Plan(epochs, steps, batch)
 
 
+def choose_augment(config: TrainConfig, n_train: int, n_classes: int) -> bool:
+    """Augment when asked, or when the categories are small (and say which and why)."""
+    per_class = n_train / max(1, n_classes)
+    if config.augment:
+        return True
+    if per_class < config.augment_below:
+        log.info(
+            "Augmenting (random crop, flip, colour): %.0f training images per category, under "
+            "augment_below %d (--augment-below 0 turns this off)", per_class, config.augment_below,
+        )  # fmt: skip
+        return True
+    return False
+
+
 def train(
     config: TrainConfig,
     model_config: ModelConfig | None = None,
@@ -148,7 +162,8 @@ def _train(
     if len(val_rows) == 0:
         log.warning("Too few images per category for validation; validation is skipped")
     plan = plan_run(config, len(train_rows), len(data.categories))
-    resolved = dataclasses.replace(config, epochs=plan.epochs)
+    augment = choose_augment(config, len(train_rows), len(data.categories))
+    resolved = dataclasses.replace(config, epochs=plan.epochs, augment=augment)
     trainer = Trainer(resolved, model_config, Split(data, train_rows, val_rows), plan, job,
                       device, progress)  # fmt: skip
     _log_start(trainer)
