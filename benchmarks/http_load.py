@@ -1,4 +1,4 @@
-"""A cheap load client (one thread, non-blocking keep-alive sockets) and CPU-time accounting.
+"""A cheap load client: one thread driving non-blocking keep-alive sockets, requests pre-encoded.
 
 The load test's client runs on the same cores as the server, so every CPU millisecond it
 spends is one the server does not get. One Python thread per client, each with http.client,
@@ -10,17 +10,12 @@ status line and Content-Length.
 
 from __future__ import annotations
 
-import os
 import random
-import resource
 import selectors
 import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -169,48 +164,3 @@ def _timeout(tally: Tally, sel: selectors.BaseSelector) -> list:
         sel.unregister(key.fileobj)
         key.fileobj.close()
     return []
-
-
-def merge(tallies: list[Tally]) -> Tally:
-    merged = Tally()
-    for tally in tallies:
-        for name, times in tally.latencies.items():
-            merged.latencies.setdefault(name, []).extend(times)
-        merged.statuses.update(tally.statuses)
-        merged.errors.extend(tally.errors)
-    return merged
-
-
-def children(parent: int) -> list[int]:
-    """The processes whose parent is `parent`, found through /proc."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == parent:  # field 4 of stat, the parent pid
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds (user + system) used so far by `root` and its children (gunicorn's workers).
-
-    Valid on a busy machine, unlike wall-clock rates: time other processes hold a core is not
-    counted.
-    """
-    total = 0
-    for pid in [root, *children(root)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / TICKS
-
-
-def own_cpu() -> float:
-    """CPU seconds used so far by this process (all its threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime

@@ -26,8 +26,9 @@ import threading
 import time
 from pathlib import Path
 
+from cputime import children, own_cpu, tree_cpu
 from docs_section import write_section
-from http_load import Call, Tally, children, drive, own_cpu, tree_cpu
+from http_load import Call, Tally, drive
 from web_latency import (
     DOCS,
     build_workdir,
