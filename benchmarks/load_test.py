@@ -1,34 +1,34 @@
 """Load test: 32 concurrent clients for 60 s against gunicorn on loopback; errors, latency, memory.
 
 Builds the same throw-away workdir as web_latency.py (an untrained default-size model, 10,000
-random unit vectors), starts gunicorn on 127.0.0.1 and runs `--clients` threads, each on its
-own keep-alive connection, for `--seconds`. Each request is drawn from a fixed mix: searches
-with one of a few JPEGs (most), batch searches of two images, /stats, /health, an indexed
-image, and a deliberately bad upload that must get its 400. Anything else (another status, a
-refused or dropped connection, a timeout) is an error. Meanwhile the RSS of every gunicorn
-process is sampled from /proc every `--sample-every` seconds. Traffic goes to 127.0.0.1 only,
-and the run stops by itself. `--write-docs` replaces the "Load test" section of
-docs/benchmarks.md.
+random unit vectors), starts gunicorn on 127.0.0.1 and runs `--clients` clients, each on its
+own keep-alive connection, for `--seconds` (one thread drives them all: http_load.py). Each
+request is drawn from a fixed mix: searches with one of a few JPEGs (most), batch searches of
+two images, /stats, /health, an indexed image, and a deliberately bad upload that must get its
+400. Anything else (another status, a refused or dropped connection, a timeout) is an error.
+Meanwhile the RSS of every gunicorn process is sampled from /proc every `--sample-every`
+seconds. Traffic goes to 127.0.0.1 only, and the run stops by itself. `--write-docs` replaces
+the "Load test" section of docs/benchmarks.md. Both modes also report CPU time per request,
+the server's and the client's: unlike rates, valid on a machine that other jobs share.
 
     .venv/bin/python benchmarks/load_test.py --write-docs
+    .venv/bin/python benchmarks/load_test.py --curve --compare-unbatched --threads 4 --write-docs
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from cputime import children, own_cpu, tree_cpu
 from docs_section import write_section
+from http_load import Call, Tally, drive
 from web_latency import (
     DOCS,
     build_workdir,
@@ -42,28 +42,12 @@ from web_latency import (
 )
 
 SECTION = "## Load test"
+CLIENT_NOTE = """Client: `benchmarks/http_load.py`, one Python thread driving all connections
+  through `selectors` (non-blocking keep-alive sockets, TCP_NODELAY); each request is encoded once
+  before the run (request line, headers and multipart body in one buffer) and an answer is
+  read only as far as its status line and Content-Length, so the client takes as little of
+  the cores it shares with the server as Python allows."""
 CURVE_SECTION = "## Throughput against concurrent clients (micro-batching)"
-
-
-@dataclass(frozen=True)
-class Call:
-    """One kind of request in the mix and the status it must get."""
-
-    name: str
-    method: str
-    path: str
-    body: bytes | None = None
-    content_type: str | None = None
-    expect: int = 200
-
-
-@dataclass
-class Tally:
-    """What one client saw; merged after the run."""
-
-    latencies: dict[str, list[float]] = field(default_factory=dict)
-    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
 
 
 def request_mix(top_k: int) -> list[tuple[Call, int]]:
@@ -97,49 +81,6 @@ def batch_body(images: list[bytes], top_k: int) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def client(
-    port: int, mix: list[tuple[Call, int]], window: tuple[float, float], seed: int, tally: Tally
-) -> None:
-    """Send requests from the mix back to back on one keep-alive connection until the window
-    ends; latencies count from its start (before it: warm-up), errors count throughout."""
-    measure_from, until = window
-    rng = random.Random(seed)
-    calls, weights = zip(*mix, strict=True)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    while time.monotonic() < until:
-        call = rng.choices(calls, weights)[0]
-        headers = {"Content-Type": call.content_type} if call.content_type else {}
-        start = time.perf_counter()
-        try:
-            conn.request(call.method, call.path, body=call.body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            tally.errors.append(f"{call.name}: {exc!r}")
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            continue
-        if time.monotonic() >= measure_from:
-            tally.latencies.setdefault(call.name, []).append(time.perf_counter() - start)
-            tally.statuses[(call.name, response.status)] += 1
-        if response.status != call.expect:
-            tally.errors.append(f"{call.name}: HTTP {response.status} {payload[:200]!r}")
-    conn.close()
-
-
-def worker_pids(master: int) -> list[int]:
-    """gunicorn's worker processes: the master's children, found through /proc."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == master:  # field 4 of stat, the parent pid
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of one process in MB (VmRSS), 0 if it is gone."""
     try:
@@ -155,45 +96,58 @@ def sample_memory(master: int, every: float, stop: threading.Event, out: list[di
     """Every `every` seconds: seconds since start and the RSS of the master and each worker."""
     start = time.monotonic()
     while not stop.is_set():
-        workers = {pid: rss_mb(pid) for pid in worker_pids(master)}
+        workers = {pid: rss_mb(pid) for pid in children(master)}
         out.append({"t": time.monotonic() - start, "master": rss_mb(master), "workers": workers})
         stop.wait(every)
 
 
-def run_load(args: argparse.Namespace, port: int, master: int) -> tuple[Tally, list[dict]]:
+def measured_run(
+    port: int,
+    master: int,
+    mix: list[tuple[Call, int]],
+    clients: int,
+    warmup: float,
+    seconds: float,
+) -> tuple[Tally, dict[str, float]]:
+    """`warmup` s unmeasured, then `seconds` s measured; the tally (warm-up errors included)
+    and CPU time per request answered: the server's (gunicorn's master and workers, from
+    /proc) and this client's own, both in ms."""
+    warm = drive(port, mix, clients, warmup, seed=1)
+    server, client, start = tree_cpu(master), own_cpu(), time.perf_counter()
+    tally = drive(port, mix, clients, seconds, seed=2)
+    wall = time.perf_counter() - start
+    answered = max(1, sum(len(times) for times in tally.latencies.values()))
+    tally.errors[:0] = warm.errors
+    return tally, {
+        "server_ms": (tree_cpu(master) - server) / answered * 1000,
+        "client_ms": (own_cpu() - client) / answered * 1000,
+        "wall": wall,
+    }  # fmt: skip
+
+
+def run_load(
+    args: argparse.Namespace, port: int, master: int
+) -> tuple[Tally, list[dict], dict[str, float]]:
     """All clients for `args.warmup` s, then `args.seconds` s measured while memory is sampled.
 
     The warm-up runs at full concurrency, so every worker thread has made its first
     allocations before the first memory sample: growth after that would be a leak.
     """
     mix = request_mix(args.top_k)
-    tallies = [Tally() for _ in range(args.clients)]
-    measure_from = time.monotonic() + args.warmup
-    window = (measure_from, measure_from + args.seconds)
-    threads = [
-        threading.Thread(target=client, args=(port, mix, window, i, tallies[i]))
-        for i in range(args.clients)
-    ]
-    for thread in threads:
-        thread.start()
+    warm = drive(port, mix, args.clients, args.warmup, seed=1)
     samples: list[dict] = []
     stop = threading.Event()
-    time.sleep(max(0.0, measure_from - time.monotonic()))
     sampler = threading.Thread(
         target=sample_memory, args=(master, args.sample_every, stop, samples)
     )
     sampler.start()
-    for thread in threads:
-        thread.join()
-    stop.set()
-    sampler.join()
-    merged = Tally()
-    for tally in tallies:
-        for name, times in tally.latencies.items():
-            merged.latencies.setdefault(name, []).extend(times)
-        merged.statuses.update(tally.statuses)
-        merged.errors.extend(tally.errors)
-    return merged, samples
+    try:
+        tally, cpu = measured_run(port, master, mix, args.clients, 0, args.seconds)
+    finally:
+        stop.set()
+        sampler.join()
+    tally.errors[:0] = warm.errors
+    return tally, samples, cpu
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -250,7 +204,9 @@ def memory_rows(samples: list[dict]) -> list[str]:
     return rows
 
 
-def report(args: argparse.Namespace, tally: Tally, samples: list[dict], load: float) -> str:
+def report(
+    args: argparse.Namespace, tally: Tally, samples: list[dict], load: float, cpu: dict
+) -> str:
     """The markdown section: command, machine, set-up, errors, latency, memory."""
     searches = [t for name in ("search", "batch") for t in tally.latencies.get(name, [])]
     count = sum(len(times) for times in tally.latencies.values())
@@ -266,8 +222,8 @@ def report(args: argparse.Namespace, tally: Tally, samples: list[dict], load: fl
 - Machine: {machine()}; a shared machine: other jobs ran meanwhile (load average
   {load:.2f} when the run began)
 - Date: {date}
-- Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1; {args.clients} client
-  threads on the same machine, each on its own keep-alive connection, sending requests back
+- Set-up: gunicorn `-w {args.workers} --threads {args.threads}` on 127.0.0.1; {args.clients} clients
+  on the same machine, each on its own keep-alive connection, sending requests back
   to back: {args.warmup:g} s of warm-up, then {args.seconds:g} s measured. Index of
   {args.images:,} random unit vectors and an untrained default model, as in "Web search
   latency". Mix: single searches with 4 different 224×224 JPEGs (60 %), batch searches of
@@ -275,6 +231,10 @@ def report(args: argparse.Namespace, tally: Tally, samples: list[dict], load: fl
   (8 %, must be 404), an upload that is not an image (8 %, must be 400).
 - An error is any other status than the expected one, a refused or dropped connection, or
   a timeout (60 s).
+- {CLIENT_NOTE}
+
+CPU time per request answered (all kinds): server {cpu["server_ms"]:.2f} ms (gunicorn's
+master and workers, from /proc), client {cpu["client_ms"]:.2f} ms (this process).
 
 **Errors: {len(tally.errors)}**{errors} — in {count:,} measured requests ({rate:.0f}/s).
 Searches (single and batch): **p50 {percentile(searches, 50):.0f} ms, p99
@@ -299,25 +259,15 @@ samples). **First sample {first:.0f} MB, last {last:.0f} MB ({last - first:+.0f}
 """
 
 
-def curve_step(port: int, mix: list, clients: int, args: argparse.Namespace) -> dict:
+def curve_step(port: int, master: int, mix: list, clients: int, args: argparse.Namespace) -> dict:
     """One point of the curve: `clients` back-to-back searchers for warm-up + measured time."""
-    tallies = [Tally() for _ in range(clients)]
-    measure_from = time.monotonic() + args.curve_warmup
-    window = (measure_from, measure_from + args.curve_seconds)
-    threads = [
-        threading.Thread(target=client, args=(port, mix, window, i, tallies[i]))
-        for i in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    times = [t for tally in tallies for t in tally.latencies.get("search", [])]
-    errors = sum(len(tally.errors) for tally in tallies)
+    tally, cpu = measured_run(port, master, mix, clients, args.curve_warmup, args.curve_seconds)
+    times = tally.latencies.get("search", [])
     return {
-        "clients": clients, "rate": len(times) / args.curve_seconds, "errors": errors,
+        "clients": clients, "rate": len(times) / cpu["wall"], "errors": len(tally.errors),
         "p50": percentile(times, 50) if times else 0.0,
         "p99": percentile(times, 99) if times else 0.0,
+        "server_ms": cpu["server_ms"], "client_ms": cpu["client_ms"],
     }  # fmt: skip
 
 
@@ -337,11 +287,12 @@ def run_curve(args: argparse.Namespace, workdir: Path, batch_max_size: int | Non
         wait_ready(port)
         points = []
         for clients in (int(c) for c in args.curve_clients.split(",")):
-            points.append(curve_step(port, mix, clients, args))
+            points.append(curve_step(port, server.pid, mix, clients, args))
             p = points[-1]
             print(f"batch_max_size={batch_max_size or 'default'} clients={clients}: "
                   f"{p['rate']:.0f}/s p50 {p['p50']:.0f} ms p99 {p['p99']:.0f} ms "
-                  f"errors {p['errors']}", flush=True)  # fmt: skip
+                  f"errors {p['errors']}; CPU per request: server {p['server_ms']:.2f} ms, "
+                  f"client {p['client_ms']:.2f} ms", flush=True)  # fmt: skip
         return points
     finally:
         server.terminate()
@@ -351,12 +302,15 @@ def run_curve(args: argparse.Namespace, workdir: Path, batch_max_size: int | Non
 def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: float) -> str:
     """The markdown section of the curve: one row per client count, one column group per run."""
     names = list(curves)
-    header = "| clients | " + " | ".join(f"{n}: searches/s | p50 | p99" for n in names) + " |"
-    align = "|---:|" + "---:|---:|---:|" * len(names)
+    header = "| clients | " + " | ".join(
+        f"{n}: searches/s | p50 | p99 | server CPU/req | client CPU/req" for n in names
+    ) + " |"  # fmt: skip
+    align = "|---:|" + "---:|---:|---:|---:|---:|" * len(names)
     rows = []
     for i, point in enumerate(curves[names[0]]):
         cells = [
-            f"{c[i]['rate']:.0f} | {c[i]['p50']:.0f} ms | {c[i]['p99']:.0f} ms"
+            f"{c[i]['rate']:.0f} | {c[i]['p50']:.0f} ms | {c[i]['p99']:.0f} ms | "
+            f"{c[i]['server_ms']:.2f} ms | {c[i]['client_ms']:.2f} ms"
             for c in curves.values()
         ]
         rows.append(f"| {point['clients']} | " + " | ".join(cells) + " |")
@@ -386,6 +340,11 @@ def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: 
   requests (one of 4 different 224×224 JPEGs) back to back on its own keep-alive
   connection: {args.curve_warmup:g} s of warm-up, then {args.curve_seconds:g} s measured per
   client count. One server per column, started afresh.
+- {CLIENT_NOTE}
+- CPU/req: CPU seconds (user + system) over the measured time divided by the searches
+  answered; the server's summed over gunicorn's master and workers (/proc), the client's
+  is this process's own (getrusage). On 2 cores, 16 clients can reach at most about
+  2 cores ÷ (server + client CPU/req) searches/s, whatever else the machine runs.
 
 {header}
 {align}
@@ -407,11 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             wait_ready(port)
             load = os.getloadavg()[0]
-            tally, samples = run_load(args, port, server.pid)
+            tally, samples, cpu = run_load(args, port, server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    section = report(args, tally, samples, load)
+    section = report(args, tally, samples, load, cpu)
     print(section)
     if args.write_docs:
         write_section(SECTION, section)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -85,7 +85,13 @@ class SearchResult:
     category: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies every field, a cost on every search.
+        return {
+            "filename": self.filename,
+            "similarity": self.similarity,
+            "embedding_distance": self.embedding_distance,
+            "category": self.category,
+        }
 
 
 def results_response(results: list[SearchResult]) -> dict[str, Any]:

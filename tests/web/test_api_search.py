@@ -206,3 +206,20 @@ def test_get_on_search_is_a_json_405(client: FlaskClient) -> None:
     assert response.status_code == 405
     assert "POST" in response.headers["Allow"]
     assert list(response.get_json()) == ["error"]
+
+
+@pytest.mark.parametrize("script_root", ["", "/app"])
+def test_result_urls_are_what_url_for_builds(client: FlaskClient, script_root: str) -> None:
+    from flask import url_for
+
+    from imgsim.web.search import with_urls
+
+    names = [
+        "red_002.png", "sub dir/a b.jpg", "ünï/çødé.png", "100%_#1?.jpg", "a+b&c=d;e@f.png",
+        "x/../y.png", "tab\there.png", "~tilde-'quote'.png", "[br]{ce}|^`.jpg",
+    ]  # fmt: skip
+    response = {"results": [{"filename": n} for n in names]}
+    with client.application.test_request_context("/", base_url=f"http://h{script_root}"):
+        urls = [r["url"] for r in with_urls(response)["results"]]
+        assert urls == [url_for("images.image", name=n) for n in names]
+    assert all(u.startswith(f"{script_root}/images/") for u in urls)

@@ -147,6 +147,27 @@ def test_watchdog_leaves_finished_requests_alone() -> None:
         assert not watch.expired
 
 
+def test_watchdog_wakes_only_for_a_sooner_deadline() -> None:
+    # A wake-up per request cost a thread switch each; only an earlier deadline needs one.
+    watchdog = Watchdog()
+    wakes = []
+    notify = watchdog._cond.notify
+    watchdog._cond.notify = lambda n=1: (wakes.append(n), notify(n))  # type: ignore[method-assign]
+    server, client = socket.socketpair()
+    with server, client:
+        now = time.monotonic()
+        first = watchdog.watch(server, now + 60)
+        later = [watchdog.watch(server, now + 60 + i) for i in range(1, 50)]
+        assert len(wakes) == 1
+        for watch in [first, *later]:
+            watchdog.done(watch)
+            assert watch.sock is None  # released at once, though it waits in the heap
+        soon = watchdog.watch(server, time.monotonic() + 0.3)
+        assert len(wakes) == 2
+        assert server.recv(10) == b""  # the sooner deadline still cuts the read off in time
+        assert soon.expired
+
+
 def test_gunicorn_answers_a_trickling_upload_408_too(workdir: Path, tmp_path: Path) -> None:
     # Production runs gunicorn, whose body reads loop until they have what was asked for:
     # only the watchdog's cut-off ends them.

@@ -61,6 +61,9 @@ class Database:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._writes = 0  # write transactions begun on this connection
+        # (data_version, _writes, generation) when the generation was last read from the table
+        self._known: tuple[int, int, int] | None = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -87,6 +90,7 @@ class Database:
         """A write transaction that bumps the generation; with `expected`, only at that one."""
         with self._lock:
             conn = self._connection()
+            self._writes += 1  # generation() inside sees this transaction's own bump
             conn.execute("BEGIN IMMEDIATE")  # the write lock: other processes' writers wait
             try:
                 found = _generation(conn)
@@ -100,6 +104,9 @@ class Database:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                # Committed or rolled back: generation() reads again.
+                self._writes += 1
             conn.execute("COMMIT")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
@@ -112,10 +119,24 @@ class Database:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self._known = None
 
     def generation(self) -> int:
+        """The committed generation, read cheaply: every search asks for it.
+
+        SQLite's `PRAGMA data_version` changes when another connection (another process)
+        has committed, and `_writes` when this one may have: only then is the meta table read
+        again. Both are exact, unlike a file's mtime, so no change can go unseen.
+        """
         with self._lock:
-            return _generation(self._connection())
+            conn = self._connection()
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            known = self._known
+            if known is not None and known[0] == version and known[1] == self._writes:
+                return known[2]
+            generation = _generation(conn)
+            self._known = (version, self._writes, generation)
+            return generation
 
     def meta(self) -> dict[str, Any]:
         with self._lock:
@@ -125,6 +146,7 @@ class Database:
         """Change bookkeeping that does not change the collection (no new generation)."""
         with self._lock:
             conn = self._connection()
+            self._writes += 1
             conn.execute("BEGIN IMMEDIATE")
             try:
                 put_meta(conn, values)

@@ -58,14 +58,20 @@ class Watchdog:
             return watch
         with self._cond:
             self._start()
+            # The thread sleeps until the earliest deadline; wake it only if this one comes
+            # sooner. Deadlines are arrival + the same timeout, so that is rare: a wake-up on
+            # every request cost a thread switch each, for nothing.
+            sooner = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, next(self._order), watch))
-            self._cond.notify()
+            if sooner:
+                self._cond.notify()
         return watch
 
     def done(self, watch: Watch) -> None:
         """The request is over: its socket must not be touched any more (it may be reused)."""
         with self._cond:
-            watch.active = False
+            # It stays in the heap until its deadline comes round: drop the socket now.
+            watch.active, watch.sock = False, None
 
     def _start(self) -> None:
         # Started on first use in each process: a gunicorn worker is forked without threads.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, current_app, jsonify, url_for
 
@@ -18,6 +19,8 @@ from .forms import (
 from .searcher import get_searcher
 
 bp = Blueprint("search", __name__)
+# What werkzeug's path converter leaves unquoted (werkzeug.routing.BaseConverter.to_url).
+PATH_SAFE = "!$&'()*+,/:;=@"
 
 
 @bp.post("/search")
@@ -52,8 +55,11 @@ def search_batch() -> Any:
 
 def with_urls(response: dict[str, Any]) -> dict[str, Any]:
     """Add each result's image URL (the /images route) to a results response."""
+    # One url_for per response, not per result (it costs more than the vector search): the
+    # route's prefix, then each name quoted as its path converter quotes it.
+    base = url_for("images.image", name="x")[:-1]
     for result in response["results"]:
-        result["url"] = url_for("images.image", name=result["filename"])
+        result["url"] = base + quote(result["filename"], safe=PATH_SAFE)
     return response
 
 
