@@ -80,7 +80,7 @@ class TrainConfig:
         default="cosine", metadata=choices(LR_SCHEDULES, "cosine decays to 0 by the last epoch")
     )
     loss: str = field(
-        default="multisimilarity", metadata=choices(LOSSES, "pytorch-metric-learning loss")
+        default="proxyanchor", metadata=choices(LOSSES, "pytorch-metric-learning loss")
     )
     margin: float = 0.2  # margin of the triplet loss and of the semihard miner
     mining: str = field(
