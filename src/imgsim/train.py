@@ -107,6 +107,8 @@ def plan_run(config: TrainConfig, n_train: int, n_classes: int) -> Plan:
             epochs, steps, batch, f"{epochs * steps * batch:,}",
             f"{config.auto_images_seen:,}", config.max_auto_epochs,
         )  # fmt: skip
+    else:
+        log.info("Training for %d epochs of %d steps of %d images (--epochs)", epochs, steps, batch)
     return Plan(epochs, steps, batch)
 
 
