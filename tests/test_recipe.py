@@ -109,7 +109,7 @@ def test_training_stops_when_validation_stops_improving_and_keeps_the_best(
 
     monkeypatch.setattr(imgsim.trainer.Trainer, "weights", remember)
     config = tiny_train_config(shapes_dir, tmp_path, epochs=7, steps_per_epoch=1,
-                               early_stop=True, patience=2)  # fmt: skip
+                               early_stop=True, patience=2, validate_every=1)  # fmt: skip
     result = train(config, tiny_model_config(), progress=False)
     assert len(result.history) == 4  # epoch 2 was best; 3 and 4 did not beat it
     model, info = load_model(result.model_path)
@@ -197,3 +197,21 @@ def test_the_resolved_choice_is_stored(shapes_dir: Path, tmp_path: Path) -> None
     result = train(config, tiny_model_config(), progress=False)
     _, info = load_model(result.model_path)
     assert info["train_config"]["augment"] is True
+
+
+def test_validation_takes_about_a_tenth_of_the_run() -> None:
+    from imgsim.evaluation import validation_interval
+
+    assert validation_interval(54_000, 6_000) == 1  # big folders: every epoch
+    assert validation_interval(2_700, 300) == 4  # 3,000 embedded for 2,700 trained on
+    assert validation_interval(270, 30) == 4
+    assert validation_interval(100, 0) == 1
+
+
+def test_validation_runs_every_few_epochs_and_at_the_end(shapes_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=5, steps_per_epoch=1,
+                               validate_every=2)  # fmt: skip
+    result = train(config, tiny_model_config(), progress=False)
+    validated = [h["epoch"] for h in result.history if h.get("val_recall_at_1") is not None]
+    assert validated == [2, 4, 5]
+    assert (tmp_path / "training_history.png").stat().st_size > 1000

@@ -70,7 +70,7 @@ class TrainConfig:
     # The run's length comes from the collection, never from measured speed: the same folder
     # and flags give the same model on a laptop and on a GPU.
     epochs: int = 0  # 0 = auto: about auto_images_seen images, at most max_auto_epochs
-    auto_images_seen: int = 500_000  # auto epochs: training images to show the network in all
+    auto_images_seen: int = 450_000  # auto epochs: training images to show the network in all
     max_auto_epochs: int = 100  # auto epochs stop here: tiny folders gain nothing from more
     time_budget_min: float = 0.0  # stop early after this many minutes (0 = off); says so
     batch_size: int = 64  # images per step over all processes (the original: 48)
@@ -113,6 +113,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW's decoupled weight decay of the network's weights
     # Early stopping keeps the epoch with the best validation Recall@1.
     early_stop: bool = True  # stop when validation Recall@1 stalls or the loss is 0
+    validate_every: int = 0  # epochs between validations; 0 = auto, about a tenth of the time
     patience: int = 0  # epochs without a better Recall@1 before stopping; 0 = a fifth of the run
     # Scores shown are calibrated probabilities of the same category (held-out images).
     threshold_precision: float = 0.8  # default threshold: top-10 results this often right

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -14,6 +15,24 @@ MAX_REFERENCES = 5000  # training images standing in for the index when measurin
 # two epochs compare the same images and the cost stays flat as the folder grows (Recall@1 of
 # 5,000 queries: standard error under 0.8 points).
 MAX_QUERIES = 5000
+# Validation may take about this share of a run; embedding an image costs about a third of a
+# training step on it (forward only).
+VALIDATION_SHARE = 0.1
+FORWARD_COST = 1 / 3
+
+
+def validation_interval(n_train: int, n_val: int) -> int:
+    """Epochs between validations so that they take about a tenth of the run.
+
+    On a small folder, validation embeds the held-out images and all training references each
+    time: more than an epoch's training costs. Those epochs are better spent training.
+    """
+    if n_val == 0 or n_train == 0:
+        return 1
+    embedded = min(n_val, MAX_QUERIES) + min(n_train, MAX_REFERENCES)
+    return max(1, math.ceil(embedded * FORWARD_COST / (VALIDATION_SHARE * n_train)))
+
+
 DISTANCE_CHUNK = 1024  # queries whose distances to every reference are held at once
 
 

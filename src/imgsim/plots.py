@@ -22,17 +22,20 @@ def _pyplot():
 def plot_history(
     history: list[dict[str, float]], path: str | Path, loss_name: str, best_epoch: int | None = None
 ) -> None:
-    """Loss (named after the loss actually used) and validation Recall@1 per epoch, with the
-    epoch whose weights were kept marked."""
+    """Loss (named after the loss actually used) per epoch and validation Recall@1 at each
+    validation, with the epoch whose weights were kept marked."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
+    validated = [h for h in history if h.get("val_recall_at_1") is not None]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["loss"] for h in history], "o-", label="training loss")
-    if any(h.get("val_loss") is not None for h in history):
-        ax_loss.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation loss")
+    if any(h.get("val_loss") is not None for h in validated):
+        ax_loss.plot([h["epoch"] for h in validated], [h["val_loss"] for h in validated], "o-",
+                     label="validation loss")  # fmt: skip
     ax_loss.set(xlabel="epoch", ylabel=f"{loss_name} loss", title=f"Loss ({loss_name})")
     ax_loss.legend()
-    ax_metric.plot(epochs, [h.get("val_recall_at_1") for h in history], "o-", color="green")
+    ax_metric.plot([h["epoch"] for h in validated], [h["val_recall_at_1"] for h in validated],
+                   "o-", color="green")  # fmt: skip
     if best_epoch:
         for ax in (ax_loss, ax_metric):
             ax.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")

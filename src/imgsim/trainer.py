@@ -22,7 +22,7 @@ from .augment import augment_batch
 from .config import ModelConfig, TrainConfig
 from .device import autocast_dtype
 from .distributed import Dist, agree, barrier, gather
-from .evaluation import evaluate
+from .evaluation import evaluate, validation_interval
 from .init_weights import load_init_weights
 from .losses import build_loss, build_miner
 from .model import EmbeddingNet
@@ -120,6 +120,9 @@ class Trainer:
             data.workers(self.config.workers),
             pin_memory=self.device.type == "cuda",  # lets the copy to the GPU overlap compute
         )
+        self.validate_every = self.config.validate_every or validation_interval(
+            len(self.split.train_rows), len(self.split.val_rows)
+        )
         self.stopping = Stopping(
             patience_for(self.config.patience, self.plan.epochs), self.config.early_stop
         )
@@ -148,7 +151,7 @@ class Trainer:
         """Train from the epoch after the history's last to the plan's end (or the deadline)."""
         for epoch in range(len(self.history) + 1, self.plan.epochs + 1):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
-            if self.job.main:
+            if self.job.main and (epoch % self.validate_every == 0 or epoch == self.plan.epochs):
                 record.update(self.evaluate())
             self.history.append(record)
             if self.job.main:
