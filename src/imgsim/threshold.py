@@ -132,18 +132,31 @@ def choose_threshold(
     scores = 100.0 * np.asarray(calibration.probability(top_dist.astype(np.float64)))
     keep = precision_cutoff(scores, top_right, target)
     order = np.argsort(-scores, kind="stable")
-    last = order[keep - 1]
+    cutoff = float(np.floor(scores[order[keep - 1]] * 100) / 100)  # the last kept one stays
+    # Never so high that most searches show nothing: at most the median query's best score.
+    best = scores.reshape(len(queries), -1).max(axis=1)
+    ceiling = float(np.floor(np.median(best) * 100) / 100)
+    shown = scores >= min(cutoff, ceiling)
     choice = ThresholdChoice(
-        similarity=float(np.floor(scores[last] * 100) / 100),  # so the last kept one stays
-        distance=float(top_dist[last]),
-        precision=float(top_right[order[:keep]].mean()),
-        kept=keep / len(scores),
+        similarity=min(cutoff, ceiling),
+        distance=float(top_dist[shown].max()),
+        precision=float(top_right[shown].mean()),
+        kept=float(shown.mean()),
         target=target,
         top_k=top_k,
         pairs=calibration.pairs,
-        criterion=CRITERION.format(k=top_k, p=target),
+        criterion=CRITERION.format(k=top_k, p=target) + _caveat(cutoff, ceiling, float(top_right[shown].mean()), target),
     )
     return Tuning(choice, calibration, dist, same)
+
+
+def _caveat(cutoff: float, ceiling: float, precision: float, target: float) -> str:
+    """What kept the threshold from the plain criterion, said in its description."""
+    if cutoff > ceiling:
+        return ", lowered so that half the searches show their best result"
+    if precision < target:
+        return "; not reachable, so the most precise cutoff"
+    return ""
 
 
 def _sample(emb: np.ndarray, labels: np.ndarray, limit: int, rng: np.random.Generator) -> tuple:
