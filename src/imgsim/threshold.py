@@ -137,15 +137,16 @@ def choose_threshold(
     best = scores.reshape(len(queries), -1).max(axis=1)
     ceiling = float(np.floor(np.median(best) * 100) / 100)
     shown = scores >= min(cutoff, ceiling)
+    precision = float(top_right[shown].mean())
     choice = ThresholdChoice(
         similarity=min(cutoff, ceiling),
         distance=float(top_dist[shown].max()),
-        precision=float(top_right[shown].mean()),
+        precision=precision,
         kept=float(shown.mean()),
         target=target,
         top_k=top_k,
         pairs=calibration.pairs,
-        criterion=CRITERION.format(k=top_k, p=target) + _caveat(cutoff, ceiling, float(top_right[shown].mean()), target),
+        criterion=CRITERION.format(k=top_k, p=target) + _caveat(cutoff, ceiling, precision, target),
     )
     return Tuning(choice, calibration, dist, same)
 
