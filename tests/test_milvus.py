@@ -77,7 +77,7 @@ def test_index_search_and_update_through_milvus(
     assert (result.embedded, result.removed, result.total) == (1, 1, 12)
     searcher = Searcher.from_workdir(workdir, store=milvus_spec)
     top = searcher.search(shapes_dir / "triangle_00001.png", top_k=1)[0]
-    assert top.filename == "triangle_00001.png" and top.similarity > 99.9
+    assert top.filename == "triangle_00001.png" and top.embedding_distance < 1e-3
     query = shapes_dir / "triangle_00001.png"
     only = searcher.search(query, top_k=20, threshold=0, categories=["square"])
     assert len(only) == 6 and {r.category for r in only} == {"square"}

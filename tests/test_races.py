@@ -62,7 +62,7 @@ def assert_consistent(work: Path) -> set[str]:
     assert names == {p.name for p in data.iterdir()}
     for name in sorted(names)[::4]:
         top = searcher.search(data / name, top_k=1)[0]
-        assert top.similarity > 99.9 and top.filename.split("_")[0] == name.split("_")[0]
+        assert top.embedding_distance < 1e-3 and top.filename.split("_")[0] == name.split("_")[0]
     searcher.store.close()  # type: ignore[union-attr]
     return names
 

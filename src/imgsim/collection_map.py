@@ -115,7 +115,7 @@ def read_map(path: str | Path) -> dict[str, Any] | None:
 def _exclusive(path: Path) -> Iterator[None]:
     # Server processes share the work folder: one computes, the others wait for its file.
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
+    with open(path, "a+b") as fh:  # not an output: an empty lock file
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield

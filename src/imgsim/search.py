@@ -185,10 +185,10 @@ class Searcher:
     @property
     def default_threshold(self) -> float:
         """The model's tuned similarity cutoff, or 0 when it has none."""
-        if self.calibration is None:
+        distance = (self.model_info.get("threshold_info") or {}).get("distance")
+        if self.calibration is None and distance is not None:
             # Files from before calibration: their cutoff, as a distance, on today's scale.
-            distance = (self.model_info.get("threshold_info") or {}).get("distance")
-            return 0.0 if distance is None else round(similarity_percent(distance, None), 2)
+            return round(similarity_percent(distance, None), 2)
         return float(self.model_info.get("threshold") or 0.0)
 
     def require_ready(self) -> None:

@@ -145,7 +145,10 @@ def test_similar_takes_the_search_parameters(client: FlaskClient) -> None:
     assert categories_of(body) == {"blue", "green"} and body["total_results"] == 6
     odd = "blue_<img src=x onerror=alert(1)>_004.png"
     found = client.get(f"/similar/{odd}", query_string={"threshold": "100"}).get_json()
-    assert [r["filename"] for r in found["results"]] == [odd]
+    assert found["results"][0]["filename"] == odd  # itself first, then any of the same score
+    assert all(r["similarity"] == 100 for r in found["results"])
+    everything = client.get(f"/similar/{odd}", query_string={"threshold": "0"}).get_json()
+    assert found["total_results"] < everything["total_results"]
     response = client.get("/similar/red_002.png?top_k=500")
     assert response.status_code == 400 and "top_k" in response.get_json()["error"]
 

@@ -69,7 +69,7 @@ def _thumbnail(path: Path, size: int) -> Response:
         im = load_image(path, current_app.config["IMGSIM"].max_image_pixels, draft_size=size)
         im.thumbnail((size, size))
         buffer = io.BytesIO()
-        im.save(buffer, format="JPEG", quality=85)
+        im.save(buffer, format="JPEG", quality=85)  # not an output: in memory
         response = Response(buffer.getvalue(), mimetype="image/jpeg")
     response.set_etag(etag)
     response.cache_control.no_cache = True
