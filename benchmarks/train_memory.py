@@ -95,6 +95,8 @@ def measure(folder: Path, out: Path, args: argparse.Namespace) -> dict:
         "--output-dir", str(out), "--epochs", "1", "--steps-per-epoch", str(args.steps),
         "--image-size", "32", "--workers", str(args.workers), "--threads", "1",
         "--val-fraction", str(args.val_fraction), "--cache-mb", str(args.cache_mb),
+        # The same work at every size: augmentation would switch on for the small folder only.
+        "--augment-below", "0",
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
