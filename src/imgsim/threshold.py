@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
@@ -167,16 +166,6 @@ def _sample(emb: np.ndarray, labels: np.ndarray, limit: int, rng: np.random.Gene
     return emb[keep], labels[keep]
 
 
-def sample_rows(rows: Any, seed: int, limit: int = MAX_REFERENCES) -> Any:
-    """At most `limit` of `rows`, a seeded sample in order (embedded before tuning)."""
-    import torch
-
-    if len(rows) <= limit:
-        return rows
-    gen = torch.Generator().manual_seed(seed)
-    return rows[torch.randperm(len(rows), generator=gen)[:limit]].sort().values
-
-
 def tune_model_threshold(
     model_path: str, data_dir: str, workers: int = 0, precision: float = 0.8, top_k: int = 10
 ) -> ThresholdChoice:
@@ -188,7 +177,7 @@ def tune_model_threshold(
     import torch
 
     from .errors import DatasetError
-    from .evaluation import embed
+    from .evaluation import embed, sample_rows
     from .model import load_model, update_model_file
     from .trainset import ImageLoader, scan_collection
 
@@ -202,9 +191,10 @@ def tune_model_threshold(
     seed = int((info.get("validation") or {}).get("seed", 0))
     loader = ImageLoader(data.dataset(model.config.image_size), data.workers(workers))
     cpu = torch.device("cpu")
-    queries = sample_rows(torch.nonzero(is_val).flatten(), seed, MAX_QUERIES)
+    queries = sample_rows(torch.nonzero(is_val).flatten(), MAX_QUERIES, seed)
     q, q_rows = embed(model, loader, queries, cpu)
-    r, r_rows = embed(model, loader, sample_rows(torch.nonzero(~is_val).flatten(), seed), cpu)
+    refs = sample_rows(torch.nonzero(~is_val).flatten(), MAX_REFERENCES, seed)
+    r, r_rows = embed(model, loader, refs, cpu)
     tuning = choose_threshold(q.numpy(), data.labels[q_rows].numpy(), r.numpy(),
                               data.labels[r_rows].numpy(), target=precision, top_k=top_k,
                               seed=seed)  # fmt: skip

@@ -34,12 +34,12 @@ from .config import (
 )
 from .device import describe, resolve_device
 from .errors import ConfigError, DatasetError
-from .evaluation import embed
+from .evaluation import embed, sample_rows
 from .fileio import write_text_atomic
 from .losses import is_proxy_loss, loss_title, miner_name, uses_margin
 from .model import save_model
 from .samplers import batch_shape
-from .threshold import MAX_QUERIES, Tuning, choose_threshold, sample_rows, tuning_fields
+from .threshold import MAX_QUERIES, MAX_REFERENCES, Tuning, choose_threshold, tuning_fields
 from .trainer import Plan, Split, Trainer
 from .trainset import Collection, scan_collection, stratified_split
 
@@ -266,8 +266,8 @@ def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
 def _tune(trainer: Trainer) -> Tuning | None:
     """Held-out images searched among (a sample of) the training images, as a user would."""
     split, config, labels = trainer.split, trainer.config, trainer.split.data.labels
-    refs = sample_rows(split.train_rows, config.seed)
-    queries = sample_rows(split.val_rows, config.seed, MAX_QUERIES)
+    refs = sample_rows(split.train_rows, MAX_REFERENCES, config.seed)
+    queries = sample_rows(split.val_rows, MAX_QUERIES, config.seed)
     q, q_rows = embed(trainer.model, trainer.loader, queries, trainer.device)
     r, r_rows = embed(trainer.model, trainer.loader, refs, trainer.device)
     return choose_threshold(
