@@ -105,10 +105,7 @@
   }
 
   function span(className, text) {
-    const el = document.createElement("span");
-    el.className = className;
-    el.textContent = text;
-    return el;
+    return imgsimResults.span(className, text);
   }
 
   function fillCategories(perCategory, total) {

@@ -141,35 +141,7 @@
   }
 
   function resultItem(result) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "result";
-    button.title = `More like ${result.filename}`;
-    const img = document.createElement("img");
-    img.src = result.url;
-    img.alt = result.filename;
-    img.loading = "lazy";
-    img.width = 150;
-    img.height = 150;
-    const meta = document.createElement("span");
-    meta.className = "meta";
-    meta.append(
-      span("similarity", `${result.similarity.toFixed(1)}%`),
-      span("category", result.category || "no category"),
-      span("filename", result.filename),
-    );
-    button.append(img, meta);
-    button.addEventListener("click", () => moreLikeThis(result));
-    item.append(button);
-    return item;
-  }
-
-  function span(className, text) {
-    const el = document.createElement("span");
-    el.className = className;
-    el.textContent = text;
-    return el;
+    return imgsimResults.resultItem(result, moreLikeThis);
   }
 
   function moreLikeThis(result) {

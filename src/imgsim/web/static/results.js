@@ -1,0 +1,40 @@
+// What the pages share: a result card ("more like this" on click) and a text-only span.
+// Names from the server are only ever set with textContent/attributes, never parsed as HTML.
+"use strict";
+
+const imgsimResults = (() => {
+  function span(className, text) {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  // One result of /search or /similar as a list item; `onClick(result)` runs when chosen.
+  function resultItem(result, onClick) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "result";
+    button.title = `More like ${result.filename}`;
+    const img = document.createElement("img");
+    img.src = result.url;
+    img.alt = result.filename;
+    img.loading = "lazy";
+    img.width = 150;
+    img.height = 150;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.append(
+      span("similarity", `${result.similarity.toFixed(1)}%`),
+      span("category", result.category || "no category"),
+      span("filename", result.filename),
+    );
+    button.append(img, meta);
+    button.addEventListener("click", () => onClick(result));
+    item.append(button);
+    return item;
+  }
+
+  return { span, resultItem };
+})();
