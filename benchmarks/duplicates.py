@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import io
 import itertools
+import os
 import platform
 import sys
 import tempfile
@@ -153,7 +154,7 @@ def score(groups: list, truth: set[tuple[str, str, str]]) -> dict:
 def embed_folder(folder: Path, names: list[str], model_path: str | None) -> np.ndarray:
     import torch
 
-    from imgsim.config import ModelConfig
+    from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig
     from imgsim.data import ImageRecord
     from imgsim.embedder import Embedder
     from imgsim.extract import embed_records
@@ -163,7 +164,7 @@ def embed_folder(folder: Path, names: list[str], model_path: str | None) -> np.n
         model, _ = load_model(model_path)
     else:
         torch.manual_seed(0)
-        model = EmbeddingNet(ModelConfig()).eval()
+        model = EmbeddingNet(ModelConfig(image_size=DEFAULT_IMAGE_SIZE)).eval()
     embedder = Embedder.from_model(model, "torch", image_size=model.config.image_size)
     records = [ImageRecord(n, None, folder / n) for n in names]
     vectors, rows = embed_records(embedder, embedder.image_size, records, progress=False)
@@ -307,8 +308,9 @@ def main() -> None:
         model = f"`{args.model}`" if args.model else "an untrained network (seed 0)"
         section = (
             f"{SECTION}\n\n`benchmarks/duplicates.py --images {args.images} --every "
-            f"{args.every} --source {args.source}` ({platform.node()}, "
-            f"{time.strftime('%Y-%m-%d')}); embeddings from {model}. {ABOUT}\n\n"
+            f"{args.every} --source {args.source}` ({os.cpu_count()} cores, {platform.machine()}, "
+            f"load average {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M %Z')}); "
+            f"embeddings from {model}. {ABOUT}\n\n"
             + text
             + "\nFinding the pairs and groups without decoding (random hashes and vectors, a "
             "near copy of every 10th; `--scale`). Decoding is per image (the `decode+hash` "

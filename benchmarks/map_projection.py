@@ -12,6 +12,7 @@ projection" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -50,9 +51,10 @@ def render(rows: list[tuple[int, str, float]]) -> str:
     table = "\n".join(f"| {n:,} | {names[m]} | {s:.1f} |" for n, m, s in rows)
     return f"""{SECTION}
 
-`benchmarks/map_projection.py --write-docs`: seconds to lay out N clustered {DIM}-d embeddings
-({CATEGORIES} categories) in 2-D with one thread, scikit-learn {sklearn.__version__},
-{platform.processor() or platform.machine()}.
+`OMP_NUM_THREADS=1 python benchmarks/map_projection.py --write-docs`: seconds to lay out N
+clustered {DIM}-d embeddings ({CATEGORIES} categories) in 2-D with one thread, scikit-learn
+{sklearn.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores,
+nothing else running; {time.strftime("%Y-%m-%d %H:%M %Z")}.
 
 | points | method | seconds |
 |---:|---|---:|

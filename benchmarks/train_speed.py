@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_section import write_section
 
-from imgsim.config import ModelConfig, TrainConfig
+from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig, TrainConfig
 from imgsim.device import autocast_dtype, describe, resolve_device
 from imgsim.sample import SHAPES, draw_shape
 from imgsim.train import train
@@ -63,7 +63,7 @@ def main() -> int:
     default = "cpu,cuda" if torch.cuda.is_available() else "cpu"
     p.add_argument("--devices", default=default, help=f"comma-separated ({default})")
     p.add_argument("--images", type=int, default=4096, help="generated pictures in memory")
-    p.add_argument("--size", type=int, default=ModelConfig().image_size, help="image side")
+    p.add_argument("--size", type=int, default=DEFAULT_IMAGE_SIZE, help="image side")
     p.add_argument("--batch", type=int, default=TrainConfig().batch_size)
     p.add_argument("--steps", type=int, default=30, help="training steps per epoch (2 epochs)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
