@@ -11,9 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from imgsim import trash
+from imgsim.config import DUPLICATES_FILE
 from imgsim.duplicates import StoreFinder
 from imgsim.search import Searcher
 from imgsim.web.app import CSP
+from imgsim.web.duplicates import wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
 
 TOKEN = "s3cret-token"
@@ -39,10 +41,28 @@ def member_sets(body: dict) -> list[set[str]]:
     return sorted(({m["name"] for m in g["members"]} for g in body["groups"]), key=sorted)
 
 
+def groups(client: FlaskClient, query: str = "") -> dict:
+    """GET /duplicates once the groups for the collection as it is now are found."""
+    for _ in range(20):
+        response = client.get(f"/duplicates{query}")
+        if response.status_code == 200 and response.get_json()["status"] == "ready":
+            return response.get_json()
+        assert response.status_code in (200, 202), response.get_json()
+        wait_for_groups(client.application, 60)
+    raise AssertionError("the groups were never ready")
+
+
+def test_the_first_answer_is_202_then_the_groups(dup_client: FlaskClient) -> None:
+    first = dup_client.get("/duplicates")
+    assert first.status_code == 202 and first.headers["Retry-After"] == "2"
+    assert first.get_json() == {"status": "computing", "retry_after": 2}
+    wait_for_groups(dup_client.application, 60)
+    assert dup_client.get("/duplicates").get_json()["status"] == "ready"
+
+
 def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
-    response = dup_client.get("/duplicates")
-    assert response.status_code == 200
-    body = response.get_json()
+    body = groups(dup_client)
+    assert set(body) >= {"status", "groups", "images"} and "generation" not in body
     assert body["images"] == 14 and body["method"] == "hash" and body["extras"] == 4
     assert member_sets(body) == PLANTED
     for group in body["groups"]:
@@ -65,17 +85,46 @@ def test_the_answer_is_kept_until_the_index_changes(
         "fingerprint_all",
         lambda records, *a: decoded.append(len(records)) or real_fingerprints(records, *a),
     )
-    first = dup_client.get("/duplicates").get_json()
-    assert dup_client.get("/duplicates").get_json()["groups"] == first["groups"]
+    first = groups(dup_client)
+    assert groups(dup_client)["groups"] == first["groups"]
     assert len(calls) == 1
-    dup_client.get("/duplicates?threshold=0")  # other settings: their own answer
+    groups(dup_client, "?threshold=0")  # other settings: their own answer
     assert len(calls) == 2
     extra = first["groups"][0]["extras"]
     response = dup_client.post("/duplicates/trash", json={"names": extra}, headers=auth())
     assert response.status_code == 200
-    after = dup_client.get("/duplicates").get_json()
+    updating = dup_client.get("/duplicates").get_json()  # the earlier groups meanwhile
+    assert updating["status"] == "updating" and updating["groups"] == first["groups"]
+    after = groups(dup_client)
     assert len(after["groups"]) == 3 and after["images"] == 14 - len(extra)
-    assert decoded == [14, 0, 0]  # once; then fingerprints are reused by content
+    # Decoded once; every later search (other settings, after the trash) reuses fingerprints.
+    assert decoded[0] == 14 and not any(decoded[1:])
+
+
+def test_other_server_processes_read_the_kept_groups(
+    dup_client: FlaskClient, make_app: Callable[..., Flask], dup_workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    first = groups(dup_client)
+    assert (dup_workdir / DUPLICATES_FILE).is_file()
+    monkeypatch.setattr(StoreFinder, "find", lambda *a: pytest.fail("found again"))
+    other = make_app(Searcher.from_workdir(dup_workdir), workdir=str(dup_workdir))
+    assert groups(other.test_client())["groups"] == first["groups"]
+
+
+def test_a_failed_search_is_500_and_tried_again_after_a_change(
+    dup_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(StoreFinder, "find", broken)
+    assert dup_client.get("/duplicates").status_code == 202
+    wait_for_groups(dup_client.application, 60)
+    response = dup_client.get("/duplicates")
+    assert response.status_code == 500 and "disk on fire" in response.get_json()["error"]
+    monkeypatch.undo()
+    assert groups(dup_client, "?threshold=9")["images"] == 14  # other settings: a new try
 
 
 @pytest.mark.parametrize(
@@ -88,7 +137,7 @@ def test_bad_settings_are_400(dup_client: FlaskClient, query: str) -> None:
 
 
 def test_embedding_method_answers_with_similarities(dup_client: FlaskClient) -> None:
-    body = dup_client.get("/duplicates?method=both").get_json()
+    body = groups(dup_client, "?method=both")
     assert body["method"] == "both"
     assert all(m["similarity"] is not None for g in body["groups"] for m in g["members"])
 
@@ -102,7 +151,7 @@ def test_trash_moves_the_extras_into_the_trash_never_unlinks(
 ) -> None:
     data = dup_workdir.parent / "data"
     before = contents(data)
-    body = dup_client.get("/duplicates").get_json()
+    body = groups(dup_client)
     extras = [n for g in body["groups"] for n in g["extras"]]
     response = dup_client.post("/duplicates/trash", json={"names": extras}, headers=auth())
     assert response.status_code == 200
@@ -117,7 +166,17 @@ def test_trash_moves_the_extras_into_the_trash_never_unlinks(
     for group in body["groups"]:
         assert (data / group["keep"]).is_file()
         assert dup_client.get(f"/images/{group['keep']}").status_code == 200
-    assert dup_client.get("/duplicates").get_json()["groups"] == []
+    assert groups(dup_client)["groups"] == []
+
+
+def test_a_trash_right_after_another_waits_for_the_new_groups(dup_client: FlaskClient) -> None:
+    one, two = groups(dup_client)["groups"][:2]
+    for group in (one, two):
+        response = dup_client.post(
+            "/duplicates/trash", json={"names": group["extras"]}, headers=auth()
+        )
+        assert response.status_code == 200, response.get_json()
+    assert len(groups(dup_client)["groups"]) == 2
 
 
 def test_a_keeper_or_unknown_name_changes_nothing(
@@ -125,7 +184,7 @@ def test_a_keeper_or_unknown_name_changes_nothing(
 ) -> None:
     data = dup_workdir.parent / "data"
     before = contents(data)
-    body = dup_client.get("/duplicates").get_json()
+    body = groups(dup_client)
     group = body["groups"][0]
     for names in ([group["keep"]], [*group["extras"], group["keep"]], ["pic_009.jpg"]):
         response = dup_client.post("/duplicates/trash", json={"names": names}, headers=auth())
@@ -144,7 +203,7 @@ def test_malformed_trash_requests_are_400(dup_client: FlaskClient, payload: obje
 def test_trash_needs_the_token(
     dup_client: FlaskClient, make_app: Callable[..., Flask], dup_workdir: Path
 ) -> None:
-    extras = dup_client.get("/duplicates").get_json()["groups"][0]["extras"]
+    extras = groups(dup_client)["groups"][0]["extras"]
     response = dup_client.post("/duplicates/trash", json={"names": extras}, headers=auth("x"))
     assert response.status_code == 401
     assert dup_client.post("/duplicates/trash", json={"names": extras}).status_code == 401

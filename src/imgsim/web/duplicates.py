@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
 from ..config import DuplicatesConfig, load_config, replace
-from ..duplicates import DuplicateReport, StoreFinder
 from ..duplicates.finder import check_method
+from ..duplicates.kept import KeptDuplicates
 from ..errors import ImgsimError
 from .errors import ApiError
 from .manage import require_token
@@ -22,16 +21,19 @@ bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
 _KEY = "imgsim.duplicates"
 SETTINGS_KEY = "IMGSIM_DUPLICATES"  # a DuplicatesConfig in app.config; else IMGSIM_CONFIG's
 MAX_NAMES = 10_000  # names one trash request may carry
+RETRY_SECONDS = 2  # how soon a client should ask again while the groups are found
+# A trash right after another waits this long for the new groups (known fingerprints are not
+# decoded again, so that is seconds); a longer search answers 409.
+TRASH_WAIT_SECONDS = 20.0
+PRIVATE_KEYS = frozenset({"generation", "store"})  # the kept file's own checks
 
 
 @dataclass
 class _State:
-    """One app's finder (fingerprints kept by content) and its latest answer per settings."""
+    """One app's settings and its kept groups (found in the background, shared via a file)."""
 
     settings: DuplicatesConfig
-    finder: StoreFinder = field(default_factory=StoreFinder)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    answers: dict[tuple, DuplicateReport] = field(default_factory=dict)
+    kept: KeptDuplicates
 
 
 def _state(app: Flask) -> _State:
@@ -42,7 +44,8 @@ def _state(app: Flask) -> _State:
             from .app import ENV_CONFIG  # here: app.py imports this module
 
             settings = load_config(os.environ.get(ENV_CONFIG) or None).duplicates
-        state = app.extensions.setdefault(_KEY, _State(settings))
+        kept = KeptDuplicates(get_searcher().workdir)
+        state = app.extensions.setdefault(_KEY, _State(settings, kept))
     return state
 
 
@@ -57,36 +60,37 @@ def _settings(values: Any, state: _State) -> DuplicatesConfig:
     return settings
 
 
-def report_for(settings: DuplicatesConfig) -> DuplicateReport:
-    """The groups of the indexed collection; computed once per store generation and settings.
+def wait_for_groups(app: Flask, timeout: float | None = None) -> None:
+    """Wait until a search for groups in progress in this process ends (tests, scripts)."""
+    _state(app).kept.wait(timeout)
 
-    One computation at a time per process: a second request waits and gets the same answer.
-    """
+
+def groups_now(settings: DuplicatesConfig) -> Any:
+    """The kept groups for `settings`, starting a search in the background when not current."""
     searcher = get_searcher()
     searcher.require_ready()
-    store = searcher.store
-    assert store is not None
-    state = _state(current_app)
-    with state.lock:
-        key = (
-            store.generation(),
-            settings.method,
-            settings.threshold,
-            settings.embedding_threshold,
-        )
-        if key not in state.answers:
-            report = state.finder.find(store, settings)
-            # Earlier generations are never asked for again.
-            state.answers = {k: v for k, v in state.answers.items() if k[0] == key[0]}
-            state.answers[key] = report
-        return state.answers[key]
+    assert searcher.store is not None
+    return _state(current_app).kept.current(searcher.store, settings)
 
 
 @bp.get("")
 def duplicates() -> Any:
-    """Groups of duplicate images in the index, the one to keep first, with image URLs."""
-    report = report_for(_settings(request.args, _state(current_app)))
-    body = report.to_dict()
+    """Groups of duplicate images in the index, the one to keep first, with image URLs.
+
+    ready: the groups of the collection as it is; updating: of an earlier state while new ones
+    are found; 202 while the first are found (ask again after `retry_after` seconds).
+    """
+    state = groups_now(_settings(request.args, _state(current_app)))
+    if state.document is None:
+        if state.error:
+            raise ApiError(state.error, 500)
+        response = jsonify(status="computing", retry_after=RETRY_SECONDS)
+        response.headers["Retry-After"] = str(RETRY_SECONDS)
+        return response, 202
+    body = {k: v for k, v in state.document.items() if k not in PRIVATE_KEYS}
+    body["status"] = "ready" if state.current else "updating" if state.computing else "stale"
+    if state.error:
+        body["error"] = state.error
     for group in body["groups"]:
         for member in group["members"]:
             member["url"] = url_for("images.image", name=member["name"])
@@ -120,8 +124,15 @@ def trash() -> Any:
     names = body["names"]
     if not names or len(names) > MAX_NAMES or not all(isinstance(n, str) for n in names):
         raise ApiError(f"names must be 1 to {MAX_NAMES} image names")
-    report = report_for(_settings(body, _state(current_app)))
-    extras = {m.name for g in report.groups for m in g.extras}
+    settings = _settings(body, _state(current_app))
+    state = groups_now(settings)
+    if not state.current:  # after a change (another trash): its groups take a moment, mostly
+        _state(current_app).kept.wait(TRASH_WAIT_SECONDS)
+        state = groups_now(settings)
+    if not state.current or state.document is None:
+        raise ApiError("the duplicate groups are being found again (the collection changed); "
+                       "reload them and choose again", 409)  # fmt: skip
+    extras = {name for g in state.document["groups"] for name in g["extras"]}
     unknown = [n for n in names if n not in extras]
     if unknown:
         raise ApiError(

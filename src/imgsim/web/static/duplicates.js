@@ -124,17 +124,26 @@
     return body;
   }
 
+  // The server finds the groups in the background: 202 while it finds the first ones, and
+  // "updating" while it finds new ones after a change (the groups shown are the earlier ones).
   async function load() {
     loading.hidden = false;
     showError("");
     try {
-      const body = await answer(await fetch(groupsUrl, { headers: { Accept: "application/json" } }));
+      const response = await fetch(groupsUrl, { headers: { Accept: "application/json" } });
+      if (response.status === 202) {
+        const body = await response.json();
+        setTimeout(load, 1000 * (body.retry_after || 2));
+        return;
+      }
+      const body = await answer(response);
       groups = body.groups;
       render();
-    } catch (err) {
-      showError(`Could not find duplicates: ${err.message}`);
-    } finally {
+      if (body.status === "updating") setTimeout(load, 2000);
       loading.hidden = true;
+    } catch (err) {
+      loading.hidden = true;
+      showError(`Could not find duplicates: ${err.message}`);
     }
   }
 

@@ -1,0 +1,44 @@
+"""The collection's duplicate groups, kept in the work folder per store generation and settings.
+
+Fingerprinting decodes every image once (minutes on a large collection), so the server never
+does it inside a request: the groups are a KeptDocument, computed in the background.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import DUPLICATES_FILE, DUPLICATES_LOCK_FILE, DuplicatesConfig
+from ..kept_document import KeptDocument
+from ..store import Store
+from .finder import StoreFinder
+
+SETTINGS = ("method", "threshold", "embedding_threshold")
+
+
+class KeptDuplicates(KeptDocument[DuplicatesConfig]):
+    """The duplicate groups of one work folder's collection for one process."""
+
+    what = "duplicate groups"
+    required = "groups"
+
+    def __init__(self, workdir: str | Path) -> None:
+        super().__init__(Path(workdir) / DUPLICATES_FILE, Path(workdir) / DUPLICATES_LOCK_FILE)
+        self.finder = StoreFinder()  # fingerprints kept by content: a change costs its images
+
+    def compute(self, store: Store, settings: DuplicatesConfig) -> dict[str, Any]:
+        generation = store.generation()  # read first: a change during the search makes it stale
+        report = self.finder.find(store, settings)
+        return {**report.to_dict(), **self.key(store, settings, generation)}
+
+    def key(self, store: Store, settings: DuplicatesConfig, generation: int) -> dict[str, Any]:
+        return {
+            "generation": generation,
+            "store": store.address,
+            **{name: getattr(settings, name) for name in SETTINGS},
+        }
+
+    def shows_stale(self, document: dict[str, Any], key: dict[str, Any]) -> bool:
+        # Groups of an earlier collection help while new ones are found; other settings' do not.
+        return all(document.get(k) == key[k] for k in ("store", *SETTINGS))
