@@ -70,6 +70,9 @@ def open_map(
 def points_on_screen(page: Any) -> list[dict[str, Any]]:
     """The map's points with where their dots are, in page coordinates (as map.js draws)."""
     points = page.request.get(page.base + "/map/points").json()["points"]
+    # The canvas reaches below a 720-px viewport, and the mouse only reaches what is on screen:
+    # a dot down there took no hover (a flaky test, depending on where t-SNE put the points).
+    page.locator("#map-canvas").scroll_into_view_if_needed()
     box = page.locator("#map-canvas").bounding_box()
     pad = float(page.locator("#map-canvas").get_attribute("data-pad"))
     span = box["width"] - 2 * pad
