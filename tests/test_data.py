@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import struct
@@ -511,6 +512,20 @@ def test_load_refuses_formats_imgsim_does_not_support(fmt: str) -> None:
         assert im.format == fmt  # Pillow alone would take it
     with pytest.raises(UnreadableImageError, match="not a readable image"):
         load_image(data)
+
+
+# Found by fuzz/fuzz_decode.py in CI: Pillow's TIFF loader raised TypeError on it.
+FUZZ_TIFF = base64.b64decode(
+    "SUkqADQAAAB4nOPmJg3IkwhMSQReJIIEEkEpiaCLRLCARLCVRHCKRPCARPCFRAAAfvAfIAoAAAEDAAEAAAAQAAAA"
+    "AQEDAAEAAAAMAH4AAAIBAwABAgMEBQYHCAkKC//EALUQAAIBAAMAAACyAAAAAwEDAAEAAAAIAAAABgEDAAEAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACAAAAEQEHAAEAAAAIAAAAFQEDAAEAAAADAAAAFgEDAAEAAAAMAAAA"
+    "FwEEAAEAAAEAAAABAAAAAAAAAAgACAAIAA=="
+)
+
+
+def test_a_tiff_that_crashes_pillow_is_unreadable() -> None:
+    with pytest.raises(UnreadableImageError, match="not a readable image"):
+        load_image(FUZZ_TIFF, 1_000_000, draft_size=32)
 
 
 def test_load_missing_file_raises_unreadable(tmp_path: Path) -> None:
