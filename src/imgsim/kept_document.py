@@ -35,6 +35,12 @@ class DocumentState:
     computing: bool
     error: str = ""
 
+    @property
+    def status(self) -> str:
+        """ready: of the collection as it is; updating: of an earlier state, a new one is on
+        its way; stale: of an earlier state, the new one failed (see `error`)."""
+        return "ready" if self.current else "updating" if self.computing else "stale"
+
 
 def write_document(document: dict[str, Any], path: str | Path) -> None:
     """Write a document atomically: a reader sees the old one or the new, never half."""

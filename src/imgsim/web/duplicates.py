@@ -12,8 +12,10 @@ from ..config import DuplicatesConfig, load_config, replace
 from ..duplicates.finder import check_method
 from ..duplicates.kept import KeptDuplicates
 from ..errors import ImgsimError
+from ..kept_document import DocumentState
 from .errors import ApiError
 from .manage import require_token
+from .pending import pending_answer
 from .searcher import get_searcher
 
 bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
@@ -21,7 +23,6 @@ bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
 _KEY = "imgsim.duplicates"
 SETTINGS_KEY = "IMGSIM_DUPLICATES"  # a DuplicatesConfig in app.config; else IMGSIM_CONFIG's
 MAX_NAMES = 10_000  # names one trash request may carry
-RETRY_SECONDS = 2  # how soon a client should ask again while the groups are found
 # A trash right after another waits this long for the new groups (known fingerprints are not
 # decoded again, so that is seconds); a longer search answers 409.
 TRASH_WAIT_SECONDS = 20.0
@@ -65,7 +66,7 @@ def wait_for_groups(app: Flask, timeout: float | None = None) -> None:
     _state(app).kept.wait(timeout)
 
 
-def groups_now(settings: DuplicatesConfig) -> Any:
+def groups_now(settings: DuplicatesConfig) -> DocumentState:
     """The kept groups for `settings`, starting a search in the background when not current."""
     searcher = get_searcher()
     searcher.require_ready()
@@ -81,14 +82,12 @@ def duplicates() -> Any:
     are found; 202 while the first are found (ask again after `retry_after` seconds).
     """
     state = groups_now(_settings(request.args, _state(current_app)))
-    if state.document is None:
-        if state.error:
-            raise ApiError(state.error, 500)
-        response = jsonify(status="computing", retry_after=RETRY_SECONDS)
-        response.headers["Retry-After"] = str(RETRY_SECONDS)
-        return response, 202
+    pending = pending_answer(state)
+    if pending is not None:
+        return pending
+    assert state.document is not None
     body = {k: v for k, v in state.document.items() if k not in PRIVATE_KEYS}
-    body["status"] = "ready" if state.current else "updating" if state.computing else "stale"
+    body["status"] = state.status
     if state.error:
         body["error"] = state.error
     for group in body["groups"]:

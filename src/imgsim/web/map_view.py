@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
+from flask import Blueprint, Response, current_app, render_template, url_for
 
 from ..collection_map import MapSettings
-from .errors import ApiError
 from .forms import TOP_K_MAX, TOP_K_MIN
+from .pending import pending_answer
 from .searcher import get_searcher
 
 bp = Blueprint("map", __name__, url_prefix="/map")
 
-RETRY_SECONDS = 2  # how soon a client should ask again while the first map is computed
 # Kept in the work folder's map file for the server's own checks; not the API's business.
 PRIVATE_KEYS = frozenset({"store"})
 _BODY_KEY = "imgsim.map_body"  # (the document, its answer serialised): once per new map
@@ -40,14 +39,10 @@ def points() -> Any:
     config = current_app.config["IMGSIM"]
     settings = MapSettings(config.map_points, config.map_method, config.map_seed)
     state = get_searcher().collection_map(settings)
-    if state.document is None:
-        if state.error:
-            raise ApiError(state.error, 500)
-        response = jsonify(status="computing", retry_after=RETRY_SECONDS)
-        response.headers["Retry-After"] = str(RETRY_SECONDS)
-        return response, 202
-    status = "ready" if state.current else "updating" if state.computing else "stale"
-    head: dict[str, Any] = {"status": status}
+    pending = pending_answer(state)
+    if pending is not None:
+        return pending
+    head: dict[str, Any] = {"status": state.status}
     if state.error:
         head["error"] = state.error
     # 5,000 points take ~0.2 s to give URLs and serialise: done once per map, not per request.

@@ -86,12 +86,8 @@
     link.className = "result";
     link.href = `${searchPage}?${new URLSearchParams({ similar: entry.filename })}`;
     link.title = `More like ${entry.filename}`;
-    const img = document.createElement("img");
-    img.src = `${entry.url}?size=${THUMBNAIL}`; // a small JPEG, not the whole file
-    img.alt = entry.filename;
-    img.loading = "lazy";
-    img.width = 150;
-    img.height = 150;
+    // A small JPEG, not the whole file.
+    const img = imgsimResults.cardImage(`${entry.url}?size=${THUMBNAIL}`, entry.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.append(

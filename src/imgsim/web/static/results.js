@@ -1,4 +1,5 @@
-// What the pages share: a result card ("more like this" on click) and a text-only span.
+// What the pages share: a result card ("more like this" on click), its picture and a text-only
+// span.
 // Names from the server are only ever set with textContent/attributes, never parsed as HTML.
 "use strict";
 
@@ -10,6 +11,17 @@ const imgsimResults = (() => {
     return el;
   }
 
+  // A card's picture: 150×150 CSS pixels, loaded when it scrolls into view.
+  function cardImage(src, alt) {
+    const img = document.createElement("img");
+    img.src = src;
+    img.alt = alt;
+    img.loading = "lazy";
+    img.width = 150;
+    img.height = 150;
+    return img;
+  }
+
   // One result of /search or /similar as a list item; `onClick(result)` runs when chosen.
   function resultItem(result, onClick) {
     const item = document.createElement("li");
@@ -17,12 +29,7 @@ const imgsimResults = (() => {
     button.type = "button";
     button.className = "result";
     button.title = `More like ${result.filename}`;
-    const img = document.createElement("img");
-    img.src = result.url;
-    img.alt = result.filename;
-    img.loading = "lazy";
-    img.width = 150;
-    img.height = 150;
+    const img = cardImage(result.url, result.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.append(
@@ -36,5 +43,5 @@ const imgsimResults = (() => {
     return item;
   }
 
-  return { span, resultItem };
+  return { span, cardImage, resultItem };
 })();
