@@ -126,6 +126,38 @@ def test_hnsw_recall_and_distances(tmp_path: Path) -> None:
     assert all(np.all(np.diff([h.distance for h in row]) >= 0) for row in results["hnsw"])
 
 
+def test_category_filters_on_hnsw_match_a_brute_force_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seven large categories (14 % each: the graph walk skips other ids through the bitmap)
+    # and one tiny one (2 %, under EXACT_FILTER_FRACTION: searched exactly over its vectors).
+    x, queries = np.split(clustered(3100), [3000])
+    names = [f"tiny_{i}.jpg" if i % 50 == 0 else f"c{i % 7}_{i}.jpg" for i in range(3000)]
+    with open_store(tmp_path) as store:
+        build_collection(store, x, names, tmp_path, "m", kind="hnsw")
+        store.wait()
+        store.remove([names[50]])  # a dead vector of the tiny category must stay out
+        assert vectors.kind_of(store._index) == "hnsw" and store.count() == 2999
+        exact_calls = []
+        real_exact = store._exact
+        monkeypatch.setattr(store, "_exact", lambda *a: exact_calls.append(1) or real_exact(*a))
+        for wanted, exact in ((["c3"], False), (["tiny"], True), (["c1", "tiny"], False)):
+            found = store.search(queries, 10, categories=wanted)
+            assert bool(exact_calls) == exact, wanted
+            exact_calls.clear()
+            keep = [i for i, n in enumerate(names) if n.split("_")[0] in wanted and i != 50]
+            near = np.argsort(((x[keep][None] - queries[:, None]) ** 2).sum(-1), axis=1)[:, :10]
+            recall = np.mean(
+                [
+                    len({h.name for h in row} & {names[keep[j]] for j in best}) / 10
+                    for row, best in zip(found, near, strict=True)
+                ]
+            )
+            assert all(len(row) == 10 for row in found), wanted  # k of them, not k cut down
+            assert {h.name.split("_")[0] for row in found for h in row} <= set(wanted)
+            assert recall >= (1.0 if exact else 0.95), (wanted, recall)
+
+
 def test_past_the_threshold_hnsw_is_built_in_the_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
