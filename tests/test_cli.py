@@ -64,6 +64,19 @@ def test_search_json_shape(
     ]
 
 
+def test_search_in_categories(
+    trained_workdir: Path, shapes_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    query = str(shapes_dir / "circle_00003.png")
+    args = ["search", query, "-k", "30", "--threshold", "0", "--workdir", str(trained_workdir)]
+    assert main([*args, "--json", "--category", "square", "--category", "stripes"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    # 30 of those two categories (48 images), not the nearest 30 cut down to them.
+    assert len(results) == 30 and {r["category"] for r in results} == {"square", "stripes"}
+    assert main([*args, "--category", "hexagon"]) == 1
+    assert "unknown category 'hexagon': the collection has 'circle'" in capsys.readouterr().err
+
+
 def test_search_errors_are_messages(
     trained_workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
