@@ -465,6 +465,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_rename)
 
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the images most similar to IMAGE")
     p.add_argument("image", help="query image file")
     p.add_argument("-k", "--top-k", type=int, default=10, help="number of results (10)")
@@ -497,6 +499,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_tune_threshold, threshold_flags=flags)
 
+
+def _add_serving(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
@@ -627,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_other(sub)
+    _add_search(sub)
+    _add_serving(sub)
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)
