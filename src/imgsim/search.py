@@ -13,11 +13,13 @@ from PIL import Image
 
 from .calibration import Calibration, similarity_percent
 from .collection_map import CollectionMap, MapSettings, MapState
-from .config import MODEL_FILE, SearchConfig
+from .config import MODEL_FILE, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import resolve_device
+from .duplicates.kept import KeptDuplicates
 from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
+from .kept_document import DocumentState
 from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
 from .paths import safe_path
 from .staging import Staging, recover_uploads
@@ -127,6 +129,7 @@ class Searcher:
             embedder = Embedder.from_model(model)
         self.embedder = embedder
         self.map = CollectionMap(self.workdir)  # the 2-D map, computed in the background
+        self.duplicates = KeptDuplicates(self.workdir)  # the groups, found in the background
 
     @classmethod
     def from_workdir(
@@ -413,6 +416,13 @@ class Searcher:
         if self.store.info() is None or self.store.count() == 0:
             raise NotReadyError(self.store.why_empty())
         return self.map.current(self.store, settings)
+
+    def duplicate_groups(self, settings: DuplicatesConfig) -> DocumentState:
+        """The collection's duplicate groups for `settings`, found in the background, never
+        here; NotReadyError while a search could not run."""
+        self.require_ready()
+        assert self.store is not None
+        return self.duplicates.current(self.store, settings)
 
     def stats(self) -> dict[str, Any]:
         """The original's /stats keys plus categories with counts and the tuned threshold."""

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from imgsim import trash
-from imgsim.config import DUPLICATES_FILE
+from imgsim.config import DUPLICATES_FILE, DuplicatesConfig
 from imgsim.duplicates import StoreFinder
-from imgsim.search import Searcher
+from imgsim.search import NotReadyError, Searcher
 from imgsim.web.app import CSP
 from imgsim.web.duplicates import wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
@@ -210,6 +210,21 @@ def test_trash_needs_the_token(
     off = make_app(Searcher.from_workdir(dup_workdir), workdir=str(dup_workdir)).test_client()
     assert off.post("/duplicates/trash", json={"names": extras}).status_code == 403
     assert trash.list_trash(dup_workdir) == []
+
+
+def test_the_searcher_finds_the_groups_the_web_layer_serves(dup_workdir: Path) -> None:
+    # As for the map, the web layer asks the Searcher; the library gets the same groups.
+    searcher = Searcher.from_workdir(dup_workdir)
+    try:
+        first = searcher.duplicate_groups(DuplicatesConfig())
+        assert first.document is None and first.computing
+        searcher.duplicates.wait(60)
+        state = searcher.duplicate_groups(DuplicatesConfig())
+        assert state.status == "ready" and member_sets(state.document) == PLANTED
+    finally:
+        searcher.store.close()
+    with pytest.raises(NotReadyError):
+        Searcher.from_workdir(dup_workdir.parent / "empty").duplicate_groups(DuplicatesConfig())
 
 
 def test_without_an_index_503(make_app: Callable[..., Flask], tmp_path: Path) -> None:

@@ -10,13 +10,12 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, reque
 
 from ..config import DuplicatesConfig, load_config, replace
 from ..duplicates.finder import check_method
-from ..duplicates.kept import KeptDuplicates
 from ..errors import ImgsimError
 from ..kept_document import DocumentState
 from .errors import ApiError
 from .manage import require_token
 from .pending import pending_answer
-from .searcher import get_searcher
+from .searcher import get_searcher, searcher_of
 
 bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
 
@@ -31,10 +30,9 @@ PRIVATE_KEYS = frozenset({"generation", "store"})  # the kept file's own checks
 
 @dataclass
 class _State:
-    """One app's settings and its kept groups (found in the background, shared via a file)."""
+    """One app's duplicate settings; the groups are the Searcher's (found in the background)."""
 
     settings: DuplicatesConfig
-    kept: KeptDuplicates
 
 
 def _state(app: Flask) -> _State:
@@ -45,8 +43,7 @@ def _state(app: Flask) -> _State:
             from .app import ENV_CONFIG  # here: app.py imports this module
 
             settings = load_config(os.environ.get(ENV_CONFIG) or None).duplicates
-        kept = KeptDuplicates(get_searcher().workdir)
-        state = app.extensions.setdefault(_KEY, _State(settings, kept))
+        state = app.extensions.setdefault(_KEY, _State(settings))
     return state
 
 
@@ -63,15 +60,12 @@ def _settings(values: Any, state: _State) -> DuplicatesConfig:
 
 def wait_for_groups(app: Flask, timeout: float | None = None) -> None:
     """Wait until a search for groups in progress in this process ends (tests, scripts)."""
-    _state(app).kept.wait(timeout)
+    searcher_of(app).duplicates.wait(timeout)
 
 
 def groups_now(settings: DuplicatesConfig) -> DocumentState:
     """The kept groups for `settings`, starting a search in the background when not current."""
-    searcher = get_searcher()
-    searcher.require_ready()
-    assert searcher.store is not None
-    return _state(current_app).kept.current(searcher.store, settings)
+    return get_searcher().duplicate_groups(settings)
 
 
 @bp.get("")
@@ -126,7 +120,7 @@ def trash() -> Any:
     settings = _settings(body, _state(current_app))
     state = groups_now(settings)
     if not state.current:  # after a change (another trash): its groups take a moment, mostly
-        _state(current_app).kept.wait(TRASH_WAIT_SECONDS)
+        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
         state = groups_now(settings)
     if not state.current or state.document is None:
         raise ApiError("the duplicate groups are being found again (the collection changed); "

@@ -30,4 +30,9 @@ def init_app(app: Flask, config: SearchConfig, searcher: Searcher | None = None)
 
 def get_searcher() -> Searcher:
     """The Searcher of the current app."""
-    return current_app.extensions[_KEY]
+    return searcher_of(current_app)
+
+
+def searcher_of(app: Flask) -> Searcher:
+    """The Searcher attached to `app` (outside a request too)."""
+    return app.extensions[_KEY]
