@@ -270,6 +270,52 @@ def scale(count: int, threshold: int, cosine: float) -> str:
     )
 
 
+def camera_like(seed: int, rng: np.random.Generator) -> Image.Image:
+    """A 4000x3000 picture with sensor-like noise: as a camera's JPEG, about 4 MB."""
+    pixels = np.asarray(distinct_image(seed).resize((4000, 3000)), dtype=np.float32)
+    pixels += rng.normal(0, 12, pixels.shape).astype(np.float32)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def decode_cost(count: int, small: int = 200, large: int = 10) -> str:
+    """CPU time per image to read, decode (reduced) and fingerprint, and `count` images' time.
+
+    Measured in this process (CPU time, so a busy machine changes it little) on the generated
+    320-640 px JPEGs and on 12-megapixel camera-like ones; decoding is per image, so `count`
+    images take count times as long, shared among the default worker processes.
+    """
+    from imgsim.data import ImageRecord, default_workers
+    from imgsim.duplicates.fingerprint import fingerprint_records
+
+    workers, rng, rows = default_workers(), np.random.default_rng(0), []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, n, make in (
+            ("generated, 320-640 px", small, distinct_image),
+            ("camera-like, 4000x3000", large, lambda i: camera_like(i, rng)),
+        ):
+            records = []
+            for i in range(n):
+                path = Path(tmp) / f"{n}_{i}.jpg"
+                make(i).save(path, "JPEG", quality=90)
+                records.append(ImageRecord(path.name, None, path))
+            fingerprint_records(records[:2])  # imports and first-call costs out of the timing
+            started = time.process_time()
+            done, _ = fingerprint_records(records)
+            ms = 1000 * (time.process_time() - started) / max(1, len(done))
+            size = sum(r.path.stat().st_size for r in records) / n / 1e6
+            minutes = count * ms / 1000 / 60 / workers
+            rows.append(f"| {label} | {size:.2f} MB | {ms:.1f} | {minutes:.1f} min |\n")
+    return (
+        f"Decoding ({time.strftime('%Y-%m-%d %H:%M %Z')}, load average "
+        f"{os.getloadavg()[0]:.2f}): CPU time per image to read, decode reduced and "
+        f"fingerprint it in one process, and what {count:,} such images take on {workers} "
+        "worker processes (the default: one per core, at most 8), before the seconds of the "
+        "pairs above:\n\n"
+        f"| JPEG | file | ms CPU per image | {count:,} images |\n|---|---:|---:|---:|\n"
+        + "".join(rows)
+    )
+
+
 def table(rows: list[dict]) -> str:
     head = (
         "| method | threshold | precision | recall | exact | JPEG re-save | resize | crop "
@@ -302,6 +348,8 @@ def main() -> None:
     print(text)
     timing = scale(args.scale, DuplicatesConfig.threshold, DuplicatesConfig.embedding_threshold)
     print(timing)
+    decoding = decode_cost(args.scale)
+    print(decoding)
     if args.write_docs:
         from docs_section import write_section
 
@@ -314,7 +362,10 @@ def main() -> None:
             + text
             + "\nFinding the pairs and groups without decoding (random hashes and vectors, a "
             "near copy of every 10th; `--scale`). Decoding is per image (the `decode+hash` "
-            "time the script prints), in one worker process per core:\n\n" + timing
+            "time the script prints), in one worker process per core:\n\n"
+            + timing
+            + "\n"
+            + decoding
         )
         write_section(SECTION, section)
 
