@@ -64,3 +64,21 @@ def test_documented_keys_match_real_answers(client: FlaskClient, query_png: byte
         list(client.get("/similar/red_002.png").get_json())
         == (schemas["SimilarResponse"]["required"])
     )
+
+
+def test_answers_without_a_model_or_collection_are_documented(make_app, tmp_path) -> None:
+    # An empty workdir: every operation that needs the collection answers 503, documented.
+    app = make_app(fresh=True, workdir=str(tmp_path), admin_token="t")
+    client, paths = app.test_client(), openapi_spec()["paths"]
+    asked = [
+        ("get", "/browse", "/browse?category=red"),
+        ("get", "/similar/{name}", "/similar/red_001.jpg"),
+        ("get", "/map/points", "/map/points"),
+        ("get", "/duplicates", "/duplicates"),
+        ("post", "/duplicates/trash", "/duplicates/trash"),
+    ]
+    for method, path, url in asked:
+        body = {"json": {"names": ["red_001.jpg"]}} if method == "post" else {}
+        response = getattr(client, method)(url, headers={"Authorization": "Bearer t"}, **body)
+        assert response.status_code == 503 and "error" in response.get_json(), url
+        assert "503" in paths[path][method]["responses"], f"{method.upper()} {path}"
