@@ -82,6 +82,11 @@ def test_groups_side_by_side_and_trash_with_the_token(
     for i in range(images.count()):
         expect(images.nth(i)).to_have_js_property("complete", True)
         assert images.nth(i).evaluate("img => img.naturalWidth") > 0
+    for group in page.locator("#groups .group").all():  # side by side: one row, not a column
+        tops = group.locator(".member").evaluate_all(
+            "ms => ms.map(m => Math.round(m.getBoundingClientRect().top))"
+        )
+        assert len(tops) >= 2 and len(set(tops)) == 1, tops
     expect(page.locator(".trash-group").first).to_be_disabled()  # no token yet
     page.fill("#token", "wrong")
     page.locator(".trash-group").first.click()
