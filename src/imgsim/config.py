@@ -90,7 +90,8 @@ class TrainConfig:
         metadata=choices(
             MINERS,
             "miner choosing the pairs or triplets the loss sees; auto: the loss's own "
-            "(semihard for triplet, multisimilarity for multisimilarity); all: no miner",
+            "(semihard for triplet, multisimilarity for multisimilarity, none for the proxy "
+            "losses); all: no miner",
         ),
     )
     sampler: str = field(
