@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
-from .device import DEVICE_NAMES
+from .config import DEFAULT_DATA_DIR, DEVICES, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
 from .errors import ImgsimError
 
 if TYPE_CHECKING:
@@ -595,7 +594,7 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 def _add_device_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
-        choices=DEVICE_NAMES,
+        choices=DEVICES,
         help="where the network runs: cpu (default), auto (a GPU if there is one), cuda, mps",
     )
 

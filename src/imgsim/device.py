@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .config import DEVICES
 from .errors import DeviceError
 
 if TYPE_CHECKING:
     import torch
-
-DEVICE_NAMES = ("cpu", "auto", "cuda", "mps")
 
 
 def _mps_available() -> bool:
@@ -29,8 +28,8 @@ def resolve_device(name: str = "cpu", local_rank: int | None = None) -> torch.de
 
     kind = (name or "cpu").strip().lower()
     base = kind.split(":", 1)[0]
-    if base not in DEVICE_NAMES:
-        raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICE_NAMES)}")
+    if base not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
     if base == "auto":
         if torch.cuda.is_available():
             kind, base = "cuda", "cuda"
