@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import DEFAULT_DATA_DIR, DEVICES, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
+from .config import (
+    DEFAULT_DATA_DIR,
+    DEVICES,
+    MODEL_FILE,
+    ONNX_FILE,
+    RUNTIMES,
+    Config,
+    SearchConfig,
+)
 from .errors import ImgsimError
 
 if TYPE_CHECKING:
@@ -466,7 +474,9 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("search", help="find the images most similar to IMAGE")
     p.add_argument("image", help="query image file")
-    p.add_argument("-k", "--top-k", type=int, default=10, help="number of results (10)")
+    p.add_argument(
+        "-k", "--top-k", type=int, help=f"number of results ({SearchConfig().top_k}; search.top_k)"
+    )
     p.add_argument(
         "--threshold", type=float, help="minimum similarity in %% (the model's tuned value, else 0)"
     )
