@@ -455,12 +455,14 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_index)
 
 
-def _add_other(sub: argparse._SubParsersAction) -> None:
+def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="per-category breakdown of an image folder")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
 
+
+def _add_rename(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rename", help="rename images into categories (rename_images.py)")
     p.add_argument("folder", nargs="?", default=DEFAULT_DATA_DIR, help="image folder")
     p.add_argument("--categories", help="comma-separated names; without it, asks")
@@ -472,6 +474,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_rename)
 
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the images most similar to IMAGE")
     p.add_argument("image", help="query image file")
     p.add_argument(
@@ -494,6 +498,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
+
+def _add_tune_threshold(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune-threshold",
         help="recompute a model's default similarity threshold on its validation images",
@@ -506,6 +512,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_tune_threshold, threshold_flags=flags)
 
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
@@ -523,6 +531,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="the embedding network as ONNX (mobile deployment), the vectors as .npy"
     )
@@ -544,6 +554,8 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_export)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="sample data → train → extract → searches → server")
     p.add_argument("--dir", default="demo", help="folder for the demo's data and outputs (demo)")
     p.add_argument("--per-class", type=int, default=200, help="sample images per category (200)")
@@ -635,7 +647,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (.toml, .yaml or .json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_other(sub)
+    _add_stats(sub)
+    _add_rename(sub)
+    _add_search(sub)
+    _add_tune_threshold(sub)
+    _add_serve(sub)
+    _add_export(sub)
+    _add_demo(sub)
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)
