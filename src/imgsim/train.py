@@ -1,7 +1,6 @@
-"""`imgsim train`: check the settings, plan the run, run the Trainer, write the model file.
+"""`imgsim train`: check the settings, plan the run, run the Trainer, write the model file."""
 
-config ─► checks ─► collection + split ─► plan ─► Trainer.run ─► threshold ─► outputs
-"""
+# config ─► checks ─► collection + split ─► plan ─► Trainer.run ─► threshold ─► outputs
 
 from __future__ import annotations
 
