@@ -43,3 +43,18 @@ def test_a_gpu_this_machine_lacks_is_named(
     assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
     assert not (tmp_path / "triplet_manifest.sqlite").exists()  # nothing was written
     assert not (tmp_path / "run").exists()
+
+
+def test_auto_on_a_gpu_without_onnxruntime_gpu_searches_on_the_cpu(
+    trained_workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import torch
+
+    from imgsim import device as device_mod
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU torch can use...
+    monkeypatch.setattr(device_mod, "_onnx_has_cuda", lambda: False)  # ...the CPU onnxruntime
+    image = str(shapes_dir / "circle_00001.png")
+    args = ["search", image, "-k", "1", "--json", "--workdir", str(trained_workdir)]
+    assert main([*args, "--runtime", "onnx", "--device", "auto"]) == 0
+    assert '"circle_00001.png"' in capsys.readouterr().out

@@ -104,11 +104,11 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
 
 def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:
     """The Embedder extraction uses: `config.runtime`, the ONNX export beside the model if any."""
-    from .device import resolve_device
+    from .device import inference_device
 
     return Embedder.from_model(
         model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path,
-        device=str(resolve_device(config.device)),
+        device=inference_device(config.device, config.runtime),
     )  # fmt: skip
 
 
