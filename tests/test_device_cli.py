@@ -58,3 +58,16 @@ def test_auto_on_a_gpu_without_onnxruntime_gpu_searches_on_the_cpu(
     args = ["search", image, "-k", "1", "--json", "--workdir", str(trained_workdir)]
     assert main([*args, "--runtime", "onnx", "--device", "auto"]) == 0
     assert '"circle_00001.png"' in capsys.readouterr().out
+
+
+def test_a_gpu_with_the_ray_engine_is_refused_not_ignored(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    model = str(trained_workdir / "triplet_base_final.pt")
+    args = ["index", "--data", str(shapes_dir), "--model", model, "--workdir", str(tmp_path)]
+    assert main([*args, "--engine", "ray", "--device", "cuda"]) == 1
+    assert "--engine ray embeds on the Ray actors' CPUs" in capsys.readouterr().err
+    assert not (tmp_path / "triplet_manifest.sqlite").exists()

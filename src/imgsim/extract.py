@@ -14,6 +14,7 @@ from .config import EMBEDDING_PLOT, THUMBNAIL_CACHE_DIR, ExtractConfig
 from .data import DatasetError, ImageRecord, default_workers, scan_images
 from .embed_pool import iter_embedded
 from .embedder import Embedder, check_runtime
+from .errors import ConfigError
 from .filefacts import FileFacts, collect_facts
 from .model import EmbeddingNet, load_model
 from .staging import wait_for_uploads
@@ -97,9 +98,21 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
 
     A full rebuild; `kind` (auto, flat, hnsw) defaults to the workdir's previous choice.
     """
+    check_device(config)
     model, info = load_model(config.model_path)
     embedder = extract_embedder(model, info["model_id"], config)
     return _extract_with(embedder, info["model_id"], config, progress, kind=kind)
+
+
+def check_device(config: ExtractConfig) -> None:
+    """Name a missing GPU before anything is written; refuse a GPU that --engine ray ignores."""
+    from .device import resolve_device
+
+    if resolve_device(config.device).type != "cpu" and config.engine == "ray":
+        raise ConfigError(
+            f"--device {config.device}: --engine ray embeds on the Ray actors' CPUs and would "
+            "ignore it; --engine local (the default) embeds on the GPU"
+        )
 
 
 def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:

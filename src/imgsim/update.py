@@ -11,10 +11,10 @@ import numpy as np
 
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
-from .device import resolve_device
 from .errors import DatasetError
 from .extract import (
     _extract_with,
+    check_device,
     embed_records,
     extract_embedder,
     extract_workers,
@@ -79,7 +79,7 @@ def update_index(
     """
     start = time.perf_counter()
     model, info = load_model(config.model_path)
-    resolve_device(config.device)  # a missing GPU is named before the store is touched
+    check_device(config)  # before the store is touched
     shard = parse_shard(config.shard)
     store = open_store(config.output_dir, config.store or None, info["model_id"])
     try:
