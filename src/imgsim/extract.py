@@ -277,8 +277,10 @@ def extract_reference(
     model's; `imgsim search --workdir` cannot use them (no imgsim model), they are for
     comparison with tools such as the t-SNE plot and the quality benchmark.
     """
+    from .device import inference_device
     from .errors import ModelNotLoadedError
 
+    check_device(config)
     path = Path(weights)
     if not path.is_file():
         raise ModelNotLoadedError(f"Reference weights not found: {path}. {REFERENCE_HELP}")
@@ -291,4 +293,8 @@ def extract_reference(
     out_dir = Path(config.output_dir) / "reference"
     ref_config = ExtractConfig(**{**config.__dict__, "output_dir": str(out_dir)})
     model_id = "reference:" + path.name
-    return _extract_with(_ReferenceModel(scripted), model_id, ref_config, progress, image_size)
+    embedder = Embedder.from_model(
+        _ReferenceModel(scripted), "torch", image_size=image_size,
+        device=inference_device(config.device, "torch"),
+    )  # fmt: skip
+    return _extract_with(embedder, model_id, ref_config, progress)
