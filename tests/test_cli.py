@@ -77,6 +77,19 @@ def test_search_in_categories(
     assert "unknown category 'hexagon': the collection has 'circle'" in capsys.readouterr().err
 
 
+def test_search_takes_top_k_from_the_config_file_unless_k_is_given(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[search]\ntop_k = 3\nworkdir = "{trained_workdir}"\n')
+    args = ["--config", str(settings), "search", str(shapes_dir / "circle_00003.png"),
+            "--threshold", "0", "--json"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["total_results"] == 3
+    assert main([*args, "-k", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_results"] == 5
+
+
 def test_search_errors_are_messages(
     trained_workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -108,7 +121,7 @@ def test_train_with_config_file_and_flags(shapes_dir: Path, tmp_path: Path) -> N
         "0.3",
         "--augment",
     ]
-    assert main(argv) == 1  # the default multi-similarity loss has no margin: refused
+    assert main(argv) == 1  # the default proxy-anchor loss has no margin: refused
     assert main([*argv, "--loss", "triplet"]) == 0
     saved = json.loads((out / "training_config.json").read_text())
     assert saved["train"]["margin"] == 0.3 and saved["train"]["epochs"] == 1

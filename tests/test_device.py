@@ -46,3 +46,24 @@ def test_mixed_precision_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     assert autocast_dtype(torch.device("cuda", 0), enabled=False) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert autocast_dtype(torch.device("cuda", 0)) == torch.float16
+
+
+def test_auto_for_the_onnx_runtime_picks_only_what_onnxruntime_can_use(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from imgsim.device import inference_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(device_mod, "_onnx_has_cuda", lambda: False)  # the CPU onnxruntime
+    assert inference_device("auto", "torch") == "cuda:0"
+    with caplog.at_level("INFO", logger="imgsim"):
+        assert inference_device("auto", "onnx") == "cpu"
+    assert "onnxruntime-gpu" in caplog.text
+    assert inference_device("cuda", "onnx") == "cuda:0"  # asked by name: the backend refuses it
+    monkeypatch.setattr(device_mod, "_onnx_has_cuda", lambda: True)
+    assert inference_device("auto", "onnx") == "cuda:0"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_mod, "_mps_available", lambda: True)  # a Mac: no Metal in onnx
+    assert inference_device("auto", "torch") == "mps"
+    assert inference_device("auto", "onnx") == "cpu"
+    assert inference_device("cpu", "onnx") == "cpu"

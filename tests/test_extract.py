@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from imgsim.config import ExtractConfig
-from imgsim.errors import ModelNotLoadedError
+from imgsim.errors import DeviceError, ModelNotLoadedError
 from imgsim.extract import extract, extract_reference
 
 
@@ -76,6 +76,13 @@ def test_reference_with_local_torchscript(shapes_dir: Path, tmp_path: Path) -> N
     assert result.count == 3 and result.embedding_dim == 12
     assert (tmp_path / "reference" / "triplet_features.npy").is_file()
     assert not (tmp_path / "triplet_features.npy").exists()  # the trained index is untouched
+    if not torch.cuda.is_available():  # --device is honoured: a missing GPU is named
+        with pytest.raises(DeviceError, match="--device cuda"):
+            extract_reference(
+                ExtractConfig(data_dir=str(data), output_dir=str(tmp_path / "gpu"), device="cuda"),
+                weights,
+                32,
+            )
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

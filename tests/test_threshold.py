@@ -141,6 +141,8 @@ def test_model_type_names_the_loss() -> None:
 
     assert model_type({"train_config": {"loss": "triplet"}}) == "Triplet Network"
     assert model_type({"train_config": {"loss": "multisimilarity"}}) == "Multi-Similarity Network"
+    assert model_type({"train_config": {"loss": "proxyanchor"}}) == "Proxy-Anchor Network"
+    assert model_type({"train_config": {"loss": "arcface"}}) == "ArcFace Network"
     assert model_type({}) == "Embedding Network"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from imgsim.config import TrainConfig
 from imgsim.errors import ConfigError, DatasetError
 from imgsim.metrics import retrieval_metrics
 from imgsim.model import load_model
@@ -257,6 +258,14 @@ def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> No
     assert len(result.history) == 2  # 64 images / 32 per step / 1 step per epoch
     _, info = load_model(result.model_path)
     assert info["train_config"]["epochs"] == 2  # resolved, for --resume
+    # training_config.json repeats the run as a config file: epochs fixed, and no auto-epoch
+    # setting beside them that check_settings would refuse as ignored.
+    from imgsim.config import load_config
+    from imgsim.train import check_settings
+
+    again = load_config(tmp_path / "training_config.json").train
+    check_settings(again)
+    assert again.epochs == 2 and again.auto_images_seen == TrainConfig().auto_images_seen
 
 
 def _same_weights(a_path: Path, b_path: Path) -> bool:

@@ -10,8 +10,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, RUNTIMES, Config
-from .device import DEVICE_NAMES
+from .config import (
+    DEFAULT_DATA_DIR,
+    DEVICES,
+    MODEL_FILE,
+    ONNX_FILE,
+    RUNTIMES,
+    Config,
+    SearchConfig,
+)
 from .errors import ImgsimError
 
 if TYPE_CHECKING:
@@ -448,12 +455,14 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_index)
 
 
-def _add_other(sub: argparse._SubParsersAction) -> None:
+def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="per-category breakdown of an image folder")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
 
+
+def _add_rename(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rename", help="rename images into categories (rename_images.py)")
     p.add_argument("folder", nargs="?", default=DEFAULT_DATA_DIR, help="image folder")
     p.add_argument("--categories", help="comma-separated names; without it, asks")
@@ -469,7 +478,9 @@ def _add_other(sub: argparse._SubParsersAction) -> None:
 def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the images most similar to IMAGE")
     p.add_argument("image", help="query image file")
-    p.add_argument("-k", "--top-k", type=int, default=10, help="number of results (10)")
+    p.add_argument(
+        "-k", "--top-k", type=int, help=f"number of results ({SearchConfig().top_k}; search.top_k)"
+    )
     p.add_argument(
         "--threshold", type=float, help="minimum similarity in %% (the model's tuned value, else 0)"
     )
@@ -487,6 +498,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
+
+def _add_tune_threshold(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune-threshold",
         help="recompute a model's default similarity threshold on its validation images",
@@ -500,7 +513,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tune_threshold, threshold_flags=flags)
 
 
-def _add_serving(sub: argparse._SubParsersAction) -> None:
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
@@ -518,6 +531,8 @@ def _add_serving(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="the embedding network as ONNX (mobile deployment), the vectors as .npy"
     )
@@ -539,6 +554,8 @@ def _add_serving(sub: argparse._SubParsersAction) -> None:
     _add_config_flag(p)
     p.set_defaults(func=cmd_export)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="sample data → train → extract → searches → server")
     p.add_argument("--dir", default="demo", help="folder for the demo's data and outputs (demo)")
     p.add_argument("--per-class", type=int, default=200, help="sample images per category (200)")
@@ -599,7 +616,7 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 def _add_device_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
-        choices=DEVICE_NAMES,
+        choices=DEVICES,
         help="where the network runs: cpu (default), auto (a GPU if there is one), cuda, mps",
     )
 
@@ -630,9 +647,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (.toml, .yaml or .json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_other(sub)
+    _add_stats(sub)
+    _add_rename(sub)
     _add_search(sub)
-    _add_serving(sub)
+    _add_tune_threshold(sub)
+    _add_serve(sub)
+    _add_export(sub)
+    _add_demo(sub)
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)

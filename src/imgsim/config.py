@@ -36,6 +36,9 @@ DUPLICATES_LOCK_FILE = "duplicates.lock"  # held by the one process finding dupl
 MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D
 RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
+# The environment variable naming the web app's config file (TOML/YAML/JSON): its [search]
+# and [duplicates] sections apply in every server process.
+ENV_CONFIG = "IMGSIM_CONFIG"
 DEFAULT_IMAGE_SIZE = 64  # the network's input side for photos (image_size 0 picks it)
 
 
@@ -90,7 +93,8 @@ class TrainConfig:
         metadata=choices(
             MINERS,
             "miner choosing the pairs or triplets the loss sees; auto: the loss's own "
-            "(semihard for triplet, multisimilarity for multisimilarity); all: no miner",
+            "(semihard for triplet, multisimilarity for multisimilarity, none for the proxy "
+            "losses); all: no miner",
         ),
     )
     sampler: str = field(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from .config import DEVICES
 from .errors import DeviceError
 
 if TYPE_CHECKING:
     import torch
 
-DEVICE_NAMES = ("cpu", "auto", "cuda", "mps")
+log = logging.getLogger("imgsim")
 
 
 def _mps_available() -> bool:
@@ -29,8 +31,8 @@ def resolve_device(name: str = "cpu", local_rank: int | None = None) -> torch.de
 
     kind = (name or "cpu").strip().lower()
     base = kind.split(":", 1)[0]
-    if base not in DEVICE_NAMES:
-        raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICE_NAMES)}")
+    if base not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
     if base == "auto":
         if torch.cuda.is_available():
             kind, base = "cuda", "cuda"
@@ -50,6 +52,33 @@ def resolve_device(name: str = "cpu", local_rank: int | None = None) -> torch.de
     if base == "mps" and not _mps_available():
         raise DeviceError("--device mps: Apple's Metal backend is not available on this machine")
     return torch.device(kind)
+
+
+def inference_device(name: str, runtime: str) -> str:
+    """Where `runtime` embeds for --device `name`: `auto` picks only what that runtime can use.
+
+    onnxruntime runs on the CPU, or on CUDA with onnxruntime-gpu's provider; it has no Metal
+    backend. For it `auto` is CUDA when torch sees a GPU and the provider is installed, else
+    the CPU (and the log says why); `cuda` or `mps` asked for by name still fail with a message.
+    """
+    device = resolve_device(name)
+    if runtime != "onnx" or device.type == "cpu" or (name or "").strip().lower() != "auto":
+        return str(device)
+    if device.type == "cuda" and _onnx_has_cuda():
+        return str(device)
+    log.info(
+        "--device auto: embedding on the CPU; the onnx runtime cannot use the %s here "
+        "(--runtime torch can; for CUDA, pip install onnxruntime-gpu)", device.type,
+    )  # fmt: skip
+    return "cpu"
+
+
+def _onnx_has_cuda() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:

@@ -14,6 +14,7 @@ from .config import EMBEDDING_PLOT, THUMBNAIL_CACHE_DIR, ExtractConfig
 from .data import DatasetError, ImageRecord, default_workers, scan_images
 from .embed_pool import iter_embedded
 from .embedder import Embedder, check_runtime
+from .errors import ConfigError
 from .filefacts import FileFacts, collect_facts
 from .model import EmbeddingNet, load_model
 from .staging import wait_for_uploads
@@ -97,18 +98,30 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
 
     A full rebuild; `kind` (auto, flat, hnsw) defaults to the workdir's previous choice.
     """
+    check_device(config)
     model, info = load_model(config.model_path)
     embedder = extract_embedder(model, info["model_id"], config)
     return _extract_with(embedder, info["model_id"], config, progress, kind=kind)
 
 
+def check_device(config: ExtractConfig) -> None:
+    """Name a missing GPU before anything is written; refuse a GPU that --engine ray ignores."""
+    from .device import resolve_device
+
+    if resolve_device(config.device).type != "cpu" and config.engine == "ray":
+        raise ConfigError(
+            f"--device {config.device}: --engine ray embeds on the Ray actors' CPUs and would "
+            "ignore it; --engine local (the default) embeds on the GPU"
+        )
+
+
 def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:
     """The Embedder extraction uses: `config.runtime`, the ONNX export beside the model if any."""
-    from .device import resolve_device
+    from .device import inference_device
 
     return Embedder.from_model(
         model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path,
-        device=str(resolve_device(config.device)),
+        device=inference_device(config.device, config.runtime),
     )  # fmt: skip
 
 
@@ -264,8 +277,10 @@ def extract_reference(
     model's; `imgsim search --workdir` cannot use them (no imgsim model), they are for
     comparison with tools such as the t-SNE plot and the quality benchmark.
     """
+    from .device import inference_device
     from .errors import ModelNotLoadedError
 
+    check_device(config)
     path = Path(weights)
     if not path.is_file():
         raise ModelNotLoadedError(f"Reference weights not found: {path}. {REFERENCE_HELP}")
@@ -278,4 +293,8 @@ def extract_reference(
     out_dir = Path(config.output_dir) / "reference"
     ref_config = ExtractConfig(**{**config.__dict__, "output_dir": str(out_dir)})
     model_id = "reference:" + path.name
-    return _extract_with(_ReferenceModel(scripted), model_id, ref_config, progress, image_size)
+    embedder = Embedder.from_model(
+        _ReferenceModel(scripted), "torch", image_size=image_size,
+        device=inference_device(config.device, "torch"),
+    )  # fmt: skip
+    return _extract_with(embedder, model_id, ref_config, progress)

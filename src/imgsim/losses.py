@@ -28,11 +28,6 @@ def miner_name(config: TrainConfig) -> str:
     return DEFAULT_MINER.get(config.loss, "all") if config.mining == "auto" else config.mining
 
 
-def uses_miner(config: TrainConfig) -> bool:
-    """Whether a miner can change anything: proxy losses never look at mined pairs."""
-    return not is_proxy_loss(config.loss)
-
-
 def uses_margin(config: TrainConfig) -> bool:
     """Whether `margin` changes anything: the triplet loss and the semihard miner read it."""
     return config.loss == "triplet" or miner_name(config) == "semihard"

@@ -159,7 +159,9 @@ def model_type(info: dict[str, Any] | None) -> str:
     loss = ((info or {}).get("train_config") or {}).get("loss")
     if not loss:
         return "Embedding Network"
-    return f"{loss_title(loss).title()} Network"  # "Triplet Network", as the original said
+    # Each word capitalised, the rest kept: "Triplet", "Proxy-Anchor", "ArcFace" (not "Arcface").
+    title = "-".join(w[:1].upper() + w[1:] for w in loss_title(loss).split("-"))
+    return f"{title} Network"  # "Triplet Network", as the original said
 
 
 def update_model_file(path: str | Path, fields: dict[str, Any]) -> None:

@@ -1,9 +1,8 @@
-"""Batch samplers: which training rows make up each global batch, and each process's share.
+"""Batch samplers: which training rows make up each global batch, and each process's share."""
 
-Written here rather than taken from pytorch-metric-learning's MPerClassSampler: that one draws
-from NumPy's global random state and knows nothing of processes, while a run must give the same
-batches for the same seed on one process or many.
-"""
+# Written here rather than taken from pytorch-metric-learning's MPerClassSampler: that one draws
+# from NumPy's global random state and knows nothing of processes, while a run must give the same
+# batches for the same seed on one process or many.
 
 from __future__ import annotations
 

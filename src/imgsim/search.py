@@ -15,7 +15,7 @@ from .calibration import Calibration, similarity_percent
 from .collection_map import CollectionMap, MapSettings, MapState
 from .config import MODEL_FILE, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
-from .device import resolve_device
+from .device import inference_device
 from .duplicates.kept import KeptDuplicates
 from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
@@ -152,7 +152,7 @@ class Searcher:
         try:
             model, info = load_model(model_file)
             settings = config or SearchConfig()
-            device = str(resolve_device(settings.device))
+            device = inference_device(settings.device, settings.runtime)
             embedder = search_embedder(model, settings, info["model_id"], model_file, device)
         except ModelNotLoadedError as exc:
             problems.append(str(exc))

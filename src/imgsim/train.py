@@ -1,7 +1,6 @@
-"""`imgsim train`: check the settings, plan the run, run the Trainer, write the model file.
+"""`imgsim train`: check the settings, plan the run, run the Trainer, write the model file."""
 
-config ─► checks ─► collection + split ─► plan ─► Trainer.run ─► threshold ─► outputs
-"""
+# config ─► checks ─► collection + split ─► plan ─► Trainer.run ─► threshold ─► outputs
 
 from __future__ import annotations
 
@@ -187,6 +186,19 @@ def _train(
     return _finish(trainer, out, run_dir.name)
 
 
+def repeatable(config: TrainConfig) -> TrainConfig:
+    """The run's resolved settings as a config file that repeats it (training_config.json).
+
+    Its epochs are fixed, so the auto-epoch settings, which check_settings refuses beside a
+    fixed number as ignored, go back to their defaults (the model file keeps them as run).
+    """
+    return dataclasses.replace(
+        config,
+        auto_images_seen=_DEFAULTS.auto_images_seen,
+        max_auto_epochs=_DEFAULTS.max_auto_epochs,
+    )
+
+
 def _log_start(trainer: Trainer) -> None:
     split, config, job = trainer.split, trainer.config, trainer.job
     log.info(
@@ -300,6 +312,6 @@ def _write_outputs(
         plot_reliability(tuning.distances, tuning.same, tuning.calibration,
                          tuning.choice, out / RELIABILITY_PLOT)  # fmt: skip
         written.insert(2, RELIABILITY_PLOT)
-    settings = {"model": to_dict(trainer.model_config), "train": to_dict(config)}
+    settings = {"model": to_dict(trainer.model_config), "train": to_dict(repeatable(config))}
     write_text_atomic(out / TRAIN_CONFIG_FILE, json.dumps(settings, indent=2) + "\n")
     log.info("Saved %s in %s", ", ".join(written), out)

@@ -1,8 +1,7 @@
-"""The training loop: one Trainer holds a run's state; `run` reads top to bottom.
+"""The training loop: one Trainer holds a run's state; `run` reads top to bottom."""
 
-The trainer knows the network only as a module that maps images to embeddings; the loss, the
-miner and the batch sampler are passed in as parts, chosen independently by the config.
-"""
+# The trainer knows the network only as a module that maps images to embeddings; the loss, the
+# miner and the batch sampler are passed in as parts, chosen independently by the config.
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The training collection: names and labels, the validation split, and images decoded on demand.
+"""The training collection: names and labels, the validation split, and images decoded on demand."""
 
-Only names and labels stay in memory; pixels are decoded in DataLoader worker processes when a
-batch needs them (with an optional bounded cache), so memory does not grow with the folder.
-"""
+# Only names and labels stay in memory; pixels are decoded in DataLoader worker processes when a
+# batch needs them (with an optional bounded cache), so memory does not grow with the folder.
 
 from __future__ import annotations
 

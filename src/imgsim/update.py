@@ -14,6 +14,7 @@ from .data import ImageRecord, scan_images
 from .errors import DatasetError
 from .extract import (
     _extract_with,
+    check_device,
     embed_records,
     extract_embedder,
     extract_workers,
@@ -78,6 +79,7 @@ def update_index(
     """
     start = time.perf_counter()
     model, info = load_model(config.model_path)
+    check_device(config)  # before the store is touched
     shard = parse_shard(config.shard)
     store = open_store(config.output_dir, config.store or None, info["model_id"])
     try:

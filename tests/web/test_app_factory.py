@@ -85,6 +85,20 @@ def dev_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Flask, dict[str, Any
     return calls
 
 
+def test_a_worker_that_cannot_boot_says_why_in_one_line(
+    workdir: Path, runs, capsys: pytest.CaptureFixture
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SystemExit) as stopped:
+        serve(str(workdir), device="cuda")
+    assert stopped.value.code == 3  # gunicorn's "worker failed to boot": the server stops
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device cuda: no CUDA GPU") and "Traceback" not in err
+
+
 def test_serve_runs_gunicorn_with_a_worker_per_core(workdir: Path, runs) -> None:
     from imgsim.web.server import default_workers
 

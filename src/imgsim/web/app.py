@@ -11,7 +11,7 @@ import click
 from flask import Flask, Response
 from flask.cli import with_appcontext
 
-from ..config import SearchConfig, load_config, replace
+from ..config import ENV_CONFIG, SearchConfig, load_config, replace
 from ..data import set_decode_limits
 from ..search import Searcher
 from . import browse, duplicates, errors, images, manage, map_view, openapi, pages, search, status
@@ -20,7 +20,6 @@ from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
 
 ENV_WORKDIR = "IMGSIM_WORKDIR"  # where the model file and index live (default: the current dir)
-ENV_CONFIG = "IMGSIM_CONFIG"  # a TOML/YAML/JSON config file whose [search] section applies
 # The token of the update endpoints (POST/DELETE /images). The environment rather than a flag:
 # a command line is visible to every user of the machine (ps).
 ENV_TOKEN = "IMGSIM_TOKEN"

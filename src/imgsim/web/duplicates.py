@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
-from ..config import DuplicatesConfig, load_config, replace
+from ..config import ENV_CONFIG, DuplicatesConfig, load_config, replace
 from ..duplicates.finder import check_method
 from ..errors import ImgsimError
 from ..kept_document import DocumentState
@@ -40,8 +40,6 @@ def _state(app: Flask) -> _State:
     if state is None:
         settings = app.config.get(SETTINGS_KEY)
         if settings is None:
-            from .app import ENV_CONFIG  # here: app.py imports this module
-
             settings = load_config(os.environ.get(ENV_CONFIG) or None).duplicates
         state = app.extensions.setdefault(_KEY, _State(settings))
     return state

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from ..config import SearchConfig, load_config, replace
+from ..errors import ImgsimError
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
@@ -113,7 +116,13 @@ class Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.search_config)
+        try:
+            return create_app(self.search_config)
+        except ImgsimError as exc:
+            # One line rather than each worker's traceback; gunicorn then stops, saying that
+            # the worker failed to boot (e.g. --device cuda on a machine without a GPU).
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
 
 
 def _serve_dev(config: SearchConfig, host: str, port: int, debug: bool) -> None:
