@@ -10,15 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import (
-    DEFAULT_DATA_DIR,
-    DEVICES,
-    MODEL_FILE,
-    ONNX_FILE,
-    RUNTIMES,
-    Config,
-    SearchConfig,
-)
+from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
 from .errors import ImgsimError
 
 if TYPE_CHECKING:
@@ -34,9 +26,23 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(getattr(args, "config", None))
 
 
-def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict:
-    """Only the flags the user gave: a config file's values stand unless a flag overrides them."""
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+def _given(args: argparse.Namespace) -> dict:
+    """The config flags the user gave: a config file's values stand unless a flag overrides them."""
+    from .cliflags import given
+
+    return given(args, args.config_flags)
+
+
+def _add_config_flags(
+    p: argparse.ArgumentParser,
+    cls: type,
+    names: Sequence[str] | None = None,
+    aliases: dict[str, list[str]] | None = None,
+) -> None:
+    """Flags generated from the config dataclass `cls`, noted in args.config_flags."""
+    from .cliflags import add_dataclass_flags
+
+    p.set_defaults(config_flags=add_dataclass_flags(p, cls, names, aliases))
 
 
 def _prepare(data_dir: str | None = None, workdir: str | None = None) -> None:
@@ -124,20 +130,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-EXTRACT_FLAGS = (
-    "data_dir", "output_dir", "model_path", "batch_size", "workers", "plot", "runtime",
-    "thumbnail_cache",
-)  # fmt: skip
-
-
 def cmd_extract(args: argparse.Namespace) -> int:
     from .config import replace
     from .extract import extract, extract_reference
 
-    cfg = replace(
-        _config(args).extract,
-        _overrides(args, (*EXTRACT_FLAGS, "store", "device")),
-    )
+    cfg = replace(_config(args).extract, _given(args))
     _prepare(cfg.data_dir, cfg.output_dir)
     if args.reference is not None:
         result = extract_reference(cfg, args.reference, args.reference_size)
@@ -155,12 +152,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .config import replace
     from .update import update_index
 
-    names = ("data_dir", "model_path", "store", "engine", "engine_concurrency", "shard", "device")
-    cfg = replace(_config(args).extract, _overrides(args, names))
-    if args.workdir is not None:
-        cfg = replace(cfg, {"output_dir": args.workdir})
-        if args.model_path is None:  # the model that lives in that workdir
-            cfg = replace(cfg, {"model_path": str(Path(args.workdir) / MODEL_FILE)})
+    cfg = replace(_config(args).extract, _given(args))
+    if args.output_dir is not None and args.model_path is None:  # --workdir: its own model
+        cfg = replace(cfg, {"model_path": str(Path(args.output_dir) / MODEL_FILE)})
     _prepare(cfg.data_dir, cfg.output_dir)
     result = update_index(cfg, update=args.update, kind=args.kind)
     if result.full:
@@ -181,9 +175,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
 
-    names = ("workdir", "store", "runtime", "device")
-    cfg = replace(_config(args).search, _overrides(args, names))
-    response = search_image(args.image, cfg, args.top_k, args.threshold, args.category)
+    cfg = replace(_config(args).search, _given(args))
+    response = search_image(args.image, cfg, cfg.top_k, args.threshold, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
         return 0
@@ -198,11 +191,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_threshold(args: argparse.Namespace) -> int:
-    from .cliflags import given
     from .config import ThresholdConfig, replace
     from .threshold import tune_model_threshold
 
-    cfg = replace(ThresholdConfig(), given(args, args.threshold_flags))
+    cfg = replace(ThresholdConfig(), _given(args))
     choice = tune_model_threshold(
         cfg.model_path, cfg.data_dir, cfg.workers, cfg.precision, cfg.top_k
     )
@@ -213,9 +205,9 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve
 
-    _prepare(workdir=args.workdir)
+    _prepare(workdir=args.workdir or ".")
     serve(
-        workdir=args.workdir,
+        workdir=args.workdir or ".",  # "." keeps a config file's workdir
         host=args.host,
         port=args.port,
         config_path=args.config,
@@ -250,7 +242,7 @@ def _export_npy(args: argparse.Namespace) -> int:
     from .store import open_store
     from .store.exports import write_exports
 
-    cfg = replace(_config(args).search, _overrides(args, ("workdir", "store")))
+    cfg = replace(_config(args).search, _given(args))
     model_id = _model_id(Path(args.model) if args.model else Path(cfg.workdir) / MODEL_FILE)
     with open_store(cfg.workdir, cfg.store or None, model_id) as store:
         count = write_exports(store, cfg.workdir)
@@ -291,11 +283,10 @@ def cmd_trash(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from .cliflags import given
     from .config import replace
     from .duplicates.text import report_lines
 
-    cfg = replace(_config(args).duplicates, given(args, args.duplicates_flags))
+    cfg = replace(_config(args).duplicates, _given(args))
     if args.folder is not None:
         _prepare(args.folder)
         report = _duplicates_in_folder(args, cfg)
@@ -380,27 +371,29 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train, train_flags=train_flags, model_flags=model_flags)
 
 
+# The ExtractConfig fields each command takes as flags; engine, engine_concurrency and shard
+# are index's (a config file's [extract] section may set them for both).
+EXTRACT_FLAGS = (
+    "data_dir", "model_path", "output_dir", "batch_size", "workers", "runtime",
+    "thumbnail_cache", "plot", "store", "device",
+)  # fmt: skip
+INDEX_FLAGS = (
+    "data_dir", "output_dir", "model_path", "engine", "engine_concurrency", "shard", "store",
+    "device",
+)  # fmt: skip
+
+
 def _add_extract(sub: argparse._SubParsersAction) -> None:
+    from .config import ExtractConfig
+
     p = sub.add_parser(
         "extract", help="embed every image and write the index (extract_features_triplet.py)"
     )
-    p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
-    p.add_argument("--model", dest="model_path", help=f"model file (default {MODEL_FILE})")
-    p.add_argument("--output-dir", help="where the index files go (.)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (64)")
-    p.add_argument("--workers", type=int, help="processes that decode and embed (one per core)")
-    _add_runtime_flag(p)
-    p.add_argument(
-        "--thumbnail-cache",
-        action="store_const",
-        const=True,
-        help="keep decoded inputs in OUTPUT_DIR/thumbnail_cache: re-embedding skips decoding",
-    )
-    p.add_argument(
-        "--plot",
-        action="store_const",
-        const=True,
-        help="also write triplet_embedding_space.png (t-SNE)",
+    _add_config_flags(
+        p,
+        ExtractConfig,
+        EXTRACT_FLAGS,
+        {"data_dir": ["--data"], "model_path": ["--model"]},
     )
     p.add_argument(
         "--reference",
@@ -409,48 +402,36 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
         "comparison (a local file: nothing is downloaded)",
     )
     p.add_argument("--reference-size", type=int, default=224, help="its input size (224)")
-    _add_store_flag(p)
-    _add_device_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_extract)
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
+    from .config import ExtractConfig
+
     p = sub.add_parser("index", help="build the index, or bring it up to date (--update)")
     p.add_argument(
         "--update",
         action="store_true",
         help="embed only new and changed images, drop deleted ones, keep the rest",
     )
-    p.add_argument("--data", dest="data_dir", help=f"image folder (default {DEFAULT_DATA_DIR})")
-    p.add_argument("--workdir", help="folder with the model file and the index (.)")
-    p.add_argument("--model", dest="model_path", help=f"model file (default WORKDIR/{MODEL_FILE})")
     p.add_argument(
         "--kind",
         choices=("auto", "flat", "hnsw"),
         help="exact (flat) or approximate (hnsw) search; auto: HNSW from 50,000 images "
         "(default: as before, else auto)",
     )
-    p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        help="local: this process and its decode workers (default); ray: Ray Data actors, "
-        "on this machine or the cluster RAY_ADDRESS names (pip install 'imgsim[scale]')",
+    _add_config_flags(
+        p,
+        ExtractConfig,
+        INDEX_FLAGS,
+        {
+            "data_dir": ["--data"],
+            "output_dir": ["--workdir"],
+            "model_path": ["--model"],
+            "engine_concurrency": ["--concurrency"],
+        },
     )
-    p.add_argument(
-        "--concurrency",
-        dest="engine_concurrency",
-        type=int,
-        help="Ray actors (0 = one per CPU Ray offers)",
-    )
-    p.add_argument(
-        "--shard",
-        metavar="K/N",
-        help="embed only the K-th of N disjoint parts of the folder into the shared store "
-        "(run K = 1..N on N machines against one Milvus)",
-    )
-    _add_store_flag(p)
-    _add_device_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_index)
 
@@ -476,15 +457,20 @@ def _add_rename(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
+    from .config import SearchConfig
+
     p = sub.add_parser("search", help="find the images most similar to IMAGE")
     p.add_argument("image", help="query image file")
-    p.add_argument(
-        "-k", "--top-k", type=int, help=f"number of results ({SearchConfig().top_k}; search.top_k)"
+    _add_config_flags(
+        p,
+        SearchConfig,
+        ("top_k", "workdir", "store", "device", "runtime"),
+        {"top_k": ["-k", "--top-k"]},
     )
+    # By hand: its default is the model's tuned threshold, not search.threshold.
     p.add_argument(
         "--threshold", type=float, help="minimum similarity in %% (the model's tuned value, else 0)"
     )
-    p.add_argument("--workdir", help="folder with the model file and index (.)")
     p.add_argument("--json", action="store_true", help="print the /search JSON response")
     p.add_argument(
         "--category",
@@ -492,9 +478,6 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="only images of this category (repeat for several)",
     )
-    _add_store_flag(p)
-    _add_device_flag(p)
-    _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_search)
 
@@ -504,19 +487,20 @@ def _add_tune_threshold(sub: argparse._SubParsersAction) -> None:
         "tune-threshold",
         help="recompute a model's default similarity threshold on its validation images",
     )
-    from .cliflags import add_dataclass_flags
     from .config import ThresholdConfig
 
-    flags = add_dataclass_flags(
+    _add_config_flags(
         p, ThresholdConfig, aliases={"data_dir": ["--data"], "model_path": ["--model"]}
     )
-    p.set_defaults(func=cmd_tune_threshold, threshold_flags=flags)
+    p.set_defaults(func=cmd_tune_threshold)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from .config import SearchConfig
+
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)
-    p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
+    _add_config_flags(p, SearchConfig, ("workdir", "store", "device", "runtime"))
     p.add_argument(
         "--workers", type=int, default=0, help="gunicorn worker processes (0 = one per core)"
     )
@@ -525,14 +509,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--dev", action="store_true", help="Flask's one-process development server instead"
     )
     p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
-    _add_store_flag(p)
-    _add_device_flag(p)
-    _add_runtime_flag(p)
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
+    from .config import SearchConfig
+
     p = sub.add_parser(
         "export", help="the embedding network as ONNX (mobile deployment), the vectors as .npy"
     )
@@ -549,8 +532,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="write triplet_features.npy and triplet_images.npy (exports, never read back)",
     )
     p.add_argument("--model", help=f"model file (default WORKDIR/{MODEL_FILE})")
-    p.add_argument("--workdir", help="folder with the model file and index (.)")
-    _add_store_flag(p)
+    _add_config_flags(p, SearchConfig, ("workdir", "store"))
     _add_config_flag(p)
     p.set_defaults(func=cmd_export)
 
@@ -566,7 +548,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_duplicates(sub: argparse._SubParsersAction) -> None:
-    from .cliflags import add_dataclass_flags
     from .config import DuplicatesConfig
 
     p = sub.add_parser(
@@ -579,10 +560,10 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
     p.add_argument("--model", help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})")
-    flags = add_dataclass_flags(p, DuplicatesConfig)
-    _add_store_flag(p)
+    _add_config_flags(p, DuplicatesConfig)
+    _add_store_flag(p)  # by hand: DuplicatesConfig has no store, the index's is used as is
     _add_config_flag(p)
-    p.set_defaults(func=cmd_duplicates, duplicates_flags=flags)
+    p.set_defaults(func=cmd_duplicates)
 
 
 def _add_trash(sub: argparse._SubParsersAction) -> None:
@@ -600,25 +581,9 @@ def _add_trash(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_trash)
 
 
-def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        help="what runs the network: torch (PyTorch) or onnx (onnxruntime) (onnx)",
-    )
-
-
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
     # SUPPRESS keeps `imgsim --config F train` working: the subcommand must not reset it.
     p.add_argument("--config", default=argparse.SUPPRESS, help="settings file (.toml/.yaml/.json)")
-
-
-def _add_device_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        choices=DEVICES,
-        help="where the network runs: cpu (default), auto (a GPU if there is one), cuda, mps",
-    )
 
 
 def _add_store_flag(p: argparse.ArgumentParser) -> None:

@@ -74,7 +74,7 @@ def add_dataclass_flags(
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             else:
-                kwargs["metavar"] = _metavar(name, default)
+                kwargs["metavar"] = f.metadata.get("metavar") or _metavar(name, default)
         parser.add_argument(*flags, **kwargs)
     return chosen
 

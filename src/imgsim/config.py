@@ -47,6 +47,17 @@ def choices(values: tuple[str, ...], help: str) -> dict[str, Any]:
     return {"choices": values, "help": help}
 
 
+# Help of settings several commands share (their generated flags show it).
+DEVICE_HELP = "where the network runs; auto: a GPU if there is one (cpu works everywhere)"
+RUNTIME_HELP = "what runs the network: torch (PyTorch) or onnx (onnxruntime)"
+STORE_HELP = {
+    "help": 'milvus://HOST:PORT for a Milvus server; "": IMGSIM_STORE, else the embedded '
+    "FAISS store in the workdir",
+    "metavar": "ADDRESS",
+}
+ENGINES = ("local", "ray")
+
+
 LOSSES = ("multisimilarity", "triplet", "proxyanchor", "normsoftmax", "arcface")
 MINERS = ("auto", "semihard", "hard", "multisimilarity", "all")
 SAMPLERS = ("m_per_class", "random")
@@ -142,35 +153,50 @@ class ThresholdConfig:
 class ExtractConfig:
     """Embedding extraction settings."""
 
-    data_dir: str = DEFAULT_DATA_DIR
-    output_dir: str = "."
-    model_path: str = MODEL_FILE
+    data_dir: str = DEFAULT_DATA_DIR  # image folder to embed
+    # `imgsim index --workdir DIR` sets it, and reads DIR's model file unless --model is given.
+    output_dir: str = "."  # folder of the index files (index --workdir: and of the model file)
+    model_path: str = MODEL_FILE  # model file to embed with (index --workdir DIR: DIR's)
     batch_size: int = 64  # images per forward pass (and per chunk a worker takes)
     # Identical processes that each decode and embed their chunks, one runtime thread each;
     # 0 = one per core (the parent only collects the results in order).
-    workers: int = 0
-    plot: bool = False  # t-SNE plot of the embedding space
-    store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
-    device: str = "cpu"  # cpu | auto | cuda | mps: where the network runs (cpu works everywhere)
-    engine: str = "local"  # local: this process and its decode workers | ray: Ray Data actors
+    workers: int = 0  # processes that decode and embed; 0 = one per core
+    plot: bool = False  # also write triplet_embedding_space.png (t-SNE)
+    store: str = field(default="", metadata=STORE_HELP)
+    device: str = field(default="cpu", metadata=choices(DEVICES, DEVICE_HELP))
+    engine: str = field(
+        default="local",
+        metadata=choices(
+            ENGINES,
+            "local: this process and its decode workers; ray: Ray Data actors, on this machine "
+            "or the cluster RAY_ADDRESS names (pip install 'imgsim[scale]')",
+        ),
+    )
     engine_concurrency: int = 0  # Ray actors; 0 = one per CPU Ray offers
-    shard: str = ""  # "K/N": embed only the K-th of N disjoint parts (one machine's share)
-    # torch | onnx: onnxruntime embedded 1.7-7x faster than PyTorch eager at batch 1 and 64,
-    # and extracted 1.9x faster (docs/benchmarks.md, "Runtime speed", "Extraction speed").
-    runtime: str = "onnx"
-    # Keep decoded model-size inputs in OUTPUT_DIR/thumbnail_cache, so re-embedding after
-    # retraining (same image size) skips decoding. Off: it costs 3×size² bytes per image.
-    thumbnail_cache: bool = False
+    shard: str = field(
+        default="",
+        metadata={
+            "help": "embed only the K-th of N disjoint parts of the folder into the shared "
+            'store (run K = 1..N on N machines against one Milvus); "": all of it',
+            "metavar": "K/N",
+        },
+    )
+    # onnxruntime embedded 1.7-7x faster than PyTorch eager at batch 1 and 64, and extracted
+    # 1.9x faster (docs/benchmarks.md, "Runtime speed", "Extraction speed").
+    runtime: str = field(default="onnx", metadata=choices(RUNTIMES, RUNTIME_HELP))
+    # Off by default: it costs 3×size² bytes per image; re-embedding after retraining (same
+    # image size) skips decoding.
+    thumbnail_cache: bool = False  # keep decoded inputs in OUTPUT_DIR/thumbnail_cache
 
 
 @dataclass
 class SearchConfig:
     """Search settings shared by the CLI and the web server."""
 
-    workdir: str = "."  # where the model file and the index live
-    store: str = ""  # milvus://HOST:PORT; "" = IMGSIM_STORE, else the embedded FAISS store
-    device: str = "cpu"  # cpu | auto | cuda | mps: where the network runs (cpu works everywhere)
-    top_k: int = 10
+    workdir: str = "."  # folder with the model file and the index
+    store: str = field(default="", metadata=STORE_HELP)
+    device: str = field(default="cpu", metadata=choices(DEVICES, DEVICE_HELP))
+    top_k: int = 10  # results per search
     threshold: float = 0.0  # minimum similarity in percent
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
@@ -188,8 +214,8 @@ class SearchConfig:
     # Bearer token for POST /images and DELETE /images/<name>; "" turns them off. IMGSIM_TOKEN
     # wins over it. Out of repr so a logged config never shows it.
     admin_token: str = field(default="", repr=False)
-    # torch | onnx (IMGSIM_RUNTIME wins over it in the web app): onnx, measured faster.
-    runtime: str = "onnx"
+    # IMGSIM_RUNTIME wins over it in the web app; onnx measured faster.
+    runtime: str = field(default="onnx", metadata=choices(RUNTIMES, RUNTIME_HELP))
     # Micro-batching: concurrent queries of one process share a forward pass. At most this
     # many images per pass; 1 turns batching off (each request runs its own pass).
     batch_max_size: int = 32
@@ -338,6 +364,11 @@ class DuplicatesConfig:
         default=10,
         metadata={"help": "hash method: at most this many of the 64 perceptual-hash bits differ"},
     )
-    # embedding method: cosine similarity at least this, of the embeddings less their mean
-    embedding_threshold: float = 0.95
+    embedding_threshold: float = field(
+        default=0.95,
+        metadata={
+            "help": "embedding method: cosine similarity at least this, of the embeddings "
+            "less their mean"
+        },
+    )
     workers: int = 0  # decode-and-hash processes; 0 = one per core, at most 8
