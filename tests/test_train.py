@@ -331,6 +331,11 @@ def test_time_budget_stops_early_and_says_so(
         ({"loss": "proxyanchor", "mining": "hard"}, "--mining hard: the proxyanchor loss"),
         ({"loss": "triplet", "proxy_lr_scale": 10.0}, "--proxy-lr-scale"),
         ({"early_stop": False, "patience": 3}, "--patience"),
+        ({"val_fraction": 0.0, "early_stop": True, "patience": 3}, "--patience: no validation"),
+        ({"val_fraction": 0.0, "validate_every": 2}, "--validate-every"),
+        ({"val_fraction": 0.0, "threshold_precision": 0.9}, "--threshold-precision"),
+        ({"mixed_precision": False}, "--no-mixed-precision: --device cpu"),
+        ({"mixed_precision": False, "device": "mps"}, "--device mps always runs float32"),
     ],
 )
 def test_settings_that_would_be_ignored_are_refused(settings: dict, message: str) -> None:
@@ -345,7 +350,12 @@ def test_settings_that_are_used_are_accepted() -> None:
 
     for settings in ({"loss": "multisimilarity", "mining": "semihard", "margin": 0.3},
                      {"loss": "triplet", "mining": "multisimilarity", "margin": 0.1},
-                     {"sampler": "random", "m_per_class": 4}):  # fmt: skip
+                     {"sampler": "random", "m_per_class": 4},
+                     {"val_fraction": 0.0},
+                     {"val_fraction": 0.2, "early_stop": True, "patience": 3, "validate_every": 2,
+                      "threshold_precision": 0.9},
+                     {"mixed_precision": False, "device": "cuda"},
+                     {"mixed_precision": False, "device": "auto"}):  # fmt: skip
         check_settings(tiny_train_config(Path("."), Path("."), **settings))
 
 

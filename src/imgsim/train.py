@@ -77,6 +77,22 @@ def check_settings(config: TrainConfig) -> None:
         ignored.append(f"--proxy-lr-scale: the {config.loss} loss has no proxies")
     if not config.early_stop and config.patience != _DEFAULTS.patience:
         ignored.append("--patience: early stopping is off (--early-stop false)")
+    elif config.val_fraction <= 0 and config.patience != _DEFAULTS.patience:
+        ignored.append("--patience: no validation Recall@1 to wait for (--val-fraction 0)")
+    if config.val_fraction <= 0:  # no images held out: nothing is validated or tuned
+        if config.validate_every != _DEFAULTS.validate_every:
+            ignored.append("--validate-every: nothing to validate (--val-fraction 0)")
+        if config.threshold_precision != _DEFAULTS.threshold_precision:
+            ignored.append(
+                "--threshold-precision: the threshold is tuned on validation images "
+                "(--val-fraction 0 holds none out)"
+            )
+    if not config.mixed_precision and config.device in ("cpu", "mps"):
+        # autocast_dtype: only CUDA autocasts; the CPU and MPS always run float32.
+        ignored.append(
+            f"--no-mixed-precision: --device {config.device} always runs float32 "
+            "(mixed precision is for CUDA GPUs)"
+        )
     if config.sampler != "m_per_class" and config.m_per_class != _DEFAULTS.m_per_class:
         ignored.append(
             f"--m-per-class {config.m_per_class}: the {config.sampler} sampler ignores it"
