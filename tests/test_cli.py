@@ -215,3 +215,17 @@ def test_demo_runs_without_serving(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "Query " in out and "%" in out
     assert (tmp_path / "triplet_base_final.pt").is_file()
+
+
+def test_search_threshold_from_the_config_file_unless_given(
+    trained_workdir: Path, shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """[search] threshold is the cutoff when --threshold is not given (it was never read)."""
+    query = ["search", str(shapes_dir / "circle_00003.png"), "-k", "40", "--json"]
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[search]\nthreshold = 100.0\nworkdir = "{trained_workdir}"\n')
+    assert main(["--config", str(settings), *query]) == 0
+    # Only an identical image could reach 100 %: the query itself, at most.
+    assert json.loads(capsys.readouterr().out)["total_results"] <= 1
+    assert main(["--config", str(settings), *query, "--threshold", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_results"] == 40

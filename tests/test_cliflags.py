@@ -71,9 +71,7 @@ def test_no_hand_written_flag_copies_a_config_default(command: str, classes: tup
     """Any other flag whose dest is a config field is a known exception, with its reason."""
     fields = {f.name for c in classes for f in dataclasses.fields(c)}
     by_hand = {a.dest for a in _subparser(command)._actions} & fields
-    # search --threshold defaults to the model's tuned threshold, not search.threshold.
-    known = {"search": {"threshold"}}.get(command, set())
-    assert by_hand - set(_generated(_subparser(command))) == known
+    assert by_hand - set(_generated(_subparser(command))) == set()
 
 
 def test_whole_config_dataclasses_are_flags() -> None:

@@ -297,3 +297,11 @@ def test_category_filter_similar_and_unknown_categories(
         searcher.search(query, categories=["circle", "hexagon"])
     with pytest.raises(ImageNotIndexedError, match=r"no indexed image named 'nope_1\.png'"):
         searcher.similar("nope_1.png")
+
+
+def test_settings_threshold_wins_over_the_models() -> None:
+    """search.threshold (0-100) replaces the model's tuned cutoff; below 0 it defers to it."""
+    tuned = {"threshold": 40.0}
+    assert Searcher(None, None, tuned).default_threshold == 40.0
+    assert Searcher(None, None, tuned, threshold=12.5).default_threshold == 12.5
+    assert Searcher(None, None, tuned, threshold=0.0).default_threshold == 0.0

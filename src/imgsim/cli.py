@@ -176,7 +176,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .search import search_image
 
     cfg = replace(_config(args).search, _given(args))
-    response = search_image(args.image, cfg, cfg.top_k, args.threshold, args.category)
+    response = search_image(args.image, cfg, cfg.top_k, None, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
         return 0
@@ -464,12 +464,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     _add_config_flags(
         p,
         SearchConfig,
-        ("top_k", "workdir", "store", "device", "runtime"),
+        ("top_k", "threshold", "workdir", "store", "device", "runtime"),
         {"top_k": ["-k", "--top-k"]},
-    )
-    # By hand: its default is the model's tuned threshold, not search.threshold.
-    p.add_argument(
-        "--threshold", type=float, help="minimum similarity in %% (the model's tuned value, else 0)"
     )
     p.add_argument("--json", action="store_true", help="print the /search JSON response")
     p.add_argument(

@@ -197,7 +197,7 @@ class SearchConfig:
     store: str = field(default="", metadata=STORE_HELP)
     device: str = field(default="cpu", metadata=choices(DEVICES, DEVICE_HELP))
     top_k: int = 10  # results per search
-    threshold: float = 0.0  # minimum similarity in percent
+    threshold: float = -1.0  # minimum similarity in percent; -1: the model's tuned threshold
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
     # Memory one decoded image may take (pixels x bands x bytes per sample, from its header);

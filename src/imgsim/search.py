@@ -117,8 +117,10 @@ class Searcher:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         workdir: str | Path = ".",
         embedder: Embedder | BatchingEmbedder | None = None,
+        threshold: float = -1.0,
     ) -> None:
         self.model = model
+        self.threshold = threshold  # the settings' cutoff in %; below 0: the model's own
         self.store = store
         self.model_info = model_info or {}
         self.problems = problems or []
@@ -167,7 +169,8 @@ class Searcher:
             problems.append(str(exc))
         for problem in problems:
             log.warning("%s", problem)
-        return cls(model, opened, info, problems, max_pixels, workdir, embedder)
+        threshold = (config or SearchConfig()).threshold
+        return cls(model, opened, info, problems, max_pixels, workdir, embedder, threshold)
 
     @property
     def model_loaded(self) -> bool:
@@ -187,7 +190,9 @@ class Searcher:
 
     @property
     def default_threshold(self) -> float:
-        """The model's tuned similarity cutoff, or 0 when it has none."""
+        """The settings' cutoff, else the model's tuned one, or 0 when it has none."""
+        if self.threshold >= 0:
+            return float(self.threshold)
         distance = (self.model_info.get("threshold_info") or {}).get("distance")
         if self.calibration is None and distance is not None:
             # Files from before calibration: their cutoff, as a distance, on today's scale.
