@@ -96,7 +96,9 @@ def test_a_worker_that_cannot_boot_says_why_in_one_line(
         serve(str(workdir), device="cuda")
     assert stopped.value.code == 3  # gunicorn's "worker failed to boot": the server stops
     err = capsys.readouterr().err
-    assert err.startswith("error: --device cuda: no CUDA GPU") and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --device cuda: no CUDA GPU")
+    assert "Traceback" not in err
 
 
 def test_serve_runs_gunicorn_with_a_worker_per_core(workdir: Path, runs) -> None:
