@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.collection_map import CollectionMap, MapSettings, compute_map, read_map, write_map
+from imgsim.collection_map import CollectionMap, MapSettings, compute_map
 from imgsim.config import MAP_FILE
+from imgsim.kept_document import read_document, write_document
 from imgsim.store import Item, Store, open_store
 from imgsim.store.exports import build_collection
 
@@ -59,7 +60,7 @@ def test_map_is_computed_in_background_and_recomputed_after_a_change(
     cache.wait(60)
     ready = cache.current(store, PCA)
     assert ready.current and not ready.computing
-    assert read_map(tmp_path / MAP_FILE) == ready.document
+    assert read_document(tmp_path / MAP_FILE, "points") == ready.document
 
     store.add([Item("cat9_031.jpg", unit(1, seed=9)[0])], "m1")
     stale = cache.current(store, PCA)
@@ -96,13 +97,14 @@ def test_a_failed_computation_is_reported_not_retried(
 
 def test_map_file_is_written_atomically(tmp_path: Path) -> None:
     path = tmp_path / MAP_FILE
-    write_map({"points": [], "generation": 1}, path)
+    write_document({"points": [], "generation": 1}, path)
     with pytest.raises(TypeError):
-        write_map({"points": [object()]}, path)
+        write_document({"points": [object()]}, path)
     assert json.loads(path.read_text()) == {"points": [], "generation": 1}
     assert [p.name for p in tmp_path.iterdir()] == [MAP_FILE]
     path.write_text("{not json")
-    assert read_map(path) is None and read_map(tmp_path / "missing.json") is None
+    assert read_document(path, "points") is None
+    assert read_document(tmp_path / "missing.json", "points") is None
 
 
 def test_map_is_computed_on_one_openmp_thread(

@@ -583,12 +583,9 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_store_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--store",
-        metavar="ADDRESS",
-        help="milvus://HOST:PORT for a Milvus server (default: IMGSIM_STORE, else the "
-        "embedded FAISS store in the workdir)",
-    )
+    from .config import STORE_HELP
+
+    p.add_argument("--store", metavar=STORE_HELP["metavar"], help=STORE_HELP["help"])
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:

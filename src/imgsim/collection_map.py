@@ -16,12 +16,11 @@ import numpy as np
 
 from .config import MAP_FILE, MAP_LOCK_FILE
 from .data import category_of
-from .kept_document import DocumentState, KeptDocument, read_document, write_document
+from .kept_document import KeptDocument
 from .projection import project, stratified_sample, unit_square
 from .store import Store
 
 T = TypeVar("T")
-MapState = DocumentState  # what CollectionMap.current answers
 
 
 @dataclass(frozen=True)
@@ -77,16 +76,6 @@ def _key(store: Store, settings: MapSettings, generation: int) -> dict[str, Any]
         "max_points": settings.max_points,
         "seed": settings.seed,
     }
-
-
-def write_map(document: dict[str, Any], path: str | Path) -> None:
-    """Write a map document atomically: a reader sees the old map or the new, never half."""
-    write_document(document, path)
-
-
-def read_map(path: str | Path) -> dict[str, Any] | None:
-    """A stored map document, or None when there is none (or it cannot be read)."""
-    return read_document(path, "points")
 
 
 class CollectionMap(KeptDocument[MapSettings]):

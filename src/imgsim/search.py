@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .calibration import Calibration, similarity_percent
-from .collection_map import CollectionMap, MapSettings, MapState
+from .collection_map import CollectionMap, MapSettings
 from .config import MODEL_FILE, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import inference_device
@@ -151,9 +151,9 @@ class Searcher:
         workdir = Path(workdir)
         model, info, opened, problems, embedder = None, {}, None, [], None
         model_file = Path(model_path) if model_path else workdir / MODEL_FILE
+        settings = config or SearchConfig()
         try:
             model, info = load_model(model_file)
-            settings = config or SearchConfig()
             device = inference_device(settings.device, settings.runtime)
             embedder = search_embedder(model, settings, info["model_id"], model_file, device)
         except ModelNotLoadedError as exc:
@@ -169,8 +169,7 @@ class Searcher:
             problems.append(str(exc))
         for problem in problems:
             log.warning("%s", problem)
-        threshold = (config or SearchConfig()).threshold
-        return cls(model, opened, info, problems, max_pixels, workdir, embedder, threshold)
+        return cls(model, opened, info, problems, max_pixels, workdir, embedder, settings.threshold)
 
     @property
     def model_loaded(self) -> bool:
@@ -414,7 +413,7 @@ class Searcher:
         path = data_dir / name if data_dir is not None else None
         return path if path is not None and path.is_file() else None
 
-    def collection_map(self, settings: MapSettings) -> MapState:
+    def collection_map(self, settings: MapSettings) -> DocumentState:
         """The 2-D map of the collection; NotReadyError while there is no collection."""
         if self.store is None:
             raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
 from ..config import ENV_CONFIG, DuplicatesConfig, load_config, replace
 from ..duplicates.finder import check_method
+from ..duplicates.kept import SETTINGS
 from ..errors import ImgsimError
 from ..kept_document import DocumentState
 from .errors import ApiError
@@ -28,28 +28,24 @@ TRASH_WAIT_SECONDS = 20.0
 PRIVATE_KEYS = frozenset({"generation", "store"})  # the kept file's own checks
 
 
-@dataclass
-class _State:
-    """One app's duplicate settings; the groups are the Searcher's (found in the background)."""
-
-    settings: DuplicatesConfig
-
-
-def _state(app: Flask) -> _State:
-    state = app.extensions.get(_KEY)
-    if state is None:
+def _app_settings(app: Flask) -> DuplicatesConfig:
+    """The app's duplicate settings: app.config's, else IMGSIM_CONFIG's (read once)."""
+    settings = app.extensions.get(_KEY)
+    if settings is None:
         settings = app.config.get(SETTINGS_KEY)
         if settings is None:
             settings = load_config(os.environ.get(ENV_CONFIG) or None).duplicates
-        state = app.extensions.setdefault(_KEY, _State(settings))
-    return state
+        settings = app.extensions.setdefault(_KEY, settings)
+    return settings
 
 
-def _settings(values: Any, state: _State) -> DuplicatesConfig:
+def _settings(values: Any) -> DuplicatesConfig:
     """The app's settings with `method`, `threshold`, `embedding_threshold` from `values`."""
-    chosen = {k: values.get(k) for k in ("method", "threshold", "embedding_threshold")}
+    chosen = {k: values.get(k) for k in SETTINGS}
     try:
-        settings = replace(state.settings, {k: v for k, v in chosen.items() if v is not None})
+        settings = replace(
+            _app_settings(current_app), {k: v for k, v in chosen.items() if v is not None}
+        )
         check_method(settings)
     except ImgsimError as exc:
         raise ApiError(str(exc)) from None
@@ -73,7 +69,7 @@ def duplicates() -> Any:
     ready: the groups of the collection as it is; updating: of an earlier state while new ones
     are found; 202 while the first are found (ask again after `retry_after` seconds).
     """
-    state = groups_now(_settings(request.args, _state(current_app)))
+    state = groups_now(_settings(request.args))
     pending = pending_answer(state)
     if pending is not None:
         return pending
@@ -94,7 +90,7 @@ def view() -> str:
     return render_template(
         "pages/duplicates.html",
         current="duplicates",
-        settings=_state(current_app).settings,
+        settings=_app_settings(current_app),
         max_names=MAX_NAMES,
     )
 
@@ -115,7 +111,7 @@ def trash() -> Any:
     names = body["names"]
     if not names or len(names) > MAX_NAMES or not all(isinstance(n, str) for n in names):
         raise ApiError(f"names must be 1 to {MAX_NAMES} image names")
-    settings = _settings(body, _state(current_app))
+    settings = _settings(body)
     state = groups_now(settings)
     if not state.current:  # after a change (another trash): its groups take a moment, mostly
         get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
