@@ -122,6 +122,9 @@ def test_browse_one_category(client: FlaskClient) -> None:
         ("page=two", "page must be a whole number"),
         ("per_page=201", "per_page must be between 1 and 200"),
         ("page=1&page=2", "page was given 2 times"),
+        # schemathesis: an empty number in a query string is a client's bug, not the default
+        ("page=&per_page=114", "page is empty in the query string"),
+        ("per_page=", "per_page is empty"),
     ],
 )
 def test_browse_bad_parameters_are_400(client: FlaskClient, query: str, message: str) -> None:
@@ -138,6 +141,13 @@ def test_similar_searches_with_the_stored_vector(client: FlaskClient, query_png:
     assert body["results"][0]["embedding_distance"] < 1e-3
     uploaded = search(client, query_png, top_k="5").get_json()
     assert [r["filename"] for r in body["results"]] == [r["filename"] for r in uploaded["results"]]
+
+
+@pytest.mark.parametrize("query", ["top_k=", "num_results=", "threshold="])
+def test_similar_refuses_an_empty_number(client: FlaskClient, query: str) -> None:
+    response = client.get(f"/similar/red_002.png?{query}")
+    assert response.status_code == 400
+    assert "is empty in the query string" in response.get_json()["error"]
 
 
 def test_similar_takes_the_search_parameters(client: FlaskClient) -> None:
@@ -198,6 +208,11 @@ def test_thumbnail_sizes_are_a_fixed_set(client: FlaskClient, size: str) -> None
     response = client.get("/images/red_001.jpg", query_string={"size": size})
     assert response.status_code == 400
     assert response.get_json()["error"].startswith("size must be one of 160, 320")
+
+
+def test_an_empty_thumbnail_size_is_400(client: FlaskClient) -> None:
+    response = client.get("/images/red_001.jpg?size=")
+    assert response.status_code == 400 and "size is empty" in response.get_json()["error"]
 
 
 def test_thumbnails_of_unknown_names_are_404(client: FlaskClient) -> None:

@@ -128,7 +128,8 @@ def test_a_failed_search_is_500_and_tried_again_after_a_change(
 
 
 @pytest.mark.parametrize(
-    "query", ["method=magic", "threshold=99", "threshold=x", "embedding_threshold=2"]
+    "query",
+    ["method=magic", "threshold=99", "threshold=x", "threshold=", "embedding_threshold=2"],
 )
 def test_bad_settings_are_400(dup_client: FlaskClient, query: str) -> None:
     response = dup_client.get(f"/duplicates?{query}")

@@ -95,7 +95,7 @@ def _read(upload: FileStorage) -> tuple[str, bytes]:
 
 def read_top_k() -> int:
     """`top_k` (or the original's `num_results`): an integer from 5 to 50, default from config."""
-    raw = read_field("top_k") or read_field("num_results")
+    raw = read_field("top_k", number=True) or read_field("num_results", number=True)
     if raw is None:
         return current_app.config["IMGSIM"].top_k
     if not _INTEGER.fullmatch(raw):
@@ -109,7 +109,7 @@ def read_top_k() -> int:
 
 def read_threshold() -> float | None:
     """`threshold` in percent (0-100); None when absent, so the model's tuned default applies."""
-    raw = read_field("threshold")
+    raw = read_field("threshold", number=True)
     if raw is None:
         return None
     if not _NUMBER.fullmatch(raw):
@@ -120,11 +120,17 @@ def read_threshold() -> float | None:
     return threshold
 
 
-def read_field(name: str) -> str | None:
-    """A text field (form or query string) given at most once; None when absent or empty."""
+def read_field(name: str, *, number: bool = False) -> str | None:
+    """A text field (form or query string) given at most once; None when absent or empty.
+
+    With `number`, an empty value in the query string is refused: only an HTML form sends empty
+    inputs, and `?page=` is more likely a client's bug than a wish for the default.
+    """
     values = [*request.form.getlist(name), *request.args.getlist(name)]
     if len(values) > 1:  # which one did the client mean? Refuse rather than guess.
         raise ApiError(f"{name} was given {len(values)} times; send it once")
+    if number and request.args.get(name) == "":
+        raise ApiError(f"{name} is empty in the query string: give a number or leave {name} out")
     # An empty field means "not given": HTML forms send empty inputs as "". Nothing else is
     # stripped: str.strip() also ate "\x1e" and made it the default (found by schemathesis).
     return (values[0] or None) if values else None
@@ -148,7 +154,7 @@ def read_categories() -> list[str] | None:
 
 def read_int(name: str, default: int, low: int, high: int) -> int:
     """A whole-number field (at most once) from `low` to `high`; `default` when absent."""
-    raw = read_field(name)
+    raw = read_field(name, number=True)
     if raw is None:
         return default
     if not _INTEGER.fullmatch(raw):

@@ -50,7 +50,7 @@ def image(name: str) -> Any:
 
 
 def _thumbnail_size() -> int | None:
-    raw = read_field("size")
+    raw = read_field("size", number=True)
     if raw is None:
         return None
     sizes = ", ".join(map(str, THUMBNAIL_SIZES))
