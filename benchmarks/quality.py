@@ -140,7 +140,8 @@ def run_quality(settings: QualitySettings, progress: bool = True) -> dict[str, A
     results["threshold_info"] = info.get("threshold_info")
     results["calibration"] = info.get("calibration")
     results["epochs_run"] = len(trained.history)
-    results["best_epoch"] = info["metrics"].get("best_epoch")
+    results["best_epoch"] = info["metrics"].get("best_epoch")  # best validation Recall@1
+    results["kept_epoch"] = info["metrics"].get("kept_epoch")
     results["converged"] = info.get("converged")
     results["settings"] = {"model": settings.model.__dict__, "train": config.__dict__}
     return results
@@ -183,7 +184,7 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
                 continue
             trained = name.startswith("trained")
             time_cell = f"{r['train_seconds']:.0f} s" if trained else ""
-            epochs = f"{r['epochs_run']} ({r['best_epoch']})" if trained else ""
+            epochs = f"{r['epochs_run']} ({r['kept_epoch']})" if trained else ""
             lines.append(
                 f"| {label} | {name} | {m['precision_at_1']:.3f} | "
                 f"{m['mean_average_precision_at_r']:.3f} | {m['recall_at_10']:.3f} | "

@@ -238,6 +238,7 @@ def test_to_dict_is_plain_json() -> None:
         "widths": [8, 16],
         "blocks": [2, 2],
         "head_hidden": 256,
+        "test_flip": "auto",
     }
     assert json.loads(json.dumps(values)) == values
 

@@ -79,3 +79,34 @@ def test_foreign_file_is_refused(tmp_path) -> None:
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(ModelNotLoadedError, match="not an imgsim model"):
         read_model_file(path)
+
+
+def test_test_flip_embeds_an_image_as_its_mirror() -> None:
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(0)
+    flipped = EmbeddingNet(tiny_model_config(test_flip="on")).eval()
+    plain = EmbeddingNet(tiny_model_config(test_flip="off")).eval()
+    plain.load_state_dict(flipped.state_dict())
+    with torch.inference_mode():
+        emb, mirror = flipped(x), flipped(x.flip(-1))
+        assert torch.allclose(emb, mirror, atol=1e-5)  # the average of both views
+        assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+        expected = torch.nn.functional.normalize(plain(x) + plain(x.flip(-1)), dim=1)
+        assert torch.allclose(emb, expected, atol=1e-5)
+        assert not torch.allclose(plain(x), plain(x.flip(-1)), atol=1e-3)
+    flipped.train()  # training sees each (augmented) image once
+    assert torch.allclose(flipped(x), plain.train()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_the_onnx_export_keeps_the_flip_at_any_batch(batch: int) -> None:
+    from imgsim.embedder import Embedder
+
+    model = EmbeddingNet(tiny_model_config(test_flip="on")).eval()
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
+    torch_emb = Embedder.from_model(model, "torch").embed(images.numpy())
+    onnx_emb = Embedder.from_model(model, "onnx").embed(images.numpy())
+    assert onnx_emb.shape == (batch, 16)
+    assert abs(onnx_emb - torch_emb).max() < 1e-4
+    mirrored = Embedder.from_model(model, "onnx").embed(images.flip(-1).numpy())
+    assert abs(onnx_emb - mirrored).max() < 1e-4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from imgsim.autosize import choose_image_size, collection_sides, resolve_image_s
 from imgsim.errors import ConfigError
 from imgsim.init_weights import load_init_weights
 from imgsim.model import EmbeddingNet, load_model
-from imgsim.stopping import Stopping, patience_for
+from imgsim.stopping import Stopping, noise_margin, patience_for
 from imgsim.train import train
 from imgsim.trainset import scan_collection
 
@@ -88,12 +89,13 @@ def test_patience_is_a_fifth_of_the_run() -> None:
     assert patience_for(0, 100) == 20 and patience_for(0, 10) == 5 and patience_for(3, 100) == 3
 
 
-def test_training_stops_when_validation_stops_improving_and_keeps_the_best(
-    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _scripted_run(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recalls: list[float]
+) -> tuple[Any, dict, dict[int, dict]]:
+    """Train with validation Recall@1 scripted; the model, its info and each epoch's weights."""
     import imgsim.trainer
 
-    scores = iter([0.5, 0.9, 0.6, 0.7, 0.8, 0.9, 1.0])
+    scores = iter(recalls)
 
     def scripted(*args, **kwargs):
         return {"val_loss": 1.0, "val_recall_at_1": next(scores), "val_mean_distance": 1.0}
@@ -108,14 +110,52 @@ def test_training_stops_when_validation_stops_improving_and_keeps_the_best(
         return state
 
     monkeypatch.setattr(imgsim.trainer.Trainer, "weights", remember)
-    config = tiny_train_config(shapes_dir, tmp_path, epochs=7, steps_per_epoch=1,
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=len(recalls), steps_per_epoch=1,
                                early_stop=True, patience=2, validate_every=1)  # fmt: skip
     result = train(config, tiny_model_config(), progress=False)
-    assert len(result.history) == 4  # epoch 2 was best; 3 and 4 did not beat it
     model, info = load_model(result.model_path)
-    assert info["metrics"]["best_epoch"] == 2 and "not improved for 2" in info["converged"]
+    return model, info, snapshots
+
+
+def _holds(model: Any, weights: dict) -> bool:
     kept = model.state_dict()
-    assert all(torch.equal(kept[k], v) for k, v in snapshots[2].items())
+    return all(torch.equal(kept[k], v) for k, v in weights.items())
+
+
+def test_training_stops_when_validation_stops_improving_and_keeps_the_best(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recalls = [0.5, 1.0, 0.1, 0.1, 0.8, 0.9, 1.0]
+    model, info, snapshots = _scripted_run(shapes_dir, tmp_path, monkeypatch, recalls)
+    assert len(info["metrics"]["history"]) == 4  # epoch 2 was best; 3 and 4 did not beat it
+    assert info["metrics"]["best_epoch"] == 2 and "not improved for 2" in info["converged"]
+    assert info["metrics"]["kept_epoch"] == 2 and _holds(model, snapshots[2])
+
+
+def test_the_last_epoch_is_kept_when_the_best_is_within_the_noise(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    # A few held-out images: 0.90 against 0.86 is chance, and the last epoch, at the end of
+    # the decayed schedule, searched better in every measured regime.
+    with caplog.at_level("INFO", logger="imgsim"):
+        model, info, snapshots = _scripted_run(
+            shapes_dir, tmp_path, monkeypatch, [0.5, 0.9, 0.85, 0.86]
+        )
+    assert info["metrics"]["best_epoch"] == 2 and info["metrics"]["kept_epoch"] == 4
+    last = next(tmp_path.glob("checkpoints/run_*/epoch_0004.pt"))
+    assert _holds(model, torch.load(last, weights_only=True)["model_state"])
+    assert not _holds(model, snapshots[2])
+    assert "Keeping the last epoch, 4" in caplog.text and "within the noise" in caplog.text
+
+
+def test_the_noise_margin_shrinks_with_the_held_out_images() -> None:
+    assert noise_margin(0.85, 300) == pytest.approx(0.0412, abs=1e-4)
+    assert noise_margin(0.9, 5000) == pytest.approx(0.0085, abs=1e-4)
+    assert noise_margin(1.0, 30) == noise_margin(0.95, 30) > 0  # never certain
+    stop = Stopping(patience=5, best_epoch=3, best_recall=0.90)
+    assert not stop.best_is_clearly_ahead(_record(9, 0.87), queries=300)
+    assert stop.best_is_clearly_ahead(_record(9, 0.87), queries=5000)
+    assert stop.best_is_clearly_ahead(_record(9, None), queries=5000)  # last not validated
 
 
 @pytest.mark.parametrize(

@@ -256,8 +256,9 @@ def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> No
                                steps_per_epoch=1)  # fmt: skip
     result = train(config, tiny_model_config(), progress=False)
     assert len(result.history) == 2  # 64 images / 32 per step / 1 step per epoch
-    _, info = load_model(result.model_path)
+    model, info = load_model(result.model_path)
     assert info["train_config"]["epochs"] == 2  # resolved, for --resume
+    assert model.config.test_flip == "off"  # resolved too: tiny_train_config does not augment
     # training_config.json repeats the run as a config file: epochs fixed, and no auto-epoch
     # setting beside them that check_settings would refuse as ignored.
     from imgsim.config import load_config
@@ -266,6 +267,24 @@ def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> No
     again = load_config(tmp_path / "training_config.json").train
     check_settings(again)
     assert again.epochs == 2 and again.auto_images_seen == TrainConfig().auto_images_seen
+
+
+@pytest.mark.parametrize(
+    ("settings", "flip"),
+    [
+        ({"augment_below": 0}, "off"),
+        ({"augment": True}, "on"),
+        ({"augment": True, "flip": "off"}, "off"),
+    ],
+)
+def test_test_flip_follows_the_training(
+    shapes_dir: Path, tmp_path: Path, settings: dict, flip: str
+) -> None:
+    model_flip = settings.pop("flip", "auto")
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1, **settings)
+    result = train(config, tiny_model_config(test_flip=model_flip), progress=False)
+    model, _ = load_model(result.model_path)
+    assert model.config.test_flip == flip
 
 
 def _same_weights(a_path: Path, b_path: Path) -> bool:

@@ -85,6 +85,14 @@ class EmbeddingNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.config.test_flip != "on":
+            return self._embed(x)
+        # The image and its mirror in one batch; reshape rather than slice by a computed
+        # length, so the ONNX export keeps a dynamic batch size.
+        both = self._embed(torch.cat([x, x.flip(-1)]))
+        return F.normalize(both.reshape(2, -1, both.shape[1]).sum(0), dim=1)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std
         x = self.stages(self.stem(x))
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)

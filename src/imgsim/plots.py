@@ -20,7 +20,7 @@ def _pyplot():
 
 
 def plot_history(
-    history: list[dict[str, float]], path: str | Path, loss_name: str, best_epoch: int | None = None
+    history: list[dict[str, float]], path: str | Path, loss_name: str, kept_epoch: int | None = None
 ) -> None:
     """Loss (named after the loss actually used) per epoch and validation Recall@1 at each
     validation, with the epoch whose weights were kept marked."""
@@ -36,9 +36,9 @@ def plot_history(
     ax_loss.legend()
     ax_metric.plot([h["epoch"] for h in validated], [h["val_recall_at_1"] for h in validated],
                    "o-", color="green")  # fmt: skip
-    if best_epoch:
+    if kept_epoch:
         for ax in (ax_loss, ax_metric):
-            ax.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
+            ax.axvline(kept_epoch, color="grey", linestyle="--", label=f"kept: epoch {kept_epoch}")
         ax_metric.legend(loc="lower right")
     ax_metric.set(xlabel="epoch", ylabel="Recall@1", title="Validation Recall@1", ylim=(0, 1.02))
     _save(fig, path)

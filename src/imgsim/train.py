@@ -141,6 +141,18 @@ def choose_augment(config: TrainConfig, n_train: int, n_classes: int) -> bool:
     return False
 
 
+def resolve_model(model_config: ModelConfig, data: Collection, augment: bool) -> ModelConfig:
+    """The network's auto settings decided: input size from the images, flip from the training."""
+    size = resolve_image_size(model_config.image_size, data)
+    flip = model_config.test_flip
+    if flip == "auto":
+        flip = "on" if augment else "off"
+        if augment:
+            log.info("Embedding each image and its mirror image (trained on flipped images; "
+                     "--test-flip off embeds once, twice as fast)")  # fmt: skip
+    return dataclasses.replace(model_config, image_size=size, test_flip=flip)
+
+
 def train(
     config: TrainConfig,
     model_config: ModelConfig | None = None,
@@ -170,17 +182,16 @@ def _train(
 ) -> TrainResult:  # fmt: skip
     out = Path(config.output_dir)
     data = data or scan_collection(config.data_dir, config.workers)
-    size = resolve_image_size(model_config.image_size, data)
-    model_config = dataclasses.replace(model_config, image_size=size)
-    found = _find_run(out / CHECKPOINT_DIR, config, model_config) if resume else None
-    if found:
-        _check_same_data(found[1], data)
     train_rows, val_rows = stratified_split(data.labels, config.val_fraction, config.seed)
     if len(val_rows) == 0:
         log.warning("Too few images per category for validation; validation is skipped")
     plan = plan_run(config, len(train_rows), len(data.categories))
     augment = choose_augment(config, len(train_rows), len(data.categories))
     resolved = dataclasses.replace(config, epochs=plan.epochs, augment=augment)
+    model_config = resolve_model(model_config, data, augment)
+    found = _find_run(out / CHECKPOINT_DIR, config, model_config) if resume else None
+    if found:
+        _check_same_data(found[1], data)
     trainer = Trainer(resolved, model_config, Split(data, train_rows, val_rows), plan, job,
                       device, progress)  # fmt: skip
     _log_start(trainer)
@@ -318,11 +329,12 @@ def _write_outputs(
         ),
         "history": history,
     }
-    metrics["best_epoch"] = trainer.stopping.best_epoch or None
+    metrics["best_epoch"] = trainer.stopping.best_epoch or None  # best validation Recall@1
+    metrics["kept_epoch"] = trainer.kept_epoch or None  # the weights in the file
     extra = {**extra, **tuning_fields(tuning)}
     path = out / MODEL_FILE
     save_model(path, trainer.model, trainer.split.data.categories, to_dict(config), metrics, extra)
-    plot_history(history, out / HISTORY_PLOT, loss_title(config.loss), metrics["best_epoch"])
+    plot_history(history, out / HISTORY_PLOT, loss_title(config.loss), metrics["kept_epoch"])
     written = [MODEL_FILE, HISTORY_PLOT, TRAIN_CONFIG_FILE]
     if tuning is not None:
         plot_reliability(tuning.distances, tuning.same, tuning.calibration,

@@ -21,12 +21,12 @@ from .augment import augment_batch
 from .config import ModelConfig, TrainConfig
 from .device import autocast_dtype
 from .distributed import Dist, agree, barrier, gather
-from .evaluation import evaluate, validation_interval
+from .evaluation import MAX_QUERIES, evaluate, validation_interval
 from .init_weights import load_init_weights
 from .losses import build_loss, build_miner
 from .model import EmbeddingNet
 from .samplers import GlobalBatches, build_sampler
-from .stopping import Stopping, patience_for
+from .stopping import Stopping, noise_margin, patience_for
 from .trainset import Collection, ImageLoader
 
 log = logging.getLogger("imgsim")
@@ -82,6 +82,7 @@ class Trainer:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: str | None = None  # the time budget ran out: --resume continues
     converged: str | None = None  # stopped because more epochs would teach nothing
+    kept_epoch: int = 0  # whose weights the model file holds: the last, or the best validated
 
     def __post_init__(self) -> None:
         if self.config.threads:
@@ -177,17 +178,28 @@ class Trainer:
         return {"model": self.model.state_dict(), "loss": self.loss_fn.state_dict()}
 
     def keep_best(self) -> None:
-        """Go back to the weights of the epoch with the best validation Recall@1."""
-        best = self.stopping.best_state
-        if best is None or self.stopping.best_epoch == len(self.history):
+        """Go back to the best validated epoch's weights when it is clearly ahead of the last."""
+        best, last = self.stopping.best_state, len(self.history)
+        self.kept_epoch = last
+        if best is None or self.stopping.best_epoch == last:
+            return
+        queries = min(len(self.split.val_rows), MAX_QUERIES)
+        recall = self.history[-1].get("val_recall_at_1") or float("nan")
+        if not self.stopping.best_is_clearly_ahead(self.history[-1], queries):
+            log.info(
+                "Keeping the last epoch, %d (validation Recall@1 %.3f): the best, epoch %d "
+                "(%.3f), is within the noise of %d held-out images (±%.3f)",
+                last, recall, self.stopping.best_epoch, self.stopping.best_recall, queries,
+                noise_margin(self.stopping.best_recall, queries),
+            )  # fmt: skip
             return
         self.model.load_state_dict(best["model"])
         self.loss_fn.load_state_dict(best["loss"])
+        self.kept_epoch = self.stopping.best_epoch
         log.info(
             "Keeping the weights of epoch %d, the best validation Recall@1 (%.3f); the last "
             "epoch, %d, scored %.3f",
-            self.stopping.best_epoch, self.stopping.best_recall, len(self.history),
-            self.history[-1].get("val_recall_at_1") or float("nan"),
+            self.stopping.best_epoch, self.stopping.best_recall, last, recall,
         )  # fmt: skip
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
