@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--image-size", type=int, default=64, help="input side (64, the default)")
     p.add_argument("--widths", default="", help="channels per stage (default: ModelConfig's)")
+    p.add_argument(
+        "--test-flip", default="off", choices=("on", "off"),
+        help="a network that embeds each image and its mirror (off: as the untrained default)",
+    )  # fmt: skip
     p.add_argument("--batches", default="1,64", help="batch sizes (1,64)")
     p.add_argument("--threads", default="", help="runtime threads to try (1 and all cores)")
     p.add_argument("--images", type=int, default=2048, help="images per timing at batch ≥ 8")
@@ -47,15 +51,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_embedders(args: argparse.Namespace, threads: int) -> dict:
     import torch
 
-    from imgsim.config import ModelConfig
+    from imgsim.config import ModelConfig, replace
     from imgsim.embedder import Embedder
     from imgsim.model import EmbeddingNet
 
     torch.manual_seed(0)
-    config = ModelConfig(image_size=args.image_size)
+    config = ModelConfig(image_size=args.image_size, test_flip=args.test_flip)
     if args.widths:
         widths = tuple(int(w) for w in args.widths.split(","))
-        config = ModelConfig(image_size=args.image_size, widths=widths, blocks=(1,) * len(widths))
+        config = replace(config, {"widths": widths, "blocks": (1,) * len(widths)})
     model = EmbeddingNet(config).eval()
     return {
         runtime: Embedder.from_model(model, runtime, threads=threads)
@@ -101,6 +105,7 @@ def render(args: argparse.Namespace, rates: dict, cosine: float, load: float, da
         )
     command = " ".join(["benchmarks/runtime_speed.py", *sys.argv[1:]])
     widths = f", widths {args.widths}" if args.widths else ""
+    widths += ", each image and its mirror (test_flip on)" if args.test_flip == "on" else ""
     return f"""{SECTION}
 
 - Command: `.venv/bin/python {command}`

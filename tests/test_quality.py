@@ -47,3 +47,22 @@ def test_trained_model_beats_raw_pixels(tmp_path: Path) -> None:
     assert trained > results["raw_pixels"]["precision_at_1"], results
     assert trained > results["untrained"]["precision_at_1"]
     assert 0 < results["threshold"] < 100
+
+
+def test_checkpoint_quality_reads_model_files_and_checkpoints(tmp_path: Path) -> None:
+    import torch
+
+    from imgsim.model import EmbeddingNet, save_model
+
+    from .conftest import tiny_model_config
+
+    network = load_benchmark("checkpoint_quality").network
+    model = EmbeddingNet(tiny_model_config()).eval()
+    save_model(tmp_path / "m.pt", model, ["a", "b"])
+    from_file = torch.load(tmp_path / "m.pt", weights_only=True)
+    checkpoint = {"model_config": from_file["model_config"], "model_state": model.state_dict()}
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        assert torch.equal(network(from_file, "off")(x), model(x))
+        flipped = network(checkpoint, "on")
+        assert torch.allclose(flipped(x), flipped(x.flip(-1)), atol=1e-5)

@@ -139,10 +139,10 @@ class TrainConfig:
     cache_mb: int = 0  # decoded images each decode process keeps, in MB; 0 = off
     proxy_lr_scale: float = 100.0  # proxy losses: the proxies' learning rate over the network's
     weight_decay: float = 0.0  # AdamW's decoupled weight decay of the network's weights
-    # Early stopping keeps the epoch with the best validation Recall@1.
-    early_stop: bool = True  # stop when validation Recall@1 stalls or the loss is 0
+    # Early stopping: "below the best" means by more than the held-out set's noise (stopping.py).
+    early_stop: bool = True  # stop when validation Recall@1 stays below its best or the loss is 0
     validate_every: int = 0  # epochs between validations; 0 = auto, about a tenth of the time
-    patience: int = 0  # epochs without a better Recall@1 before stopping; 0 = a fifth of the run
+    patience: int = 0  # epochs below the best Recall@1 before stopping; 0 = a fifth of the run
     # Scores shown are calibrated probabilities of the same category (held-out images).
     threshold_precision: float = 0.8  # default threshold: top-10 results this often right
     # Nothing is downloaded: a file you have (state_dict, imgsim model file or checkpoint).

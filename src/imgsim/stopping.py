@@ -32,24 +32,31 @@ def patience_for(requested: int, epochs: int) -> int:
 class Stopping:
     """Keeps the weights of the epoch with the best validation Recall@1, and says when to stop.
 
-    Ties in Recall@1 (frequent on small validation sets) go to the lower validation loss.
+    Ties in Recall@1 (frequent on small validation sets) go to the lower validation loss. A
+    Recall@1 within the held-out set's noise of the best (`noise_margin` for `queries` images)
+    counts as level with it: the run stops only after `patience` epochs clearly behind.
     """
 
     patience: int
     enabled: bool = True
+    queries: int = 0  # held-out images each validation scores; 0 = no noise allowance
     best_epoch: int = 0
     best_recall: float | None = None
     best_val_loss: float | None = None
     best_state: dict[str, Any] | None = field(default=None, repr=False)
+    level_epoch: int = 0  # the last validated epoch within the noise of the best
     zero_loss_epochs: int = 0
 
     def update(self, record: dict[str, Any], state: Callable[[], dict[str, Any]]) -> str | None:
         """Take one epoch's record (keeping `state()` if it is the best); why to stop, or None."""
         epoch, recall = record["epoch"], record.get("val_recall_at_1")
-        if recall is not None and not math.isnan(recall) and self._better(record):
-            self.best_epoch, self.best_recall = epoch, recall
-            self.best_val_loss = record.get("val_loss")
-            self.best_state = copy.deepcopy(state())
+        if recall is not None and not math.isnan(recall):
+            if self._better(record):
+                self.best_epoch, self.best_recall = epoch, recall
+                self.best_val_loss = record.get("val_loss")
+                self.best_state = copy.deepcopy(state())
+            if not self.best_is_clearly_ahead(record):
+                self.level_epoch = epoch
         loss = record["loss"]
         self.zero_loss_epochs = self.zero_loss_epochs + 1 if loss <= ZERO_LOSS else 0
         if not self.enabled:
@@ -59,19 +66,20 @@ class Stopping:
                 f"the training loss has been 0 for {ZERO_LOSS_EPOCHS} epochs: no pair in a batch "
                 "is wrong any more, so further epochs would not change the network"
             )
-        if self.best_epoch and epoch - self.best_epoch >= self.patience:
+        if self.level_epoch and epoch - self.level_epoch >= self.patience:
             return (
-                f"validation Recall@1 has not improved for {self.patience} epochs "
-                f"(best {self.best_recall:.3f} at epoch {self.best_epoch})"
+                f"validation Recall@1 has been below its best ({self.best_recall:.3f} at epoch "
+                f"{self.best_epoch}) by more than chance for {self.patience} epochs"
             )
         return None
 
-    def best_is_clearly_ahead(self, last: dict[str, Any], queries: int) -> bool:
+    def best_is_clearly_ahead(self, last: dict[str, Any]) -> bool:
         """Whether the best epoch beats `last` by more than the held-out set's noise."""
         recall = last.get("val_recall_at_1")
         if self.best_recall is None or recall is None or math.isnan(recall):
             return self.best_recall is not None  # the last was not validated: trust the best
-        return self.best_recall - recall > noise_margin(self.best_recall, queries)
+        margin = noise_margin(self.best_recall, self.queries) if self.queries else 0.0
+        return self.best_recall - recall > margin
 
     def _better(self, record: dict[str, Any]) -> bool:
         recall, loss = record["val_recall_at_1"], record.get("val_loss")
@@ -88,6 +96,7 @@ class Stopping:
             "best_recall": self.best_recall,
             "best_val_loss": self.best_val_loss,
             "best_state": self.best_state,
+            "level_epoch": self.level_epoch,
             "zero_loss_epochs": self.zero_loss_epochs,
         }
 

@@ -126,8 +126,9 @@ class Trainer:
             len(self.split.train_rows), len(self.split.val_rows)
         )
         self.stopping = Stopping(
-            patience_for(self.config.patience, self.plan.epochs), self.config.early_stop
-        )
+            patience_for(self.config.patience, self.plan.epochs), self.config.early_stop,
+            queries=min(len(self.split.val_rows), MAX_QUERIES),
+        )  # fmt: skip
         budget = self.config.time_budget_min
         self.deadline = time.monotonic() + budget * 60 if budget > 0 else None
 
@@ -183,9 +184,9 @@ class Trainer:
         self.kept_epoch = last
         if best is None or self.stopping.best_epoch == last:
             return
-        queries = min(len(self.split.val_rows), MAX_QUERIES)
+        queries = self.stopping.queries
         recall = self.history[-1].get("val_recall_at_1") or float("nan")
-        if not self.stopping.best_is_clearly_ahead(self.history[-1], queries):
+        if not self.stopping.best_is_clearly_ahead(self.history[-1]):
             log.info(
                 "Keeping the last epoch, %d (validation Recall@1 %.3f): the best, epoch %d "
                 "(%.3f), is within the noise of %d held-out images (±%.3f)",
