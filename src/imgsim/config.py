@@ -76,8 +76,8 @@ class ModelConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)  # channels per stage, e.g. 32,64,128,256
     blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage: the depth
     head_hidden: int = 256  # hidden width of the projection head
-    # Measured on Fashion-MNIST (docs/benchmarks.md): +0.003 to +0.006 P@1 for networks trained
-    # on flipped images, nothing for the others; each image costs two passes instead of one.
+    # Measured on Fashion-MNIST (docs/benchmarks.md): MAP@R +0.005 to +0.011 for networks
+    # trained on flipped images, -0.024 for one trained without; each image costs two passes.
     test_flip: str = field(
         default="auto",
         metadata=choices(
