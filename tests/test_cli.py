@@ -121,7 +121,7 @@ def test_train_with_config_file_and_flags(shapes_dir: Path, tmp_path: Path) -> N
         "0.3",
         "--augment",
     ]
-    assert main(argv) == 1  # the default proxy-anchor loss has no margin: refused
+    assert main(argv) == 1  # the default normalized-softmax loss has no margin: refused
     assert main([*argv, "--loss", "triplet"]) == 0
     saved = json.loads((out / "training_config.json").read_text())
     assert saved["train"]["margin"] == 0.3 and saved["train"]["epochs"] == 1

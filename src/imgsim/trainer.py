@@ -136,7 +136,8 @@ class Trainer:
         """Adam(W) over the network, and over the loss's proxies at a higher learning rate.
 
         Proxies start random and must move far, while the network's weights must move little:
-        the Proxy Anchor authors train them at 100 times the network's rate.
+        the Proxy Anchor authors train them at 100 times the network's rate (for normalized
+        softmax too: 10 times measured worse on Fashion-MNIST).
         """
         groups = [{"params": list(self.model.parameters()), "lr_scale": 1.0}]
         proxies = [p for p in self.loss_fn.parameters() if p.requires_grad]
