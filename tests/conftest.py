@@ -34,6 +34,7 @@ def tiny_train_config(data: Path, out: Path, **overrides: object) -> TrainConfig
         val_fraction=0.2,
         augment=False,
         augment_below=0,
+        flip=False,
         early_stop=False,  # tests of stopping turn it on; the others run their epochs
     )
     values.update(overrides)

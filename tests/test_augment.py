@@ -88,3 +88,24 @@ def test_horizontal_flip_happens_sometimes() -> None:
     flipped = (right_minus_left < 0).sum().item()
     assert (right_minus_left.abs() > 20).all()
     assert 10 < flipped < 54  # about half of 64
+
+
+def test_flip_mirrors_about_half_and_changes_nothing_else() -> None:
+    from imgsim.augment import flip_batch
+
+    images = random_batch(n=64)
+    out = flip_batch(images, seeded(5))
+    assert out.dtype == images.dtype and out.shape == images.shape
+    mirrored = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, images, strict=True)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images, strict=True)])
+    assert (mirrored | kept).all()  # each image is itself or its exact mirror image
+    assert 16 <= int(mirrored.sum()) <= 48
+
+
+def test_flip_slices_of_a_global_batch_match_the_whole() -> None:
+    from imgsim.augment import flip_batch
+
+    images = random_batch(n=8)
+    whole = flip_batch(images, seeded(3))
+    parts = [flip_batch(images[i : i + 4], seeded(3), offset=i, total=8) for i in (0, 4)]
+    assert torch.equal(whole, torch.cat(parts))

@@ -62,6 +62,15 @@ def test_resume_names_each_setting_that_would_change_the_result(tmp_path: Path) 
     checkpoints.check_resumable(payload, TrainConfig(epochs=4, workers=3), ModelConfig(64))
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained() -> None:
+    payload = _payload(epochs=4)
+    for added in ("flip", "label_smoothing"):
+        del payload["requested_config"][added], payload["train_config"][added]
+    train, _ = checkpoints.saved_configs(payload)
+    assert train.flip is False and train.label_smoothing == 0.0  # not today's defaults
+    assert TrainConfig().flip is True
+
+
 def test_checkpoints_load_without_unpickling_code(tmp_path: Path) -> None:
     run = checkpoints.new_run(tmp_path)
     path = checkpoints.store(run, 3, _payload())

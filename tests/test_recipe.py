@@ -244,6 +244,46 @@ def test_small_folders_are_augmented_and_say_so(caplog: pytest.LogCaptureFixture
     assert choose_augment(TrainConfig(augment_below=0), 30, 10) is False
 
 
+def test_large_folders_are_mirrored_and_embed_with_the_mirror(
+    shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from imgsim.trainer import Trainer
+
+    flipped = []
+    original = Trainer.train_step
+
+    def spy(self, images, *args):
+        flipped.append(self.config.flip and not self.config.augment)
+        return original(self, images, *args)
+
+    pytest.MonkeyPatch().setattr(Trainer, "train_step", spy)
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1, flip=True)
+    with caplog.at_level("INFO", logger="imgsim"):
+        result = train(config, tiny_model_config(), progress=False)
+    assert flipped == [True] and "Mirroring half the training images" in caplog.text
+    model, _ = load_model(result.model_path)
+    assert model.config.test_flip == "on"  # trained on mirror images: embeds both
+    config = tiny_train_config(shapes_dir, tmp_path / "off", epochs=1, steps_per_epoch=1)
+    model, _ = load_model(train(config, tiny_model_config(), progress=False).model_path)
+    assert model.config.test_flip == "off"
+
+
+def test_label_smoothing_reaches_the_softmax_losses_only() -> None:
+    from imgsim.config import TrainConfig
+    from imgsim.losses import build_loss
+    from imgsim.train import check_settings
+
+    for loss in ("normsoftmax", "arcface"):
+        built = build_loss(TrainConfig(loss=loss, label_smoothing=0.2), 4, 8)
+        assert built.cross_entropy.label_smoothing == 0.2
+    assert build_loss(TrainConfig(label_smoothing=0.0), 4, 8).cross_entropy.label_smoothing == 0
+    check_settings(TrainConfig(loss="triplet"))  # the default is not an error
+    with pytest.raises(ConfigError, match="--label-smoothing: the triplet loss"):
+        check_settings(TrainConfig(loss="triplet", label_smoothing=0.2))
+    with pytest.raises(ConfigError, match="label_smoothing must be"):
+        check_settings(TrainConfig(label_smoothing=1.0))
+
+
 def test_the_resolved_choice_is_stored(shapes_dir: Path, tmp_path: Path) -> None:
     config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1,
                                augment_below=10_000)  # fmt: skip

@@ -48,3 +48,19 @@ def augment_batch(
     gray = x.mean(dim=1, keepdim=True)
     x = (x - gray) * saturation + gray
     return x.clamp_(0, 255)
+
+
+def flip_batch(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    offset: int = 0,
+    total: int | None = None,
+) -> torch.Tensor:
+    """Mirror about half of a N×3×H×W batch left to right, at random; nothing else changes.
+
+    The draws are made for the whole global batch of `total` and sliced, as in augment_batch.
+    """
+    n = images.shape[0]
+    drawn = torch.rand(total or n, generator=generator)[offset : offset + n] < 0.5
+    mirror = drawn.to(images.device, non_blocking=True).view(n, 1, 1, 1)
+    return torch.where(mirror, images.flip(-1), images)

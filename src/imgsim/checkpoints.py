@@ -76,9 +76,14 @@ def latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+# Settings added after runs were saved with checkpoints: the values those runs trained with,
+# so that resuming one after an upgrade gives the model it would have given.
+_BEFORE_ADDED = {"flip": False, "label_smoothing": 0.0}
+
+
 def saved_configs(payload: dict[str, Any]) -> tuple[TrainConfig, ModelConfig]:
     """The settings a run was started with (epochs as asked, 0 = auto), and its network."""
-    train = payload.get("requested_config") or payload["train_config"]
+    train = {**_BEFORE_ADDED, **(payload.get("requested_config") or payload["train_config"])}
     return from_dict(TrainConfig, train), from_dict(ModelConfig, payload["model_config"])
 
 

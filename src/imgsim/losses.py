@@ -11,6 +11,8 @@ from .errors import ConfigError
 # compare each image with one learned point per category, so there are no pairs to mine.
 DEFAULT_MINER = {"triplet": "semihard", "multisimilarity": "multisimilarity"}
 PROXY_LOSSES = ("proxyanchor", "normsoftmax", "arcface")
+# The proxy losses that are a cross-entropy over all categories: label smoothing applies.
+SOFTMAX_LOSSES = ("normsoftmax", "arcface")
 # Names shown to people: /stats, the history plot, logs.
 LOSS_TITLES = {
     "triplet": "triplet",
@@ -38,6 +40,11 @@ def is_proxy_loss(loss: str) -> bool:
     return loss in PROXY_LOSSES
 
 
+def uses_label_smoothing(loss: str) -> bool:
+    """Whether `label_smoothing` changes anything: only the softmax-over-proxies losses read it."""
+    return loss in SOFTMAX_LOSSES
+
+
 def build_loss(config: TrainConfig, n_classes: int = 0, embedding_dim: int = 0) -> Any:
     """The pytorch-metric-learning loss named by `config.loss`.
 
@@ -57,10 +64,21 @@ def build_loss(config: TrainConfig, n_classes: int = 0, embedding_dim: int = 0) 
     if config.loss == "proxyanchor":
         return losses.ProxyAnchorLoss(n_classes, embedding_dim, margin=0.1, alpha=32)
     if config.loss == "normsoftmax":
-        return losses.NormalizedSoftmaxLoss(n_classes, embedding_dim, temperature=0.05)
+        loss = losses.NormalizedSoftmaxLoss(n_classes, embedding_dim, temperature=0.05)
+        return _smoothed(loss, config.label_smoothing)
     if config.loss == "arcface":
-        return losses.ArcFaceLoss(n_classes, embedding_dim, margin=28.6, scale=64)
+        loss = losses.ArcFaceLoss(n_classes, embedding_dim, margin=28.6, scale=64)
+        return _smoothed(loss, config.label_smoothing)
     raise ConfigError(f"unknown loss {config.loss!r}; use one of {', '.join(LOSSES)}")
+
+
+def _smoothed(loss: Any, smoothing: float) -> Any:
+    """A softmax-over-proxies loss whose cross-entropy spreads `smoothing` over all categories."""
+    import torch
+
+    if smoothing:  # PML builds these losses on this one attribute
+        loss.cross_entropy = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=smoothing)
+    return loss
 
 
 def build_miner(config: TrainConfig) -> Any | None:

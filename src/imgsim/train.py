@@ -35,7 +35,7 @@ from .device import describe, resolve_device
 from .errors import ConfigError, DatasetError
 from .evaluation import embed, sample_rows
 from .fileio import write_text_atomic
-from .losses import is_proxy_loss, loss_title, miner_name, uses_margin
+from .losses import is_proxy_loss, loss_title, miner_name, uses_label_smoothing, uses_margin
 from .model import save_model
 from .samplers import batch_shape
 from .threshold import MAX_QUERIES, MAX_REFERENCES, Tuning, choose_threshold, tuning_fields
@@ -75,6 +75,12 @@ def check_settings(config: TrainConfig) -> None:
         )
     if not is_proxy_loss(config.loss) and config.proxy_lr_scale != _DEFAULTS.proxy_lr_scale:
         ignored.append(f"--proxy-lr-scale: the {config.loss} loss has no proxies")
+    smoothing = config.label_smoothing != _DEFAULTS.label_smoothing
+    if smoothing and not uses_label_smoothing(config.loss):
+        ignored.append(
+            f"--label-smoothing: the {config.loss} loss has no categories to smooth over "
+            "(use --loss normsoftmax or arcface)"
+        )
     if not config.early_stop and config.patience != _DEFAULTS.patience:
         ignored.append("--patience: early stopping is off (--early-stop false)")
     elif config.val_fraction <= 0 and config.patience != _DEFAULTS.patience:
@@ -104,6 +110,8 @@ def check_settings(config: TrainConfig) -> None:
         raise ConfigError("settings that would be ignored:\n  " + "\n  ".join(ignored))
     if config.batch_size < 2:
         raise ConfigError("batch_size must be at least 2: the loss compares images in a batch")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError("label_smoothing must be at least 0 and below 1")
 
 
 def plan_run(config: TrainConfig, n_train: int, n_classes: int) -> Plan:
@@ -138,16 +146,18 @@ def choose_augment(config: TrainConfig, n_train: int, n_classes: int) -> bool:
             "augment_below %d (--augment-below 0 turns this off)", per_class, config.augment_below,
         )  # fmt: skip
         return True
+    if config.flip:
+        log.info("Mirroring half the training images at random (--no-flip turns this off)")
     return False
 
 
-def resolve_model(model_config: ModelConfig, data: Collection, augment: bool) -> ModelConfig:
+def resolve_model(model_config: ModelConfig, data: Collection, flipped: bool) -> ModelConfig:
     """The network's auto settings decided: input size from the images, flip from the training."""
     size = resolve_image_size(model_config.image_size, data)
     flip = model_config.test_flip
     if flip == "auto":
-        flip = "on" if augment else "off"
-        if augment:
+        flip = "on" if flipped else "off"
+        if flipped:
             log.info("Embedding each image and its mirror image (trained on flipped images; "
                      "--test-flip off embeds once, twice as fast)")  # fmt: skip
     return dataclasses.replace(model_config, image_size=size, test_flip=flip)
@@ -188,7 +198,7 @@ def _train(
     plan = plan_run(config, len(train_rows), len(data.categories))
     augment = choose_augment(config, len(train_rows), len(data.categories))
     resolved = dataclasses.replace(config, epochs=plan.epochs, augment=augment)
-    model_config = resolve_model(model_config, data, augment)
+    model_config = resolve_model(model_config, data, augment or config.flip)
     found = _find_run(out / CHECKPOINT_DIR, config, model_config) if resume else None
     if found:
         _check_same_data(found[1], data)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .augment import augment_batch
+from .augment import augment_batch, flip_batch
 from .config import ModelConfig, TrainConfig
 from .device import autocast_dtype
 from .distributed import Dist, agree, barrier, gather
@@ -254,6 +254,8 @@ class Trainer:
         share = self.plan.batch // self.job.world
         if self.config.augment:
             x = augment_batch(x, gen, offset=self.job.rank * share, total=self.plan.batch)
+        elif self.config.flip:
+            x = flip_batch(x, gen, offset=self.job.rank * share, total=self.plan.batch)
         x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             local = self.net(x)
