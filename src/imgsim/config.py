@@ -83,7 +83,7 @@ class ModelConfig:
         metadata=choices(
             TEST_FLIPS,
             "embed each image and its mirror image, averaged, once trained; auto: on when the "
-            "training flipped images (augmentation)",
+            "training flipped images (augmentation or --flip)",
         ),
     )
 
