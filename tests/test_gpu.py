@@ -73,7 +73,7 @@ def test_a_gpu_run_resumes_from_its_checkpoint(
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_index_and_search_on_the_gpu_match_the_cpu(
+def test_extract_and_search_on_the_gpu_match_the_cpu(
     trained_workdir: Path, shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     import shutil

@@ -245,22 +245,22 @@ def test_small_folders_are_augmented_and_say_so(caplog: pytest.LogCaptureFixture
 
 
 def test_large_folders_are_mirrored_and_embed_with_the_mirror(
-    shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
-    from imgsim.trainer import Trainer
+    import imgsim.trainer
+    from imgsim.augment import flip_batch
 
-    flipped = []
-    original = Trainer.train_step
+    batches = []
 
-    def spy(self, images, *args):
-        flipped.append(self.config.flip and not self.config.augment)
-        return original(self, images, *args)
+    def spy(images: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        batches.append(len(images))
+        return flip_batch(images, *args, **kwargs)
 
-    pytest.MonkeyPatch().setattr(Trainer, "train_step", spy)
-    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=1, flip=True)
+    monkeypatch.setattr(imgsim.trainer, "flip_batch", spy)
+    config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2, flip=True)
     with caplog.at_level("INFO", logger="imgsim"):
         result = train(config, tiny_model_config(), progress=False)
-    assert flipped == [True] and "Mirroring half the training images" in caplog.text
+    assert batches == [32, 32] and "Mirroring half the training images" in caplog.text
     model, _ = load_model(result.model_path)
     assert model.config.test_flip == "on"  # trained on mirror images: embeds both
     config = tiny_train_config(shapes_dir, tmp_path / "off", epochs=1, steps_per_epoch=1)
