@@ -20,12 +20,10 @@ def augment_batch(
     whole batch and sliced, so the images get the transforms a single process would give them.
     """
     n = images.shape[0]
-    total = total or n
     x = images.float()
 
     def rand(*rest: int) -> torch.Tensor:
-        drawn = torch.rand(total, *rest, generator=generator)[offset : offset + n]
-        return drawn.to(x.device, non_blocking=True)
+        return _draws(images, generator, offset, total, *rest)
 
     # Random resized crop: keep 70–100 % of each side, anywhere in the image.
     scale = 0.7 + 0.3 * rand()
@@ -60,7 +58,18 @@ def flip_batch(
 
     The draws are made for the whole global batch of `total` and sliced, as in augment_batch.
     """
-    n = images.shape[0]
-    drawn = torch.rand(total or n, generator=generator)[offset : offset + n] < 0.5
-    mirror = drawn.to(images.device, non_blocking=True).view(n, 1, 1, 1)
+    mirror = (_draws(images, generator, offset, total) < 0.5).view(-1, 1, 1, 1)
     return torch.where(mirror, images.flip(-1), images)
+
+
+def _draws(
+    images: torch.Tensor,
+    generator: torch.Generator | None,
+    offset: int,
+    total: int | None,
+    *rest: int,
+) -> torch.Tensor:
+    """Uniform draws for a whole global batch, sliced to this process's rows, on its device."""
+    n = images.shape[0]
+    drawn = torch.rand(total or n, *rest, generator=generator)[offset : offset + n]
+    return drawn.to(images.device, non_blocking=True)
