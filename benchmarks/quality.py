@@ -28,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imgsim.autosize import choose_image_size
-from imgsim.config import ModelConfig, TrainConfig, replace
+from imgsim.autosize import PRETRAINED_SIZE, choose_image_size, resolve_backbone
+from imgsim.config import PRETRAINED, ModelConfig, TrainConfig, replace
 from imgsim.metrics import retrieval_metrics
-from imgsim.model import EmbeddingNet, load_model
+from imgsim.model import EmbeddingNet, load_model, pretrained_model
 from imgsim.sample import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from imgsim.train import train
 from imgsim.trainset import in_memory
@@ -117,18 +117,27 @@ def network_metrics(
 def run_quality(settings: QualitySettings, progress: bool = True) -> dict[str, Any]:
     """Train on the training split, index it, query with the test split; all figures as a dict."""
     tr_x, tr_y, te_x, te_y = load_splits(settings)
-    # As `imgsim train` would on a folder of these 28 px images (image_size 0 = auto).
-    size = settings.model.image_size or choose_image_size([tr_x.shape[-1]])
-    settings.model = replace(settings.model, {"image_size": size})
+    # As `imgsim train` would on a folder of these 28 px images (backbone and image_size auto).
+    native = torch.from_numpy(tr_x[:, None]).expand(-1, 3, -1, -1)  # a view: no copy
+    classes = list(FASHION_MNIST_CLASSES)
+    backbone = resolve_backbone(
+        settings.model.backbone, in_memory(native, torch.from_numpy(tr_y), classes)
+    )
+    size = settings.model.image_size or (
+        PRETRAINED_SIZE if backbone == PRETRAINED else choose_image_size([tr_x.shape[-1]])
+    )
+    settings.model = replace(settings.model, {"image_size": size, "backbone": backbone})
     tr, te = to_rgb_batch(tr_x, size), to_rgb_batch(te_x, size)
     log.info("Fashion-MNIST: %d training images (index), %d test queries", len(tr), len(te))
     results: dict[str, Any] = {"train_images": len(tr), "test_queries": len(te)}
     if settings.baselines:
         results["raw_pixels"] = pixel_metrics(tr_x, tr_y, te_x, te_y)
         torch.manual_seed(settings.train.seed)
-        untrained = EmbeddingNet(settings.model).eval()
+        untrained = (
+            pretrained_model(size) if backbone == PRETRAINED else EmbeddingNet(settings.model)
+        ).eval()
         results["untrained"], _ = network_metrics(untrained, tr, tr_y, te, te_y)
-    data = in_memory(tr, torch.from_numpy(tr_y), list(FASHION_MNIST_CLASSES))
+    data = in_memory(tr, torch.from_numpy(tr_y), classes)
     config = TrainConfig(**{**settings.train.__dict__, "output_dir": settings.output_dir})
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -177,7 +186,8 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
         label = f"{regime} per category ({r['train_images']:,} images)"
         if regime == "all":
             label = f"all ({r['train_images']:,} images)"
-        rows = [("raw pixels", r.get("raw_pixels")), ("untrained network", r.get("untrained")),
+        untrained = "ImageNet features" if "lite0" in str(r["settings"]["model"]) else "untrained"
+        rows = [("raw pixels", r.get("raw_pixels")), (untrained, r.get("untrained")),
                 ("trained (defaults)", r["trained"])]  # fmt: skip
         for name, m in rows:
             if m is None:

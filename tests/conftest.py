@@ -15,7 +15,10 @@ SHAPES = ("circle", "square", "triangle", "stripes")
 
 def tiny_model_config(**overrides: object) -> ModelConfig:
     """A network small enough to train in a second on 32 px images."""
-    values = dict(image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=32, embedding_dim=16)
+    values = dict(
+        image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=32, embedding_dim=16,
+        backbone="scratch",
+    )  # fmt: skip
     values.update(overrides)
     return ModelConfig(**values)  # type: ignore[arg-type]
 

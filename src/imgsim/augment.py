@@ -73,3 +73,19 @@ def _draws(
     n = images.shape[0]
     drawn = torch.rand(total or n, *rest, generator=generator)[offset : offset + n]
     return drawn.to(images.device, non_blocking=True)
+
+
+def pick_views(
+    views: torch.Tensor,
+    count: int,
+    generator: torch.Generator | None = None,
+    offset: int = 0,
+    total: int | None = None,
+) -> torch.Tensor:
+    """One of the first `count` cached views of each row (N×V×F → N×F), at random.
+
+    The cached views of a pretrained backbone's features stand in for augmenting the images
+    themselves; the draws are made for the whole global batch and sliced, as above.
+    """
+    choice = (_draws(views, generator, offset, total) * count).long().clamp_(max=count - 1)
+    return views[torch.arange(views.shape[0], device=views.device), choice]

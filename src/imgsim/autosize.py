@@ -1,11 +1,11 @@
-"""The network's input size when the settings leave it to the collection (image_size 0)."""
+"""The network's backbone and input size when the settings leave them to the collection."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from .config import DEFAULT_IMAGE_SIZE
+from .config import DEFAULT_IMAGE_SIZE, PRETRAINED
 from .trainset import Collection
 
 log = logging.getLogger("imgsim")
@@ -14,6 +14,14 @@ log = logging.getLogger("imgsim")
 # pays ~4× the compute for each doubling of the side.
 SIZES = (32, 48, DEFAULT_IMAGE_SIZE)
 SAMPLE = 256  # image headers read to learn the collection's size
+# The pretrained backbone's input side: quality against extraction speed, docs/benchmarks.md.
+PRETRAINED_SIZE = 160
+# Small images (a median side under SMALL_SIDE: thumbnails, Fashion-MNIST's 28 px grey images)
+# with SCRATCH_FROM images per category or more: the scratch network trained on the folder
+# measured better than a head on ImageNet features; with fewer, the features win
+# (Fashion-MNIST, docs/benchmarks.md). Photos: the pretrained network.
+SMALL_SIDE = 64
+SCRATCH_FROM = 200
 
 
 def choose_image_size(sides: Sequence[int]) -> int:
@@ -45,10 +53,13 @@ def collection_sides(data: Collection, sample: int = SAMPLE) -> list[int]:
     return sides
 
 
-def resolve_image_size(requested: int, data: Collection) -> int:
-    """`requested`, or with 0 the size chosen from the collection (and said)."""
+def resolve_image_size(requested: int, data: Collection, backbone: str = "scratch") -> int:
+    """`requested`, or with 0 the size chosen from the collection and backbone (and said)."""
     if requested:
         return requested
+    if backbone == PRETRAINED:
+        log.info("Input size %d px for the pretrained network (--image-size N)", PRETRAINED_SIZE)
+        return PRETRAINED_SIZE
     sides = collection_sides(data)
     size = choose_image_size(sides)
     median = sorted(sides)[len(sides) // 2] if sides else 0
@@ -57,3 +68,19 @@ def resolve_image_size(requested: int, data: Collection) -> int:
         size, median,
     )  # fmt: skip
     return size
+
+
+def resolve_backbone(requested: str, data: Collection) -> str:
+    """`requested`, or with auto: scratch for many small images, else the pretrained network."""
+    if requested != "auto":
+        return requested
+    sides = collection_sides(data)
+    median = sorted(sides)[len(sides) // 2] if sides else SMALL_SIDE
+    per_category = len(data) // max(1, len(data.categories))
+    small_and_many = median < SMALL_SIDE and per_category >= SCRATCH_FROM
+    chosen = "scratch" if small_and_many else PRETRAINED
+    log.info(
+        "Backbone %s: %d images per category, median shorter side %d px (--backbone chooses)",
+        chosen, per_category, median,
+    )  # fmt: skip
+    return chosen

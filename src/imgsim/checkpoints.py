@@ -84,7 +84,8 @@ _BEFORE_ADDED = {"flip": False, "label_smoothing": 0.0}
 def saved_configs(payload: dict[str, Any]) -> tuple[TrainConfig, ModelConfig]:
     """The settings a run was started with (epochs as asked, 0 = auto), and its network."""
     train = {**_BEFORE_ADDED, **(payload.get("requested_config") or payload["train_config"])}
-    return from_dict(TrainConfig, train), from_dict(ModelConfig, payload["model_config"])
+    model = {"backbone": "scratch", **payload["model_config"]}  # runs before the backbone
+    return from_dict(TrainConfig, train), from_dict(ModelConfig, model)
 
 
 def differences(payload: dict[str, Any], train: TrainConfig, model: ModelConfig) -> list[str]:

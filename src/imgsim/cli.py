@@ -14,7 +14,7 @@ from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
 from .errors import ImgsimError
 
 if TYPE_CHECKING:
-    from .config import DuplicatesConfig
+    from .config import DuplicatesConfig, ExtractConfig
     from .duplicates import DuplicateReport
 
 log = logging.getLogger("imgsim")
@@ -136,6 +136,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     cfg = replace(_config(args).extract, _given(args))
     _prepare(cfg.data_dir, cfg.output_dir)
+    cfg = _use_pretrained(cfg, args)
     if args.reference is not None:
         result = extract_reference(cfg, args.reference, args.reference_size)
     else:
@@ -148,6 +149,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_pretrained(cfg: ExtractConfig, args: argparse.Namespace) -> ExtractConfig:
+    """--pretrained: the bundled ImageNet network becomes the model file in the output folder,
+    where serve and search look for it (never over a trained one)."""
+    if not cfg.pretrained:
+        return cfg
+    from .autosize import PRETRAINED_SIZE
+    from .config import replace
+    from .model import ensure_pretrained
+
+    if args.model_path is None:
+        cfg = replace(cfg, {"model_path": str(Path(cfg.output_dir) / MODEL_FILE)})
+    model_id = ensure_pretrained(cfg.model_path, PRETRAINED_SIZE)
+    print(f"Embedding with the pretrained EfficientNet-Lite0 ({cfg.model_path}, model {model_id})")
+    return cfg
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from .config import replace
     from .update import update_index
@@ -156,6 +173,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.output_dir is not None and args.model_path is None:  # --workdir: its own model
         cfg = replace(cfg, {"model_path": str(Path(args.output_dir) / MODEL_FILE)})
     _prepare(cfg.data_dir, cfg.output_dir)
+    cfg = _use_pretrained(cfg, args)
     result = update_index(cfg, update=args.update, kind=args.kind)
     if result.full:
         print(f"Indexed {result.total} images (all embedded) into {cfg.output_dir}", end="")
@@ -375,11 +393,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 # are index's (a config file's [extract] section may set them for both).
 EXTRACT_FLAGS = (
     "data_dir", "model_path", "output_dir", "batch_size", "workers", "runtime",
-    "thumbnail_cache", "plot", "store", "device",
+    "thumbnail_cache", "plot", "store", "device", "pretrained",
 )  # fmt: skip
 INDEX_FLAGS = (
     "data_dir", "output_dir", "model_path", "engine", "engine_concurrency", "shard", "store",
-    "device",
+    "device", "pretrained",
 )  # fmt: skip
 
 

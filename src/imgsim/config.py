@@ -64,18 +64,21 @@ SAMPLERS = ("m_per_class", "random")
 DEVICES = ("cpu", "auto", "cuda", "mps")
 LR_SCHEDULES = ("cosine", "constant")
 TEST_FLIPS = ("auto", "on", "off")
+BACKBONES = ("auto", "efficientnet-lite0", "scratch")
+PRETRAINED = "efficientnet-lite0"  # the bundled ImageNet network (backbone.py)
 
 
 @dataclass
 class ModelConfig:
     """Shape of the embedding network; stored in the model file so it can be rebuilt."""
 
-    # 224 (the original) is ~12x slower on a CPU than 64; 28 px images gain nothing from 64.
-    image_size: int = 0  # input side in px; 0 = auto: the images' size rounded up to 32/48/64
+    # scratch: 224 (the original) is ~12x slower on a CPU than 64; 28 px images gain nothing.
+    # efficientnet-lite0: see autosize.PRETRAINED_SIZE.
+    image_size: int = 0  # input side in px; 0 = auto: from the images and the backbone
     embedding_dim: int = 128  # embedding dimension, as the original
     widths: tuple[int, ...] = (16, 32, 64, 128)  # channels per stage, e.g. 32,64,128,256
     blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage: the depth
-    head_hidden: int = 256  # hidden width of the projection head
+    head_hidden: int = 256  # hidden width of the projection head (0: no head, features as is)
     # Measured on Fashion-MNIST (docs/benchmarks.md): MAP@R +0.005 to +0.011 for networks
     # trained on flipped images, -0.024 for one trained without; each image costs two passes.
     test_flip: str = field(
@@ -84,6 +87,16 @@ class ModelConfig:
             TEST_FLIPS,
             "embed each image and its mirror image, averaged, once trained; auto: on when the "
             "training flipped images (augmentation or --flip)",
+        ),
+    )
+    backbone: str = field(
+        default="auto",
+        metadata=choices(
+            BACKBONES,
+            "the network under the head: efficientnet-lite0 (ImageNet-pretrained, frozen; its "
+            "features are computed once per image and view, and the head trains on them) or "
+            "scratch (a small CNN trained end to end); auto: scratch for small images (a median "
+            "side under 64 px, e.g. Fashion-MNIST), else efficientnet-lite0",
         ),
     )
 
@@ -205,6 +218,14 @@ class ExtractConfig:
     # Off by default: it costs 3×size² bytes per image; re-embedding after retraining (same
     # image size) skips decoding.
     thumbnail_cache: bool = False  # keep decoded inputs in OUTPUT_DIR/thumbnail_cache
+    # No training needed: search, duplicates and the map of any folder, labelled or not.
+    pretrained: bool = field(
+        default=False,
+        metadata={
+            "help": "embed with the bundled ImageNet network (EfficientNet-Lite0), untrained on "
+            "your folder: written as the model file where there is none yet"
+        },
+    )
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig, from_dict, to_dict
+from .backbone import FEATURE_DIM, EfficientNetLite0
+from .backbone import pretrained as pretrained_backbone
+from .config import PRETRAINED, ModelConfig, from_dict, to_dict
 from .errors import ModelNotLoadedError
 from .fileio import atomic_path
 
@@ -53,15 +56,33 @@ def stem_stride(image_size: int) -> int:
 
 
 class EmbeddingNet(nn.Module):
-    """uint8 or float image batch (N×3×H×W) → L2-normalised embedding (N×D)."""
+    """uint8 or float image batch (N×3×H×W) → L2-normalised embedding (N×D).
+
+    With the pretrained backbone, the head also takes the backbone's cached features
+    (N×F, or N×V×F views of which the first is the image and the second its mirror), which is
+    how training runs without computing the frozen backbone again every epoch.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if len(config.widths) != len(config.blocks) or not config.widths:
-            raise ValueError("widths and blocks must have the same, non-zero length")
         if config.image_size < 32:  # 0 (auto) is resolved from the collection before this
             raise ValueError(f"image_size must be at least 32, not {config.image_size}")
+        if config.backbone == "auto":  # undecided (a network built outside training): scratch
+            config = dataclasses.replace(config, backbone="scratch")
         self.config = config
+        if config.backbone == PRETRAINED:
+            self.backbone = EfficientNetLite0(config.image_size)
+            cin = FEATURE_DIM
+        elif config.backbone == "scratch":  # top-level names, as model files have always had
+            cin = self._build_scratch(config)
+        else:
+            raise ValueError(f"unknown backbone {config.backbone!r}")
+        self.head = _head(config, cin)
+
+    def _build_scratch(self, config: ModelConfig) -> int:
+        """Our small ResNet-like CNN, trained from scratch; returns its feature width."""
+        if len(config.widths) != len(config.blocks) or not config.widths:
+            raise ValueError("widths and blocks must have the same, non-zero length")
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1) * 255.0)
         s = stem_stride(config.image_size)
@@ -77,14 +98,17 @@ class EmbeddingNet(nn.Module):
                 stages.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1))
                 cin = width
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(
-            nn.Linear(cin, config.head_hidden),
-            nn.BatchNorm1d(config.head_hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(config.head_hidden, config.embedding_dim),
-        )
+        return cin
+
+    @property
+    def pretrained(self) -> bool:
+        return self.config.backbone == PRETRAINED
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # the backbone's features, cached (training picks one view a row)
+            return self.embed_features(x)
+        if x.dim() == 3:  # cached views of the backbone's features
+            return self._views(x)
         if self.training or self.config.test_flip != "on":
             return self._embed(x)
         # The image and its mirror in one batch; reshape rather than slice by a computed
@@ -92,11 +116,40 @@ class EmbeddingNet(nn.Module):
         both = self._embed(torch.cat([x, x.flip(-1)]))
         return F.normalize(both.reshape(2, -1, both.shape[1]).sum(0), dim=1)
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled features of an image batch (what the head reads)."""
+        if self.pretrained:
+            return self.backbone(x.float())
         x = (x.float() - self.mean) / self.std
         x = self.stages(self.stem(x))
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return F.normalize(self.head(x), dim=1)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on backbone features (N×F) → unit embeddings."""
+        return F.normalize(self.head(features.float()), dim=1)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_features(self.features(x))
+
+    def _views(self, views: torch.Tensor) -> torch.Tensor:
+        if self.config.test_flip != "on":
+            return self.embed_features(views[:, 0])
+        both = self.embed_features(views[:, :2].reshape(-1, views.shape[-1]))
+        return F.normalize(both.reshape(-1, 2, both.shape[1]).sum(1), dim=1)
+
+
+def _head(config: ModelConfig, cin: int) -> nn.Module:
+    """The projection head: features → embedding (none at all: the features themselves)."""
+    if config.head_hidden == 0:
+        if config.embedding_dim != cin:
+            raise ValueError(f"without a head the embedding is the {cin}-d features")
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Linear(cin, config.head_hidden),
+        nn.BatchNorm1d(config.head_hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(config.head_hidden, config.embedding_dim),
+    )
 
 
 def model_id(state_dict: dict[str, torch.Tensor]) -> str:
@@ -154,21 +207,71 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path) -> tuple[EmbeddingNet, dict[str, Any]]:
     """Rebuild the network from a model file alone; returns (model in eval mode, file contents)."""
     payload = read_model_file(path)
-    model = EmbeddingNet(from_dict(ModelConfig, payload["model_config"]))
+    model = EmbeddingNet(file_config(payload))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
 
 
+def file_config(payload: dict[str, Any]) -> ModelConfig:
+    """The network's shape in a model file (or checkpoint); files from before the pretrained
+    backbone existed hold the scratch network."""
+    return from_dict(ModelConfig, {"backbone": "scratch", **payload["model_config"]})
+
+
+def build_network(config: ModelConfig) -> EmbeddingNet:
+    """A network to train: the pretrained backbone comes with its ImageNet weights, frozen."""
+    model = EmbeddingNet(config)
+    if model.pretrained:
+        model.backbone = pretrained_backbone(config.image_size).requires_grad_(False)
+    return model
+
+
+def pretrained_model(image_size: int) -> EmbeddingNet:
+    """The ImageNet-pretrained backbone alone, trained on no folder: its features, unit-length."""
+    config = ModelConfig(
+        backbone=PRETRAINED, image_size=image_size, embedding_dim=FEATURE_DIM, head_hidden=0,
+        test_flip="off",
+    )  # fmt: skip
+    model = EmbeddingNet(config)
+    model.backbone = pretrained_backbone(image_size)
+    return model.eval()
+
+
+def ensure_pretrained(path: str | Path, image_size: int) -> str:
+    """Make `path` the untrained pretrained model unless it already is; returns its model id.
+
+    Never replaces a model trained on a folder: that is the user's work, and --pretrained
+    beside it is a mistake to name, not to act on.
+    """
+    path = Path(path)
+    if path.exists():
+        payload = read_model_file(path)
+        if payload.get("pretrained") == PRETRAINED and not payload.get("train_config"):
+            return str(payload["model_id"])
+        raise ModelNotLoadedError(
+            f"{path} holds a model trained on your images; --pretrained would replace it. "
+            "Leave out --pretrained to embed with it, or give another --workdir or --model."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"pretrained": PRETRAINED}
+    return save_model(path, pretrained_model(image_size), [], extra=extra)
+
+
 def model_type(info: dict[str, Any] | None) -> str:
-    """What /stats calls the network: named after the loss it was trained with."""
+    """What /stats calls the network: after the loss it was trained with, or the backbone."""
     from .losses import loss_title
 
+    config = (info or {}).get("model_config") or {}
     loss = ((info or {}).get("train_config") or {}).get("loss")
-    if not loss:
+    if not loss or (info or {}).get("pretrained"):
+        if config.get("backbone") == PRETRAINED:
+            return "EfficientNet-Lite0 (ImageNet, untrained here)"
         return "Embedding Network"
     # Each word capitalised, the rest kept: "Triplet", "Proxy-Anchor", "ArcFace" (not "Arcface").
     title = "-".join(w[:1].upper() + w[1:] for w in loss_title(loss).split("-"))
+    if config.get("backbone") == PRETRAINED:
+        return f"{title} Network on EfficientNet-Lite0"
     return f"{title} Network"  # "Triplet Network", as the original said
 
 

@@ -16,13 +16,15 @@ from typing import Any
 import torch
 
 from . import checkpoints, distributed
-from .autosize import resolve_image_size
+from .autosize import resolve_backbone, resolve_image_size
+from .backbone import pretrained as pretrained_backbone
 from .config import (
     CHECKPOINT_DIR,
     HISTORY_PLOT,
     LOSSES,
     LR_SCHEDULES,
     MODEL_FILE,
+    PRETRAINED,
     RELIABILITY_PLOT,
     SAMPLERS,
     TRAIN_CONFIG_FILE,
@@ -33,10 +35,11 @@ from .config import (
 )
 from .device import describe, resolve_device
 from .errors import ConfigError, DatasetError
-from .evaluation import embed, sample_rows
+from .evaluation import embed, recall_at_1, sample_rows
+from .featurecache import cache_features, view_count
 from .fileio import write_text_atomic
 from .losses import is_proxy_loss, loss_title, miner_name, uses_label_smoothing, uses_margin
-from .model import save_model
+from .model import pretrained_model, save_model
 from .samplers import batch_shape
 from .threshold import MAX_QUERIES, MAX_REFERENCES, Tuning, choose_threshold, tuning_fields
 from .trainer import Plan, Split, Trainer
@@ -152,15 +155,17 @@ def choose_augment(config: TrainConfig, n_train: int, n_classes: int) -> bool:
 
 
 def resolve_model(model_config: ModelConfig, data: Collection, flipped: bool) -> ModelConfig:
-    """The network's auto settings decided: input size from the images, flip from the training."""
-    size = resolve_image_size(model_config.image_size, data)
+    """The network's auto settings decided: backbone and input size from the images, flip from
+    the training."""
+    backbone = resolve_backbone(model_config.backbone, data)
+    size = resolve_image_size(model_config.image_size, data, backbone)
     flip = model_config.test_flip
     if flip == "auto":
         flip = "on" if flipped else "off"
         if flipped:
             log.info("Embedding each image and its mirror image (trained on flipped images; "
                      "--test-flip off embeds once, twice as fast)")  # fmt: skip
-    return dataclasses.replace(model_config, image_size=size, test_flip=flip)
+    return dataclasses.replace(model_config, backbone=backbone, image_size=size, test_flip=flip)
 
 
 def train(
@@ -202,6 +207,9 @@ def _train(
     found = _find_run(out / CHECKPOINT_DIR, config, model_config) if resume else None
     if found:
         _check_same_data(found[1], data)
+    if model_config.backbone == PRETRAINED:
+        data, train_rows, val_rows = _cached(data, train_rows, val_rows, model_config, resolved,
+                                             device, progress)  # fmt: skip
     trainer = Trainer(resolved, model_config, Split(data, train_rows, val_rows), plan, job,
                       device, progress)  # fmt: skip
     _log_start(trainer)
@@ -221,6 +229,18 @@ def _train(
     if not job.main:
         return TrainResult(out / MODEL_FILE, trainer.history, data.categories)
     return _finish(trainer, out, run_dir.name)
+
+
+def _cached(
+    data: Collection, train_rows: torch.Tensor, val_rows: torch.Tensor, model: ModelConfig,
+    config: TrainConfig, device: torch.device, progress: bool,
+) -> tuple[Collection, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The collection as cached backbone features; rows whose image is unreadable drop out."""
+    views = view_count(config.augment, config.flip)
+    backbone = pretrained_backbone(model.image_size)
+    data, ok = cache_features(backbone, model.image_size, data, views, device, config.workers,
+                              config.seed, progress)  # fmt: skip
+    return data, train_rows[ok[train_rows]], val_rows[ok[val_rows]]
 
 
 def repeatable(config: TrainConfig) -> TrainConfig:
@@ -294,6 +314,8 @@ def _check_same_data(payload: dict[str, Any], data: Collection) -> None:
 def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
     """Calibrate scores and tune the default threshold on held-out images; write the outputs."""
     split, config = trainer.split, trainer.config
+    if trainer.model.pretrained and len(split.val_rows):
+        _keep_untrained_if_better(trainer)
     tuning = _tune(trainer) if len(split.val_rows) else None
     if tuning is not None:
         log.info(tuning.choice.describe())
@@ -310,6 +332,30 @@ def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
     _write_outputs(out, trainer, tuning, extra)
     return TrainResult(out / MODEL_FILE, trainer.history, split.data.categories,
                        trainer.stopped_early)  # fmt: skip
+
+
+def _keep_untrained_if_better(trainer: Trainer) -> None:
+    """Validation decides: the ImageNet features as they are, when the trained head is not
+    ahead of them on the held-out images (it can over-fit a small, varied folder)."""
+    untrained = pretrained_model(trainer.model_config.image_size).to(trainer.device)
+    trained_r1, untrained_r1 = (_held_out_recall(trainer, m) for m in (trainer.model, untrained))
+    if trained_r1 > untrained_r1:
+        log.info("Validation Recall@1 %.3f with the trained head, %.3f with the pretrained "
+                 "features alone: keeping the trained head", trained_r1, untrained_r1)  # fmt: skip
+        return
+    log.warning("Validation Recall@1 %.3f with the trained head, %.3f with the pretrained "
+                "features alone: keeping the pretrained features (the head did not help on "
+                "this folder)", trained_r1, untrained_r1)  # fmt: skip
+    trainer.model, trainer.model_config = untrained, untrained.config
+
+
+def _held_out_recall(trainer: Trainer, model: torch.nn.Module) -> float:
+    split, labels, seed = trainer.split, trainer.split.data.labels, trainer.config.seed
+    q, q_rows = embed(model, trainer.loader, sample_rows(split.val_rows, MAX_QUERIES, seed),
+                      trainer.device)  # fmt: skip
+    r, r_rows = embed(model, trainer.loader, sample_rows(split.train_rows, MAX_REFERENCES, seed),
+                      trainer.device)  # fmt: skip
+    return recall_at_1(q, labels[q_rows], r, labels[r_rows])
 
 
 def _tune(trainer: Trainer) -> Tuning | None:

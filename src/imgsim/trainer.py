@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .augment import augment_batch, flip_batch
+from .augment import augment_batch, flip_batch, pick_views
 from .config import ModelConfig, TrainConfig
 from .device import autocast_dtype
 from .distributed import Dist, agree, barrier, gather
 from .evaluation import MAX_QUERIES, evaluate, validation_interval
 from .init_weights import load_init_weights
 from .losses import build_loss, build_miner
-from .model import EmbeddingNet
+from .model import build_network
 from .samplers import GlobalBatches, build_sampler
 from .stopping import Stopping, noise_margin, patience_for
 from .trainset import Collection, ImageLoader
@@ -88,7 +88,7 @@ class Trainer:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         seed_everything(self.config.seed)  # the same initial weights in every process
-        self.model = EmbeddingNet(self.model_config)
+        self.model = build_network(self.model_config)
         if self.config.init_weights:
             load_init_weights(self.model, self.config.init_weights)
         # Channels-last: the CPU's convolutions ran the training step 1.7× faster (batch 63,
@@ -139,7 +139,8 @@ class Trainer:
         the Proxy Anchor authors train them at 100 times the network's rate (for normalized
         softmax too: 10 times measured worse on Fashion-MNIST).
         """
-        groups = [{"params": list(self.model.parameters()), "lr_scale": 1.0}]
+        trained = [p for p in self.model.parameters() if p.requires_grad]  # not a frozen backbone
+        groups = [{"params": trained, "lr_scale": 1.0}]
         proxies = [p for p in self.loss_fn.parameters() if p.requires_grad]
         if proxies:
             groups.append(
@@ -250,13 +251,7 @@ class Trainer:
         lr = learning_rate(self.config, global_step, self.plan.epochs * self.plan.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        x = images.to(self.device, non_blocking=True)
-        share = self.plan.batch // self.job.world
-        if self.config.augment:
-            x = augment_batch(x, gen, offset=self.job.rank * share, total=self.plan.batch)
-        elif self.config.flip:
-            x = flip_batch(x, gen, offset=self.job.rank * share, total=self.plan.batch)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = self.inputs(images.to(self.device, non_blocking=True), gen)
         with self.autocast():
             local = self.net(x)
         # The loss sees the whole global batch, in float32 whatever the autocast.
@@ -268,6 +263,19 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.item()
+
+    def inputs(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """This step's network inputs: images augmented or mirrored, or cached features' views."""
+        share = self.plan.batch // self.job.world
+        where = {"offset": self.job.rank * share, "total": self.plan.batch}
+        if x.dim() == 3:  # N×V×F features of a frozen backbone (featurecache.py)
+            count = x.shape[1] if self.config.augment else (2 if self.config.flip else 1)
+            return pick_views(x, count, gen, **where)
+        if self.config.augment:
+            x = augment_batch(x, gen, **where)
+        elif self.config.flip:
+            x = flip_batch(x, gen, **where)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision where the device has it; nothing at all elsewhere (CPU, MPS)."""
