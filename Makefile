@@ -4,13 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint format clean fuzz container-test
+.PHONY: demo test test-repeat setup system-deps lint format clean fuzz container-test
 
 demo: setup  ## sample data → train → extract → sample searches → web server on :5000
 	$(BIN)/imgsim demo
 
 test: setup  ## the whole test suite (the command CI runs)
 	$(BIN)/pytest
+
+# Flakiness hunting: the whole suite N times, stopping at the first run that fails.
+N ?= 3
+test-repeat: setup  ## make test-repeat N=3
+	@for run in $$(seq $(N)); do \
+	  echo "== test run $$run of $(N)"; \
+	  $(BIN)/pytest || { echo "test run $$run of $(N) failed"; exit 1; }; \
+	done; \
+	echo "all $(N) test runs passed"
 
 setup: $(STAMP) system-deps
 

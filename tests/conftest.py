@@ -88,14 +88,31 @@ def _imgsim_logs_propagate() -> None:
 
 
 @pytest.fixture(scope="session")
-def milvus_address(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """HOST:PORT of a real Milvus server (see tests/milvus_server.py), or a skip."""
+def milvus_server_started(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """HOST:PORT of a real Milvus server (see tests/milvus_server.py), or why ours failed."""
     from . import milvus_server
 
     try:
         yield from milvus_server.start(tmp_path_factory.mktemp("milvus"))
     except ImportError:
         pytest.skip("no Milvus: pip install -e '.[dev]' (PyPI's milvus) or set IMGSIM_TEST_MILVUS")
+    except milvus_server.ServerFailed as failure:
+        yield failure  # raised before the server's one yield, so this is the only one
+
+
+@pytest.fixture
+def milvus_address(milvus_server_started: object) -> str:
+    """HOST:PORT of the session's Milvus server; if it failed: one error, then skips saying why."""
+    from . import milvus_server
+
+    started = milvus_server_started
+    if isinstance(started, str):
+        return started
+    assert isinstance(started, milvus_server.ServerFailed)
+    if not started.reported:
+        started.reported = True
+        pytest.fail(f"the tests' Milvus server did not start: {started}", pytrace=False)
+    pytest.skip(f"the tests' Milvus server did not start (an error above says so): {started}")
 
 
 @pytest.fixture(params=["faiss", "milvus"])
