@@ -239,6 +239,7 @@ def test_to_dict_is_plain_json() -> None:
         "blocks": [2, 2],
         "head_hidden": 256,
         "test_flip": "auto",
+        "backbone": "auto",
     }
     assert json.loads(json.dumps(values)) == values
 

@@ -346,7 +346,7 @@ def _keep_untrained_if_better(trainer: Trainer) -> None:
     log.warning("Validation Recall@1 %.3f with the trained head, %.3f with the pretrained "
                 "features alone: keeping the pretrained features (the head did not help on "
                 "this folder)", trained_r1, untrained_r1)  # fmt: skip
-    trainer.model, trainer.model_config = untrained, untrained.config
+    trainer.model = untrained  # training_config.json keeps the settings that repeat the run
 
 
 def _held_out_recall(trainer: Trainer, model: torch.nn.Module) -> float:
