@@ -21,7 +21,7 @@ from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .kept_document import DocumentState
 from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
-from .paths import safe_path
+from .paths import name_path, safe_path
 from .staging import Staging, recover_uploads
 from .store import (
     ConcurrentChangeError,
@@ -394,7 +394,7 @@ class Searcher:
                 safe_path(data_dir, name)  # UnsafePathError before anything changes
         removed = store.remove(known) if known else []
         for name in removed if trash_files and data_dir is not None else []:
-            if (data_dir / name).is_file():  # type: ignore[operator]
+            if name_path(data_dir, name).is_file():  # type: ignore[operator]
                 move_to_trash(self.workdir, data_dir, name)  # type: ignore[arg-type]
         return removed
 
@@ -410,7 +410,7 @@ class Searcher:
         if self.store is None or not self.store.contains(name):
             return None
         data_dir = self.data_dir
-        path = data_dir / name if data_dir is not None else None
+        path = name_path(data_dir, name) if data_dir is not None else None
         return path if path is not None and path.is_file() else None
 
     def collection_map(self, settings: MapSettings) -> DocumentState:
