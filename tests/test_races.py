@@ -136,3 +136,136 @@ def test_an_upload_interrupted_before_its_commit_is_dropped_at_start(
     Searcher.from_workdir(workdir).recover_uploads()
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert "stripes_00005.png" not in assert_consistent(workdir)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_same_name_uploads_and_deletes_from_two_servers(workdir: Path, shapes_dir: Path) -> None:
+    """6 threads, 2 Searchers (two server processes) on one workdir, one name: every change
+    is an add, a remove or "not there"; nothing is left staged, open or half done."""
+    import random
+    import threading
+
+    servers = [Searcher.from_workdir(workdir) for _ in range(2)]
+    uploads = [(shapes_dir / f"stripes_{i:05d}.png").read_bytes() for i in (1, 2)]
+    fds = _open_fds()
+    errors: list[BaseException] = []
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(8):
+                server = rng.choice(servers)
+                if rng.random() < 0.5:
+                    server.add_images({"stripes_07777.png": rng.choice(uploads)})
+                else:
+                    server.remove_images(["stripes_07777.png"])  # [] when another won
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert not list((workdir / ".imgsim-staging").iterdir())
+    assert _open_fds() <= fds + 2  # SQLite may have opened its WAL index meanwhile
+    for server in servers:
+        server.store.close()  # type: ignore[union-attr]
+    assert_consistent(workdir)
+
+
+def test_a_failed_move_leaves_no_intent_and_no_entry(
+    workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgsim import staging
+
+    server = Searcher.from_workdir(workdir)
+    fds = _open_fds()
+
+    def fail(source: Path, target: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(staging, "_move", fail)
+    with pytest.raises(OSError):
+        server.add_images({"stripes_00004.png": (shapes_dir / "stripes_00004.png").read_bytes()})
+    assert not list((workdir / ".imgsim-staging").iterdir())
+    assert _open_fds() == fds
+    assert not server.store.contains("stripes_00004.png")  # type: ignore[union-attr]
+    server.store.close()  # type: ignore[union-attr]
+    assert_consistent(workdir)
+
+
+def test_a_delete_is_never_undone_by_an_update_in_its_window(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`index --update` started between a delete's commit and its file's move to the trash
+    waits for the move, so it never indexes the deleted image again."""
+    import threading
+
+    import imgsim.search
+
+    server = Searcher.from_workdir(workdir)
+    name = sorted(p.name for p in (workdir.parent / "data").iterdir())[0]
+    real_move = imgsim.search.move_to_trash
+    updates: list[threading.Thread] = []
+
+    def slow_move(*args: object) -> object:
+        update = threading.Thread(target=update_index, args=(config(workdir),), daemon=True)
+        update.start()
+        updates.append(update)
+        update.join(timeout=1.0)  # it waits on the change lock, not on this
+        assert update.is_alive()
+        return real_move(*args)
+
+    monkeypatch.setattr(imgsim.search, "move_to_trash", slow_move)
+    assert server.remove_images([name]) == [name]
+    updates[0].join(timeout=60)
+    server.store.close()  # type: ignore[union-attr]
+    assert name not in assert_consistent(workdir)
+
+
+def test_an_update_finishes_under_steady_uploads(
+    workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads at ~10/s all through an update: it applies what it has, in one go."""
+    import threading
+    import time
+
+    server = Searcher.from_workdir(workdir)
+    sources = sorted(shapes_dir.glob("stripes_*"))[:20]
+    done = threading.Event()
+    added: list[str] = []
+
+    def uploads() -> None:
+        for path in sources:
+            if done.is_set():
+                break
+            server.add_images({path.name: path.read_bytes()})
+            added.append(path.name)
+            time.sleep(0.1)
+
+    real_embed = imgsim.update.embed_records
+
+    def slow_embed(*args, **kwargs):  # the update's embedding takes a while
+        time.sleep(0.5)
+        return real_embed(*args, **kwargs)
+
+    monkeypatch.setattr(imgsim.update, "embed_records", slow_embed)
+    (workdir.parent / "data" / "circle_00001.png").unlink()  # something for it to do
+    thread = threading.Thread(target=uploads)
+    thread.start()
+    try:
+        started = time.monotonic()
+        result = update_index(config(workdir), progress=False)
+        seconds = time.monotonic() - started
+    finally:
+        done.set()
+        thread.join(timeout=60)
+    assert result.removed == 1 and seconds < 30
+    assert len(added) >= 3  # the uploads went on meanwhile
+    server.store.close()  # type: ignore[union-attr]
+    assert set(added) <= assert_consistent(workdir)

@@ -522,7 +522,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dev", action="store_true", help="Flask's one-process development server instead"
     )
-    p.add_argument("--debug", action="store_true", help="Flask debug mode (never in production)")
+    p.add_argument("--debug", action="store_true", help="Flask debug mode (loopback only)")
     _add_config_flag(p)
     p.set_defaults(func=cmd_serve)
 
@@ -663,7 +663,10 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = "warning: " if record.levelno == logging.WARNING else ""
         prefix = "error: " if record.levelno >= logging.ERROR else prefix
-        return prefix + record.getMessage()
+        text = prefix + record.getMessage()
+        if record.exc_info:  # a bug's traceback (the web app's unhandled errors) is kept
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

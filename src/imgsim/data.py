@@ -20,7 +20,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import DatasetError, UnreadableImageError
+from .errors import DatasetError, UnreadableImageError, UnsafePathError
+from .folders import walk_names
+from .paths import escape_name, name_path, unescape_name
 
 log = logging.getLogger("imgsim")
 
@@ -73,34 +75,44 @@ def parse_category(filename: str) -> str | None:
 
 
 def category_of(name: str) -> str | None:
-    """Category of a dataset-relative name: its first folder if it has one, else its file name."""
-    parts = _SEPARATORS.split(name)
-    if len(parts) > 1:
-        return parts[0].strip().lower() or None
-    return parse_category(parts[0])
+    """Category of a dataset-relative name: its first folder if it has one, else its file name.
+
+    `name` may be escaped (imgsim.paths): the category is that of the file name, escaped too.
+    """
+    try:
+        raw = unescape_name(name)
+    except UnsafePathError:
+        raw = name  # not an escaped name (a Windows path from an upload): read it as it is
+    parts = _SEPARATORS.split(raw)
+    category = parts[0].strip().lower() if len(parts) > 1 else parse_category(parts[0])
+    return escape_name(category) if category else None
 
 
 def is_image_file(path: Path) -> bool:
     """Whether a path looks like an image file imgsim reads (by extension, hidden files skipped)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return is_image_name(path.name)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name (its last part) looks like an image file imgsim reads."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
 
 
 def scan_images(root: str | Path) -> list[ImageRecord]:
-    """All image files under `root` (recursively), sorted by name, with their categories."""
+    """All image files under `root` (recursively), sorted by name, with their categories.
+
+    Names are escaped (imgsim.paths.escape_name); unreadable folders and symlink loops are
+    skipped with a warning (imgsim.folders).
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
             f"Image folder not found: {root}\nPut your images in {root}/ or pass --data DIR."
         )
-    records = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        if is_image_file(path):
-            name = rel.as_posix()
-            records.append(ImageRecord(name, category_of(name), path))
-    return records
+    return [
+        ImageRecord(name, category_of(name), name_path(root, name))
+        for name in walk_names(root, is_image_name)
+    ]
 
 
 def category_counts(records: Iterable[ImageRecord]) -> Counter[str]:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .errors import RenameError
 from .fileio import fsync_dir, write_text_atomic
+from .folders import skipped
+from .folders import subfolders as list_subfolders
 
 LOG_NAME = ".imgsim_rename_log.json"
 JOURNAL_NAME = ".imgsim_rename_journal.json"
@@ -257,19 +259,26 @@ def check_folder(folder: str | os.PathLike[str], subfolders: bool = True) -> Non
     look like a different dataset (temporary names, missing categories).
     """
     folder = Path(folder)
-    candidates = [folder]
-    try:
-        if subfolders:
-            candidates += [Path(e.path) for e in os.scandir(folder) if e.is_dir()]
-    except OSError:
+    if not folder.is_dir():
         return  # not a folder: the command says so itself
+    # An unreadable sub-folder (or a symlink loop) is skipped with a warning: the walk that
+    # lists the images skips it too, so a journal in it cannot change what the command sees.
+    candidates = [folder, *(list_subfolders(folder) if subfolders else [])]
     for path in candidates:
-        if (path / JOURNAL_NAME).exists() or _legacy_journal_safe(path):
+        if _has_journal(path):
             raise InterruptedRenameError(
                 f"an interrupted `imgsim rename` left {path} half renamed: run "
                 f"`imgsim rename {path} --recover` first (it finishes the run; "
                 "`--undo` afterwards reverses it)"
             )
+
+
+def _has_journal(folder: Path) -> bool:
+    try:
+        return (folder / JOURNAL_NAME).exists() or _legacy_journal_safe(folder)
+    except OSError as exc:  # PermissionError for a folder we cannot enter
+        skipped(folder, exc)
+        return False
 
 
 def _legacy_journal_safe(folder: Path) -> bool:

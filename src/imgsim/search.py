@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -12,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .calibration import Calibration, similarity_percent
+from .changes import changing
 from .collection_map import CollectionMap, MapSettings
 from .config import MODEL_FILE, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
@@ -21,8 +23,8 @@ from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
 from .kept_document import DocumentState
 from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
-from .paths import safe_path
-from .staging import Staging, recover_uploads
+from .paths import name_path, safe_path
+from .staging import Staged, Staging, recover_uploads
 from .store import (
     ConcurrentChangeError,
     Hit,
@@ -353,29 +355,47 @@ class Searcher:
         moved to its name. A crash at any point leaves file and entry together or neither
         (`Staging.recover`). Writers of every process take turns in the store.
         """
-        store = self._require_store()
+        self._require_store()  # NotReadyError before anything is read or embedded
         names = [dataset_name(n) for n in images]
         staging = self.staging()
         for name in names:
             safe_path(staging.data_dir, name)  # no write through a symlink out of the folder
         data = [_read_bytes(source) for source in images.values()]
-        vectors = self.embed(list(data))
-        staged = []
+        vectors = self.embed(list(data))  # the slow part, before the lock
+        with changing(self.workdir):
+            self._add_staged(staging, names, data, vectors)
+        return names
+
+    def _add_staged(
+        self, staging: Staging, names: list[str], data: list[bytes], vectors: np.ndarray
+    ) -> None:
+        """Stage, commit, then move each file to its name; whatever raises, no intent stays."""
+        store = self._require_store()
+        staged: list[Staged] = []
+        committed = False
         try:
             for name, blob in zip(names, data, strict=True):
                 staged.append(staging.stage(name, blob))
             items = [Item(s.name, v, s.facts) for s, v in zip(staged, vectors, strict=True)]
             store.add(items, self.model_info.get("model_id", ""))
-        except BaseException:
+            committed = True
+            while staged:
+                # A replaced image goes to the trash, never overwritten.
+                trash = partial(move_to_trash, self.workdir, staging.data_dir, staged[0].name)
+                staging.publish(staged[0], lambda _old, trash=trash: trash())
+                staged.pop(0)
+        except Exception:
+            if committed and staged:  # indexed but not moved in: take the entries back out
+                store.remove([s.name for s in staged])
             for s in staged:
                 staging.discard(s)
             raise
-        for s in staged:
-            # A replaced image goes to the trash, never overwritten.
-            staging.publish(
-                s, lambda old, s=s: move_to_trash(self.workdir, staging.data_dir, s.name)
-            )
-        return names
+        except BaseException:
+            # The process is going (KeyboardInterrupt, SystemExit): what was committed is
+            # left to Staging.recover at the next start, as after a kill.
+            for s in staged if not committed else []:
+                staging.discard(s)
+            raise
 
     def remove_images(self, names: Iterable[str], trash_files: bool = True) -> list[str]:
         """Remove images from the index and move their files to the trash (never unlinked).
@@ -389,13 +409,19 @@ class Searcher:
         # Unknown names (a typo, a probe from a request) change nothing, not even the
         # generation: other workers keep their state.
         known = [n for n in dict.fromkeys(names) if store.contains(n)]
+        if not known:
+            return []  # nothing written, not even the lock file
         if data_dir is not None:
             for name in known:
                 safe_path(data_dir, name)  # UnsafePathError before anything changes
-        removed = store.remove(known) if known else []
-        for name in removed if trash_files and data_dir is not None else []:
-            if (data_dir / name).is_file():  # type: ignore[operator]
-                move_to_trash(self.workdir, data_dir, name)  # type: ignore[arg-type]
+        # Under the change lock: no upload of the same name, and no index update, comes
+        # between the commit and the file's move to the trash.
+        with changing(self.workdir):
+            known = [n for n in known if store.contains(n)]  # another request may have won
+            removed = store.remove(known) if known else []  # a 404 if another request won
+            for name in removed if trash_files and data_dir is not None else []:
+                if name_path(data_dir, name).is_file():  # type: ignore[operator]
+                    move_to_trash(self.workdir, data_dir, name)  # type: ignore[arg-type]
         return removed
 
     def _require_store(self) -> Store:
@@ -410,7 +436,7 @@ class Searcher:
         if self.store is None or not self.store.contains(name):
             return None
         data_dir = self.data_dir
-        path = data_dir / name if data_dir is not None else None
+        path = name_path(data_dir, name) if data_dir is not None else None
         return path if path is not None and path.is_file() else None
 
     def collection_map(self, settings: MapSettings) -> DocumentState:

@@ -77,12 +77,12 @@ class Staging:
         if before_replace is not None and staged.target.exists():
             before_replace(staged.target)
         _move(staged.path, staged.target)
-        _release(staged.intent, staged.lock_fd)
+        _release_staged(staged)
 
     def discard(self, staged: Staged) -> None:
-        """Drop a staged file whose entry was not committed."""
+        """Drop a staged file whose entry is not (or no longer) committed; safe to repeat."""
         staged.path.unlink(missing_ok=True)
-        _release(staged.intent, staged.lock_fd)
+        _release_staged(staged)
 
     def recover(self, committed: Callable[[str, str], bool]) -> tuple[int, int]:
         """Finish or drop what a crash left; returns (finished, dropped).
@@ -173,6 +173,13 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _release_staged(staged: Staged) -> None:
+    # At most once: the descriptor number may belong to another file once closed.
+    if staged.lock_fd >= 0:
+        fd, staged.lock_fd = staged.lock_fd, -1
+        _release(staged.intent, fd)
 
 
 def _release(intent: Path, fd: int) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
@@ -19,17 +18,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import (
-    IMAGE_EXTENSIONS,
     ImageRecord,
     UnreadableImageError,
     category_of,
     decode_file,
     default_workers,
+    is_image_name,
     probe_file,
     require_categories,
     scan_images,
 )
 from .errors import DatasetError
+from .folders import walk_names
+from .paths import name_path
 
 log = logging.getLogger("imgsim")
 
@@ -81,30 +82,13 @@ def in_memory(images: torch.Tensor, labels: torch.Tensor, categories: list[str])
 
 
 def scan_names(root: Path) -> list[str]:
-    """Image names under `root` as scan_images finds them, without a Path object per file.
+    """Image names under `root` as scan_images finds them (escaped), without a Path per file.
 
     200,000 ImageRecords with their Paths take ~90 MB; their names alone, a fraction of it.
     """
     if not root.is_dir():
         scan_images(root)  # raises the usual "Image folder not found" message
-    names: list[str] = []
-    _walk(str(root), "", names)
-    if any("/" in n for n in names):
-        names.sort(key=lambda n: n.split("/"))  # the order Path sorting gives scan_images
-    else:
-        names.sort()  # the same order, without a key list per file
-    return names
-
-
-def _walk(folder: str, prefix: str, out: list[str]) -> None:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):  # as Path.rglob: no symlinked folders
-                _walk(entry.path, prefix + entry.name + "/", out)
-            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-                out.append(prefix + entry.name)
+    return walk_names(root, is_image_name)
 
 
 def _usable(root: Path, names: list[str]) -> Collection:
@@ -114,7 +98,7 @@ def _usable(root: Path, names: list[str]) -> Collection:
     usable = {c for c, n in counts.items() if n >= 2}
     if len(usable) < 2:  # the full records give the detailed message
         require_categories(
-            [ImageRecord(n, c, root / n) for n, c in zip(names, cats, strict=True)], root
+            [ImageRecord(n, c, name_path(root, n)) for n, c in zip(names, cats, strict=True)], root
         )
     categories = sorted(usable)
     lookup = {c: i for i, c in enumerate(categories)}
@@ -152,7 +136,7 @@ class _Probe(Dataset):
         return len(self.names)
 
     def __getitem__(self, i: int) -> tuple[int, str | None]:
-        return i, probe_file(self.root / self.names[i].decode())
+        return i, probe_file(name_path(self.root, self.names[i].decode()))
 
 
 def stratified_split(
@@ -197,7 +181,7 @@ class FolderImages(Dataset):
             self._cache.move_to_end(i)
             return i, self._cache[i], None
         try:
-            arr = decode_file(self.root / self.names[i].decode(), self.size)
+            arr = decode_file(name_path(self.root, self.names[i].decode()), self.size)
         except (UnreadableImageError, OSError) as exc:
             return i, None, str(exc)
         self._remember(i, arr)

@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import TRASH_DIR, TRASH_JOURNAL
 from .errors import TrashError
 from .fileio import copy_durably, default_file_mode, fsync_dir, write_text_atomic
-from .paths import safe_path
+from .paths import escape_name, name_path, safe_path, unescape_name
 
 _LOCK = ".lock"
 _PARTIAL = ".partial"  # a copy across file systems that is not complete yet
@@ -31,7 +31,7 @@ class TrashItem:
 
     id: str
     name: str  # relative to data_dir, as imgsim names images ("hats/a.jpg")
-    data_dir: str  # the data folder it came from (absolute)
+    data_dir: str  # the data folder it came from (absolute, escaped as names are)
     trashed_at: float  # seconds since the epoch
     size: int
     sha256: str
@@ -40,7 +40,7 @@ class TrashItem:
     @property
     def original(self) -> Path:
         """Where the file was, and where restore puts it back."""
-        return Path(self.data_dir) / self.name
+        return name_path(unescape_name(self.data_dir), self.name)
 
     def to_dict(self) -> dict:
         """JSON-ready, with the time also as ISO 8601 for people."""
@@ -73,11 +73,12 @@ def move_to_trash(
         item = TrashItem(
             id=item_id,
             name=name,
-            data_dir=str(Path(data_dir).resolve()),
+            data_dir=escape_name(str(Path(data_dir).resolve())),
             trashed_at=time.time(),
             size=source.stat().st_size,
             sha256=_sha256(source),
-            stored=str((folder / source.name).resolve()),
+            # The escaped name: the journal is UTF-8 text, whatever the file was called.
+            stored=str((folder / escape_name(source.name)).resolve()),
         )
         _append(root, {"event": "trashed", **asdict(item)})
         _move(source, Path(item.stored))
@@ -127,7 +128,7 @@ def restore(workdir: str | os.PathLike[str], name_or_id: str) -> Path:
     root = trash_dir(workdir)
     with _locked(root):
         item = find(workdir, name_or_id)
-        target = safe_path(item.data_dir, item.name)
+        target = safe_path(unescape_name(item.data_dir), item.name)
         if os.path.lexists(target):
             raise TrashError(
                 f"cannot restore {item.name!r}: {target} already exists. Move that file "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .changes import changing
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
 from .errors import DatasetError
@@ -24,7 +26,7 @@ from .extract import (
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model import EmbeddingNet, load_model
 from .scale import ShardError, in_shard, parse_shard
-from .staging import recover_uploads, wait_for_uploads
+from .staging import recover_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
 from .store.exports import write_exports
 from .vectors import resolve_kind
@@ -133,29 +135,58 @@ def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: Embe
 def _update(
     store: Store, model: EmbeddingNet, config: ExtractConfig, progress: bool, model_id: str
 ) -> UpdateResult:
-    embedded: dict[str, np.ndarray] = {}  # by content: a second plan reuses them
+    embedded: dict[str, np.ndarray] = {}  # by content: the locked plan reuses them
+    failed: set[str] = set()  # contents that did not decode
     for _ in range(UPDATE_ATTEMPTS):
-        expected = store.generation()
-        wait_for_uploads(config.output_dir)
-        shard = parse_shard(config.shard)
-        records = [r for r in scan_images(config.data_dir) if in_shard(r.name, shard)]
-        if not records and shard is None:
-            raise DatasetError(f"No images found in {config.data_dir}")
-        plan = _plan(store, records, extract_workers(config.workers) + 1, embedded, shard)
-        failed = _embed_plan(plan, model, model_id, config, progress, embedded)
-        known = store.facts()
-        plan.remove += [n for n in failed if n in known]
-        try:
-            data_dir = str(Path(config.data_dir).resolve())
-            store.apply(plan.add, plan.remove, plan.touch, model_id, expected, data_dir)
-            break
-        except ConcurrentChangeError:
-            log.warning("The index changed meanwhile (another process); planning again")
+        # The slow part (embedding) runs while uploads and deletes go on; then, under the
+        # workdir's change lock, the folder is read again and what is known is committed at
+        # once, so steady uploads cannot keep the update from finishing.
+        first = _plan_now(store, config, embedded)
+        failed |= _embed_plan(first, model, model_id, config, progress, embedded)
+        with changing(config.output_dir):
+            expected = store.generation()
+            plan = _plan_now(store, config, embedded)
+            late = _drop_unembedded(plan, failed, store.facts())
+            try:
+                data_dir = str(Path(config.data_dir).resolve())
+                store.apply(plan.add, plan.remove, plan.touch, model_id, expected, data_dir)
+                break
+            except ConcurrentChangeError:  # a writer that does not take the lock (Milvus)
+                log.warning("The index changed meanwhile (another process); planning again")
     else:
         raise ConcurrentChangeError(
             f"The index kept changing during the update ({UPDATE_ATTEMPTS} tries); nothing was "
             "changed — run imgsim index --update again"
         )
+    if late:
+        log.warning(
+            "%d files appeared or changed while the update ran; the next "
+            "`imgsim index --update` embeds them",
+            late,
+        )
+    plan.embedded = sum(1 for item in plan.add if (item.facts.sha256 or "") in embedded)
+    return _finish(store, config, plan, len(failed))
+
+
+def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFacts]) -> int:
+    """Leave out what the locked plan would still have to embed; returns how many are late.
+
+    Files that did not decode are dropped from the index if they were in it (as before);
+    files that appeared or changed after the embedding are left for the next update rather
+    than embedded while uploads wait.
+    """
+    late = 0
+    for record, _ in plan.embed:
+        if record.name in failed:
+            if record.name in known:
+                plan.remove.append(record.name)
+        else:
+            late += 1
+    plan.embed = []
+    return late
+
+
+def _finish(store: Store, config: ExtractConfig, plan: _Plan, skipped: int) -> UpdateResult:
     store.flush()
     write_exports(store, config.output_dir)
     total, reused = store.count(), len(plan.add) - plan.embedded
@@ -165,9 +196,18 @@ def _update(
         plan.embedded, reused, len(plan.remove), plan.unchanged, total,
     )  # fmt: skip
     return UpdateResult(
-        total, plan.embedded, reused, len(plan.remove), plan.unchanged, len(failed),
+        total, plan.embedded, reused, len(plan.remove), plan.unchanged, skipped,
         kind=resolve_kind(collection.kind if collection else "auto", total),
     )  # fmt: skip
+
+
+def _plan_now(store: Store, config: ExtractConfig, embedded: dict[str, np.ndarray]) -> _Plan:
+    """The folder as it is now compared with the store (vectors in `embedded` are reused)."""
+    shard = parse_shard(config.shard)
+    records = [r for r in scan_images(config.data_dir) if in_shard(r.name, shard)]
+    if not records and shard is None:
+        raise DatasetError(f"No images found in {config.data_dir}")
+    return _plan(store, records, extract_workers(config.workers) + 1, embedded, shard)
 
 
 def _embed_plan(

@@ -377,3 +377,37 @@ def test_a_replaced_image_goes_to_the_trash(client_w: FlaskClient, own_workdir: 
     assert (data / "red_002.png").read_bytes() == new_png(3)
     (item,) = trash.list_trash(own_workdir)
     assert Path(item.stored).read_bytes() == original
+
+
+def test_same_name_changes_from_two_apps_never_answer_500(
+    make_app: Callable[..., Flask], own_workdir: Path
+) -> None:
+    import random
+    import threading
+
+    apps = [make_app(fresh=True, workdir=str(own_workdir), admin_token=TOKEN) for _ in range(2)]
+    clients = [app.test_client() for app in apps]
+    upload = image_bytes(make_image((200, 30, 30), 5))
+    statuses: list[int] = []
+    bodies: list[Any] = []
+
+    def run(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(6):
+            client = rng.choice(clients)
+            if rng.random() < 0.5:
+                files = {"images": (io.BytesIO(upload), "red_777.png")}
+                response = client.post("/images", data=files, headers=AUTH)
+            else:
+                response = client.delete("/images/red_777.png", headers=AUTH)
+            statuses.append(response.status_code)
+            bodies.append(response.get_json())
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(statuses) == 24 and set(statuses) <= {200, 201, 404, 409}, statuses
+    assert all(isinstance(b, dict) and b for b in bodies)
+    assert not list((own_workdir / ".imgsim-staging").iterdir())

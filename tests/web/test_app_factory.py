@@ -6,6 +6,7 @@ import io
 import runpy
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,39 @@ def test_unhandled_errors_are_json_500(make_app) -> None:
     response = app.test_client().get("/boom")
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal server error"}
+
+
+def test_an_unhandled_error_logs_its_traceback(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgsim.cli import _setup_logging
+
+    app = make_app()
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production, not re-raise
+    _setup_logging(quiet=False)  # the CLI's formatter, as under imgsim serve
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal server error"}
+    err = capsys.readouterr().err
+    assert "error: Unhandled error: RuntimeError('a bug')" in err
+    assert "Traceback (most recent call last)" in err and 'raise RuntimeError("a bug")' in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.org", ""])
+def test_debug_is_refused_beyond_loopback(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from imgsim.cli import main
+
+    assert main(["serve", "--debug", "--host", host]) == 1
+    assert "only on loopback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts(host: str) -> None:
+    from imgsim.web.server import is_loopback
+
+    assert is_loopback(host)

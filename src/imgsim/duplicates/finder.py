@@ -17,6 +17,7 @@ from PIL import Image
 from ..config import DUPLICATE_METHODS, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, category_of, default_workers, scan_images
 from ..errors import ConfigError
+from ..paths import name_path
 from .fingerprint import Fingerprint, iter_fingerprints
 from .groups import Group, Member, components, keeper_first
 from .neighbours import centred, pairs_above, pairs_within
@@ -242,7 +243,7 @@ class StoreFinder:
             vectors, names = _store_vectors(store)
         collection = Collection(
             names,
-            [data_dir / n for n in names],
+            [name_path(data_dir, n) for n in names],
             [facts[n].sha256 if n in facts else None for n in names],
             [facts[n].size if n in facts else None for n in names],
             vectors=vectors,

@@ -45,7 +45,13 @@ def image(name: str) -> Any:
     except UnsafePathError:
         raise ApiError(f"no indexed image named {name[:200]!r}", 404) from None
     if size is None:
-        return send_file(path, max_age=CACHE_SECONDS)
+        # The name, not the path: a file name that is not UTF-8 has no text form but its
+        # escaped name, which Werkzeug would otherwise fail to encode (a 500).
+        stat = path.stat()
+        etag = f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+        return send_file(
+            path, max_age=CACHE_SECONDS, download_name=PurePosixPath(name).name, etag=etag
+        )
     return _thumbnail(path, size)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import sys
@@ -12,7 +13,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from ..config import SearchConfig, load_config, replace
-from ..errors import ImgsimError
+from ..errors import ConfigError, ImgsimError
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
@@ -27,6 +28,16 @@ DEFAULT_THREADS = 4
 def default_workers() -> int:
     """One worker process per core this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (what --debug may listen on)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to any interface
 
 
 def serve(
@@ -51,6 +62,12 @@ def serve(
     is the default ".", so `imgsim serve --config x.toml` keeps the file's choice. IMGSIM_TOKEN
     sets the update endpoints' token, over the file's.
     """
+    if debug and not is_loopback(host):
+        # Werkzeug's debugger runs any Python a visitor types into an error page.
+        raise ConfigError(
+            f"--debug runs Werkzeug's debugger, which executes code from the page: only on "
+            f"loopback (127.0.0.1, ::1, localhost), not on {host!r}"
+        )
     config = load_config(config_path).search
     if workdir != "." or config_path is None:
         config = replace(config, {"workdir": workdir})
