@@ -176,3 +176,16 @@ def test_train_on_the_pretrained_backbone_decodes_each_image_once(
     with torch.inference_mode():
         emb = model((torch.rand(2, 3, 64, 64) * 255).to(torch.uint8))
     assert emb.shape[0] == 2 and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+@pytest.mark.parametrize("test_flip", ["off", "on"])
+def test_onnx_export_of_the_pretrained_network_matches_torch(test_flip: str) -> None:
+    from imgsim.embedder import Embedder
+
+    model = EmbeddingNet(ModelConfig(backbone=PRETRAINED, image_size=96, test_flip=test_flip))
+    model.backbone = backbone.pretrained(96)
+    model.eval()
+    images = np.stack([_batch(p, 96)[0].to(torch.uint8).numpy() for p in (FLOWER, HOPPER)])
+    torch_emb = Embedder.from_model(model, "torch").embed(images)
+    onnx_emb = Embedder.from_model(model, "onnx").embed(images)
+    assert np.allclose(torch_emb, onnx_emb, atol=1e-4)
