@@ -171,7 +171,7 @@ def test_train_on_the_pretrained_backbone_decodes_each_image_once(
     result = train(config, ModelConfig(backbone=PRETRAINED, image_size=64), progress=False)
     decoded = log.read_text().split()
     assert len(decoded) == 30 and len(set(decoded)) == 30  # once each, for all three epochs
-    model, info = load_model(result.model_path)
+    model, _ = load_model(result.model_path)
     assert model.config.backbone == PRETRAINED and model.config.image_size == 64
     with torch.inference_mode():
         emb = model((torch.rand(2, 3, 64, 64) * 255).to(torch.uint8))
