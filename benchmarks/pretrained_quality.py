@@ -121,9 +121,10 @@ def main() -> int:
         rows.append(measure((ri, yi), (rq, yq), size, args.output_dir / f"size{size}"))
         print(table(raw, rows), flush=True)
     machine = f"{os.cpu_count()} cores, {platform.machine()}"
+    when = time.strftime("%Y-%m-%d %H:%M %Z")
     results = {"raw_pixels": raw, "rows": rows, "images": len(ri), "queries": len(rq),
-               "categories": len(names), "machine": machine,
-               "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv)}  # fmt: skip
+               "categories": len(names), "machine": machine, "date": when,
+               "command": " ".join(sys.argv)}  # fmt: skip
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
