@@ -82,6 +82,7 @@ def storage_error(exc: BaseException, outcome: str) -> ImgsimError | None:
     advises moving or rebuilding anything: the index on disk is intact.
     """
     code = getattr(exc, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else None  # SQLITE_READONLY_DIRECTORY is 8 too
     text = str(exc).lower()
     errno_ = exc.errno if isinstance(exc, OSError) else None
     if errno_ in _FULL_ERRNOS or code == _SQLITE_FULL or "database or disk is full" in text:

@@ -81,7 +81,7 @@ def test_an_upload_on_a_full_disk_is_507_and_changes_nothing(
     assert response.status_code == 507, response.get_json()
     message = response.get_json()["error"]
     assert message.startswith("the disk is full: nothing was added")
-    assert "rebuild" not in message and "move" not in message
+    assert "rebuild" not in message and "move it" not in message
     assert state(client, own_workdir) == before
     assert (target.read_bytes() if target.exists() else None) == before_bytes
     # Once there is space again, the same upload goes through.
