@@ -66,6 +66,8 @@ def seed_images() -> dict[str, bytes]:
         "rgb.bmp": (rgb, "BMP", {}),
         "anim.gif": (rgb.convert("P"), "GIF", {"save_all": True, "append_images": [rgb]}),
         "rgb.tif": (rgb, "TIFF", {"compression": "tiff_deflate"}),
+        "rgb.heic": (rgb, "HEIF", {}),  # pillow-heif, registered by imgsim.data
+        "rgba.avif": (rgb.convert("RGBA"), "AVIF", {}),
     }
     seeds = {}
     for name, (image, fmt, params) in cases.items():

@@ -484,8 +484,8 @@ def test_load_refuses_more_than_max_pixels() -> None:
         load_image(data, max_pixels=199)
 
 
-# 7000 × 7000 = 49 M pixels: over imgsim's default limit, under Pillow's own bomb limit;
-# 100 000 × 100 000 is over Pillow's limit too.
+# 7000 × 7000 RGB = 196 MB decoded: over the memory budget (a PNG has no reduced decode);
+# 100 000 × 100 000 is over the pixel ceiling, ours and Pillow's.
 @pytest.mark.parametrize("side", [7000, 100_000])
 def test_load_refuses_header_declaring_too_many_pixels(side: int) -> None:
     with pytest.raises(UnreadableImageError, match="too large"):

@@ -210,7 +210,7 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
 
     server = Searcher.from_workdir(workdir)
     name = sorted(p.name for p in (workdir.parent / "data").iterdir())[0]
-    real_move = imgsim.search.move_to_trash
+    real_move = imgsim.search.finish  # the move of a trash item reserved before the commit
     updates: list[threading.Thread] = []
 
     def slow_move(*args: object) -> object:
@@ -221,7 +221,7 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
         assert update.is_alive()
         return real_move(*args)
 
-    monkeypatch.setattr(imgsim.search, "move_to_trash", slow_move)
+    monkeypatch.setattr(imgsim.search, "finish", slow_move)
     assert server.remove_images([name]) == [name]
     updates[0].join(timeout=60)
     server.store.close()  # type: ignore[union-attr]

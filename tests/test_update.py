@@ -165,3 +165,43 @@ def test_a_file_replaced_with_the_same_size_and_time_is_noticed(
     embedded.clear()
     result = update_index(_config(workdir), progress=False)
     assert embedded == ["square_00002.png"] and result.embedded + result.skipped == 1
+
+
+def test_a_full_disk_stops_an_update_with_one_line_and_no_change(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import errno
+    import sqlite3
+
+    import imgsim.store.faiss_store
+    import imgsim.vectors
+
+    data = str(workdir.parent / "data")
+    assert main(["index", "--data", data, "--workdir", str(workdir)]) == 0
+    (workdir.parent / "data" / "square_00004.png").unlink()
+    before = _vectors(workdir)
+    capsys.readouterr()
+
+    def full(*_args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(imgsim.store.faiss_store, "delete_paths", full)
+        assert main(["index", "--update", "--data", data, "--workdir", str(workdir)]) == 1
+    err = capsys.readouterr().err  # after the progress bar: one line, no traceback
+    assert err.splitlines()[-1] == (
+        "error: the disk is full: the index was not changed; free some space and try again"
+    )
+    assert "Traceback" not in err and err.count("error:") == 1
+    names, vectors = _vectors(workdir)
+    assert names == before[0] and (vectors == before[1]).all()
+
+    # The start-up cache is only a cache: a full disk there is a warning, the update stands.
+    def no_space(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(imgsim.vectors, "write_file", no_space)
+        assert main(["index", "--update", "--data", data, "--workdir", str(workdir)]) == 0
+    assert "1 removed" in capsys.readouterr().out
+    assert "square_00004.png" not in _vectors(workdir)[0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
-from .errors import ImgsimError
+from .errors import ImgsimError, storage_error
 
 if TYPE_CHECKING:
     from .config import DuplicatesConfig, ExtractConfig
@@ -681,6 +682,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except FileNotFoundError as exc:
         print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as exc:
+        # A full disk or a read-only folder met anywhere: one line, not a traceback. Files
+        # are written whole or not at all and the index in one transaction.
+        problem = storage_error(exc, "the command stopped; what it was writing was not kept")
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         hint = " — continue with: imgsim train --resume" if args.command == "train" else ""

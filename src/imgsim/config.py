@@ -238,7 +238,9 @@ class SearchConfig:
     top_k: int = 10  # results per search
     threshold: float = -1.0  # minimum similarity in percent; -1: the model's tuned threshold
     max_image_bytes: int = 10 * 1024 * 1024  # uploads larger than this are refused (413)
-    max_image_pixels: int = 40_000_000  # decompression-bomb guard
+    # Declared size, a bound on decoding time (imgsim.data.DEFAULT_MAX_PIXELS, 16,384²);
+    # memory is max_decode_mb's, counted at the size decoded (JPEGs decode shrunk).
+    max_image_pixels: int = 16384 * 16384
     # Memory one decoded image may take (pixels x bands x bytes per sample, from its header);
     # more is refused (400). 96 MB: RGB up to 25 M pixels (Pillow keeps 4 bytes a pixel),
     # 16-bit grey up to the pixel limit; JPEGs decode shrunk, so only large lossless images

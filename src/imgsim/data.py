@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import DatasetError, UnreadableImageError, UnsafePathError
@@ -26,22 +27,39 @@ from .paths import escape_name, name_path, unescape_name
 
 log = logging.getLogger("imgsim")
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-DEFAULT_MAX_PIXELS = 40_000_000
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
+# The declared size an image may have (16,384 x 16,384): a bound on decoding time, not on
+# memory. Memory is the decode budget below, counted at the size actually decoded, so a
+# 16,000 px JPEG (decoded at 1/8 scale) fits while a lossless one that size does not.
+# SearchConfig.max_image_pixels repeats this number (config must not import Pillow).
+DEFAULT_MAX_PIXELS = 16384 * 16384
 # Decoded bytes one image may take (pixels x bytes per pixel, read from the header). Local
-# files: anything under the pixel limit, as before; the web app sets its own, lower budget.
-DEFAULT_MAX_DECODE_BYTES = 4 * DEFAULT_MAX_PIXELS
+# files: 40 M pixels as RGB (Pillow pads RGB to 4 bytes); the web app sets its own, lower one.
+DEFAULT_MAX_DECODE_BYTES = 160_000_000
 DEFAULT_MAX_CONCURRENT_DECODES = 2  # per process: peak memory is about this x the budget
 # Bytes per pixel as Pillow holds a decoded image: bands x bytes per sample, except that it
 # pads every multi-band mode to 4 bytes (RGB, LA and PA too). Other modes: 4, the most it uses.
 _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 _HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+# HEIF and AVIF decoders (libheif, libavif) hold their YUV planes (1.5 bytes a pixel at
+# 4:2:0, 3 at 4:4:4) next to Pillow's copy while converting: counted on top (measured: a
+# 6000 x 4000 AVIF took 141 MB, not the 92 MB of its RGB pixels).
+_DECODER_EXTRA_BYTES = {"HEIF": 3, "AVIF": 3}
 _STRIP_PIXELS = 1 << 20  # pixels converted at a time on the reduced path
 # The only Pillow decoders untrusted bytes may reach: the formats above. Pillow can open ~40
 # more (EPS runs Ghostscript, PSD/ICO/TGA/... have had parser bugs); we need none of them.
 # JPEG's opener also reads MPO (multi-picture JPEG from cameras), which has no opener of its own.
-DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+# HEIF (.heic/.heif, iPhones) is pillow-heif's libheif; AVIF is Pillow's own libavif.
+DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF", "AVIF")
+_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC/HEIF or AVIF"
+
+# Once per process, here, so every decode (and every Image.open of DECODE_FORMATS) sees it.
+pillow_heif.register_heif_opener()
+# Pillow's own bomb guard warns over MAX_IMAGE_PIXELS and refuses twice that in Image.open,
+# before any check of ours: it stays on (warnings become errors in load_image), at our ceiling.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
 # "everything before the last _ or - that is followed by a number": the greedy prefix finds the
 # last such separator, so long_sleeve_shirt_003 keeps its inner underscores.
@@ -177,9 +195,14 @@ def decode_limits() -> tuple[int, int]:
     return _limits.max_bytes, _limits.concurrent
 
 
-def decoded_bytes(size: tuple[int, int], mode: str) -> int:
-    """Memory a decoded image of this size and Pillow mode takes: pixels x bytes per pixel."""
-    return size[0] * size[1] * _MODE_BYTES.get(mode, 4)
+def decoded_bytes(size: tuple[int, int], mode: str, fmt: str | None = None) -> int:
+    """Memory decoding an image of this size, Pillow mode and format takes.
+
+    Pixels x bytes per pixel as Pillow holds them, plus what the format's decoder holds
+    alongside (HEIF, AVIF).
+    """
+    per_pixel = _MODE_BYTES.get(mode, 4) + _DECODER_EXTRA_BYTES.get(fmt or "", 0)
+    return size[0] * size[1] * per_pixel
 
 
 def load_image(
@@ -191,9 +214,10 @@ def load_image(
     """Decode any supported image to 8-bit RGB: first frame, EXIF orientation applied.
 
     Raises UnreadableImageError for anything that is not a complete, decodable image in one of
-    DECODE_FORMATS, including images with more than `max_pixels` pixels (decompression bombs)
-    or whose decoded size is over `max_bytes` (default: this process's budget, see
-    set_decode_limits), checked from the header before decoding.
+    DECODE_FORMATS, including images declaring more than `max_pixels` pixels (decompression
+    bombs) or whose decoded size, at the reduced scale a JPEG decodes to, is over `max_bytes`
+    (default: this process's budget, see set_decode_limits), checked from the header before
+    decoding.
     `draft_size` is the side the caller will resize to: JPEGs decode shrunk (DCT scaling), and
     other large images are box-reduced to about twice that before conversion, so the memory
     a decode takes is the decoded image once, plus little.
@@ -233,8 +257,9 @@ def _to_rgb(im: Image.Image, max_pixels: int, draft_size: int | None, budget: in
         )
     im.seek(0)  # animated GIF/WebP/TIFF: the first frame
     if draft_size and im.format == "JPEG":
-        im.draft("RGB", (draft_size, draft_size))  # the size and mode it will decode to
-    need = decoded_bytes(im.size, im.mode)
+        # The size and mode it will decode to (down to 1/8 scale): what the budget counts.
+        im.draft("RGB", (draft_size, draft_size))
+    need = decoded_bytes(im.size, im.mode, im.format)
     if need > budget:
         raise UnreadableImageError(
             f"image too large to decode: {im.size[0]}x{im.size[1]} pixels in mode {im.mode} "

@@ -1,5 +1,12 @@
 """The errors imgsim reports to users as a clear message rather than a traceback."""
 
+from __future__ import annotations
+
+import contextlib
+import errno
+import sqlite3
+from collections.abc import Iterator
+
 
 class ImgsimError(Exception):
     """Base of every error whose message tells the user what is wrong and how to fix it."""
@@ -51,3 +58,56 @@ class CheckpointError(ImgsimError, RuntimeError):
 
 class RenameError(ImgsimError):
     """A rename that cannot go ahead, or went wrong and was rolled back; printed as it is."""
+
+
+class DiskFullError(ImgsimError, RuntimeError):
+    """A change that did not fit on the disk; nothing of it was written (the web app: 507)."""
+
+
+class ReadOnlyError(ImgsimError, RuntimeError):
+    """A change in a folder that cannot be written; reading still works (the web app: 503)."""
+
+
+# Errors that mean "no room" or "may not write", from the OS and from SQLite (which says
+# SQLITE_FULL / SQLITE_READONLY; a test's plain OperationalError has only the message).
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_SQLITE_FULL, _SQLITE_READONLY = 13, 8
+
+
+def storage_error(exc: BaseException, outcome: str) -> ImgsimError | None:
+    """DiskFullError or ReadOnlyError for `exc` if it means so, else None.
+
+    `outcome` says what the caller left as it was ("nothing was added"); the message never
+    advises moving or rebuilding anything: the index on disk is intact.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else None  # SQLITE_READONLY_DIRECTORY is 8 too
+    text = str(exc).lower()
+    errno_ = exc.errno if isinstance(exc, OSError) else None
+    if errno_ in _FULL_ERRNOS or code == _SQLITE_FULL or "database or disk is full" in text:
+        full = True
+    elif errno_ in _READ_ONLY_ERRNOS or code == _SQLITE_READONLY or "readonly database" in text:
+        full = False
+    else:
+        return None
+    if full:
+        return DiskFullError(f"the disk is full: {outcome}; free some space and try again")
+    where = getattr(exc, "filename", None)
+    place = f" ({where})" if where else ""
+    return ReadOnlyError(
+        f"the work folder cannot be written{place}: {outcome}; searching still works "
+        "(changes need write access to the work and data folders)"
+    )
+
+
+@contextlib.contextmanager
+def storage_errors(outcome: str) -> Iterator[None]:
+    """Turn a full disk or a read-only folder met inside into DiskFullError/ReadOnlyError."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        problem = storage_error(exc, outcome)
+        if problem is None:
+            raise
+        raise problem from exc

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from .errors import ReadOnlyError, storage_error
 from .fileio import atomic_path
 from .store import Store
 
@@ -60,8 +61,15 @@ def read_document(path: str | Path, required: str) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path`: server processes share the work folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:  # not an output: an empty lock file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+b")  # noqa: SIM115 (closed by the with below; an empty lock file)
+    except OSError as exc:
+        if not isinstance(storage_error(exc, ""), ReadOnlyError):
+            raise
+        yield  # a read-only work folder: no one writes there, so no one to take turns with
+        return
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -139,13 +147,23 @@ class KeptDocument(Generic[S]):
             if document is not None:
                 self._document, self._file_stamp = document, stamp
 
+    def _write(self, document: dict[str, Any]) -> None:
+        try:
+            write_document(document, self.path)
+        except OSError as exc:
+            if storage_error(exc, "") is None:
+                raise
+            # A read-only work folder or a full disk: served from memory, computed again
+            # by the next process.
+            log.warning("The %s is kept in memory only: %s", self.what, exc)
+
     def _run(self, store: Store, settings: S, key: dict[str, Any]) -> None:
         try:
             with exclusive(self.lock_path):
                 document = read_document(self.path, self.required)  # another process's?
                 if document is None or not matches(document, key):
                     document = self.compute(store, settings)
-                    write_document(document, self.path)
+                    self._write(document)
                     log.info("Computed the %s of the collection", self.what)
             with self._lock:
                 self._document, self._failed = document, None

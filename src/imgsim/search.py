@@ -20,7 +20,7 @@ from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_
 from .device import inference_device
 from .duplicates.kept import KeptDuplicates
 from .embedder import BatchingEmbedder, Embedder, search_embedder
-from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError
+from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError, storage_errors
 from .kept_document import DocumentState
 from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
 from .paths import name_path, safe_path
@@ -36,7 +36,7 @@ from .store import (
     open_store,
 )
 from .store.base import EMBEDDINGS_MISSING
-from .trash import move_to_trash
+from .trash import finish, move_to_trash, reserve
 
 log = logging.getLogger("imgsim")
 
@@ -362,7 +362,8 @@ class Searcher:
             safe_path(staging.data_dir, name)  # no write through a symlink out of the folder
         data = [_read_bytes(source) for source in images.values()]
         vectors = self.embed(list(data))  # the slow part, before the lock
-        with changing(self.workdir):
+        # A full disk or a read-only folder: _add_staged takes back what it began.
+        with storage_errors("nothing was added"), changing(self.workdir):
             self._add_staged(staging, names, data, vectors)
         return names
 
@@ -376,12 +377,23 @@ class Searcher:
         try:
             for name, blob in zip(names, data, strict=True):
                 staged.append(staging.stage(name, blob))
+            # A replaced image goes to the trash, never overwritten; its record is written
+            # before the commit, so a full disk stops the add while nothing has changed.
+            replaced = {
+                s.name: reserve(self.workdir, staging.data_dir, s.name)
+                for s in staged
+                if s.target.is_file()
+            }
             items = [Item(s.name, v, s.facts) for s, v in zip(staged, vectors, strict=True)]
             store.add(items, self.model_info.get("model_id", ""))
             committed = True
             while staged:
-                # A replaced image goes to the trash, never overwritten.
-                trash = partial(move_to_trash, self.workdir, staging.data_dir, staged[0].name)
+                item = replaced.get(staged[0].name)
+                trash = (
+                    partial(finish, self.workdir, staging.data_dir, item)
+                    if item is not None
+                    else partial(move_to_trash, self.workdir, staging.data_dir, staged[0].name)
+                )
                 staging.publish(staged[0], lambda _old, trash=trash: trash())
                 staged.pop(0)
         except Exception:
@@ -415,13 +427,17 @@ class Searcher:
             for name in known:
                 safe_path(data_dir, name)  # UnsafePathError before anything changes
         # Under the change lock: no upload of the same name, and no index update, comes
-        # between the commit and the file's move to the trash.
-        with changing(self.workdir):
+        # between the commit and the file's move to the trash. The trash's records are
+        # written first: a full disk stops the removal before the commit, never after it.
+        with storage_errors("nothing was removed"), changing(self.workdir):
             known = [n for n in known if store.contains(n)]  # another request may have won
+            moving = known if trash_files and data_dir is not None else []
+            files = [n for n in moving if name_path(data_dir, n).is_file()]  # type: ignore[arg-type]
+            reserved = {n: reserve(self.workdir, data_dir, n) for n in files}  # type: ignore[arg-type]
             removed = store.remove(known) if known else []  # a 404 if another request won
-            for name in removed if trash_files and data_dir is not None else []:
-                if name_path(data_dir, name).is_file():  # type: ignore[operator]
-                    move_to_trash(self.workdir, data_dir, name)  # type: ignore[arg-type]
+            for name in removed:
+                if name in reserved:
+                    finish(self.workdir, data_dir, reserved[name])  # type: ignore[arg-type]
         return removed
 
     def _require_store(self) -> Store:

@@ -62,6 +62,20 @@ def move_to_trash(
     any point leaves the file either where it was or in the trash with its record. Nothing
     in the trash is ever overwritten: each item gets a folder of its own.
     """
+    item = reserve(workdir, data_dir, name)
+    finish(workdir, data_dir, item)
+    return item
+
+
+def reserve(
+    workdir: str | os.PathLike[str], data_dir: str | os.PathLike[str], name: str
+) -> TrashItem:
+    """The first half of move_to_trash: the item's folder and journal record, no move yet.
+
+    Everything that takes disk space happens here, so a caller that reserves before it
+    commits a removal meets a full disk while nothing has changed. A record whose file never
+    moves is not an item (list_trash).
+    """
     source = safe_path(data_dir, name)
     if not source.is_file():
         raise TrashError(f"no file named {name[:200]!r} in {data_dir}")
@@ -81,9 +95,19 @@ def move_to_trash(
             stored=str((folder / escape_name(source.name)).resolve()),
         )
         _append(root, {"event": "trashed", **asdict(item)})
-        _move(source, Path(item.stored))
-        fsync_dir(source.parent)
     return item
+
+
+def finish(
+    workdir: str | os.PathLike[str], data_dir: str | os.PathLike[str], item: TrashItem
+) -> None:
+    """The second half of move_to_trash: move the reserved item's file into its folder."""
+    source = safe_path(data_dir, item.name)
+    target = Path(item.stored)
+    with _locked(trash_dir(workdir)):
+        target.parent.mkdir(exist_ok=True)  # `trash empty` may have taken it as left empty
+        _move(source, target)
+        fsync_dir(source.parent)
 
 
 def list_trash(workdir: str | os.PathLike[str]) -> list[TrashItem]:

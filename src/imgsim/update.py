@@ -13,7 +13,7 @@ import numpy as np
 from .changes import changing
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
-from .errors import DatasetError
+from .errors import DatasetError, storage_errors
 from .extract import (
     _extract_with,
     check_device,
@@ -143,7 +143,8 @@ def _update(
         # once, so steady uploads cannot keep the update from finishing.
         first = _plan_now(store, config, embedded)
         failed |= _embed_plan(first, model, model_id, config, progress, embedded)
-        with changing(config.output_dir):
+        # One transaction: a full disk or a read-only folder leaves the index as it was.
+        with storage_errors("the index was not changed"), changing(config.output_dir):
             expected = store.generation()
             plan = _plan_now(store, config, embedded)
             late = _drop_unembedded(plan, failed, store.facts())
@@ -188,7 +189,9 @@ def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFact
 
 def _finish(store: Store, config: ExtractConfig, plan: _Plan, skipped: int) -> UpdateResult:
     store.flush()
-    write_exports(store, config.output_dir)
+    # Committed already: only the export files (each written whole or not at all) can miss.
+    with storage_errors("the index was updated, but its export files were not rewritten"):
+        write_exports(store, config.output_dir)
     total, reused = store.count(), len(plan.add) - plan.embedded
     collection = store.info()
     log.info(

@@ -190,6 +190,20 @@ def test_a_category_field_stores_images_in_its_folder(client_w: FlaskClient, dat
     assert client_w.get(added[0]["url"]).data == files[0][1]
 
 
+@pytest.mark.parametrize(("name", "fmt"), [("iphone_001.heic", "HEIF"), ("web_001.avif", "AVIF")])
+def test_heic_and_avif_uploads_are_stored_searched_and_thumbnailed(
+    client_w: FlaskClient, data: Path, name: str, fmt: str
+) -> None:
+    buffer = io.BytesIO()
+    make_image((20, 200, 230), seed=3).save(buffer, fmt, quality=90)
+    response = post_images(client_w, [(name, buffer.getvalue())], category="hats")
+    assert response.status_code == 201, response.get_json()
+    assert (data / "hats" / name).read_bytes() == buffer.getvalue()
+    assert top_hit(client_w, buffer.getvalue())["filename"] == f"hats/{name}"
+    thumbnail = client_w.get(f"/images/hats/{name}?size=160")  # browsers rarely show HEIC
+    assert thumbnail.status_code == 200 and thumbnail.mimetype == "image/jpeg"
+
+
 def test_an_existing_name_is_replaced(client_w: FlaskClient, data: Path) -> None:
     before = total(client_w)
     old = client_w.get("/images/red_001.jpg")

@@ -23,6 +23,7 @@ def test_page_has_the_controls(client: FlaskClient) -> None:
     for needed in [
         'id="dropzone"',
         'type="file"',
+        'accept="image/*,.heic,.heif,.avif"',  # file pickers often know no HEIC/AVIF type
         'id="preview"',
         'id="top-k"',
         'min="5" max="50"',

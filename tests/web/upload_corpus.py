@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+import imgsim.data  # noqa: F401  (registers pillow-heif, which writes the HEIC case)
+
 # The corpus app's limits: small, so the over-limit cases stay small too.
 MAX_IMAGE_BYTES = 256 * 1024
 MAX_BATCH_FILES = 4
@@ -127,9 +129,9 @@ def bad_uploads() -> dict[str, Bad]:
         # Too much.
         "decompression bomb 50000x50000": Bad(image_file(png_bomb(), "bomb.png"), 400,
                                              "image too large"),
-        "7000x7000 over the pixel limit": Bad(
-            image_file(encode(Image.new("1", (7000, 7000)), "PNG"), "big.png"), 400,
-            "image too large",
+        # Under the pixel ceiling (a bound on time), but a PNG has no reduced decode: 400 MB.
+        "10000x10000 png over the decode budget": Bad(
+            image_file(png_bomb(10_000, 10_000), "big.png"), 400, "image too large to decode",
         ),
         "file over the byte limit": Bad(image_file(b"\xff\xd8" + b"\0" * MAX_IMAGE_BYTES), 413,
                                         "image too large: the limit is 0.25 MB"),
@@ -212,6 +214,8 @@ def valid_images() -> dict[str, tuple[str, bytes]]:
         "mpo (two-picture jpeg)": ("a.jpg", encode(base, "MPO", save_all=True,
                                                     append_images=[frames[1]])),
         "png named .jpg": ("a.jpg", encode(base, "PNG")),
+        "heic (iPhone)": ("a.heic", encode(base, "HEIF")),
+        "avif": ("a.avif", encode(base, "AVIF")),
         "markup in the file name": ("<img src=x onerror=alert(1)>.jpg", encode(base, "JPEG")),
         "non-ascii file name": ("Schürze 衬衫 ✓.png", encode(base, "PNG")),
     }  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ReadOnlyError, storage_error
 from ..filefacts import FileFacts
 from .base import ConcurrentChangeError, StoreError
 
@@ -78,12 +79,31 @@ class Database:
                 conn.executescript(_SCHEMA)
             except sqlite3.DatabaseError as exc:
                 conn.close()
-                raise StoreError(
-                    f"cannot use {self.path} ({exc}): move it away and rebuild the index "
-                    "(imgsim index)"
-                ) from None
+                if not isinstance(storage_error(exc, ""), ReadOnlyError) or not self.path.is_file():
+                    raise StoreError(f"cannot use {self.path}: {exc}") from None
+                conn = self._read_only()  # a read-only work folder: searching still works
             self._conn = conn
         return self._conn
+
+    def _read_only(self) -> sqlite3.Connection:
+        """The database opened for reading only; writes on it fail as read-only (503).
+
+        SQLite reads a WAL database through its -shm file, which it cannot create in a
+        folder it may not write: then the file is opened as immutable, which no one can be
+        changing while the folder is read-only.
+        """
+        uri = self.path.resolve().as_uri()
+        for mode in ("mode=ro", "immutable=1"):
+            conn = sqlite3.connect(
+                f"{uri}?{mode}", uri=True, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                last = exc
+        raise StoreError(f"cannot read {self.path}: {last}") from None
 
     @contextlib.contextmanager
     def transaction(self, expected: int | None = None) -> Iterator[sqlite3.Connection]:

@@ -13,6 +13,7 @@ and reconciles it with the rows, so a stale or missing file costs time, never co
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 from .. import vectors as vx
 from ..config import FAISS_INDEX_FILE, MANIFEST_FILE
 from ..data import category_of
+from ..errors import storage_error
 from ..filefacts import FileFacts
 from .base import CollectionInfo, Hit, Item, ModelMismatchError, Store
 from .database import (
@@ -370,9 +372,16 @@ class FaissStore(Store):
             held, written = self._index.ntotal, self._uncached
         accepted = dict(list(self.db.meta().get("cache", {}).items())[-2:])
         accepted[str(crc)] = held
-        # Named before it is written: a crash in between leaves a name without a file.
-        self.db.set_meta({"cache": accepted})
-        vx.write_file(self.workdir / FAISS_INDEX_FILE, data)
+        try:
+            # Named before it is written: a crash in between leaves a name without a file.
+            self.db.set_meta({"cache": accepted})
+            vx.write_file(self.workdir / FAISS_INDEX_FILE, data)
+        except (OSError, sqlite3.Error) as exc:
+            if storage_error(exc, "") is None:
+                raise
+            # Only a start-up cache: a full disk or a read-only folder costs the next start
+            # time, never correctness. Not retried until the index changes again.
+            log.warning("The index's start-up cache was not written: %s", exc)
         with self._lock:
             self._uncached -= written  # changes caught up meanwhile are still to be written
 

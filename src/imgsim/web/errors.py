@@ -12,7 +12,7 @@ from werkzeug.exceptions import (
     RequestTimeout,
 )
 
-from ..errors import UnsafePathError
+from ..errors import DiskFullError, ReadOnlyError, UnsafePathError
 from ..search import (
     ConcurrentChangeError,
     ImageNameError,
@@ -88,6 +88,16 @@ def _not_ready(exc: NotReadyError) -> tuple[Response, int]:
     return error_response(str(exc), 503)
 
 
+def _disk_full(exc: DiskFullError) -> tuple[Response, int]:
+    # 507 Insufficient Storage: the change did not fit, nothing of it was kept; retry later.
+    return error_response(str(exc), 507)
+
+
+def _read_only(exc: ReadOnlyError) -> tuple[Response, int]:
+    # 503: searching works, changes cannot until the folder is writable again.
+    return error_response(str(exc), 503)
+
+
 def too_large_message(limit: int) -> str:
     """The 413 message: the per-image byte limit in MB."""
     return f"image too large: the limit is {limit / 1024 / 1024:g} MB per image"
@@ -143,6 +153,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ModelMismatchError, _model_mismatch)
     app.register_error_handler(ConcurrentChangeError, _concurrent_change)
     app.register_error_handler(StoreUnavailableError, _store_unavailable)
+    app.register_error_handler(DiskFullError, _disk_full)
+    app.register_error_handler(ReadOnlyError, _read_only)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(RequestTimeout, _timeout)
     app.register_error_handler(InternalServerError, _internal_error)
