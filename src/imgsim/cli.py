@@ -277,9 +277,9 @@ def _model_id(path: Path) -> str | None:
     """The id of the model file at `path`, or None without one (Milvus picks its latest)."""
     if not path.is_file():
         return None
-    from .model import load_model
+    from .modelfile import read_model_meta
 
-    return str(load_model(path)[1]["model_id"])
+    return str(read_model_meta(path)["model_id"])
 
 
 def cmd_trash(args: argparse.Namespace) -> int:
@@ -324,12 +324,11 @@ def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> Du
     if cfg.method != "hash":
         from .config import ExtractConfig, replace
         from .extract import embed_records, extract_embedder
-        from .model import load_model
+        from .model_handle import ModelFile
 
         model_path = args.model or str(Path(args.workdir) / MODEL_FILE)
         extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
-        model, info = load_model(model_path)
-        embedder = extract_embedder(model, info["model_id"], extract_cfg)
+        embedder = extract_embedder(ModelFile(model_path), extract_cfg)
 
         def embed(records: list) -> tuple:
             return embed_records(embedder, embedder.image_size, records, progress=False)

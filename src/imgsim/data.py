@@ -65,7 +65,7 @@ class ImageRecord:
 def parse_category(filename: str) -> str | None:
     """Category from a file name: `long_sleeve_shirt_003.jpg` → `long_sleeve_shirt`."""
     # Backslash counts as a folder separator too (a Windows path): a category never holds one.
-    stem = Path(_SEPARATORS.split(filename)[-1]).stem
+    stem = os.path.splitext(_SEPARATORS.split(filename)[-1])[0]  # Path().stem, faster
     match = _CATEGORY_RE.match(stem)
     if not match:
         return None
@@ -86,21 +86,30 @@ def is_image_file(path: Path) -> bool:
 
 
 def scan_images(root: str | Path) -> list[ImageRecord]:
-    """All image files under `root` (recursively), sorted by name, with their categories."""
+    """All image files under `root` (recursively), sorted by name, with their categories.
+
+    Hidden files and folders are skipped, and symlinked folders are not entered (as
+    Path.rglob); os.walk's cached directory entries make this several times faster than
+    pathlib on large folders, which every `index --update` and watcher start scans.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
             f"Image folder not found: {root}\nPut your images in {root}/ or pass --data DIR."
         )
-    records = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        if is_image_file(path):
-            name = rel.as_posix()
-            records.append(ImageRecord(name, category_of(name), path))
-    return records
+    found: list[tuple[list[str], str]] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = os.path.relpath(folder, root)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        for file in files:
+            if file.startswith(".") or os.path.splitext(file)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            if os.path.isfile(os.path.join(folder, file)):  # not a dangling symlink
+                name = prefix + file
+                found.append((name.split("/"), name))
+    found.sort()  # by parts, as Path objects sort
+    return [ImageRecord(name, category_of(name), root / name) for _, name in found]
 
 
 def category_counts(records: Iterable[ImageRecord]) -> Counter[str]:

@@ -22,11 +22,11 @@ from .extract import (
     thumbnail_dir,
 )
 from .filefacts import FileFacts, collect_facts, stat_facts
-from .model import EmbeddingNet, load_model
+from .model_handle import ModelFile
 from .scale import ShardError, in_shard, parse_shard
 from .staging import recover_uploads, wait_for_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
-from .store.exports import write_exports
+from .store.exports import exports_current, write_exports
 from .vectors import resolve_kind
 
 log = logging.getLogger("imgsim")
@@ -78,7 +78,8 @@ def update_index(
     the other shards' runs (created empty by whichever comes first).
     """
     start = time.perf_counter()
-    model, info = load_model(config.model_path)
+    model = ModelFile(config.model_path)  # the header: the network loads only to embed
+    info = model.info
     check_device(config)  # before the store is touched
     shard = parse_shard(config.shard)
     store = open_store(config.output_dir, config.store or None, info["model_id"])
@@ -100,7 +101,7 @@ def update_index(
     if result is None:
         if reason != "full":
             log.warning("%s", reason)
-        embedder = extract_embedder(model, info["model_id"], config)
+        embedder = extract_embedder(model, config)
         done = _extract_with(embedder, info["model_id"], config, progress, kind=kind)
         result = UpdateResult(done.count, done.count, skipped=done.skipped, full=True)
         result.reason, result.kind = ("" if reason == "full" else reason), done.kind
@@ -109,7 +110,7 @@ def update_index(
 
 
 def _new_info(
-    config: ExtractConfig, model_id: str, model: EmbeddingNet, kind: str | None
+    config: ExtractConfig, model_id: str, model: ModelFile, kind: str | None
 ) -> CollectionInfo:
     return CollectionInfo(
         model_id, model.config.embedding_dim, str(Path(config.data_dir).resolve()),
@@ -117,7 +118,7 @@ def _new_info(
     )  # fmt: skip
 
 
-def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: EmbeddingNet) -> str:
+def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: ModelFile) -> str:
     """Why everything must be embedded ('' when an update will do)."""
     collection = store.info()
     if collection is None:
@@ -131,7 +132,7 @@ def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: Embe
 
 
 def _update(
-    store: Store, model: EmbeddingNet, config: ExtractConfig, progress: bool, model_id: str
+    store: Store, model: ModelFile, config: ExtractConfig, progress: bool, model_id: str
 ) -> UpdateResult:
     embedded: dict[str, np.ndarray] = {}  # by content: a second plan reuses them
     for _ in range(UPDATE_ATTEMPTS):
@@ -145,8 +146,10 @@ def _update(
         failed = _embed_plan(plan, model, model_id, config, progress, embedded)
         known = store.facts()
         plan.remove += [n for n in failed if n in known]
+        data_dir = str(Path(config.data_dir).resolve())
+        if not (plan.add or plan.remove or plan.touch) and _same_folder(store, data_dir):
+            break  # nothing to change: no write, so other processes' readers keep their state
         try:
-            data_dir = str(Path(config.data_dir).resolve())
             store.apply(plan.add, plan.remove, plan.touch, model_id, expected, data_dir)
             break
         except ConcurrentChangeError:
@@ -156,8 +159,9 @@ def _update(
             f"The index kept changing during the update ({UPDATE_ATTEMPTS} tries); nothing was "
             "changed — run imgsim index --update again"
         )
-    store.flush()
-    write_exports(store, config.output_dir)
+    if not exports_current(store, config.output_dir):
+        store.flush()
+        write_exports(store, config.output_dir)
     total, reused = store.count(), len(plan.add) - plan.embedded
     collection = store.info()
     log.info(
@@ -170,9 +174,14 @@ def _update(
     )  # fmt: skip
 
 
+def _same_folder(store: Store, data_dir: str) -> bool:
+    info = store.info()
+    return info is not None and info.data_dir == data_dir
+
+
 def _embed_plan(
     plan: _Plan,
-    model: EmbeddingNet,
+    model: ModelFile,
     model_id: str,
     config: ExtractConfig,
     progress: bool,
@@ -180,10 +189,12 @@ def _embed_plan(
 ) -> set[str]:
     """Embed what the plan lists, into `plan.add`; returns the names that did not decode."""
     todo = [r for r, _ in plan.embed]
+    if not todo:  # nothing new: no runtime to start (and no torch to import)
+        return set()
     if config.engine == "ray":
         features, rows = ray_embed(config, model.config.image_size, todo)
     else:
-        embedder = extract_embedder(model, model_id, config)
+        embedder = extract_embedder(model, config)
         features, rows = embed_records(
             embedder, model.config.image_size, todo, config.batch_size, config.workers,
             progress, thumbnail_cache=thumbnail_dir(config),
