@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
+from .embedder import Embedder
 from .errors import DatasetError
 from .extract import (
     _extract_with,
@@ -46,6 +49,7 @@ class UpdateResult:
     reason: str = ""  # why everything was
     seconds: float = 0.0
     kind: str = "flat"
+    failed: list[str] = field(default_factory=list)  # the unreadable files, by name
 
 
 @dataclass
@@ -131,9 +135,32 @@ def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: Mode
     return ""
 
 
-def _update(
-    store: Store, model: ModelFile, config: ExtractConfig, progress: bool, model_id: str
+def update_pass(
+    store: Store,
+    model: ModelFile,
+    config: ExtractConfig,
+    skip: AbstractSet[str] = frozenset(),
+    embedder: Callable[[], Embedder] | None = None,
 ) -> UpdateResult:
+    """One incremental update of an open store, as `index --update` makes (the watcher's).
+
+    Names in `skip` (files still being written, known-bad ones) are left as they are: not
+    read, not added, not removed. `embedder` gives the runtime to embed with, so a
+    long-running caller builds it once.
+    """
+    return _update(store, model, config, False, model.model_id, skip, embedder)
+
+
+def _update(
+    store: Store,
+    model: ModelFile,
+    config: ExtractConfig,
+    progress: bool,
+    model_id: str,
+    skip: AbstractSet[str] = frozenset(),
+    embedder: Callable[[], Embedder] | None = None,
+) -> UpdateResult:
+    start = time.perf_counter()
     embedded: dict[str, np.ndarray] = {}  # by content: a second plan reuses them
     for _ in range(UPDATE_ATTEMPTS):
         expected = store.generation()
@@ -142,8 +169,9 @@ def _update(
         records = [r for r in scan_images(config.data_dir) if in_shard(r.name, shard)]
         if not records and shard is None:
             raise DatasetError(f"No images found in {config.data_dir}")
-        plan = _plan(store, records, extract_workers(config.workers) + 1, embedded, shard)
-        failed = _embed_plan(plan, model, model_id, config, progress, embedded)
+        records = [r for r in records if r.name not in skip]
+        plan = _plan(store, records, extract_workers(config.workers) + 1, embedded, shard, skip)
+        failed = _embed_plan(plan, model, model_id, config, progress, embedded, embedder)
         known = store.facts()
         plan.remove += [n for n in failed if n in known]
         data_dir = str(Path(config.data_dir).resolve())
@@ -170,7 +198,9 @@ def _update(
     )  # fmt: skip
     return UpdateResult(
         total, plan.embedded, reused, len(plan.remove), plan.unchanged, len(failed),
+        seconds=time.perf_counter() - start,
         kind=resolve_kind(collection.kind if collection else "auto", total),
+        failed=sorted(failed),
     )  # fmt: skip
 
 
@@ -186,6 +216,7 @@ def _embed_plan(
     config: ExtractConfig,
     progress: bool,
     embedded: dict[str, np.ndarray],
+    embedder: Callable[[], Embedder] | None = None,
 ) -> set[str]:
     """Embed what the plan lists, into `plan.add`; returns the names that did not decode."""
     todo = [r for r, _ in plan.embed]
@@ -194,9 +225,9 @@ def _embed_plan(
     if config.engine == "ray":
         features, rows = ray_embed(config, model.config.image_size, todo)
     else:
-        embedder = extract_embedder(model, config)
+        runtime = embedder() if embedder is not None else extract_embedder(model, config)
         features, rows = embed_records(
-            embedder, model.config.image_size, todo, config.batch_size, config.workers,
+            runtime, model.config.image_size, todo, config.batch_size, config.workers,
             progress, thumbnail_cache=thumbnail_dir(config),
         )  # fmt: skip
     for j, i in enumerate(rows):
@@ -213,10 +244,11 @@ def _plan(
     workers: int,
     embedded: dict[str, np.ndarray],
     shard: tuple[int, int] | None = None,
+    skip: AbstractSet[str] = frozenset(),
 ) -> _Plan:
     """What to embed, reuse, drop and re-stat; only files whose stat moved are read."""
     known = {n: f for n, f in store.facts().items() if in_shard(n, shard)}
-    plan = _Plan(remove=sorted(set(known) - {r.name for r in records}))
+    plan = _Plan(remove=sorted(set(known) - {r.name for r in records} - skip))
     candidates = []
     for record in records:
         old = known.get(record.name)
