@@ -206,3 +206,15 @@ def _search(base: str, image: bytes) -> list[str]:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return [r["filename"] for r in json.loads(response.read())["results"]]
+
+
+def test_polling_for_network_mounts(make_workdir, shapes_dir: Path) -> None:
+    work = make_workdir(per_shape=2)
+    watcher = FolderWatcher(_config(work), poll=True)
+    watcher.start()
+    try:
+        shutil.copy(shapes_dir / "square_00023.png", work.parent / "data")
+        _until(lambda: "square_00023.png" in _names(work), "found by polling")
+        assert watch_status(work)["mode"] == "polling"
+    finally:
+        watcher.stop()
