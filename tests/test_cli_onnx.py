@@ -33,6 +33,7 @@ def test_export_writes_onnx_beside_the_model(workdir: Path, capsys) -> None:
 
 def test_export_to_a_chosen_path(workdir: Path, tmp_path: Path) -> None:
     target = tmp_path / "phone" / "net.onnx"
+    (workdir / ONNX_FILE).unlink(missing_ok=True)  # extraction keeps one; export adds none
     assert (
         main(["export", "--onnx", str(target), "--model", str(workdir / "triplet_base_final.pt")])
         == 0

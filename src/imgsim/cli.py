@@ -190,6 +190,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .config import replace
+    from .watch import run_watch
+
+    cfg = replace(_config(args).extract, _given(args))
+    if args.output_dir is not None and args.model_path is None:  # --workdir: its own model
+        cfg = replace(cfg, {"model_path": str(Path(args.output_dir) / MODEL_FILE)})
+    _prepare(cfg.data_dir, cfg.output_dir)
+    run_watch(cfg, poll=args.poll)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .config import replace
     from .search import search_image
@@ -237,6 +249,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store=args.store,
         runtime=args.runtime,
         device=args.device,
+        watch=args.watch,
+        watch_poll=args.watch_poll,
     )
     return 0
 
@@ -278,9 +292,9 @@ def _model_id(path: Path) -> str | None:
     """The id of the model file at `path`, or None without one (Milvus picks its latest)."""
     if not path.is_file():
         return None
-    from .model import load_model
+    from .modelfile import read_model_meta
 
-    return str(load_model(path)[1]["model_id"])
+    return str(read_model_meta(path)["model_id"])
 
 
 def cmd_trash(args: argparse.Namespace) -> int:
@@ -325,12 +339,11 @@ def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> Du
     if cfg.method != "hash":
         from .config import ExtractConfig, replace
         from .extract import embed_records, extract_embedder
-        from .model import load_model
+        from .model_handle import ModelFile
 
         model_path = args.model or str(Path(args.workdir) / MODEL_FILE)
         extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
-        model, info = load_model(model_path)
-        embedder = extract_embedder(model, info["model_id"], extract_cfg)
+        embedder = extract_embedder(ModelFile(model_path), extract_cfg)
 
         def embed(records: list) -> tuple:
             return embed_records(embedder, embedder.image_size, records, progress=False)
@@ -455,6 +468,27 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_index)
 
 
+def _add_watch(sub: argparse._SubParsersAction) -> None:
+    from .config import ExtractConfig
+
+    p = sub.add_parser(
+        "watch",
+        help="keep the index in step with the image folder as files come and go",
+        description="Catch up (as index --update), then follow the folder: new, changed, "
+        "deleted and moved images reach the index in batches, each file once it is written.",
+    )
+    flags = ("data_dir", "output_dir", "model_path", "store", "device", "runtime", "workers")
+    aliases = {"data_dir": ["--data"], "output_dir": ["--workdir"], "model_path": ["--model"]}
+    _add_config_flags(p, ExtractConfig, flags, aliases)
+    p.add_argument(
+        "--poll",
+        action="store_true",
+        help="list the folder every 2 s instead of inotify events (network mounts: NFS, SMB)",
+    )
+    _add_config_flag(p)
+    p.set_defaults(func=cmd_watch)
+
+
 def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="per-category breakdown of an image folder")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
@@ -515,7 +549,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="start the web page and JSON API (app_triplet.py)")
     _add_server_flags(p)
-    _add_config_flags(p, SearchConfig, ("workdir", "store", "device", "runtime"))
+    flags = ("workdir", "store", "device", "runtime", "watch", "watch_poll")
+    _add_config_flags(p, SearchConfig, flags, {"watch_poll": ["--poll"]})
     p.add_argument(
         "--workers", type=int, default=0, help="gunicorn worker processes (0 = one per core)"
     )
@@ -634,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_extract(sub)
     _add_index(sub)
+    _add_watch(sub)
     _add_trash(sub)
     _add_duplicates(sub)
     return parser

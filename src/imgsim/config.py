@@ -33,6 +33,8 @@ MAP_FILE = "collection_map.json"  # the page's map: 2-D projection of the collec
 MAP_LOCK_FILE = "collection_map.lock"  # held by the one process computing the map
 DUPLICATES_FILE = "duplicates.json"  # the duplicate groups the server found last (JSON)
 DUPLICATES_LOCK_FILE = "duplicates.lock"  # held by the one process finding duplicates
+WATCH_LOCK_FILE = "watch.lock"  # held by the one process watching the image folder
+WATCH_STATUS_FILE = "watch_status.json"  # what the watcher last did (JSON), for /health
 MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D
 RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
@@ -276,6 +278,16 @@ class SearchConfig:
         metadata=choices(MAP_METHODS, "tsne keeps neighbourhoods; pca is linear and instant"),
     )
     map_seed: int = 0  # the same collection, settings and seed: the same map
+    # One server process (whichever holds WATCH_LOCK_FILE) follows the image folder, so a
+    # file copied in becomes searchable without an upload or index --update.
+    watch: bool = field(
+        default=False,
+        metadata={"help": "also follow the indexed image folder (one process watches it)"},
+    )
+    watch_poll: bool = field(
+        default=False,
+        metadata={"help": "watch by listing the folder every 2 s, not inotify (NFS, SMB mounts)"},
+    )
 
 
 @dataclass

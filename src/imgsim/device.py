@@ -61,6 +61,8 @@ def inference_device(name: str, runtime: str) -> str:
     backend. For it `auto` is CUDA when torch sees a GPU and the provider is installed, else
     the CPU (and the log says why); `cuda` or `mps` asked for by name still fail with a message.
     """
+    if (name or "").strip().lower() == "cpu":  # the default: no need to import torch to know
+        return "cpu"
     device = resolve_device(name)
     if runtime != "onnx" or device.type == "cpu" or (name or "").strip().lower() != "auto":
         return str(device)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import RUNTIMES, SearchConfig
 from .errors import ConfigError, OnnxError
+from .model_handle import ModelFile
 
 log = logging.getLogger("imgsim")
 
@@ -86,6 +87,7 @@ class _OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise OnnxError(f"onnxruntime cannot load the model: {exc}") from None
         self.input = self.session.get_inputs()[0].name
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.lock = threading.Lock()
 
     def __call__(self, arrays: np.ndarray) -> np.ndarray:
@@ -136,6 +138,31 @@ class Embedder:
         return embedder
 
     @classmethod
+    def from_file(
+        cls,
+        model: ModelFile,
+        runtime: str = "onnx",
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> Embedder:
+        """An Embedder for a model file: with onnx, its kept export runs without torch.
+
+        Only a missing or stale export (another model id or size) loads the network, exports
+        it and keeps the file for the next start.
+        """
+        check_runtime(runtime)
+        size = model.config.image_size
+        backend = _kept_onnx(model, device, threads) if runtime == "onnx" else None
+        if backend is None:
+            return cls.from_model(
+                model.network(), runtime, model_id=model.model_id, model_path=model.path,
+                device=device, threads=threads,
+            )  # fmt: skip
+        embedder = cls(backend[0], "onnx", size, device, backend[1])
+        embedder.embedding_dim = model.config.embedding_dim
+        return embedder
+
+    @classmethod
     def from_spec(cls, spec: EmbedderSpec, threads: int | None = None) -> Embedder:
         """Rebuild an Embedder from its spec (in a worker process); `threads` for its runtime."""
         if spec.kind == "onnx":
@@ -168,6 +195,26 @@ class Embedder:
     def pending(self) -> Iterator[None]:
         """A request on its way (decoding); only a BatchingEmbedder waits for it."""
         yield
+
+
+def _kept_onnx(
+    model: ModelFile, device: str, threads: int | None
+) -> tuple[_OnnxBackend, bytes] | None:
+    """A session on the export kept beside the model file, if it was made from this model."""
+    from .export import default_onnx_path
+
+    path = default_onnx_path(model.path)
+    try:
+        data = path.read_bytes()
+        backend = _OnnxBackend(data, device, threads)
+    except (OSError, OnnxError):  # none yet, unreadable or damaged: export again
+        return None
+    meta = backend.metadata
+    if meta.get("imgsim.model_id") != model.model_id or model.model_id == "":
+        return None
+    if meta.get("imgsim.image_size") != str(model.config.image_size):
+        return None
+    return backend, data
 
 
 def _torch_spec(model: Any, image_size: int, device: str) -> EmbedderSpec:
@@ -343,15 +390,18 @@ def search_embedder(
     model_path: str | Path | None = None,
     device: str = "cpu",
 ) -> Embedder | BatchingEmbedder:
-    """The Embedder a search process uses: `config.runtime`, batched unless batch_max_size 1."""
-    embedder = Embedder.from_model(
-        model,
-        config.runtime,
-        model_id=model_id,
-        model_path=model_path,
-        device=device,
-        threads=config.runtime_threads or None,
-    )
+    """The Embedder a search process uses: `config.runtime`, batched unless batch_max_size 1.
+
+    `model` is a ModelFile (its kept ONNX export spares loading torch) or a network.
+    """
+    threads = config.runtime_threads or None
+    if isinstance(model, ModelFile):
+        embedder = Embedder.from_file(model, config.runtime, device, threads)
+    else:
+        embedder = Embedder.from_model(
+            model, config.runtime, model_id=model_id, model_path=model_path, device=device,
+            threads=threads,
+        )  # fmt: skip
     if config.batch_max_size <= 1:
         return embedder
     return BatchingEmbedder(embedder, config.batch_max_size, config.batch_max_wait_ms)

@@ -84,10 +84,11 @@ def onnx_metadata(data: bytes) -> dict[str, str]:
 
 
 def onnx_for(model: Any, image_size: int, model_id: str, model_path: str | Path | None) -> bytes:
-    """The exported file beside `model_path` when it holds this model, else a fresh export.
+    """The exported file beside `model_path` when it holds this model, else a fresh export,
+    kept there (atomically) for the next start.
 
-    Exporting takes about a second, so `--runtime onnx` works without `imgsim export`; a
-    file made from other weights is never used (it would give other embeddings).
+    Exporting takes about a second and needs torch, so it is done once per model; a file
+    made from other weights is never used (it would give other embeddings).
     """
     path = default_onnx_path(model_path) if model_path else None
     if path is not None and path.is_file():
@@ -95,8 +96,20 @@ def onnx_for(model: Any, image_size: int, model_id: str, model_path: str | Path 
         meta = onnx_metadata(data)
         if model_id and meta.get("imgsim.model_id") == model_id:
             return data
-        log.warning("%s was exported from another model; exporting again in memory", path)
-    return onnx_bytes(model, image_size, model_id)
+        log.info("%s was exported from another model; exporting this one", path)
+    data = onnx_bytes(model, image_size, model_id)
+    if path is not None and model_id:
+        keep_onnx(data, path)
+    return data
+
+
+def keep_onnx(data: bytes, path: Path) -> None:
+    """Write an export beside its model file; a read-only folder only costs the next start."""
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+    except OSError as exc:
+        log.warning("cannot keep the ONNX export in %s (%s); each start exports again", path, exc)
 
 
 def _require(name: str) -> Any:

@@ -6,9 +6,9 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .config import EMBEDDING_PLOT, THUMBNAIL_CACHE_DIR, ExtractConfig
 from .data import DatasetError, ImageRecord, default_workers, scan_images
@@ -16,10 +16,13 @@ from .embed_pool import iter_embedded
 from .embedder import Embedder, check_runtime
 from .errors import ConfigError
 from .filefacts import FileFacts, collect_facts
-from .model import EmbeddingNet, load_model
+from .model_handle import ModelFile
 from .staging import wait_for_uploads
 from .store import ConcurrentChangeError, Store, open_store
 from .store.exports import build_collection, write_exports
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("imgsim")
 
@@ -99,30 +102,31 @@ def extract(config: ExtractConfig, progress: bool = True, kind: str | None = Non
     A full rebuild; `kind` (auto, flat, hnsw) defaults to the workdir's previous choice.
     """
     check_device(config)
-    model, info = load_model(config.model_path)
-    embedder = extract_embedder(model, info["model_id"], config)
-    return _extract_with(embedder, info["model_id"], config, progress, kind=kind)
+    model = ModelFile(config.model_path)
+    embedder = extract_embedder(model, config)
+    return _extract_with(embedder, model.model_id, config, progress, kind=kind)
 
 
 def check_device(config: ExtractConfig) -> None:
     """Name a missing GPU before anything is written; refuse a GPU that --engine ray ignores."""
     from .device import resolve_device
 
-    if resolve_device(config.device).type != "cpu" and config.engine == "ray":
+    if config.engine != "ray":  # checked where the runtime starts (no torch needed here)
+        return
+    if resolve_device(config.device).type != "cpu":
         raise ConfigError(
             f"--device {config.device}: --engine ray embeds on the Ray actors' CPUs and would "
             "ignore it; --engine local (the default) embeds on the GPU"
         )
 
 
-def extract_embedder(model: EmbeddingNet, model_id: str, config: ExtractConfig) -> Embedder:
-    """The Embedder extraction uses: `config.runtime`, the ONNX export beside the model if any."""
+def extract_embedder(model: ModelFile, config: ExtractConfig) -> Embedder:
+    """The Embedder extraction uses: `config.runtime`; for onnx the export kept beside the
+    model file (made and kept there the first time)."""
     from .device import inference_device
 
-    return Embedder.from_model(
-        model, check_runtime(config.runtime), model_id=model_id, model_path=config.model_path,
-        device=inference_device(config.device, config.runtime),
-    )  # fmt: skip
+    device = inference_device(config.device, config.runtime)
+    return Embedder.from_file(model, check_runtime(config.runtime), device)
 
 
 def thumbnail_dir(config: ExtractConfig) -> Path | None:
@@ -131,7 +135,7 @@ def thumbnail_dir(config: ExtractConfig) -> Path | None:
 
 
 def _extract_with(
-    model: EmbeddingNet | torch.nn.Module | Embedder,
+    model: torch.nn.Module | Embedder,
     model_id: str,
     config: ExtractConfig,
     progress: bool,
@@ -254,20 +258,6 @@ REFERENCE_HELP = (
 )
 
 
-class _ReferenceModel(torch.nn.Module):
-    """Wraps a TorchScript extractor: uint8 in, ImageNet normalisation, L2-normalised out."""
-
-    def __init__(self, scripted: torch.nn.Module) -> None:
-        super().__init__()
-        self.scripted = scripted
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.scripted((x.float() / 255.0 - self.mean) / self.std)
-        return torch.nn.functional.normalize(out.flatten(1), dim=1)
-
-
 def extract_reference(
     config: ExtractConfig, weights: str | Path, image_size: int = 224, progress: bool = True
 ) -> ExtractResult:
@@ -277,8 +267,11 @@ def extract_reference(
     model's; `imgsim search --workdir` cannot use them (no imgsim model), they are for
     comparison with tools such as the t-SNE plot and the quality benchmark.
     """
+    import torch
+
     from .device import inference_device
     from .errors import ModelNotLoadedError
+    from .reference_model import ReferenceModel
 
     check_device(config)
     path = Path(weights)
@@ -294,7 +287,7 @@ def extract_reference(
     ref_config = ExtractConfig(**{**config.__dict__, "output_dir": str(out_dir)})
     model_id = "reference:" + path.name
     embedder = Embedder.from_model(
-        _ReferenceModel(scripted), "torch", image_size=image_size,
+        ReferenceModel(scripted), "torch", image_size=image_size,
         device=inference_device(config.device, "torch"),
     )  # fmt: skip
     return _extract_with(embedder, model_id, ref_config, progress)

@@ -13,11 +13,12 @@ from torch import nn
 
 from .backbone import FEATURE_DIM, EfficientNetLite0
 from .backbone import pretrained as pretrained_backbone
-from .config import PRETRAINED, ModelConfig, from_dict, to_dict
+from .config import PRETRAINED, ModelConfig, to_dict
 from .errors import ModelNotLoadedError
 from .fileio import atomic_path
+from .modelfile import MODEL_FORMAT, file_config, read_model_meta, read_with_torch
+from .modelfile import model_type as model_type  # where callers have always found it
 
-MODEL_FORMAT = "imgsim-model"
 MODEL_FORMAT_VERSION = 1
 
 # Inputs are uint8 RGB; the network normalises them itself so the file is all a caller needs.
@@ -195,10 +196,7 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         raise ModelNotLoadedError(
             f"Model not loaded: {path} not found — run training first (imgsim train)"
         )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise ModelNotLoadedError(f"Model not loaded: cannot read {path}: {exc}") from None
+    payload = read_with_torch(path)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelNotLoadedError(f"Model not loaded: {path} is not an imgsim model file")
     return payload
@@ -211,12 +209,6 @@ def load_model(path: str | Path) -> tuple[EmbeddingNet, dict[str, Any]]:
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
-
-
-def file_config(payload: dict[str, Any]) -> ModelConfig:
-    """The network's shape in a model file (or checkpoint); files from before the pretrained
-    backbone existed hold the scratch network."""
-    return from_dict(ModelConfig, {"backbone": "scratch", **payload["model_config"]})
 
 
 def build_network(config: ModelConfig) -> EmbeddingNet:
@@ -246,7 +238,7 @@ def ensure_pretrained(path: str | Path, image_size: int) -> str:
     """
     path = Path(path)
     if path.exists():
-        payload = read_model_file(path)
+        payload = read_model_meta(path)
         if payload.get("pretrained") == PRETRAINED and not payload.get("train_config"):
             return str(payload["model_id"])
         raise ModelNotLoadedError(
@@ -256,23 +248,6 @@ def ensure_pretrained(path: str | Path, image_size: int) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = {"pretrained": PRETRAINED}
     return save_model(path, pretrained_model(image_size), [], extra=extra)
-
-
-def model_type(info: dict[str, Any] | None) -> str:
-    """What /stats calls the network: after the loss it was trained with, or the backbone."""
-    from .losses import loss_title
-
-    config = (info or {}).get("model_config") or {}
-    loss = ((info or {}).get("train_config") or {}).get("loss")
-    if not loss or (info or {}).get("pretrained"):
-        if config.get("backbone") == PRETRAINED:
-            return "EfficientNet-Lite0 (ImageNet, untrained here)"
-        return "Embedding Network"
-    # Each word capitalised, the rest kept: "Triplet", "Proxy-Anchor", "ArcFace" (not "Arcface").
-    title = "-".join(w[:1].upper() + w[1:] for w in loss_title(loss).split("-"))
-    if config.get("backbone") == PRETRAINED:
-        return f"{title} Network on EfficientNet-Lite0"
-    return f"{title} Network"  # "Triplet Network", as the original said
 
 
 def update_model_file(path: str | Path, fields: dict[str, Any]) -> None:

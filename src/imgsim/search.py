@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -20,9 +20,16 @@ from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_
 from .device import inference_device
 from .duplicates.kept import KeptDuplicates
 from .embedder import BatchingEmbedder, Embedder, search_embedder
-from .errors import EmbeddingsNotLoadedError, ImgsimError, NotReadyError, storage_errors
+from .errors import (
+    EmbeddingsNotLoadedError,
+    ImgsimError,
+    ModelNotLoadedError,
+    NotReadyError,
+    storage_errors,
+)
 from .kept_document import DocumentState
-from .model import EmbeddingNet, ModelNotLoadedError, load_model, model_type
+from .model_handle import ModelFile
+from .modelfile import model_type
 from .paths import name_path, safe_path
 from .staging import Staged, Staging, recover_uploads
 from .store import (
@@ -37,6 +44,9 @@ from .store import (
 )
 from .store.base import EMBEDDINGS_MISSING
 from .trash import finish, move_to_trash, reserve
+
+if TYPE_CHECKING:
+    from .model import EmbeddingNet
 
 log = logging.getLogger("imgsim")
 
@@ -112,7 +122,7 @@ class Searcher:
 
     def __init__(
         self,
-        model: EmbeddingNet | None,
+        model: ModelFile | EmbeddingNet | None,
         store: Store | None,
         model_info: dict[str, Any] | None = None,
         problems: list[str] | None = None,
@@ -130,7 +140,11 @@ class Searcher:
         self.workdir = Path(workdir)
         # Runs the network (one pass at a time; batched across threads when configured).
         if embedder is None and model is not None:
-            embedder = Embedder.from_model(model)
+            embedder = (
+                Embedder.from_file(model, "torch")
+                if isinstance(model, ModelFile)
+                else Embedder.from_model(model)
+            )
         self.embedder = embedder
         self.map = CollectionMap(self.workdir)  # the 2-D map, computed in the background
         self.duplicates = KeptDuplicates(self.workdir)  # the groups, found in the background
@@ -155,9 +169,10 @@ class Searcher:
         model_file = Path(model_path) if model_path else workdir / MODEL_FILE
         settings = config or SearchConfig()
         try:
-            model, info = load_model(model_file)
+            model = ModelFile(model_file)
+            info = model.info
             device = inference_device(settings.device, settings.runtime)
-            embedder = search_embedder(model, settings, info["model_id"], model_file, device)
+            embedder = search_embedder(model, settings, device=device)
         except ModelNotLoadedError as exc:
             problems.append(str(exc))
         try:
@@ -489,7 +504,11 @@ class Searcher:
 
 
 def _check_same_model(
-    model: EmbeddingNet, info: dict[str, Any], dim: int, model_id: str, problems: list[str]
+    model: ModelFile | EmbeddingNet,
+    info: dict[str, Any],
+    dim: int,
+    model_id: str,
+    problems: list[str],
 ) -> None:
     if dim != model.config.embedding_dim:
         problems.append(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from .changes import changing
 from .config import ExtractConfig
 from .data import ImageRecord, scan_images
+from .embedder import Embedder
 from .errors import DatasetError, storage_errors
 from .extract import (
     _extract_with,
@@ -24,11 +26,11 @@ from .extract import (
     thumbnail_dir,
 )
 from .filefacts import FileFacts, collect_facts, stat_facts
-from .model import EmbeddingNet, load_model
+from .model_handle import ModelFile
 from .scale import ShardError, in_shard, parse_shard
 from .staging import recover_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
-from .store.exports import write_exports
+from .store.exports import exports_current, write_exports
 from .vectors import resolve_kind
 
 log = logging.getLogger("imgsim")
@@ -48,6 +50,7 @@ class UpdateResult:
     reason: str = ""  # why everything was
     seconds: float = 0.0
     kind: str = "flat"
+    failed: list[str] = field(default_factory=list)  # the unreadable files, by name
 
 
 @dataclass
@@ -80,7 +83,8 @@ def update_index(
     the other shards' runs (created empty by whichever comes first).
     """
     start = time.perf_counter()
-    model, info = load_model(config.model_path)
+    model = ModelFile(config.model_path)  # the header: the network loads only to embed
+    info = model.info
     check_device(config)  # before the store is touched
     shard = parse_shard(config.shard)
     store = open_store(config.output_dir, config.store or None, info["model_id"])
@@ -102,7 +106,7 @@ def update_index(
     if result is None:
         if reason != "full":
             log.warning("%s", reason)
-        embedder = extract_embedder(model, info["model_id"], config)
+        embedder = extract_embedder(model, config)
         done = _extract_with(embedder, info["model_id"], config, progress, kind=kind)
         result = UpdateResult(done.count, done.count, skipped=done.skipped, full=True)
         result.reason, result.kind = ("" if reason == "full" else reason), done.kind
@@ -111,7 +115,7 @@ def update_index(
 
 
 def _new_info(
-    config: ExtractConfig, model_id: str, model: EmbeddingNet, kind: str | None
+    config: ExtractConfig, model_id: str, model: ModelFile, kind: str | None
 ) -> CollectionInfo:
     return CollectionInfo(
         model_id, model.config.embedding_dim, str(Path(config.data_dir).resolve()),
@@ -119,7 +123,7 @@ def _new_info(
     )  # fmt: skip
 
 
-def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: EmbeddingNet) -> str:
+def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: ModelFile) -> str:
     """Why everything must be embedded ('' when an update will do)."""
     collection = store.info()
     if collection is None:
@@ -132,24 +136,49 @@ def _full_reason(store: Store, config: ExtractConfig, model_id: str, model: Embe
     return ""
 
 
-def _update(
-    store: Store, model: EmbeddingNet, config: ExtractConfig, progress: bool, model_id: str
+def update_pass(
+    store: Store,
+    model: ModelFile,
+    config: ExtractConfig,
+    skip: AbstractSet[str] = frozenset(),
+    embedder: Callable[[], Embedder] | None = None,
 ) -> UpdateResult:
+    """One incremental update of an open store, as `index --update` makes (the watcher's).
+
+    Names in `skip` (files still being written, known-bad ones) are left as they are: not
+    read, not added, not removed. `embedder` gives the runtime to embed with, so a
+    long-running caller builds it once.
+    """
+    return _update(store, model, config, False, model.model_id, skip, embedder)
+
+
+def _update(
+    store: Store,
+    model: ModelFile,
+    config: ExtractConfig,
+    progress: bool,
+    model_id: str,
+    skip: AbstractSet[str] = frozenset(),
+    embedder: Callable[[], Embedder] | None = None,
+) -> UpdateResult:
+    start = time.perf_counter()
     embedded: dict[str, np.ndarray] = {}  # by content: the locked plan reuses them
-    failed: set[str] = set()  # contents that did not decode
+    failed: set[str] = set()  # names that did not decode
     for _ in range(UPDATE_ATTEMPTS):
         # The slow part (embedding) runs while uploads and deletes go on; then, under the
         # workdir's change lock, the folder is read again and what is known is committed at
         # once, so steady uploads cannot keep the update from finishing.
-        first = _plan_now(store, config, embedded)
-        failed |= _embed_plan(first, model, model_id, config, progress, embedded)
+        first = _plan_now(store, config, embedded, skip)
+        failed |= _embed_plan(first, model, model_id, config, progress, embedded, embedder)
+        data_dir = str(Path(config.data_dir).resolve())
         # One transaction: a full disk or a read-only folder leaves the index as it was.
         with storage_errors("the index was not changed"), changing(config.output_dir):
             expected = store.generation()
-            plan = _plan_now(store, config, embedded)
+            plan = _plan_now(store, config, embedded, skip)
             late = _drop_unembedded(plan, failed, store.facts())
+            if not (plan.add or plan.remove or plan.touch) and _same_folder(store, data_dir):
+                break  # nothing to change: no write, so other processes' readers keep theirs
             try:
-                data_dir = str(Path(config.data_dir).resolve())
                 store.apply(plan.add, plan.remove, plan.touch, model_id, expected, data_dir)
                 break
             except ConcurrentChangeError:  # a writer that does not take the lock (Milvus)
@@ -166,7 +195,7 @@ def _update(
             late,
         )
     plan.embedded = sum(1 for item in plan.add if (item.facts.sha256 or "") in embedded)
-    return _finish(store, config, plan, len(failed))
+    return _finish(store, config, plan, failed, start)
 
 
 def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFacts]) -> int:
@@ -187,11 +216,14 @@ def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFact
     return late
 
 
-def _finish(store: Store, config: ExtractConfig, plan: _Plan, skipped: int) -> UpdateResult:
-    store.flush()
+def _finish(
+    store: Store, config: ExtractConfig, plan: _Plan, failed: set[str], start: float
+) -> UpdateResult:
     # Committed already: only the export files (each written whole or not at all) can miss.
     with storage_errors("the index was updated, but its export files were not rewritten"):
-        write_exports(store, config.output_dir)
+        if not exports_current(store, config.output_dir):
+            store.flush()
+            write_exports(store, config.output_dir)
     total, reused = store.count(), len(plan.add) - plan.embedded
     collection = store.info()
     log.info(
@@ -199,36 +231,49 @@ def _finish(store: Store, config: ExtractConfig, plan: _Plan, skipped: int) -> U
         plan.embedded, reused, len(plan.remove), plan.unchanged, total,
     )  # fmt: skip
     return UpdateResult(
-        total, plan.embedded, reused, len(plan.remove), plan.unchanged, skipped,
+        total, plan.embedded, reused, len(plan.remove), plan.unchanged, len(failed),
+        seconds=time.perf_counter() - start,
         kind=resolve_kind(collection.kind if collection else "auto", total),
+        failed=sorted(failed),
     )  # fmt: skip
 
 
-def _plan_now(store: Store, config: ExtractConfig, embedded: dict[str, np.ndarray]) -> _Plan:
+def _plan_now(
+    store: Store, config: ExtractConfig, embedded: dict[str, np.ndarray], skip: AbstractSet[str]
+) -> _Plan:
     """The folder as it is now compared with the store (vectors in `embedded` are reused)."""
     shard = parse_shard(config.shard)
     records = [r for r in scan_images(config.data_dir) if in_shard(r.name, shard)]
     if not records and shard is None:
         raise DatasetError(f"No images found in {config.data_dir}")
-    return _plan(store, records, extract_workers(config.workers) + 1, embedded, shard)
+    records = [r for r in records if r.name not in skip]
+    return _plan(store, records, extract_workers(config.workers) + 1, embedded, shard, skip)
+
+
+def _same_folder(store: Store, data_dir: str) -> bool:
+    info = store.info()
+    return info is not None and info.data_dir == data_dir
 
 
 def _embed_plan(
     plan: _Plan,
-    model: EmbeddingNet,
+    model: ModelFile,
     model_id: str,
     config: ExtractConfig,
     progress: bool,
     embedded: dict[str, np.ndarray],
+    embedder: Callable[[], Embedder] | None = None,
 ) -> set[str]:
     """Embed what the plan lists, into `plan.add`; returns the names that did not decode."""
     todo = [r for r, _ in plan.embed]
+    if not todo:  # nothing new: no runtime to start (and no torch to import)
+        return set()
     if config.engine == "ray":
         features, rows = ray_embed(config, model.config.image_size, todo)
     else:
-        embedder = extract_embedder(model, model_id, config)
+        runtime = embedder() if embedder is not None else extract_embedder(model, config)
         features, rows = embed_records(
-            embedder, model.config.image_size, todo, config.batch_size, config.workers,
+            runtime, model.config.image_size, todo, config.batch_size, config.workers,
             progress, thumbnail_cache=thumbnail_dir(config),
         )  # fmt: skip
     for j, i in enumerate(rows):
@@ -245,10 +290,11 @@ def _plan(
     workers: int,
     embedded: dict[str, np.ndarray],
     shard: tuple[int, int] | None = None,
+    skip: AbstractSet[str] = frozenset(),
 ) -> _Plan:
     """What to embed, reuse, drop and re-stat; only files whose stat moved are read."""
     known = {n: f for n, f in store.facts().items() if in_shard(n, shard)}
-    plan = _Plan(remove=sorted(set(known) - {r.name for r in records}))
+    plan = _Plan(remove=sorted(set(known) - {r.name for r in records} - skip))
     candidates = []
     for record in records:
         old = known.get(record.name)

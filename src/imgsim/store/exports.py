@@ -81,6 +81,16 @@ def write_exports(store: Store, directory: str | Path) -> int:
     return len(names)
 
 
+def exports_current(store: Store, directory: str | Path) -> bool:
+    """Whether `directory`'s exports were written from this store at its present generation."""
+    try:
+        summary = json.loads((Path(directory) / INDEX_META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    same_store = summary.get("store") == store.address
+    return same_store and summary.get("generation") == store.generation()
+
+
 def import_original_arrays(store: Store, directory: Path) -> bool:
     """Fill an empty store from the original's arrays, if the workdir has them (once)."""
     features_path, images_path = directory / FEATURES_FILE, directory / IMAGES_FILE

@@ -64,6 +64,10 @@ def create_app(
     app.cli.add_command(check_command)
     # Outermost, so the deadline starts before Flask (or anything else) reads the body.
     app.wsgi_app = BodyDeadline(app.wsgi_app, config.request_timeout)  # type: ignore[method-assign]
+    if config.watch:
+        from .watching import start_watching
+
+        start_watching(config)
     return app
 
 

@@ -52,6 +52,8 @@ def serve(
     store: str | None = None,
     runtime: str | None = None,
     device: str | None = None,
+    watch: bool | None = None,
+    watch_poll: bool | None = None,
 ) -> None:
     """Serve the model and store of `workdir` on http://host:port until stopped.
 
@@ -60,7 +62,8 @@ def serve(
     `dev` (or `debug`) runs Flask's single-process development server instead.
     A config file's [search] section applies first; `workdir` overrides its workdir unless it
     is the default ".", so `imgsim serve --config x.toml` keeps the file's choice. IMGSIM_TOKEN
-    sets the update endpoints' token, over the file's.
+    sets the update endpoints' token, over the file's. `watch`: one of the processes follows
+    the image folder (watch.py).
     """
     if debug and not is_loopback(host):
         # Werkzeug's debugger runs any Python a visitor types into an error page.
@@ -77,6 +80,7 @@ def serve(
         config = replace(config, {"device": device})
     if store:
         config = replace(config, {"store": store})
+    config = replace(config, {"watch": watch, "watch_poll": watch_poll})  # None: the file's
     config = token_from_env(config)
     if dev or debug:
         _serve_dev(config, host, port, debug)
