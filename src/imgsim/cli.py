@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
 from .errors import ImgsimError
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .duplicates import DuplicateReport
 
 log = logging.getLogger("imgsim")
+T = TypeVar("T")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -58,11 +59,48 @@ def _prepare(data_dir: str | None = None, workdir: str | None = None) -> None:
             log.info("Removed %s, left by an interrupted write", name)
 
 
+def _explicit(args: argparse.Namespace, cfg: object, names: Sequence[str]) -> dict[str, str]:
+    """The settings among `names` the user named: by a flag, or a config file (not a default)."""
+    flags, defaults = _given(args), type(cfg)()
+    return {
+        n: str(getattr(cfg, n))
+        for n in names
+        if n in flags or getattr(cfg, n) != getattr(defaults, n)
+    }
+
+
+def _recalled(
+    args: argparse.Namespace, cfg: T, workdir: str, names: Sequence[str], record: bool = False
+) -> T:
+    """`cfg` with what `workdir` remembers for the `names` not named here.
+
+    `record`: the command writes into the workdir, which remembers what was named.
+    """
+    from .config import replace
+    from .workfolder import settle
+
+    explicit = _explicit(args, cfg, names)
+    found = settle(workdir, explicit, names, record)
+    if "model_path" in names and "model_path" not in {**explicit, **found}:
+        found["model_path"] = str(Path(workdir) / MODEL_FILE)  # the workdir's own
+    return replace(cfg, found)
+
+
+def _data_dir(args: argparse.Namespace, workdir: str = ".") -> str:
+    """The image folder of a command without config-file settings: named, remembered or default."""
+    from .workfolder import settle
+
+    named = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+    found = settle(workdir, named, ["data_dir"], False).get("data_dir")
+    return found or args.data_dir or DEFAULT_DATA_DIR
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from .data import dataset_stats, scan_images
 
-    _prepare(args.data)
-    stats = dataset_stats(scan_images(args.data), args.data)
+    data_dir = _data_dir(args, args.workdir)
+    _prepare(data_dir)
+    stats = dataset_stats(scan_images(data_dir), data_dir)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -87,9 +125,8 @@ def cmd_rename(args: argparse.Namespace) -> int:
     from .rename import run
 
     categories = [c for c in args.categories.split(",")] if args.categories else None
-    return run(
-        Path(args.folder), categories, args.dry_run, args.undo, args.yes, recover_run=args.recover
-    )
+    folder = Path(_data_dir(args, args.workdir))
+    return run(folder, categories, args.dry_run, args.undo, args.yes, recover_run=args.recover)
 
 
 def _changed(values: object, defaults: object) -> dict:
@@ -117,6 +154,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         # by train() if it would change the result).
         saved_train, saved_model = saved_configs(found[1])
         train_cfg, model_cfg = replace(saved_train, train_set), replace(saved_model, model_set)
+    else:
+        args.config_flags = args.train_flags  # for _explicit
+        train_cfg = _recalled(args, train_cfg, train_cfg.output_dir, ["data_dir"], True)
     _prepare(train_cfg.data_dir)
     result = train(train_cfg, model_cfg, resume=args.resume)
     if not from_env().main:  # under torchrun, rank 0 alone reports
@@ -126,7 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"Saved {result.model_path}" + (f" (validation Recall@1 {recall:.3f})" if recall else ""))
     if result.stopped_early:
         print(f"Stopped early: {result.stopped_early}; imgsim train --resume continues")
-    print("Next: imgsim extract")
+    workdir = "" if Path(train_cfg.output_dir) == Path() else f" --workdir {train_cfg.output_dir}"
+    print(f"Next: imgsim extract{workdir}")
     return 0
 
 
@@ -135,6 +176,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .extract import extract, extract_reference
 
     cfg = replace(_config(args).extract, _given(args))
+    cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
     if args.reference is not None:
@@ -170,8 +212,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .update import update_index
 
     cfg = replace(_config(args).extract, _given(args))
-    if args.output_dir is not None and args.model_path is None:  # --workdir: its own model
-        cfg = replace(cfg, {"model_path": str(Path(args.output_dir) / MODEL_FILE)})
+    cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
     result = update_index(cfg, update=args.update, kind=args.kind)
@@ -194,6 +235,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .search import search_image
 
     cfg = replace(_config(args).search, _given(args))
+    cfg = _recalled(args, cfg, cfg.workdir, ("store",))
     response = search_image(args.image, cfg, cfg.top_k, None, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
@@ -213,6 +255,7 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
     from .threshold import tune_model_threshold
 
     cfg = replace(ThresholdConfig(), _given(args))
+    cfg = _recalled(args, cfg, args.workdir, ("data_dir", "model_path"))
     choice = tune_model_threshold(
         cfg.model_path, cfg.data_dir, cfg.workers, cfg.precision, cfg.top_k
     )
@@ -222,8 +265,11 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve
+    from .workfolder import settle
 
     _prepare(workdir=args.workdir or ".")
+    if not args.store:
+        args.store = settle(args.workdir or ".", {}, ["store"], False).get("store")
     serve(
         workdir=args.workdir or ".",  # "." keeps a config file's workdir
         host=args.host,
@@ -261,6 +307,7 @@ def _export_npy(args: argparse.Namespace) -> int:
     from .store.exports import write_exports
 
     cfg = replace(_config(args).search, _given(args))
+    cfg = _recalled(args, cfg, cfg.workdir, ("store",))
     model_id = _model_id(Path(args.model) if args.model else Path(cfg.workdir) / MODEL_FILE)
     with open_store(cfg.workdir, cfg.store or None, model_id) as store:
         count = write_exports(store, cfg.workdir)
@@ -303,8 +350,12 @@ def cmd_trash(args: argparse.Namespace) -> int:
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from .config import replace
     from .duplicates.text import report_lines
+    from .workfolder import settle
 
     cfg = replace(_config(args).duplicates, _given(args))
+    named = {k: getattr(args, k) for k in ("model_path", "store") if getattr(args, k)}
+    for key, value in settle(args.workdir, named, ("model_path", "store"), False).items():
+        setattr(args, key, value)
     if args.folder is not None:
         _prepare(args.folder)
         report = _duplicates_in_folder(args, cfg)
@@ -326,7 +377,7 @@ def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> Du
         from .extract import embed_records, extract_embedder
         from .model import load_model
 
-        model_path = args.model or str(Path(args.workdir) / MODEL_FILE)
+        model_path = args.model_path or str(Path(args.workdir) / MODEL_FILE)
         extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
         model, info = load_model(model_path)
         embedder = extract_embedder(model, info["model_id"], extract_cfg)
@@ -343,7 +394,7 @@ def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> Dup
     from .store import open_store
 
     _prepare(workdir=args.workdir)
-    model_id = _model_id(Path(args.model) if args.model else Path(args.workdir) / MODEL_FILE)
+    model_id = _model_id(Path(args.model_path or Path(args.workdir) / MODEL_FILE))
     with open_store(args.workdir, args.store, model_id) as store:
         if store.info() is None or store.count() == 0:
             raise EmbeddingsNotLoadedError(
@@ -375,7 +426,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train the embedding network on an image folder. Run it under torchrun "
         "to train on several GPUs or machines (docs/scaling.md).",
     )
-    aliases = {"data_dir": ["--data", "--data-dir"], "learning_rate": ["--learning-rate", "--lr"]}
+    _add_folder(p)
+    aliases = {
+        "data_dir": ["--data", "--data-dir"],
+        "output_dir": ["--workdir", "--output-dir"],
+        "learning_rate": ["--learning-rate", "--lr"],
+    }
     train_flags = add_dataclass_flags(p, TrainConfig, aliases=aliases)
     network = p.add_argument_group("network (stored in the model file)")
     model_flags = add_dataclass_flags(network, ModelConfig)
@@ -407,11 +463,16 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "extract", help="embed every image and write the index (extract_features_triplet.py)"
     )
+    _add_folder(p)
     _add_config_flags(
         p,
         ExtractConfig,
         EXTRACT_FLAGS,
-        {"data_dir": ["--data"], "model_path": ["--model"]},
+        {
+            "data_dir": ["--data"],
+            "output_dir": ["--workdir", "--output-dir"],
+            "model_path": ["--model"],
+        },
     )
     p.add_argument(
         "--reference",
@@ -428,6 +489,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     from .config import ExtractConfig
 
     p = sub.add_parser("index", help="build the index, or bring it up to date (--update)")
+    _add_folder(p)
     p.add_argument(
         "--update",
         action="store_true",
@@ -445,7 +507,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         INDEX_FLAGS,
         {
             "data_dir": ["--data"],
-            "output_dir": ["--workdir"],
+            "output_dir": ["--workdir", "--output-dir"],
             "model_path": ["--model"],
             "engine_concurrency": ["--concurrency"],
         },
@@ -456,14 +518,16 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
 
 def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="per-category breakdown of an image folder")
-    p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
+    _add_folder(p, data_flag=True)
+    _add_workdir_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
 
 
 def _add_rename(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rename", help="rename images into categories (rename_images.py)")
-    p.add_argument("folder", nargs="?", default=DEFAULT_DATA_DIR, help="image folder")
+    _add_folder(p, data_flag=True)
+    _add_workdir_flag(p)
     p.add_argument("--categories", help="comma-separated names; without it, asks")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--undo", action="store_true", help="reverse the last rename")
@@ -503,9 +567,11 @@ def _add_tune_threshold(sub: argparse._SubParsersAction) -> None:
     )
     from .config import ThresholdConfig
 
+    _add_folder(p)
     _add_config_flags(
         p, ThresholdConfig, aliases={"data_dir": ["--data"], "model_path": ["--model"]}
     )
+    _add_workdir_flag(p)
     p.set_defaults(func=cmd_tune_threshold)
 
 
@@ -570,10 +636,14 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
         description="Groups of duplicate images in FOLDER, or in the index of --workdir "
         "without one. Nothing is moved or deleted; the web page moves extras to the trash.",
     )
-    p.add_argument("folder", nargs="?", help="image folder (default: the indexed collection)")
+    _add_folder(p, data_flag=True, default="the indexed collection")
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
-    p.add_argument("--model", help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})")
+    p.add_argument(
+        "--model",
+        dest="model_path",
+        help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})",
+    )
     _add_config_flags(p, DuplicatesConfig)
     _add_store_flag(p)  # by hand: DuplicatesConfig has no store, the index's is used as is
     _add_config_flag(p)
@@ -593,6 +663,31 @@ def _add_trash(sub: argparse._SubParsersAction) -> None:
     for q in actions.choices.values():  # `imgsim trash list --workdir W` works too
         q.add_argument("--workdir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_trash)
+
+
+def _add_folder(
+    p: argparse.ArgumentParser, data_flag: bool = False, default: str = DEFAULT_DATA_DIR
+) -> None:
+    """The image folder, named the same way everywhere: FOLDER or --data FOLDER."""
+    text = f"image folder (default: remembered by the workdir, else {default})"
+    p.add_argument("folder", nargs="?", metavar="FOLDER", help=text)
+    if data_flag:  # else --data comes with the config flags
+        p.add_argument("--data", "--data-dir", dest="data_dir", metavar="DIR", help=text)
+
+
+def _add_workdir_flag(p: argparse.ArgumentParser) -> None:
+    if not any("--workdir" in a.option_strings for a in p._actions):
+        p.add_argument("--workdir", default=".", help="the work folder that remembers it (.)")
+
+
+def _one_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """FOLDER and --data are one setting: either may name it, both only alike."""
+    if not hasattr(args, "folder"):
+        return
+    data = getattr(args, "data_dir", None)
+    if args.folder is not None and data is not None and Path(args.folder) != Path(data):
+        parser.error(f"two image folders named: {args.folder} and --data {data}; name one")
+    args.data_dir = args.folder = args.folder if args.folder is not None else data
 
 
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
@@ -623,18 +718,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (.toml, .yaml or .json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_stats(sub)
-    _add_rename(sub)
-    _add_search(sub)
-    _add_tune_threshold(sub)
-    _add_serve(sub)
-    _add_export(sub)
-    _add_demo(sub)
-    _add_train(sub)
-    _add_extract(sub)
-    _add_index(sub)
-    _add_trash(sub)
-    _add_duplicates(sub)
+    # In the order a new user runs them: try, organise, train, index, use, maintain.
+    for add in (
+        _add_demo, _add_stats, _add_rename, _add_train, _add_extract, _add_index, _add_search,
+        _add_duplicates, _add_serve, _add_tune_threshold, _add_export, _add_trash,
+    ):  # fmt: skip
+        add(sub)
     return parser
 
 
@@ -668,7 +757,9 @@ class _Formatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imgsim` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _one_folder(parser, args)
     _setup_logging(args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

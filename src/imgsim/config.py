@@ -36,6 +36,9 @@ DUPLICATES_LOCK_FILE = "duplicates.lock"  # held by the one process finding dupl
 MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D
 RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
+# In the workdir: the image folder, model file and store its commands named (workfolder.py),
+# so that later commands there need no flags.
+WORKFOLDER_FILE = "imgsim_workdir.json"
 # The environment variable naming the web app's config file (TOML/YAML/JSON): its [search]
 # and [duplicates] sections apply in every server process.
 ENV_CONFIG = "IMGSIM_CONFIG"
