@@ -30,7 +30,7 @@ def test_train_then_extract_then_update_with_no_flags(
     assert recall(work) == {"data_dir": str(shapes_dir)}
     assert main(["extract", "--workers", "1"]) == 0
     out = capsys.readouterr()
-    assert "Embedded 96 images" in out.out
+    assert "Embedded 96 images" in out.out and (out.out + out.err).count("Embedded") == 1
     assert out.err.count(f"image folder {shapes_dir}") == 1  # said once
     assert main(["index", "--update"]) == 0
     assert "96 unchanged" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
 from .errors import ImgsimError
@@ -480,7 +480,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
         help="embed with a pretrained TorchScript feature extractor instead, for "
         "comparison (a local file: nothing is downloaded)",
     )
-    p.add_argument("--reference-size", type=int, default=224, help="its input size (224)")
+    p.add_argument("--reference-size", type=_at_least(1), default=224, help="its input size (224)")
     _add_config_flag(p)
     p.set_defaults(func=cmd_extract)
 
@@ -582,9 +582,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     _add_server_flags(p)
     _add_config_flags(p, SearchConfig, ("workdir", "store", "device", "runtime"))
     p.add_argument(
-        "--workers", type=int, default=0, help="gunicorn worker processes (0 = one per core)"
+        "--workers",
+        type=_at_least(0),
+        default=0,
+        help="gunicorn worker processes (0 = one per core)",
     )
-    p.add_argument("--threads", type=int, default=0, help="threads per worker (0 = 4)")
+    p.add_argument("--threads", type=_at_least(0), default=0, help="threads per worker (0 = 4)")
     p.add_argument(
         "--dev", action="store_true", help="Flask's one-process development server instead"
     )
@@ -620,8 +623,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="sample data → train → extract → searches → server")
     p.add_argument("--dir", default="demo", help="folder for the demo's data and outputs (demo)")
-    p.add_argument("--per-class", type=int, default=200, help="sample images per category (200)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (8)")
+    p.add_argument(
+        "--per-class", type=_at_least(2), default=200, help="sample images per category (200)"
+    )
+    p.add_argument("--epochs", type=_at_least(1), default=8, help="training epochs (8)")
     p.add_argument("--no-serve", action="store_true", help="stop after the sample searches")
     _add_server_flags(p)
     p.set_defaults(func=cmd_demo)
@@ -659,7 +664,9 @@ def _add_trash(sub: argparse._SubParsersAction) -> None:
     q = actions.add_parser("restore", help="put a file back where it was (never overwrites)")
     q.add_argument("name", help="its name (hats/a.jpg), original path, or trash id")
     q = actions.add_parser("empty", help="delete trashed files for good")
-    q.add_argument("--older-than", type=float, metavar="DAYS", help="only those older than DAYS")
+    q.add_argument(
+        "--older-than", type=_at_least(0, float), metavar="DAYS", help="only those older than DAYS"
+    )
     for q in actions.choices.values():  # `imgsim trash list --workdir W` works too
         q.add_argument("--workdir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_trash)
@@ -703,14 +710,34 @@ def _add_store_flag(p: argparse.ArgumentParser) -> None:
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--port", type=int, default=5000, help="port (5000)")
+    p.add_argument("--port", type=_at_least(0), default=5000, help="port (5000)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Says what is wrong in one line (the usage it would print first hides it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _at_least(low: float, parse: type = int) -> Callable[[str], float]:
+    """A flag type for numbers not from a config dataclass: `low` or more."""
+
+    def number(text: str) -> float:
+        value = parse(text)  # ValueError: argparse says "invalid int value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low:g} or more, not {value:g}")
+        return value
+
+    number.__name__ = parse.__name__
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; building it imports nothing heavy, so --help is instant."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imgsim",
         description="Image similarity search: organise, train, extract, search, serve.",
     )

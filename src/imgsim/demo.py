@@ -60,11 +60,12 @@ def run_demo(
             TrainConfig(data_dir=str(data), output_dir=str(directory), epochs=epochs),
             ModelConfig(image_size=32),  # the sample images are 28-64 px: 32 px loses nothing
         )
-    extract(
+    result = extract(
         ExtractConfig(
             data_dir=str(data), output_dir=str(directory), model_path=str(directory / MODEL_FILE)
         )
     )
+    log.info("Embedded %d images into %s", result.count, directory)
     sample_searches(directory, data)
     if not serve:
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from torch import nn
 
 from .backbone import FEATURE_DIM, EfficientNetLite0
 from .backbone import pretrained as pretrained_backbone
-from .config import PRETRAINED, ModelConfig, from_dict, to_dict
+from .config import MODEL_FILE, PRETRAINED, ModelConfig, from_dict, to_dict
 from .errors import ModelNotLoadedError
 from .fileio import atomic_path
+
+log = logging.getLogger("imgsim")
 
 MODEL_FORMAT = "imgsim-model"
 MODEL_FORMAT_VERSION = 1
@@ -198,7 +201,12 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise ModelNotLoadedError(f"Model not loaded: cannot read {path}: {exc}") from None
+        # PyTorch's own text (about weights_only and trusting the file) misleads here.
+        log.debug("torch.load(%s): %s", path, exc)
+        raise ModelNotLoadedError(
+            f"Model not loaded: {path} is not an imgsim model file (or is damaged) — name the "
+            f"{MODEL_FILE} that imgsim train wrote"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelNotLoadedError(f"Model not loaded: {path} is not an imgsim model file")
     return payload

@@ -141,12 +141,14 @@ class Searcher:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         store: str | None = None,
         config: SearchConfig | None = None,
+        warn: bool = True,
     ) -> Searcher:
         """Load the model file from `workdir` and open the store; problems are recorded, not raised.
 
         `store` is a store address (see `imgsim.store.store_spec`; default: IMGSIM_STORE, else
         the embedded store in `workdir`); `config` chooses the runtime and micro-batching
-        (SearchConfig's defaults without it).
+        (SearchConfig's defaults without it). `warn`: log the problems (a server that starts
+        anyway); a one-shot caller raises them instead, so each is said once.
         """
         workdir = Path(workdir)
         model, info, opened, problems, embedder = None, {}, None, [], None
@@ -167,7 +169,7 @@ class Searcher:
                 _check_same_model(model, info, collection.dim, collection.model_id, problems)
         except (StoreError, EmbeddingsNotLoadedError) as exc:
             problems.append(str(exc))
-        for problem in problems:
+        for problem in problems if warn else []:
             log.warning("%s", problem)
         return cls(model, opened, info, problems, max_pixels, workdir, embedder, settings.threshold)
 
@@ -484,9 +486,14 @@ def search_image(
         max_pixels=config.max_image_pixels,
         store=config.store or None,
         config=config,
+        warn=False,
     )
     try:
         results = searcher.search(image, top_k or config.top_k, threshold, categories)
+    except NotReadyError:
+        if searcher.problems:  # the first is the cause (a missing model before an empty index)
+            raise NotReadyError(searcher.problems[0]) from None
+        raise
     finally:
         if searcher.store is not None:
             searcher.store.close()
