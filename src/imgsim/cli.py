@@ -243,9 +243,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not response["results"]:
         print("No results above the threshold.")
     for i, r in enumerate(response["results"], start=1):
+        # Similarity: how alike; the calibrated confidence: how likely the same category.
+        same = f"  same category {r['confidence']:5.1f}%" if r["confidence"] is not None else ""
         print(
-            f"{i:>3}. {r['similarity']:6.2f}%  d={r['embedding_distance']:.4f}  "
+            f"{i:>3}. {r['similarity']:6.2f}%{same}  d={r['embedding_distance']:.4f}  "
             f"{r['category']:<16} {r['filename']}"
+        )
+    if response["hidden"]:
+        print(
+            f"{response['hidden']} more of the top {cfg.top_k} below the minimum similarity of "
+            f"{response['threshold']:.1f}% — show them with --threshold 0"
         )
     return 0
 

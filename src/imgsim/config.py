@@ -43,6 +43,10 @@ WORKFOLDER_FILE = "imgsim_workdir.json"
 # and [duplicates] sections apply in every server process.
 ENV_CONFIG = "IMGSIM_CONFIG"
 DEFAULT_IMAGE_SIZE = 64  # the network's input side for photos (image_size 0 picks it)
+# Similarity (percent of the cosine) a near copy of the query reaches: the model's tuned
+# default threshold is never above it, so it never hides one (a resized or re-encoded copy
+# reads 99 % or more).
+NEAR_COPY_SIMILARITY = 90.0
 # Results per search, for the CLI and the API alike; the page offers the original's 5-50.
 TOP_K_RANGE = (1, 100)
 PAGE_TOP_K_RANGE = (5, 50)

@@ -11,9 +11,9 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from .calibration import Calibration, similarity_percent
+from .calibration import Calibration, confidence_percent, cosine_percent
 from .collection_map import CollectionMap, MapSettings
-from .config import MODEL_FILE, DuplicatesConfig, SearchConfig
+from .config import MODEL_FILE, NEAR_COPY_SIMILARITY, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import inference_device
 from .duplicates.kept import KeptDuplicates
@@ -79,12 +79,13 @@ CATEGORIES_LISTED = 20
 
 @dataclass
 class SearchResult:
-    """One hit: the original's keys plus the category."""
+    """One hit: the original's keys plus the category and the calibrated confidence."""
 
     filename: str
-    similarity: float
+    similarity: float  # percent of the cosine: how alike (calibration.cosine_percent)
     embedding_distance: float
     category: str
+    confidence: float | None = None  # percent: how likely the same category; None: uncalibrated
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies every field, a cost on every search.
@@ -93,12 +94,27 @@ class SearchResult:
             "similarity": self.similarity,
             "embedding_distance": self.embedding_distance,
             "category": self.category,
+            "confidence": self.confidence,
         }
 
 
+class Results(list[SearchResult]):
+    """The results a threshold kept, nearest first, and how many of the top k it hid."""
+
+    def __init__(self, kept: Iterable[SearchResult] = (), hidden: int = 0, threshold: float = 0):
+        super().__init__(kept)
+        self.hidden = hidden
+        self.threshold = threshold
+
+
 def results_response(results: list[SearchResult]) -> dict[str, Any]:
-    """The original's /search response shape."""
-    return {"results": [r.to_dict() for r in results], "total_results": len(results)}
+    """The original's /search response shape, plus the threshold and what it hid."""
+    return {
+        "results": [r.to_dict() for r in results],
+        "total_results": len(results),
+        "threshold": getattr(results, "threshold", 0.0),
+        "hidden": getattr(results, "hidden", 0),
+    }
 
 
 class Searcher:
@@ -191,14 +207,19 @@ class Searcher:
 
     @property
     def default_threshold(self) -> float:
-        """The settings' cutoff, else the model's tuned one, or 0 when it has none."""
+        """The settings' cutoff, else the model's tuned one, or 0 when it has none.
+
+        The tuned cutoff is a distance, shown on the similarity scale; it never rises above
+        a near copy's similarity, so a near copy of the query always shows.
+        """
         if self.threshold >= 0:
             return float(self.threshold)
         distance = (self.model_info.get("threshold_info") or {}).get("distance")
-        if self.calibration is None and distance is not None:
-            # Files from before calibration: their cutoff, as a distance, on today's scale.
-            return round(similarity_percent(distance, None), 2)
-        return float(self.model_info.get("threshold") or 0.0)
+        if distance is not None:
+            tuned = round(cosine_percent(distance), 2)
+        else:  # no distance kept: a bare threshold, already on the similarity scale
+            tuned = float(self.model_info.get("threshold") or 0.0)
+        return min(NEAR_COPY_SIMILARITY, tuned)
 
     def require_ready(self) -> None:
         """Raise NotReadyError with the original's advice if a search cannot run."""
@@ -287,7 +308,7 @@ class Searcher:
         top_k: int,
         threshold: float | None,
         categories: Sequence[str] | None,
-    ) -> list[list[SearchResult]]:
+    ) -> list[Results]:
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         cutoff = self.default_threshold if threshold is None else float(threshold)
@@ -321,12 +342,18 @@ class Searcher:
             raise NotReadyError(self.store.why_empty())
         return self.store
 
-    def _results(self, hits: list[Hit], cutoff: float) -> list[SearchResult]:
-        out, calibration = [], self.calibration
+    def _results(self, hits: list[Hit], cutoff: float) -> Results:
+        out, calibration = Results(threshold=cutoff), self.calibration
         for hit in hits:
-            sim = round(similarity_percent(hit.distance, calibration), 2)
-            if sim >= cutoff:
-                out.append(SearchResult(hit.name, sim, round(hit.distance, 4), hit.category))
+            sim = round(cosine_percent(hit.distance), 2)
+            if sim < cutoff:
+                out.hidden += 1
+                continue
+            confidence = confidence_percent(hit.distance, calibration)
+            confidence = None if confidence is None else round(confidence, 2)
+            out.append(
+                SearchResult(hit.name, sim, round(hit.distance, 4), hit.category, confidence)
+            )
         return out
 
     @property

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from imgsim.search import EMBEDDINGS_MISSING
 
-QUERY_KEYS = ["query", "results", "total_results"]
-RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "url"]
+QUERY_KEYS = ["query", "results", "total_results", "threshold", "hidden"]
+RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "confidence", "url"]
 
 
 def post_batch(client: FlaskClient, files: list[tuple[str, bytes]], field: str = "images", **form):

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from webtest_images import image_bytes, make_image
 
+from imgsim.config import NEAR_COPY_SIMILARITY
 from imgsim.search import Searcher
 
 RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "url"]
@@ -86,7 +87,8 @@ def test_absent_threshold_uses_the_models_default(
     cutoff = everything[len(everything) // 2]["similarity"]
     tuned = Searcher(searcher.model, searcher.store, {"threshold": cutoff})
     client = make_app(tuned).test_client()
-    expected = [r for r in everything if r["similarity"] >= cutoff]
+    # The tuned cutoff never hides a near copy: it stops at NEAR_COPY_SIMILARITY.
+    expected = [r for r in everything if r["similarity"] >= min(cutoff, NEAR_COPY_SIMILARITY)]
     assert post(client, query_png, top_k="50").get_json()["results"] == expected
     assert post(client, query_png, top_k="50", threshold="").get_json()["results"] == expected
     assert post(client, query_png, top_k="50", threshold="0").get_json()["results"] == everything

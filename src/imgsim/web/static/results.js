@@ -32,8 +32,14 @@ const imgsimResults = (() => {
     const img = cardImage(result.url, result.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
+    // Similarity: how alike (percent of the cosine); confidence: how likely the same category.
+    const similarity = span("similarity", `${result.similarity.toFixed(1)}%`);
+    similarity.title = "How alike: 100% is the same picture, high 90s a near copy";
+    meta.append(similarity);
+    if (result.confidence !== null && result.confidence !== undefined) {
+      meta.append(span("confidence", `${Math.round(result.confidence)}% same category`));
+    }
     meta.append(
-      span("similarity", `${result.similarity.toFixed(1)}%`),
       span("category", result.category || "no category"),
       span("filename", result.filename),
     );
