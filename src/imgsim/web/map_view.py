@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, render_template, url_for
 
 from ..collection_map import MapSettings
 from ..config import PAGE_TOP_K_RANGE
+from .pages import url_prefix
 from .pending import pending_answer
 from .searcher import get_searcher
 
@@ -29,6 +30,7 @@ def page() -> str:
         top_k=config.top_k,
         top_k_min=PAGE_TOP_K_RANGE[0],
         top_k_max=PAGE_TOP_K_RANGE[1],
+        similar_url=url_prefix("browse.similar"),
     )
 
 

@@ -4,6 +4,26 @@
 "use strict";
 
 const imgsimResults = (() => {
+  // One of the server's thumbnail sizes (/images/NAME?size=): sharp at twice a 150 px card.
+  // Cards never load the original, which may be megabytes; a link opens it on request.
+  const THUMBNAIL = 320;
+
+  function thumbnail(url) {
+    return `${url}?size=${THUMBNAIL}`;
+  }
+
+  // A link to the full-size image, for when a person asks for it.
+  function originalLink(url, name) {
+    const link = document.createElement("a");
+    link.className = "original";
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = "Original";
+    link.title = `Open ${name} at full size`;
+    return link;
+  }
+
   function span(className, text) {
     const el = document.createElement("span");
     el.className = className;
@@ -29,7 +49,7 @@ const imgsimResults = (() => {
     button.type = "button";
     button.className = "result";
     button.title = `More like ${result.filename}`;
-    const img = cardImage(result.url, result.filename);
+    const img = cardImage(thumbnail(result.url), result.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
     // Similarity: how alike (percent of the cosine); confidence: how likely the same category.
@@ -45,9 +65,9 @@ const imgsimResults = (() => {
     );
     button.append(img, meta);
     button.addEventListener("click", () => onClick(result));
-    item.append(button);
+    item.append(button, originalLink(result.url, result.filename));
     return item;
   }
 
-  return { span, cardImage, resultItem };
+  return { THUMBNAIL, span, thumbnail, originalLink, cardImage, resultItem };
 })();
