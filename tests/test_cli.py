@@ -61,7 +61,18 @@ def test_search_json_shape(
         "similarity",
         "embedding_distance",
         "category",
+        "confidence",
     ]
+
+
+def test_search_says_what_the_threshold_hid(
+    trained_workdir: Path, shapes_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["search", str(shapes_dir / "circle_00003.png"), "-k", "60"]
+    assert main([*args, "--workdir", str(trained_workdir)]) == 0
+    out = capsys.readouterr().out
+    assert " 100.00%  same category" in out.splitlines()[0]
+    assert "below the minimum similarity of" in out and "--threshold 0" in out
 
 
 def test_search_in_categories(

@@ -88,6 +88,9 @@ def png_declaring(width: int, height: int) -> bytes:
         ("SHIRT_001.jpg", "shirt"),
         ("ankle_boot_00012.png", "ankle_boot"),
         ("shirt_001_front.jpg", "shirt"),
+        ("summer_1am.jpg", None),  # 1am is no number: not category "summer"
+        ("summer_1am_003.jpg", "summer_1am"),
+        ("shirt_001 (2).jpg", "shirt"),
         ("tshirt_00001.png", "tshirt"),
         ("my shirt_001.jpg", "my shirt"),
         ("folder/shirt_001.jpg", "shirt"),

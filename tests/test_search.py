@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from imgsim.config import NEAR_COPY_SIMILARITY
 from imgsim.errors import NotReadyError, UnreadableImageError
 from imgsim.search import (
     ImageNameError,
@@ -17,13 +20,15 @@ from imgsim.search import (
 )
 
 
-def test_scores_shown_are_the_models_calibrated_probability(trained_workdir: Path,
+def test_similarity_is_the_cosine_and_confidence_the_calibrated_probability(trained_workdir: Path,
                                                             shapes_dir: Path) -> None:  # fmt: skip
     searcher = Searcher.from_workdir(trained_workdir)
     assert searcher.calibration is not None
     for r in searcher.search(shapes_dir / "square_00003.png", top_k=5, threshold=0):
         expected = 100 * searcher.calibration.probability(r.embedding_distance)
-        assert r.similarity == pytest.approx(expected, abs=0.01)
+        assert r.confidence == pytest.approx(expected, abs=0.01)  # its own field
+        d = r.embedding_distance
+        assert r.similarity == pytest.approx(max(0.0, 100 * (1 - d * d / 2)), abs=0.05)
 
 
 def test_a_model_file_without_calibration_shows_cosine_similarity(
@@ -70,10 +75,12 @@ def test_response_has_the_originals_shape(trained_workdir: Path, shapes_dir: Pat
     response = search_image(
         shapes_dir / "circle_00002.png", SearchConfig(workdir=str(trained_workdir)), 3, 0
     )
-    assert set(response) == {"results", "total_results"}
+    assert {"results", "total_results"} <= set(response)  # the original's, and more
     assert response["total_results"] == len(response["results"]) == 3
     for item in response["results"]:
-        assert set(item) == {"filename", "similarity", "embedding_distance", "category"}
+        assert set(item) == {
+            "filename", "similarity", "embedding_distance", "category", "confidence"
+        }  # fmt: skip
         assert isinstance(item["similarity"], float) and 0 <= item["similarity"] <= 100
     json.dumps(response)  # plain JSON types only
 
@@ -121,7 +128,9 @@ def test_stats_keys_and_image_paths(trained_workdir: Path, shapes_dir: Path) -> 
 
 
 def test_results_response_of_nothing() -> None:
-    assert results_response([]) == {"results": [], "total_results": 0}
+    assert results_response([]) == {
+        "results": [], "total_results": 0, "threshold": 0.0, "hidden": 0
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -305,3 +314,28 @@ def test_settings_threshold_wins_over_the_models() -> None:
     assert Searcher(None, None, tuned).default_threshold == 40.0
     assert Searcher(None, None, tuned, threshold=12.5).default_threshold == 12.5
     assert Searcher(None, None, tuned, threshold=0.0).default_threshold == 0.0
+
+
+def test_the_same_picture_resized_and_reencoded_reads_99_percent(
+    trained_workdir: Path, shapes_dir: Path
+) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    picture = Image.open(shapes_dir / "square_00003.png").convert("RGB")
+    for copy in (picture, picture.resize((64, 64), Image.Resampling.LANCZOS)):
+        encoded = io.BytesIO()
+        copy.save(encoded, "JPEG", quality=92)
+        first = searcher.search(encoded.getvalue(), top_k=3, threshold=0)[0]
+        assert first.filename == "square_00003.png" and first.similarity >= 99
+
+
+def test_the_default_threshold_says_what_it_hid_and_never_hides_a_near_copy(
+    trained_workdir: Path, shapes_dir: Path
+) -> None:
+    searcher = Searcher.from_workdir(trained_workdir)
+    assert 0 < searcher.default_threshold <= NEAR_COPY_SIMILARITY
+    results = searcher.search(shapes_dir / "circle_00001.png", top_k=50)
+    assert results[0].filename == "circle_00001.png" and results[0].similarity == 100
+    assert results.threshold == searcher.default_threshold
+    assert len(results) + results.hidden == 50 and results.hidden > 0
+    body = results_response(results)
+    assert body["hidden"] == results.hidden and body["threshold"] == results.threshold

@@ -76,6 +76,20 @@ def expected_error(predicted: np.ndarray, observed: np.ndarray, bins: int = 10) 
     return float(total / max(1, len(predicted)))
 
 
+def cosine_percent(distance: float) -> float:
+    """The similarity a result shows: the cosine of the two embeddings in percent, from 0.
+
+    It reads as "how alike": 100 for the same picture, high 90s for a near copy, whatever
+    the categories; the calibrated confidence answers "same category?" instead.
+    """
+    return float(min(100.0, max(0.0, 100.0 * (1.0 - distance * distance / 2.0))))
+
+
+def confidence_percent(distance: float, calibration: Calibration | None) -> float | None:
+    """The calibrated probability, in percent, that a result is in the query's category."""
+    return None if calibration is None else 100.0 * float(calibration.probability(distance))
+
+
 def similarity_percent(distance: float, calibration: Calibration | None) -> float:
     """What a result shows: the calibrated probability in percent, else the cosine similarity.
 

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
 from .errors import ImgsimError, storage_error
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .duplicates import DuplicateReport
 
 log = logging.getLogger("imgsim")
+T = TypeVar("T")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -59,11 +60,48 @@ def _prepare(data_dir: str | None = None, workdir: str | None = None) -> None:
             log.info("Removed %s, left by an interrupted write", name)
 
 
+def _explicit(args: argparse.Namespace, cfg: object, names: Sequence[str]) -> dict[str, str]:
+    """The settings among `names` the user named: by a flag, or a config file (not a default)."""
+    flags, defaults = _given(args), type(cfg)()
+    return {
+        n: str(getattr(cfg, n))
+        for n in names
+        if n in flags or getattr(cfg, n) != getattr(defaults, n)
+    }
+
+
+def _recalled(
+    args: argparse.Namespace, cfg: T, workdir: str, names: Sequence[str], record: bool = False
+) -> T:
+    """`cfg` with what `workdir` remembers for the `names` not named here.
+
+    `record`: the command writes into the workdir, which remembers what was named.
+    """
+    from .config import replace
+    from .workfolder import settle
+
+    explicit = _explicit(args, cfg, names)
+    found = settle(workdir, explicit, names, record)
+    if "model_path" in names and "model_path" not in {**explicit, **found}:
+        found["model_path"] = str(Path(workdir) / MODEL_FILE)  # the workdir's own
+    return replace(cfg, found)
+
+
+def _data_dir(args: argparse.Namespace, workdir: str = ".") -> str:
+    """The image folder of a command without config-file settings: named, remembered or default."""
+    from .workfolder import settle
+
+    named = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+    found = settle(workdir, named, ["data_dir"], False).get("data_dir")
+    return found or args.data_dir or DEFAULT_DATA_DIR
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from .data import dataset_stats, scan_images
 
-    _prepare(args.data)
-    stats = dataset_stats(scan_images(args.data), args.data)
+    data_dir = _data_dir(args, args.workdir)
+    _prepare(data_dir)
+    stats = dataset_stats(scan_images(data_dir), data_dir)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -88,9 +126,8 @@ def cmd_rename(args: argparse.Namespace) -> int:
     from .rename import run
 
     categories = [c for c in args.categories.split(",")] if args.categories else None
-    return run(
-        Path(args.folder), categories, args.dry_run, args.undo, args.yes, recover_run=args.recover
-    )
+    folder = Path(_data_dir(args, args.workdir))
+    return run(folder, categories, args.dry_run, args.undo, args.yes, recover_run=args.recover)
 
 
 def _changed(values: object, defaults: object) -> dict:
@@ -118,6 +155,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         # by train() if it would change the result).
         saved_train, saved_model = saved_configs(found[1])
         train_cfg, model_cfg = replace(saved_train, train_set), replace(saved_model, model_set)
+    else:
+        args.config_flags = args.train_flags  # for _explicit
+        train_cfg = _recalled(args, train_cfg, train_cfg.output_dir, ["data_dir"], True)
     _prepare(train_cfg.data_dir)
     result = train(train_cfg, model_cfg, resume=args.resume)
     if not from_env().main:  # under torchrun, rank 0 alone reports
@@ -127,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"Saved {result.model_path}" + (f" (validation Recall@1 {recall:.3f})" if recall else ""))
     if result.stopped_early:
         print(f"Stopped early: {result.stopped_early}; imgsim train --resume continues")
-    print("Next: imgsim extract")
+    workdir = "" if Path(train_cfg.output_dir) == Path() else f" --workdir {train_cfg.output_dir}"
+    print(f"Next: imgsim extract{workdir}")
     return 0
 
 
@@ -136,6 +177,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .extract import extract, extract_reference
 
     cfg = replace(_config(args).extract, _given(args))
+    cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
     if args.reference is not None:
@@ -171,8 +213,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .update import update_index
 
     cfg = replace(_config(args).extract, _given(args))
-    if args.output_dir is not None and args.model_path is None:  # --workdir: its own model
-        cfg = replace(cfg, {"model_path": str(Path(args.output_dir) / MODEL_FILE)})
+    cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
     result = update_index(cfg, update=args.update, kind=args.kind)
@@ -207,6 +248,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .search import search_image
 
     cfg = replace(_config(args).search, _given(args))
+    cfg = _recalled(args, cfg, cfg.workdir, ("store",))
     response = search_image(args.image, cfg, cfg.top_k, None, args.category)
     if args.json:
         print(json.dumps(response, indent=2))
@@ -214,9 +256,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not response["results"]:
         print("No results above the threshold.")
     for i, r in enumerate(response["results"], start=1):
+        # Similarity: how alike; the calibrated confidence: how likely the same category.
+        same = f"  same category {r['confidence']:5.1f}%" if r["confidence"] is not None else ""
         print(
-            f"{i:>3}. {r['similarity']:6.2f}%  d={r['embedding_distance']:.4f}  "
+            f"{i:>3}. {r['similarity']:6.2f}%{same}  d={r['embedding_distance']:.4f}  "
             f"{r['category']:<16} {r['filename']}"
+        )
+    if response["hidden"]:
+        print(
+            f"{response['hidden']} more of the top {cfg.top_k} below the minimum similarity of "
+            f"{response['threshold']:.1f}% — show them with --threshold 0"
         )
     return 0
 
@@ -226,6 +275,7 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
     from .threshold import tune_model_threshold
 
     cfg = replace(ThresholdConfig(), _given(args))
+    cfg = _recalled(args, cfg, args.workdir, ("data_dir", "model_path"))
     choice = tune_model_threshold(
         cfg.model_path, cfg.data_dir, cfg.workers, cfg.precision, cfg.top_k
     )
@@ -235,8 +285,11 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve
+    from .workfolder import settle
 
     _prepare(workdir=args.workdir or ".")
+    if not args.store:
+        args.store = settle(args.workdir or ".", {}, ["store"], False).get("store")
     serve(
         workdir=args.workdir or ".",  # "." keeps a config file's workdir
         host=args.host,
@@ -276,6 +329,7 @@ def _export_npy(args: argparse.Namespace) -> int:
     from .store.exports import write_exports
 
     cfg = replace(_config(args).search, _given(args))
+    cfg = _recalled(args, cfg, cfg.workdir, ("store",))
     model_id = _model_id(Path(args.model) if args.model else Path(cfg.workdir) / MODEL_FILE)
     with open_store(cfg.workdir, cfg.store or None, model_id) as store:
         count = write_exports(store, cfg.workdir)
@@ -318,8 +372,12 @@ def cmd_trash(args: argparse.Namespace) -> int:
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from .config import replace
     from .duplicates.text import report_lines
+    from .workfolder import settle
 
     cfg = replace(_config(args).duplicates, _given(args))
+    named = {k: getattr(args, k) for k in ("model_path", "store") if getattr(args, k)}
+    for key, value in settle(args.workdir, named, ("model_path", "store"), False).items():
+        setattr(args, key, value)
     if args.folder is not None:
         _prepare(args.folder)
         report = _duplicates_in_folder(args, cfg)
@@ -341,7 +399,7 @@ def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> Du
         from .extract import embed_records, extract_embedder
         from .model_handle import ModelFile
 
-        model_path = args.model or str(Path(args.workdir) / MODEL_FILE)
+        model_path = args.model_path or str(Path(args.workdir) / MODEL_FILE)
         extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
         embedder = extract_embedder(ModelFile(model_path), extract_cfg)
 
@@ -357,7 +415,7 @@ def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> Dup
     from .store import open_store
 
     _prepare(workdir=args.workdir)
-    model_id = _model_id(Path(args.model) if args.model else Path(args.workdir) / MODEL_FILE)
+    model_id = _model_id(Path(args.model_path or Path(args.workdir) / MODEL_FILE))
     with open_store(args.workdir, args.store, model_id) as store:
         if store.info() is None or store.count() == 0:
             raise EmbeddingsNotLoadedError(
@@ -389,7 +447,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train the embedding network on an image folder. Run it under torchrun "
         "to train on several GPUs or machines (docs/scaling.md).",
     )
-    aliases = {"data_dir": ["--data", "--data-dir"], "learning_rate": ["--learning-rate", "--lr"]}
+    _add_folder(p)
+    aliases = {
+        "data_dir": ["--data", "--data-dir"],
+        "output_dir": ["--workdir", "--output-dir"],
+        "learning_rate": ["--learning-rate", "--lr"],
+    }
     train_flags = add_dataclass_flags(p, TrainConfig, aliases=aliases)
     network = p.add_argument_group("network (stored in the model file)")
     model_flags = add_dataclass_flags(network, ModelConfig)
@@ -421,11 +484,16 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "extract", help="embed every image and write the index (extract_features_triplet.py)"
     )
+    _add_folder(p)
     _add_config_flags(
         p,
         ExtractConfig,
         EXTRACT_FLAGS,
-        {"data_dir": ["--data"], "model_path": ["--model"]},
+        {
+            "data_dir": ["--data"],
+            "output_dir": ["--workdir", "--output-dir"],
+            "model_path": ["--model"],
+        },
     )
     p.add_argument(
         "--reference",
@@ -433,7 +501,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
         help="embed with a pretrained TorchScript feature extractor instead, for "
         "comparison (a local file: nothing is downloaded)",
     )
-    p.add_argument("--reference-size", type=int, default=224, help="its input size (224)")
+    p.add_argument("--reference-size", type=_at_least(1), default=224, help="its input size (224)")
     _add_config_flag(p)
     p.set_defaults(func=cmd_extract)
 
@@ -442,6 +510,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     from .config import ExtractConfig
 
     p = sub.add_parser("index", help="build the index, or bring it up to date (--update)")
+    _add_folder(p)
     p.add_argument(
         "--update",
         action="store_true",
@@ -459,7 +528,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         INDEX_FLAGS,
         {
             "data_dir": ["--data"],
-            "output_dir": ["--workdir"],
+            "output_dir": ["--workdir", "--output-dir"],
             "model_path": ["--model"],
             "engine_concurrency": ["--concurrency"],
         },
@@ -491,14 +560,16 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
 
 def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="per-category breakdown of an image folder")
-    p.add_argument("--data", default=DEFAULT_DATA_DIR, help=f"image folder ({DEFAULT_DATA_DIR})")
+    _add_folder(p, data_flag=True)
+    _add_workdir_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
 
 
 def _add_rename(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rename", help="rename images into categories (rename_images.py)")
-    p.add_argument("folder", nargs="?", default=DEFAULT_DATA_DIR, help="image folder")
+    _add_folder(p, data_flag=True)
+    _add_workdir_flag(p)
     p.add_argument("--categories", help="comma-separated names; without it, asks")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--undo", action="store_true", help="reverse the last rename")
@@ -538,9 +609,11 @@ def _add_tune_threshold(sub: argparse._SubParsersAction) -> None:
     )
     from .config import ThresholdConfig
 
+    _add_folder(p)
     _add_config_flags(
         p, ThresholdConfig, aliases={"data_dir": ["--data"], "model_path": ["--model"]}
     )
+    _add_workdir_flag(p)
     p.set_defaults(func=cmd_tune_threshold)
 
 
@@ -552,9 +625,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     flags = ("workdir", "store", "device", "runtime", "watch", "watch_poll")
     _add_config_flags(p, SearchConfig, flags, {"watch_poll": ["--poll"]})
     p.add_argument(
-        "--workers", type=int, default=0, help="gunicorn worker processes (0 = one per core)"
+        "--workers",
+        type=_at_least(0),
+        default=0,
+        help="gunicorn worker processes (0 = one per core)",
     )
-    p.add_argument("--threads", type=int, default=0, help="threads per worker (0 = 4)")
+    p.add_argument("--threads", type=_at_least(0), default=0, help="threads per worker (0 = 4)")
     p.add_argument(
         "--dev", action="store_true", help="Flask's one-process development server instead"
     )
@@ -590,8 +666,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="sample data → train → extract → searches → server")
     p.add_argument("--dir", default="demo", help="folder for the demo's data and outputs (demo)")
-    p.add_argument("--per-class", type=int, default=200, help="sample images per category (200)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (8)")
+    p.add_argument(
+        "--per-class", type=_at_least(2), default=200, help="sample images per category (200)"
+    )
+    p.add_argument("--epochs", type=_at_least(1), default=8, help="training epochs (8)")
     p.add_argument("--no-serve", action="store_true", help="stop after the sample searches")
     _add_server_flags(p)
     p.set_defaults(func=cmd_demo)
@@ -606,10 +684,14 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
         description="Groups of duplicate images in FOLDER, or in the index of --workdir "
         "without one. Nothing is moved or deleted; the web page moves extras to the trash.",
     )
-    p.add_argument("folder", nargs="?", help="image folder (default: the indexed collection)")
+    _add_folder(p, data_flag=True, default="the indexed collection")
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
-    p.add_argument("--model", help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})")
+    p.add_argument(
+        "--model",
+        dest="model_path",
+        help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})",
+    )
     _add_config_flags(p, DuplicatesConfig)
     _add_store_flag(p)  # by hand: DuplicatesConfig has no store, the index's is used as is
     _add_config_flag(p)
@@ -625,10 +707,37 @@ def _add_trash(sub: argparse._SubParsersAction) -> None:
     q = actions.add_parser("restore", help="put a file back where it was (never overwrites)")
     q.add_argument("name", help="its name (hats/a.jpg), original path, or trash id")
     q = actions.add_parser("empty", help="delete trashed files for good")
-    q.add_argument("--older-than", type=float, metavar="DAYS", help="only those older than DAYS")
+    q.add_argument(
+        "--older-than", type=_at_least(0, float), metavar="DAYS", help="only those older than DAYS"
+    )
     for q in actions.choices.values():  # `imgsim trash list --workdir W` works too
         q.add_argument("--workdir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_trash)
+
+
+def _add_folder(
+    p: argparse.ArgumentParser, data_flag: bool = False, default: str = DEFAULT_DATA_DIR
+) -> None:
+    """The image folder, named the same way everywhere: FOLDER or --data FOLDER."""
+    text = f"image folder (default: remembered by the workdir, else {default})"
+    p.add_argument("folder", nargs="?", metavar="FOLDER", help=text)
+    if data_flag:  # else --data comes with the config flags
+        p.add_argument("--data", "--data-dir", dest="data_dir", metavar="DIR", help=text)
+
+
+def _add_workdir_flag(p: argparse.ArgumentParser) -> None:
+    if not any("--workdir" in a.option_strings for a in p._actions):
+        p.add_argument("--workdir", default=".", help="the work folder that remembers it (.)")
+
+
+def _one_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """FOLDER and --data are one setting: either may name it, both only alike."""
+    if not hasattr(args, "folder"):
+        return
+    data = getattr(args, "data_dir", None)
+    if args.folder is not None and data is not None and Path(args.folder) != Path(data):
+        parser.error(f"two image folders named: {args.folder} and --data {data}; name one")
+    args.data_dir = args.folder = args.folder if args.folder is not None else data
 
 
 def _add_config_flag(p: argparse.ArgumentParser) -> None:
@@ -644,14 +753,34 @@ def _add_store_flag(p: argparse.ArgumentParser) -> None:
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--port", type=int, default=5000, help="port (5000)")
+    p.add_argument("--port", type=_at_least(0), default=5000, help="port (5000)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Says what is wrong in one line (the usage it would print first hides it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _at_least(low: float, parse: type = int) -> Callable[[str], float]:
+    """A flag type for numbers not from a config dataclass: `low` or more."""
+
+    def number(text: str) -> float:
+        value = parse(text)  # ValueError: argparse says "invalid int value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low:g} or more, not {value:g}")
+        return value
+
+    number.__name__ = parse.__name__
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; building it imports nothing heavy, so --help is instant."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imgsim",
         description="Image similarity search: organise, train, extract, search, serve.",
     )
@@ -659,19 +788,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (.toml, .yaml or .json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_stats(sub)
-    _add_rename(sub)
-    _add_search(sub)
-    _add_tune_threshold(sub)
-    _add_serve(sub)
-    _add_export(sub)
-    _add_demo(sub)
-    _add_train(sub)
-    _add_extract(sub)
-    _add_index(sub)
-    _add_watch(sub)
-    _add_trash(sub)
-    _add_duplicates(sub)
+    # In the order a new user runs them: try, organise, train, index, use, maintain.
+    for add in (
+        _add_demo, _add_stats, _add_rename, _add_train, _add_extract, _add_index, _add_watch,
+        _add_search,
+        _add_duplicates, _add_serve, _add_tune_threshold, _add_export, _add_trash,
+    ):  # fmt: skip
+        add(sub)
     return parser
 
 
@@ -708,7 +831,9 @@ class _Formatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imgsim` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _one_folder(parser, args)
     _setup_logging(args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import inspect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 _COMMENTED_FIELD = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(?P<help>.+?)\s*$")
@@ -70,7 +70,7 @@ def add_dataclass_flags(
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = _flag_type(default)
+            kwargs["type"] = _checked(cls, name, _flag_type(default))
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             else:
@@ -87,6 +87,21 @@ def _metavar(name: str, default: Any) -> str:
     if isinstance(default, float):
         return "X"
     return name.split("_")[-1].upper()
+
+
+def _checked(cls: type, name: str, parse: type) -> Callable[[str], Any]:
+    """Parse a flag's text, then check its range (config.LIMITS) as a config file's would be."""
+    from .config import range_problem
+
+    def flag_value(text: str) -> Any:
+        value = parse(text)  # ValueError: argparse says "invalid int value: 'x'"
+        problem = range_problem(cls, name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    flag_value.__name__ = parse.__name__  # argparse names the type in its message
+    return flag_value
 
 
 def _flag_type(default: Any) -> type:

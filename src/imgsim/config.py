@@ -38,10 +38,20 @@ WATCH_STATUS_FILE = "watch_status.json"  # what the watcher last did (JSON), for
 MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D
 RUNTIMES = ("torch", "onnx")  # what runs the network: PyTorch eager or onnxruntime
 DEFAULT_DATA_DIR = "static/dataset"
+# In the workdir: the image folder, model file and store its commands named (workfolder.py),
+# so that later commands there need no flags.
+WORKFOLDER_FILE = "imgsim_workdir.json"
 # The environment variable naming the web app's config file (TOML/YAML/JSON): its [search]
 # and [duplicates] sections apply in every server process.
 ENV_CONFIG = "IMGSIM_CONFIG"
 DEFAULT_IMAGE_SIZE = 64  # the network's input side for photos (image_size 0 picks it)
+# Similarity (percent of the cosine) a near copy of the query reaches: the model's tuned
+# default threshold is never above it, so it never hides one (a resized or re-encoded copy
+# reads 99 % or more).
+NEAR_COPY_SIMILARITY = 90.0
+# Results per search, for the CLI and the API alike; the page offers the original's 5-50.
+TOP_K_RANGE = (1, 100)
+PAGE_TOP_K_RANGE = (5, 50)
 
 
 def choices(values: tuple[str, ...], help: str) -> dict[str, Any]:
@@ -316,6 +326,7 @@ def replace(obj: T, values: dict[str, Any]) -> T:
         if value is None:
             continue
         clean[key] = _coerce(getattr(obj, key), value, key)
+        check_range(type(obj), key, clean[key])
     return dataclasses.replace(obj, **clean)  # type: ignore[type-var]
 
 
@@ -342,6 +353,55 @@ def _coerce(default: Any, value: Any, key: str) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value {value!r} for {key}: {exc}") from None
+
+
+# Numeric settings accept 0 and more unless listed here as (lowest, highest); None: no bound.
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "ModelConfig.embedding_dim": (1, None),
+    "ModelConfig.widths": (1, None),
+    "ModelConfig.blocks": (1, None),
+    "TrainConfig.auto_images_seen": (1, None),
+    "TrainConfig.max_auto_epochs": (1, None),
+    "TrainConfig.batch_size": (2, None),  # a pair at least: the loss compares images
+    "TrainConfig.m_per_class": (1, None),
+    "TrainConfig.val_fraction": (0, 0.9),
+    "TrainConfig.checkpoint_every": (1, None),
+    "TrainConfig.label_smoothing": (0, 0.99),
+    "TrainConfig.threshold_precision": (0, 1),
+    "ThresholdConfig.precision": (0, 1),
+    "ThresholdConfig.top_k": TOP_K_RANGE,
+    "ExtractConfig.batch_size": (1, None),
+    "SearchConfig.top_k": TOP_K_RANGE,
+    "SearchConfig.threshold": (-1, 100),  # percent; -1: the model's tuned threshold
+    "SearchConfig.max_image_bytes": (1, None),
+    "SearchConfig.max_image_pixels": (1, None),
+    "SearchConfig.max_decode_mb": (1, None),
+    "SearchConfig.max_concurrent_decodes": (1, None),
+    "SearchConfig.max_batch_files": (1, None),
+    "SearchConfig.batch_max_size": (1, None),
+    "SearchConfig.map_points": (2, None),
+    "DuplicatesConfig.threshold": (0, 64),  # bits of a 64-bit hash
+    "DuplicatesConfig.embedding_threshold": (-1, 1),  # a cosine
+}
+
+
+def range_problem(cls: type, name: str, value: Any) -> str | None:
+    """What is wrong with a numeric setting's value ("must be 0 or more, not -1"), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | tuple):
+        return None
+    low, high = LIMITS.get(f"{cls.__name__}.{name}", (0, None))
+    for v in value if isinstance(value, tuple) else (value,):
+        if (low is not None and v < low) or (high is not None and v > high) or v != v:
+            wanted = f"between {low:g} and {high:g}" if high is not None else f"{low:g} or more"
+            return f"must be {wanted}, not {v:g}"
+    return None
+
+
+def check_range(cls: type, name: str, value: Any) -> None:
+    """Refuse a numeric setting out of its range (LIMITS) with a one-line ConfigError."""
+    problem = range_problem(cls, name, value)
+    if problem:
+        raise ConfigError(f"{name} {problem}")
 
 
 def load_config(path: str | Path | None) -> Config:

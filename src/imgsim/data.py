@@ -62,8 +62,9 @@ pillow_heif.register_heif_opener()
 Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
 # "everything before the last _ or - that is followed by a number": the greedy prefix finds the
-# last such separator, so long_sleeve_shirt_003 keeps its inner underscores.
-_CATEGORY_RE = re.compile(r"^(?P<category>.*[^_\-\s])[_-]\d")
+# last such separator, so long_sleeve_shirt_003 keeps its inner underscores. The number is a
+# whole word (it ends the name or a separator follows): summer_1am is a name, not summer #1.
+_CATEGORY_RE = re.compile(r"^(?P<category>.*[^_\-\s])[_-]\d+(?=$|[_\-\s.(])")
 _SEPARATORS = re.compile(r"[/\\]")
 
 NO_CATEGORIES_HELP = (
@@ -123,6 +124,8 @@ def scan_images(root: str | Path) -> list[ImageRecord]:
     skipped with a warning (imgsim.folders).
     """
     root = Path(root)
+    if root.is_file():
+        raise DatasetError(f"{root} is a file: name the folder of images (FOLDER or --data DIR)")
     if not root.is_dir():
         raise DatasetError(
             f"Image folder not found: {root}\nPut your images in {root}/ or pass --data DIR."

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .config import MODEL_FILE, ExtractConfig, ModelConfig, TrainConfig
 from .data import scan_images
@@ -60,16 +63,28 @@ def run_demo(
             TrainConfig(data_dir=str(data), output_dir=str(directory), epochs=epochs),
             ModelConfig(image_size=32),  # the sample images are 28-64 px: 32 px loses nothing
         )
-    extract(
+    result = extract(
         ExtractConfig(
             data_dir=str(data), output_dir=str(directory), model_path=str(directory / MODEL_FILE)
         )
     )
+    log.info("Embedded %d images into %s", result.count, directory)
     sample_searches(directory, data)
     if not serve:
         return 0
-    from .web import serve as serve_web
-
     print(f"\nOpen http://{host}:{port} and drop a photo (Ctrl+C stops the server).")
-    serve_web(workdir=str(directory), host=host, port=port)
-    return 0
+    serve_fresh(directory, host, port)
+
+
+def serve_fresh(directory: Path, host: str, port: int) -> NoReturn:
+    """Become `imgsim serve`: a new program in this process, as if started on its own.
+
+    gunicorn forks its workers from the process that runs it. Forked from this one, they would
+    inherit torch's thread pools and exit handlers from training and extraction; on Ctrl+C they
+    then abort ("terminate called after throwing ... std::system_error", SIGABRT) and take
+    seconds to die. exec keeps the process id, so Ctrl+C and SIGTERM still reach the server.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "imgsim.cli", "serve", "--workdir", str(directory)]
+    os.execv(sys.executable, [*argv, "--host", host, "--port", str(port)])

@@ -157,7 +157,7 @@ def _extract_with(
         store.close()
     features, names, skipped = embedded
     seconds = time.perf_counter() - start
-    log.info(
+    log.debug(  # the caller sums up (imgsim extract: "Embedded …"); said once, not twice
         "Embedded %d images (%d dims) in %.1fs, %.0f images/s; wrote the index in %s",
         len(names), features.shape[1], seconds, len(names) / seconds, config.output_dir,
     )  # fmt: skip

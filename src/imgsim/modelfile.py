@@ -9,7 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from .config import PRETRAINED, ModelConfig, from_dict
+from .config import MODEL_FILE, PRETRAINED, ModelConfig, from_dict
 from .errors import ModelNotLoadedError
 
 log = logging.getLogger("imgsim")
@@ -88,7 +88,12 @@ def read_with_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise ModelNotLoadedError(f"Model not loaded: cannot read {path}: {exc}") from None
+        # PyTorch's own text (about weights_only and trusting the file) misleads here.
+        log.debug("torch.load(%s): %s", path, exc)
+        raise ModelNotLoadedError(
+            f"Model not loaded: {path} is not an imgsim model file (or is damaged) — name the "
+            f"{MODEL_FILE} that imgsim train wrote"
+        ) from None
 
 
 def file_config(payload: dict[str, Any]) -> ModelConfig:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from .calibration import Calibration, similarity_percent
+from .calibration import Calibration, confidence_percent, cosine_percent
 from .changes import changing
 from .collection_map import CollectionMap, MapSettings
-from .config import MODEL_FILE, DuplicatesConfig, SearchConfig
+from .config import MODEL_FILE, NEAR_COPY_SIMILARITY, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import inference_device
 from .duplicates.kept import KeptDuplicates
@@ -91,12 +91,13 @@ CATEGORIES_LISTED = 20
 
 @dataclass
 class SearchResult:
-    """One hit: the original's keys plus the category."""
+    """One hit: the original's keys plus the category and the calibrated confidence."""
 
     filename: str
-    similarity: float
+    similarity: float  # percent of the cosine: how alike (calibration.cosine_percent)
     embedding_distance: float
     category: str
+    confidence: float | None = None  # percent: how likely the same category; None: uncalibrated
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies every field, a cost on every search.
@@ -105,12 +106,27 @@ class SearchResult:
             "similarity": self.similarity,
             "embedding_distance": self.embedding_distance,
             "category": self.category,
+            "confidence": self.confidence,
         }
 
 
+class Results(list[SearchResult]):
+    """The results a threshold kept, nearest first, and how many of the top k it hid."""
+
+    def __init__(self, kept: Iterable[SearchResult] = (), hidden: int = 0, threshold: float = 0):
+        super().__init__(kept)
+        self.hidden = hidden
+        self.threshold = threshold
+
+
 def results_response(results: list[SearchResult]) -> dict[str, Any]:
-    """The original's /search response shape."""
-    return {"results": [r.to_dict() for r in results], "total_results": len(results)}
+    """The original's /search response shape, plus the threshold and what it hid."""
+    return {
+        "results": [r.to_dict() for r in results],
+        "total_results": len(results),
+        "threshold": getattr(results, "threshold", 0.0),
+        "hidden": getattr(results, "hidden", 0),
+    }
 
 
 class Searcher:
@@ -157,12 +173,14 @@ class Searcher:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         store: str | None = None,
         config: SearchConfig | None = None,
+        warn: bool = True,
     ) -> Searcher:
         """Load the model file from `workdir` and open the store; problems are recorded, not raised.
 
         `store` is a store address (see `imgsim.store.store_spec`; default: IMGSIM_STORE, else
         the embedded store in `workdir`); `config` chooses the runtime and micro-batching
-        (SearchConfig's defaults without it).
+        (SearchConfig's defaults without it). `warn`: log the problems (a server that starts
+        anyway); a one-shot caller raises them instead, so each is said once.
         """
         workdir = Path(workdir)
         model, info, opened, problems, embedder = None, {}, None, [], None
@@ -184,7 +202,7 @@ class Searcher:
                 _check_same_model(model, info, collection.dim, collection.model_id, problems)
         except (StoreError, EmbeddingsNotLoadedError) as exc:
             problems.append(str(exc))
-        for problem in problems:
+        for problem in problems if warn else []:
             log.warning("%s", problem)
         return cls(model, opened, info, problems, max_pixels, workdir, embedder, settings.threshold)
 
@@ -206,14 +224,19 @@ class Searcher:
 
     @property
     def default_threshold(self) -> float:
-        """The settings' cutoff, else the model's tuned one, or 0 when it has none."""
+        """The settings' cutoff, else the model's tuned one, or 0 when it has none.
+
+        The tuned cutoff is a distance, shown on the similarity scale; it never rises above
+        a near copy's similarity, so a near copy of the query always shows.
+        """
         if self.threshold >= 0:
             return float(self.threshold)
         distance = (self.model_info.get("threshold_info") or {}).get("distance")
-        if self.calibration is None and distance is not None:
-            # Files from before calibration: their cutoff, as a distance, on today's scale.
-            return round(similarity_percent(distance, None), 2)
-        return float(self.model_info.get("threshold") or 0.0)
+        if distance is not None:
+            tuned = round(cosine_percent(distance), 2)
+        else:  # no distance kept: a bare threshold, already on the similarity scale
+            tuned = float(self.model_info.get("threshold") or 0.0)
+        return min(NEAR_COPY_SIMILARITY, tuned)
 
     def require_ready(self) -> None:
         """Raise NotReadyError with the original's advice if a search cannot run."""
@@ -302,7 +325,7 @@ class Searcher:
         top_k: int,
         threshold: float | None,
         categories: Sequence[str] | None,
-    ) -> list[list[SearchResult]]:
+    ) -> list[Results]:
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         cutoff = self.default_threshold if threshold is None else float(threshold)
@@ -336,12 +359,18 @@ class Searcher:
             raise NotReadyError(self.store.why_empty())
         return self.store
 
-    def _results(self, hits: list[Hit], cutoff: float) -> list[SearchResult]:
-        out, calibration = [], self.calibration
+    def _results(self, hits: list[Hit], cutoff: float) -> Results:
+        out, calibration = Results(threshold=cutoff), self.calibration
         for hit in hits:
-            sim = round(similarity_percent(hit.distance, calibration), 2)
-            if sim >= cutoff:
-                out.append(SearchResult(hit.name, sim, round(hit.distance, 4), hit.category))
+            sim = round(cosine_percent(hit.distance), 2)
+            if sim < cutoff:
+                out.hidden += 1
+                continue
+            confidence = confidence_percent(hit.distance, calibration)
+            confidence = None if confidence is None else round(confidence, 2)
+            out.append(
+                SearchResult(hit.name, sim, round(hit.distance, 4), hit.category, confidence)
+            )
         return out
 
     @property
@@ -545,9 +574,14 @@ def search_image(
         max_pixels=config.max_image_pixels,
         store=config.store or None,
         config=config,
+        warn=False,
     )
     try:
         results = searcher.search(image, top_k or config.top_k, threshold, categories)
+    except NotReadyError:
+        if searcher.problems:  # the first is the cause (a missing model before an empty index)
+            raise NotReadyError(searcher.problems[0]) from None
+        raise
     finally:
         if searcher.store is not None:
             searcher.store.close()

@@ -398,4 +398,5 @@ def _write_outputs(
         written.insert(2, RELIABILITY_PLOT)
     settings = {"model": to_dict(trainer.model_config), "train": to_dict(repeatable(config))}
     write_text_atomic(out / TRAIN_CONFIG_FILE, json.dumps(settings, indent=2) + "\n")
-    log.info("Saved %s in %s", ", ".join(written), out)
+    # The model file itself is named by the caller's summary (imgsim train: "Saved …").
+    log.info("Wrote %s in %s", ", ".join(written[1:]), out)

@@ -226,7 +226,7 @@ def _finish(
             write_exports(store, config.output_dir)
     total, reused = store.count(), len(plan.add) - plan.embedded
     collection = store.info()
-    log.info(
+    log.debug(  # the caller sums up (imgsim index: "Updated the index …"), once
         "Index updated: %d embedded, %d reused, %d removed, %d unchanged; %d images",
         plan.embedded, reused, len(plan.remove), plan.unchanged, total,
     )  # fmt: skip

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from imgsim.search import EMBEDDINGS_MISSING
 
-QUERY_KEYS = ["query", "results", "total_results"]
-RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "url"]
+QUERY_KEYS = ["query", "results", "total_results", "threshold", "hidden"]
+RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "confidence", "url"]
 
 
 def post_batch(client: FlaskClient, files: list[tuple[str, bytes]], field: str = "images", **form):
@@ -84,7 +84,7 @@ def test_one_image_over_the_byte_limit_is_413(make_app, data_dir: Path) -> None:
     assert response.get_json()["error"].startswith("image too large")
 
 
-@pytest.mark.parametrize(("field", "value"), [("top_k", "51"), ("threshold", "-5")])
+@pytest.mark.parametrize(("field", "value"), [("top_k", "101"), ("threshold", "-5")])
 def test_bad_parameters_are_400(
     client: FlaskClient, data_dir: Path, field: str, value: str
 ) -> None:

@@ -135,7 +135,7 @@ def test_browse_bad_parameters_are_400(client: FlaskClient, query: str, message:
 
 def test_similar_searches_with_the_stored_vector(client: FlaskClient, query_png: bytes) -> None:
     body = client.get("/similar/red_002.png?top_k=5").get_json()
-    assert list(body) == ["query", "results", "total_results"]
+    assert list(body) == ["query", "results", "total_results", "threshold", "hidden"]
     assert body["query"] == "red_002.png" and body["total_results"] == 5
     assert body["results"][0]["filename"] == "red_002.png"
     assert body["results"][0]["embedding_distance"] < 1e-3

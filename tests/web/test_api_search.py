@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from webtest_images import image_bytes, make_image
 
+from imgsim.config import NEAR_COPY_SIMILARITY
 from imgsim.search import Searcher
 
 RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "url"]
@@ -56,7 +57,7 @@ def test_result_urls_serve_the_images(client: FlaskClient, query_png: bytes) -> 
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "expected"), [("top_k", "5", 5), ("num_results", "6", 6)]
+    ("field", "value", "expected"), [("top_k", "5", 5), ("num_results", "6", 6), ("top_k", "3", 3)]
 )
 def test_top_k_limits_the_results(
     client: FlaskClient, query_png: bytes, field: str, value: str, expected: int
@@ -86,7 +87,8 @@ def test_absent_threshold_uses_the_models_default(
     cutoff = everything[len(everything) // 2]["similarity"]
     tuned = Searcher(searcher.model, searcher.store, {"threshold": cutoff})
     client = make_app(tuned).test_client()
-    expected = [r for r in everything if r["similarity"] >= cutoff]
+    # The tuned cutoff never hides a near copy: it stops at NEAR_COPY_SIMILARITY.
+    expected = [r for r in everything if r["similarity"] >= min(cutoff, NEAR_COPY_SIMILARITY)]
     assert post(client, query_png, top_k="50").get_json()["results"] == expected
     assert post(client, query_png, top_k="50", threshold="").get_json()["results"] == expected
     assert post(client, query_png, top_k="50", threshold="0").get_json()["results"] == everything
@@ -158,7 +160,7 @@ def test_unselected_file_is_400(client: FlaskClient) -> None:
     assert response.get_json() == {"error": "no image selected"}
 
 
-@pytest.mark.parametrize("top_k", ["abc", "4", "0", "-3", "51", "1000", "10.5", "1e3"])
+@pytest.mark.parametrize("top_k", ["abc", "0", "-3", "101", "1000", "10.5", "1e3"])
 def test_bad_top_k_is_400(client: FlaskClient, query_png: bytes, top_k: str) -> None:
     response = post(client, query_png, top_k=top_k)
     assert response.status_code == 400

@@ -140,6 +140,36 @@ def test_fewer_results_and_a_threshold(page: Any, problems: list[str], data_dir:
     assert problems == []
 
 
+def test_the_page_says_what_the_threshold_hid_and_shows_it_on_click(
+    page: Any, problems: list[str], data_dir: Path
+) -> None:
+    page.set_input_files("#file", str(data_dir / "blue_001.jpg"))
+    assert len(results_shown(page)) == 10
+    page.fill("#threshold", "100")
+    expect(page.locator("#summary")).to_contain_text("less similar hidden (under 100%)")
+    show = page.locator("#show-hidden")
+    expect(show).to_be_visible()
+    show.click()
+    expect(page.locator("#threshold")).to_have_value("0")
+    expect(page.locator("#summary")).to_contain_text("10 similar images")
+    expect(show).to_be_hidden()
+    assert problems == []
+
+
+def test_result_cards_load_thumbnails_never_originals(
+    page: Any, problems: list[str], data_dir: Path
+) -> None:
+    loaded: list[str] = []
+    page.on("request", lambda r: "/images/" in r.url and loaded.append(r.url))
+    page.set_input_files("#file", str(data_dir / "red_002.png"))
+    cards = results_shown(page)
+    assert len(cards) == 10 and len(loaded) >= 10
+    assert all(url.endswith("?size=320") for url in loaded), loaded  # never an original
+    original = page.locator("#results .original").first
+    assert original.get_attribute("href").endswith("/images/red_002.png")  # on request only
+    assert problems == []
+
+
 def test_clicking_a_result_searches_with_it(page: Any, problems: list[str], data_dir: Path) -> None:
     odd = "blue_<img src=x onerror=alert(1)>_004.png"
     page.set_input_files("#file", str(data_dir / "blue_001.jpg"))

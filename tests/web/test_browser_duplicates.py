@@ -110,6 +110,22 @@ def test_groups_side_by_side_and_trash_with_the_token(
     assert [p for p in problems if "status of 401" not in p] == [] and len(problems) == 1
 
 
+def test_duplicate_cards_load_thumbnails(
+    open_page: Callable[..., tuple[Any, list[str]]],
+) -> None:
+    page, problems = open_page()
+    loaded: list[str] = []
+    page.on("request", lambda r: "/images/" in r.url and loaded.append(r.url))
+    page.reload()
+    shown_groups(page)
+    images = page.locator("#groups .member img")
+    for i in range(images.count()):
+        images.nth(i).scroll_into_view_if_needed()
+        expect(images.nth(i)).to_have_js_property("complete", True)
+    assert loaded and all(url.endswith("?size=320") for url in loaded), loaded
+    assert problems == []
+
+
 def test_keyboard_only(open_page: Callable[..., tuple[Any, list[str]]], dup_workdir: Path) -> None:
     page, problems = open_page()
     shown_groups(page)

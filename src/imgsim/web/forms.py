@@ -10,9 +10,10 @@ from typing import IO
 from flask import Request, current_app, request
 from werkzeug.datastructures import FileStorage
 
+from ..config import TOP_K_RANGE
 from .errors import ApiError, too_large_message
 
-TOP_K_MIN, TOP_K_MAX = 5, 50  # the page's range, as the original
+TOP_K_MIN, TOP_K_MAX = TOP_K_RANGE  # the API's, as the CLI's (the page offers less)
 CATEGORIES_MAX = 64  # category fields one request may send
 CATEGORY_CHARS = 512  # the longest category a store keeps (Milvus's field)
 FILE_FIELDS = ("image", "file")  # "image" is the original's field name
@@ -94,7 +95,7 @@ def _read(upload: FileStorage) -> tuple[str, bytes]:
 
 
 def read_top_k() -> int:
-    """`top_k` (or the original's `num_results`): an integer from 5 to 50, default from config."""
+    """`top_k` (or the original's `num_results`): an integer from 1 to 100, default from config."""
     raw = read_field("top_k", number=True) or read_field("num_results", number=True)
     if raw is None:
         return current_app.config["IMGSIM"].top_k

@@ -8,7 +8,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, url_for
 
 from ..collection_map import MapSettings
-from .forms import TOP_K_MAX, TOP_K_MIN
+from ..config import PAGE_TOP_K_RANGE
+from .pages import url_prefix
 from .pending import pending_answer
 from .searcher import get_searcher
 
@@ -27,8 +28,9 @@ def page() -> str:
         "pages/map.html",
         current="map",
         top_k=config.top_k,
-        top_k_min=TOP_K_MIN,
-        top_k_max=TOP_K_MAX,
+        top_k_min=PAGE_TOP_K_RANGE[0],
+        top_k_max=PAGE_TOP_K_RANGE[1],
+        similar_url=url_prefix("browse.similar"),
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, url_for
 
+from ..config import PAGE_TOP_K_RANGE
 from .browse import PER_PAGE_DEFAULT
-from .forms import TOP_K_MAX, TOP_K_MIN
 
 bp = Blueprint("pages", __name__)
 
@@ -18,8 +18,8 @@ def index() -> str:
         "pages/index.html",
         current="search",
         top_k=config.top_k,
-        top_k_min=TOP_K_MIN,
-        top_k_max=TOP_K_MAX,
+        top_k_min=PAGE_TOP_K_RANGE[0],
+        top_k_max=PAGE_TOP_K_RANGE[1],
         max_image_bytes=config.max_image_bytes,
         similar_url=url_prefix("browse.similar"),
         images_url=url_prefix("images.image"),

@@ -5,7 +5,6 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const THUMBNAIL = 320; // one of the server's thumbnail sizes: sharp at twice a cell's width
   const browseUrl = document.body.dataset.browseUrl;
   const searchPage = document.body.dataset.searchPage;
   const defaultPerPage = Number(document.body.dataset.perPage);
@@ -87,7 +86,7 @@
     link.href = `${searchPage}?${new URLSearchParams({ similar: entry.filename })}`;
     link.title = `More like ${entry.filename}`;
     // A small JPEG, not the whole file.
-    const img = imgsimResults.cardImage(`${entry.url}?size=${THUMBNAIL}`, entry.filename);
+    const img = imgsimResults.cardImage(imgsimResults.thumbnail(entry.url), entry.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.append(

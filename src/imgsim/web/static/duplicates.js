@@ -46,7 +46,7 @@
     const item = document.createElement("li");
     item.className = member.keep ? "member keep" : "member extra";
     const img = document.createElement("img");
-    img.src = member.url;
+    img.src = imgsimResults.thumbnail(member.url); // the original only through its link
     img.alt = member.name;
     img.loading = "lazy";
     const meta = document.createElement("div");
@@ -61,7 +61,7 @@
     facts.textContent = `${member.width}×${member.height}, ${sizeText(member.size)}`;
     const how = document.createElement("span");
     how.textContent = likeness(member);
-    meta.append(role, name, facts, how);
+    meta.append(role, name, facts, how, imgsimResults.originalLink(member.url, member.name));
     item.append(img, meta);
     return item;
   }

@@ -6,7 +6,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const pointsUrl = document.body.dataset.pointsUrl;
-  const searchUrl = document.body.dataset.searchUrl;
+  const similarUrl = document.body.dataset.similarUrl;
   const topK = document.body.dataset.topK;
   const canvas = $("map-canvas");
   const frame = $("map-frame");
@@ -107,7 +107,7 @@
     }
     if (tipImage.dataset.url !== p.url) {
       tipImage.dataset.url = p.url;
-      tipImage.src = p.url;
+      tipImage.src = imgsimResults.thumbnail(p.url);
     }
     tipImage.alt = p.filename;
     tipName.textContent = `${p.filename} · ${p.category || "no category"}`;
@@ -220,12 +220,10 @@
     results.setAttribute("aria-busy", "true");
     showError("");
     try {
-      const image = await fetch(p.url, { signal: controller.signal });
-      if (!image.ok) throw new Error(`Cannot load ${p.filename} (HTTP ${image.status}).`);
-      const form = new FormData();
-      form.append("image", await image.blob(), p.filename.split("/").pop());
-      form.append("top_k", topK);
-      const response = await fetch(searchUrl, { method: "POST", body: form, signal: controller.signal });
+      // By name: the stored embedding is the query; no image is downloaded or uploaded.
+      const path = p.filename.split("/").map(encodeURIComponent).join("/");
+      const params = new URLSearchParams({ top_k: topK });
+      const response = await fetch(`${similarUrl}${path}?${params}`, { signal: controller.signal });
       const data = await response.json().catch(() => ({}));
       if (!response.ok) throw new Error(data.error || `Search failed (HTTP ${response.status}).`);
       if (id === latest) render(data, p);

@@ -4,6 +4,26 @@
 "use strict";
 
 const imgsimResults = (() => {
+  // One of the server's thumbnail sizes (/images/NAME?size=): sharp at twice a 150 px card.
+  // Cards never load the original, which may be megabytes; a link opens it on request.
+  const THUMBNAIL = 320;
+
+  function thumbnail(url) {
+    return `${url}?size=${THUMBNAIL}`;
+  }
+
+  // A link to the full-size image, for when a person asks for it.
+  function originalLink(url, name) {
+    const link = document.createElement("a");
+    link.className = "original";
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = "Original";
+    link.title = `Open ${name} at full size`;
+    return link;
+  }
+
   function span(className, text) {
     const el = document.createElement("span");
     el.className = className;
@@ -29,19 +49,25 @@ const imgsimResults = (() => {
     button.type = "button";
     button.className = "result";
     button.title = `More like ${result.filename}`;
-    const img = cardImage(result.url, result.filename);
+    const img = cardImage(thumbnail(result.url), result.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
+    // Similarity: how alike (percent of the cosine); confidence: how likely the same category.
+    const similarity = span("similarity", `${result.similarity.toFixed(1)}%`);
+    similarity.title = "How alike: 100% is the same picture, high 90s a near copy";
+    meta.append(similarity);
+    if (result.confidence !== null && result.confidence !== undefined) {
+      meta.append(span("confidence", `${Math.round(result.confidence)}% same category`));
+    }
     meta.append(
-      span("similarity", `${result.similarity.toFixed(1)}%`),
       span("category", result.category || "no category"),
       span("filename", result.filename),
     );
     button.append(img, meta);
     button.addEventListener("click", () => onClick(result));
-    item.append(button);
+    item.append(button, originalLink(result.url, result.filename));
     return item;
   }
 
-  return { span, cardImage, resultItem };
+  return { THUMBNAIL, span, thumbnail, originalLink, cardImage, resultItem };
 })();

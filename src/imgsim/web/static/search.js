@@ -23,6 +23,7 @@
   const errorBox = $("error");
   const summary = $("summary");
   const results = $("results");
+  const showHidden = $("show-hidden");
 
   let query = null; // {file: Blob, name: string} or {indexed: string, name: string}
   let previewUrl = null;
@@ -133,10 +134,14 @@
   function render(data, focusAfter) {
     results.replaceChildren(...data.results.map(resultItem));
     const n = data.total_results;
+    const hidden = data.hidden || 0;
     const within = category.value ? ` in ${category.value}` : "";
+    const below = hidden ? ` ${hidden} less similar hidden (under ${threshold.value}%).` : "";
     summary.textContent = n
-      ? `${n} similar image${n === 1 ? "" : "s"}${within}. Click one to search with it.`
-      : `No image${within} is at least ${threshold.value}% similar. Lower the minimum similarity.`;
+      ? `${n} similar image${n === 1 ? "" : "s"}${within}.${below} Click one to search with it.`
+      : `No image${within} is at least ${threshold.value}% similar.${below}`;
+    showHidden.textContent = `Show the ${hidden} hidden`;
+    showHidden.hidden = !hidden;
     if (focusAfter) summary.focus();
   }
 
@@ -227,6 +232,13 @@
     thresholdTouched = true;
     thresholdValue.value = `${threshold.value}%`;
     searchSoon();
+  });
+  // One click shows what the minimum similarity hid: the threshold goes to 0.
+  showHidden.addEventListener("click", () => {
+    thresholdTouched = true;
+    threshold.value = "0";
+    thresholdValue.value = "0%";
+    search(true);
   });
   category.addEventListener("change", () => search());
   topK.addEventListener("change", () => {
