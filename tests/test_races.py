@@ -11,7 +11,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import imgsim.extract
 import imgsim.update
@@ -53,6 +55,13 @@ def during_embedding(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
     monkeypatch.setattr(imgsim.update, "embed_records", embed)
 
 
+def something_to_do(data: Path) -> None:
+    """A deleted image and a new one: the update has a file to embed (a no-op embeds nothing)."""
+    (data / "circle_00001.png").unlink()
+    pixels = np.random.default_rng(7).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(data / "noise_00001.png")
+
+
 def assert_consistent(work: Path) -> set[str]:
     """Every indexed name has its file, every file its entry, and finds itself first."""
     data = work.parent / "data"
@@ -74,7 +83,7 @@ def test_an_upload_during_imgsim_index_is_kept(
     upload = (shapes_dir / "stripes_00003.png").read_bytes()
     server = Searcher.from_workdir(workdir)
     during_embedding(monkeypatch, lambda: server.add_images({"stripes_00003.png": upload}))
-    (workdir.parent / "data" / "circle_00001.png").unlink()  # something for the update to do
+    something_to_do(workdir.parent / "data")
     update_index(config(workdir), update=update, progress=False)
     names = assert_consistent(workdir)
     assert "stripes_00003.png" in names and "circle_00001.png" not in names
@@ -86,7 +95,7 @@ def test_a_delete_during_imgsim_index_stays_deleted(
 ) -> None:
     server = Searcher.from_workdir(workdir)
     during_embedding(monkeypatch, lambda: server.remove_images(["square_00002.png"]))
-    (workdir.parent / "data" / "circle_00001.png").unlink()
+    something_to_do(workdir.parent / "data")
     update_index(config(workdir), update=update, progress=False)
     names = assert_consistent(workdir)
     assert "square_00002.png" not in names and "circle_00001.png" not in names
