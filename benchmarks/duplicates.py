@@ -240,7 +240,7 @@ def scale(count: int, threshold: int, cosine: float) -> str:
     image (the `decode+hash` figure above times count), the comparison is what could grow
     with count squared.
     """
-    from imgsim.duplicates.groups import components
+    from imgsim.duplicates.groups import stars
     from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
 
     rng = np.random.default_rng(0)
@@ -250,7 +250,7 @@ def scale(count: int, threshold: int, cosine: float) -> str:
     hashes[1::10][: len(noise)] = hashes[0::10][: len(noise)] ^ noise
     started = time.perf_counter()
     pairs, _ = pairs_within(hashes, threshold)
-    groups = components(count, [pairs])
+    groups = stars(range(count), [pairs])
     hash_seconds = time.perf_counter() - started
     vectors = rng.normal(size=(count, 128)).astype(np.float32)
     vectors[1::10] = vectors[0::10][: len(vectors[1::10])] + 0.05 * rng.normal(
@@ -258,7 +258,7 @@ def scale(count: int, threshold: int, cosine: float) -> str:
     )
     started = time.perf_counter()
     found, _ = pairs_above(centred(vectors), cosine)
-    vector_groups = components(count, [found])
+    vector_groups = stars(range(count), [found])
     vector_seconds = time.perf_counter() - started
     head = (
         f"| items | hash pairs ≤ {threshold} bits + groups | groups "

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from imgsim.config import DuplicatesConfig
-from imgsim.duplicates import find_in_folder
-from imgsim.duplicates.groups import Member, components, keeper_first
+from imgsim.duplicates import Collection, Fingerprint, find_groups, find_in_folder
+from imgsim.duplicates.groups import Member, keeper_first, stars
 from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
 from imgsim.errors import ConfigError
 
@@ -51,17 +51,55 @@ def test_embedding_pairs_above_a_similarity() -> None:
     assert scores[0] > 0.99
 
 
-def test_components_join_chains_and_leave_singletons_out() -> None:
-    groups = components(8, [np.array([[0, 1], [1, 2]]), np.array([[5, 6]])])
-    assert groups == [[0, 1, 2], [5, 6]]
-    assert components(3, []) == []
+def test_stars_never_chain_pairs() -> None:
+    # 0~1 and 1~2, but 0 and 2 are not a pair: 2 is not in 0's group.
+    chain = [np.array([[0, 1], [1, 2]]), np.array([[5, 6]])]
+    assert stars([0, 1, 2, 5, 6], chain) == [[0, 1], [5, 6]]
+    # With 1 the best keeper, both 0 and 2 are its duplicates: one group around it.
+    assert stars([1, 0, 2, 6, 5], chain) == [[1, 0, 2], [6, 5]]
+    assert stars([0, 1], []) == []
 
 
 def test_the_keeper_has_most_pixels_then_bytes() -> None:
     members = [Member("a", 100, 10, 10), Member("b", 50, 20, 20), Member("c", 90, 20, 20)]
-    ordered = keeper_first(members)
-    assert [m.name for m in ordered] == ["c", "b", "a"]
-    assert ordered[0].keep and not ordered[1].keep
+    ordered = keeper_first(list(enumerate(members)))
+    assert [m.name for _, m in ordered] == ["c", "b", "a"]
+
+
+def chain_collection(widths: dict[str, int]) -> Collection:
+    """a ~ b ~ c by perceptual hash (6 bits apart each), a and c 12 bits apart."""
+    bits = {"a": 0, "b": (1 << 6) - 1, "c": (1 << 12) - 1}
+    names = sorted(bits)
+    prints = {n: Fingerprint(n, 1000, widths[n], widths[n], f"sha-{n}", bits[n]) for n in names}
+    return Collection(names, [Path(n) for n in names], [f"sha-{n}" for n in names],
+                      [1000] * 3, prints)  # fmt: skip
+
+
+def test_groups_never_chain_a_to_c_through_b() -> None:
+    groups = find_groups(chain_collection({"a": 900, "b": 500, "c": 100}), DuplicatesConfig())
+    assert [[m.name for m in g.members] for g in groups] == [["a", "b"]]
+    assert groups[0].extras[0].hash_distance == 6
+    # Kept b is a duplicate of both: a and c are each 6 bits from it.
+    groups = find_groups(chain_collection({"a": 100, "b": 900, "c": 500}), DuplicatesConfig())
+    assert [[m.name for m in g.members] for g in groups] == [["b", "a", "c"]]
+    assert max(m.hash_distance for m in groups[0].extras) == 6
+
+
+def test_every_member_is_within_the_threshold_of_its_keeper() -> None:
+    rng = np.random.default_rng(0)
+    # Random walks of hashes: each step 3 bits, so a walk chains far past 10 bits.
+    walk = [0]
+    for _ in range(60):
+        walk.append(walk[-1] ^ sum(1 << int(b) for b in rng.choice(64, 3, replace=False)))
+    names = [f"w{i:02d}" for i in range(len(walk))]
+    prints = {n: Fingerprint(n, 100 + i, 10, 10, n, walk[i]) for i, n in enumerate(names)}
+    collection = Collection(names, [Path(n) for n in names], names, [1] * len(names), prints)
+    groups = find_groups(collection, DuplicatesConfig(threshold=10))
+    assert len(groups) > 1
+    for group in groups:
+        for member in group.extras:
+            assert (prints[member.name].phash ^ prints[group.keeper.name].phash).bit_count() <= 10
+    assert len({m.name for g in groups for m in g.members}) == sum(len(g.members) for g in groups)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from ..config import DUPLICATE_METHODS, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, category_of, default_workers, scan_images
 from ..errors import ConfigError
 from .fingerprint import Fingerprint, iter_fingerprints
-from .groups import Group, Member, components, keeper_first
+from .groups import Group, Member, keeper_first, stars
 from .neighbours import centred, pairs_above, pairs_within
 
 log = logging.getLogger("imgsim")
@@ -128,9 +128,13 @@ def find_in_folder(
 
 
 def find_groups(collection: Collection, config: DuplicatesConfig) -> list[Group]:
-    """The duplicate groups of a collection, by the config's method, largest first."""
+    """The duplicate groups of a collection, by the config's method, largest first.
+
+    Each group is a kept image and the images paired with it directly (never a chain of
+    pairs), so every member is a duplicate of the image kept.
+    """
     index = {name: i for i, name in enumerate(collection.names)}
-    pairs = [_exact_pairs(collection.sha256)]
+    pairs = []
     if config.method != "embedding" and collection.fingerprints:
         rows = np.array([index[n] for n in collection.fingerprints if n in index], np.int64)
         hashes = np.array(
@@ -142,28 +146,45 @@ def find_groups(collection: Collection, config: DuplicatesConfig) -> list[Group]
     if config.method != "hash" and collection.vectors is not None:
         vectors = centred(collection.vectors)
         pairs.append(pairs_above(vectors, config.embedding_threshold)[0])
-    return [_group(collection, items, config, vectors) for items in components(len(index), pairs)]
+    touched = np.unique(np.concatenate([p.ravel() for p in pairs] + [_same_bytes(collection)]))
+    members = {i: _member(collection, i) for i in touched.astype(np.int64).tolist()}
+    order = [position for position, _ in keeper_first(list(members.items()))]
+    pairs.append(_exact_pairs(collection.sha256, order))
+    return [_group(collection, items, members, config, vectors) for items in stars(order, pairs)]
 
 
-def _exact_pairs(sha256: Sequence[str | None]) -> np.ndarray:
-    same: dict[str, list[int]] = defaultdict(list)
-    for i, digest in enumerate(sha256):
+def _same_bytes(collection: Collection) -> np.ndarray:
+    counts = Counter(d for d in collection.sha256 if d)
+    return np.array([i for i, d in enumerate(collection.sha256) if counts.get(d, 0) > 1], np.int64)
+
+
+def _exact_pairs(sha256: Sequence[str | None], order: Sequence[int]) -> np.ndarray:
+    # Same bytes is the same picture whichever copy is kept: every copy is paired with the
+    # best-placed one (`order`), so the copies land in one group around it.
+    first: dict[str, int] = {}
+    chains = []
+    for i in order:
+        digest = sha256[i]
         if digest:
-            same[digest].append(i)
-    chains = [(g[0], other) for g in same.values() for other in g[1:]]
+            if digest in first:
+                chains.append((first[digest], i))
+            else:
+                first[digest] = i
     return np.array(chains, np.int64).reshape(-1, 2)
 
 
 def _group(
-    collection: Collection, items: list[int], config: DuplicatesConfig, vectors: np.ndarray | None
+    collection: Collection,
+    items: list[int],
+    members_of: dict[int, Member],
+    config: DuplicatesConfig,
+    vectors: np.ndarray | None,
 ) -> Group:
-    members = keeper_first([_member(collection, i) for i in items])
-    position = {collection.names[i]: i for i in items}
-    keeper = members[0]
-    keep_i = position[keeper.name]
-    keep_print = collection.fingerprints.get(keeper.name)
-    for member in members:
-        i = position[member.name]
+    keep_i = items[0]
+    members = [members_of[i] for i in items]
+    members[0].keep = True
+    keep_print = collection.fingerprints.get(members[0].name)
+    for i, member in zip(items, members, strict=True):
         member.exact = (
             bool(collection.sha256[i]) and collection.sha256[i] == (collection.sha256[keep_i])
         )

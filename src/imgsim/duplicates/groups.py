@@ -1,4 +1,4 @@
-"""Duplicate groups: connected pairs (union-find), the image to keep, and how alike they are."""
+"""Duplicate groups: each a kept image and the images paired with it, and how alike they are."""
 
 from __future__ import annotations
 
@@ -59,33 +59,33 @@ class Group:
         }
 
 
-def keeper_first(members: list[Member]) -> list[Member]:
-    """Members with the one to keep first: most pixels, then most bytes, then first by name."""
-    ordered = sorted(members, key=lambda m: (-m.width * m.height, -m.size, m.name))
-    ordered[0].keep = True
-    return ordered
+def keeper_first(members: list[tuple[int, Member]]) -> list[tuple[int, Member]]:
+    """(position, member) with the best one to keep first: most pixels, then most bytes,
+    then first by name."""
+    return sorted(members, key=lambda pm: (-pm[1].width * pm[1].height, -pm[1].size, pm[1].name))
 
 
-def components(count: int, pairs: Sequence[np.ndarray]) -> list[list[int]]:
-    """Groups of two or more items joined by any chain of pairs (union-find), largest first."""
-    parent = np.arange(count)
+def stars(order: Sequence[int], pairs: Sequence[np.ndarray]) -> list[list[int]]:
+    """Groups of two or more items, each its keeper first and then the items paired with it.
 
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:  # path compression: later finds are one step
-            parent[x], x = root, parent[x]
-        return int(root)
-
+    Items are visited in `order` (the best keeper first); an item not yet in a group starts
+    one and takes every item not yet in a group that it is paired with *directly*. Pairs are
+    never chained: with a~b and b~c but not a~c, c is not in a's group, so every member is a
+    duplicate of its group's keeper itself. Largest groups first.
+    """
+    linked: dict[int, set[int]] = {}
     for pair_array in pairs:
         for a, b in np.asarray(pair_array, dtype=np.int64).reshape(-1, 2).tolist():
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    joined: dict[int, list[int]] = {}
-    touched = np.unique(np.concatenate([np.asarray(p).ravel() for p in pairs] or [[]]))
-    for item in touched.astype(np.int64).tolist():
-        joined.setdefault(find(item), []).append(item)
-    found = [sorted(g) for g in joined.values() if len(g) > 1]
-    return sorted(found, key=lambda g: (-len(g), g[0]))
+            if a != b:
+                linked.setdefault(a, set()).add(b)
+                linked.setdefault(b, set()).add(a)
+    taken: set[int] = set()
+    found = []
+    for item in order:
+        if item in taken or item not in linked:
+            continue
+        members = sorted(linked[item] - taken)
+        if members:
+            taken.update(members, (item,))
+            found.append([item, *members])
+    return sorted(found, key=lambda g: -len(g))  # stable: equal sizes keep keeper order
