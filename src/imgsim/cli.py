@@ -16,6 +16,7 @@ from .errors import ImgsimError
 if TYPE_CHECKING:
     from .config import DuplicatesConfig, ExtractConfig
     from .duplicates import DuplicateReport
+    from .embedder import Embedder
 
 log = logging.getLogger("imgsim")
 
@@ -320,36 +321,51 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
     from .duplicates import find_in_folder
 
-    embed = None
-    if cfg.method != "hash":
-        from .config import ExtractConfig, replace
-        from .extract import embed_records, extract_embedder
-        from .model import load_model
+    if cfg.method == "hash":
+        return find_in_folder(args.folder, cfg)
+    embedder = _duplicates_embedder(args.model)
+    from .duplicates.views import ViewEmbedder
+    from .extract import embed_records
 
-        model_path = args.model or str(Path(args.workdir) / MODEL_FILE)
-        extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
-        model, info = load_model(model_path)
-        embedder = extract_embedder(model, info["model_id"], extract_cfg)
+    def embed(records: list) -> tuple:
+        return embed_records(embedder, embedder.image_size, records, progress=False)
 
-        def embed(records: list) -> tuple:
-            return embed_records(embedder, embedder.image_size, records, progress=False)
+    return find_in_folder(args.folder, cfg, embed, ViewEmbedder(embedder))
 
-    return find_in_folder(args.folder, cfg, embed)
+
+def _duplicates_embedder(model_path: str | None) -> Embedder:
+    """--model's network, else the pretrained one: a folder needs no trained model."""
+    from .duplicates.finder import pretrained_embedder
+
+    if model_path is None:
+        return pretrained_embedder()
+    from .config import ExtractConfig, replace
+    from .extract import extract_embedder
+    from .model import load_model
+
+    model, info = load_model(model_path)
+    return extract_embedder(
+        model, info["model_id"], replace(ExtractConfig(), {"model_path": model_path})
+    )
 
 
 def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
     from .duplicates import StoreFinder
+    from .duplicates.views import ViewEmbedder
     from .errors import EmbeddingsNotLoadedError
     from .store import open_store
 
     _prepare(workdir=args.workdir)
-    model_id = _model_id(Path(args.model) if args.model else Path(args.workdir) / MODEL_FILE)
+    model_path = Path(args.model) if args.model else Path(args.workdir) / MODEL_FILE
+    model_id = _model_id(model_path)
     with open_store(args.workdir, args.store, model_id) as store:
         if store.info() is None or store.count() == 0:
             raise EmbeddingsNotLoadedError(
                 f"{store.why_empty()}; or name a folder: imgsim duplicates FOLDER"
             )
-        return StoreFinder().find(store, cfg)
+        # Turned copies are confirmed by the index's own network, embedding them turned.
+        views = ViewEmbedder(_duplicates_embedder(str(model_path))) if model_id else None
+        return StoreFinder(views).find(store, cfg)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -573,7 +589,11 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", nargs="?", help="image folder (default: the indexed collection)")
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
-    p.add_argument("--model", help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})")
+    p.add_argument(
+        "--model",
+        help="model whose embeddings confirm near duplicates (a folder: the pretrained "
+        f"network; the index: WORKDIR/{MODEL_FILE})",
+    )
     _add_config_flags(p, DuplicatesConfig)
     _add_store_flag(p)  # by hand: DuplicatesConfig has no store, the index's is used as is
     _add_config_flag(p)

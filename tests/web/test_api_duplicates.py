@@ -63,8 +63,9 @@ def test_the_first_answer_is_202_then_the_groups(dup_client: FlaskClient) -> Non
 def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
     body = groups(dup_client)
     assert set(body) >= {"status", "groups", "images"} and "generation" not in body
-    assert body["images"] == 14 and body["method"] == "hash" and body["extras"] == 4
+    assert body["images"] == 14 and body["method"] == "confirmed" and body["extras"] == 4
     assert member_sets(body) == PLANTED
+    assert sorted(g["tier"] for g in body["groups"]) == ["near duplicate"] * 3 + ["same picture"]
     for group in body["groups"]:
         assert group["members"][0]["keep"] and group["members"][0]["name"] == group["keep"]
         for member in group["members"]:
@@ -140,7 +141,8 @@ def test_bad_settings_are_400(dup_client: FlaskClient, query: str) -> None:
 def test_embedding_method_answers_with_similarities(dup_client: FlaskClient) -> None:
     body = groups(dup_client, "?method=both")
     assert body["method"] == "both"
-    assert all(m["similarity"] is not None for g in body["groups"] for m in g["members"])
+    extras = [m for g in body["groups"] for m in g["members"][1:]]
+    assert all(m["similarity"] is not None or m["hash_distance"] is not None for m in extras)
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:

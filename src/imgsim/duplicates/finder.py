@@ -17,9 +17,11 @@ from PIL import Image
 from ..config import DUPLICATE_METHODS, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, category_of, default_workers, scan_images
 from ..errors import ConfigError
+from .confirm import ViewEmbed, confirmed_links
 from .fingerprint import Fingerprint, iter_fingerprints
-from .groups import Group, Member, keeper_first, stars
-from .neighbours import centred, pairs_above, pairs_within
+from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
+from .neighbours import INVERSE_VIEW, centred, pairs_above, pairs_within
+from .views import VIEW_NAMES
 
 log = logging.getLogger("imgsim")
 
@@ -37,6 +39,7 @@ class DuplicateReport:
     method: str
     threshold: int
     embedding_threshold: float
+    pixel_threshold: float
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
     seconds: float = 0.0
 
@@ -50,6 +53,7 @@ class DuplicateReport:
             "method": self.method,
             "threshold": self.threshold,
             "embedding_threshold": self.embedding_threshold,
+            "pixel_threshold": self.pixel_threshold,
             "extras": self.extras,
             "groups": [g.to_dict() for g in self.groups],
             "skipped": [{"name": n, "error": e} for n, e in self.skipped],
@@ -67,6 +71,7 @@ class Collection:
     sizes: list[int | None]
     fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
     vectors: np.ndarray | None = None  # embeddings, aligned with names
+    thumbnails: dict[int, np.ndarray | None] = field(default_factory=dict)  # decoded as needed
 
 
 def check_method(config: DuplicatesConfig) -> None:
@@ -80,6 +85,8 @@ def check_method(config: DuplicatesConfig) -> None:
         )
     if not -1.0 <= config.embedding_threshold <= 1.0:
         raise ConfigError("embedding_threshold is a cosine similarity, -1..1")
+    if not -1.0 <= config.pixel_threshold <= 1.0:
+        raise ConfigError("pixel_threshold is a correlation, -1..1")
 
 
 def fingerprint_all(
@@ -96,13 +103,24 @@ def fingerprint_all(
     return found, skipped
 
 
+def pretrained_embedder() -> Any:
+    """An Embedder of the ImageNet-pretrained network, which needs no training: it confirms
+    near duplicates in a folder (docs/benchmarks.md, "Duplicates")."""
+    from ..autosize import PRETRAINED_SIZE
+    from ..embedder import Embedder
+    from ..model import pretrained_model
+
+    return Embedder.from_model(pretrained_model(PRETRAINED_SIZE))
+
+
 def find_in_folder(
     folder: str | Path,
     config: DuplicatesConfig,
     embed: Callable[[list[ImageRecord]], tuple[np.ndarray, list[int]]] | None = None,
+    views: ViewEmbed | None = None,
 ) -> DuplicateReport:
     """Duplicates among a folder's images; `embed` (records -> vectors, rows embedded) is
-    needed by the embedding and both methods."""
+    needed by every method but hash, `views` (views.ViewEmbedder) to confirm turned copies."""
     check_method(config)
     started = time.monotonic()
     records = scan_images(folder)
@@ -120,80 +138,94 @@ def find_in_folder(
         [r.path for r in readable],
         [f.sha256 for f in prints],
         [f.size for f in prints],
-        fingerprints if config.method != "embedding" else {},
+        fingerprints,
         vectors,
     )
-    groups = find_groups(collection, config)
+    groups = find_groups(collection, config, views)
     return _report(groups, len(collection.names), config, skipped, started)
 
 
-def find_groups(collection: Collection, config: DuplicatesConfig) -> list[Group]:
+def find_groups(
+    collection: Collection, config: DuplicatesConfig, views: ViewEmbed | None = None
+) -> list[Group]:
     """The duplicate groups of a collection, by the config's method, largest first.
 
     Each group is a kept image and the images paired with it directly (never a chain of
-    pairs), so every member is a duplicate of the image kept.
+    pairs), so every member is a duplicate of the image kept. `views` embeds images turned
+    or mirrored: without it the confirmed method finds no turned or mirrored copy.
     """
-    index = {name: i for i, name in enumerate(collection.names)}
-    pairs = []
-    if config.method != "embedding" and collection.fingerprints:
-        rows = np.array([index[n] for n in collection.fingerprints if n in index], np.int64)
-        hashes = np.array(
-            [collection.fingerprints[collection.names[i]].phash for i in rows], np.uint64
-        )
-        found, _ = pairs_within(hashes, config.threshold)
-        pairs.append(rows[found] if len(found) else found)
-    vectors = None
-    if config.method != "hash" and collection.vectors is not None:
-        vectors = centred(collection.vectors)
-        pairs.append(pairs_above(vectors, config.embedding_threshold)[0])
-    touched = np.unique(np.concatenate([p.ravel() for p in pairs] + [_same_bytes(collection)]))
-    members = {i: _member(collection, i) for i in touched.astype(np.int64).tolist()}
+    links = _candidate_links(collection, config, views)
+    touched = {i for pair in links for i in pair}
+    touched.update(i for key in (collection.sha256, _pixels(collection)) for i in _shared(key))
+    members = {i: _member(collection, i) for i in sorted(touched)}
     order = [position for position, _ in keeper_first(list(members.items()))]
-    pairs.append(_exact_pairs(collection.sha256, order))
-    return [_group(collection, items, members, config, vectors) for items in stars(order, pairs)]
+    for key in (_pixels(collection), collection.sha256):  # same bytes last: it wins
+        links.update(_same_links(key, order, collection.sha256))
+    pairs = np.array(sorted(links), np.int64).reshape(-1, 2)
+    return [_group(items, members, links) for items in stars(order, [pairs])]
 
 
-def _same_bytes(collection: Collection) -> np.ndarray:
-    counts = Counter(d for d in collection.sha256 if d)
-    return np.array([i for i, d in enumerate(collection.sha256) if counts.get(d, 0) > 1], np.int64)
+def _candidate_links(
+    collection: Collection, config: DuplicatesConfig, views: ViewEmbed | None
+) -> dict[tuple[int, int], Link]:
+    """Near pairs by the method: proposed by hashes or embeddings, confirmed if it says so."""
+    index = {name: i for i, name in enumerate(collection.names)}
+    rows = np.array([index[n] for n in collection.fingerprints if n in index], np.int64)
+    prints = [collection.fingerprints[collection.names[i]] for i in rows]
+    links: dict[tuple[int, int], Link] = {}
+    if config.method in ("hash", "both") and len(rows):
+        found, distance = pairs_within(np.array([f.phash for f in prints], np.uint64),
+                                       config.threshold)  # fmt: skip
+        for (a, b), d in zip(rows[found].tolist(), distance.tolist(), strict=True):
+            links[(a, b)] = Link(NEAR, distance=d)
+    if config.method in ("embedding", "both") and collection.vectors is not None:
+        found, cosine = pairs_above(centred(collection.vectors), config.embedding_threshold)
+        for (a, b), c in zip(found.tolist(), cosine.tolist(), strict=True):
+            links[(a, b)] = Link(NEAR, similarity=round(float(c), 4))
+    if config.method == "confirmed":
+        links.update(confirmed_links(collection, rows, prints, config, views))
+    return links
 
 
-def _exact_pairs(sha256: Sequence[str | None], order: Sequence[int]) -> np.ndarray:
-    # Same bytes is the same picture whichever copy is kept: every copy is paired with the
-    # best-placed one (`order`), so the copies land in one group around it.
+def _pixels(collection: Collection) -> list[str | None]:
+    prints = collection.fingerprints
+    return [prints[n].pixels or None if n in prints else None for n in collection.names]
+
+
+def _shared(keys: Sequence[str | None]) -> list[int]:
+    counts = Counter(k for k in keys if k)
+    return [i for i, k in enumerate(keys) if k and counts[k] > 1]
+
+
+def _same_links(
+    keys: Sequence[str | None], order: Sequence[int], sha256: Sequence[str | None]
+) -> dict[tuple[int, int], Link]:
+    # The same bytes or pixels are the same picture whichever copy is kept: every copy is
+    # paired with the best-placed one (`order`), so the copies land in one group around it.
     first: dict[str, int] = {}
-    chains = []
+    links = {}
     for i in order:
-        digest = sha256[i]
-        if digest:
-            if digest in first:
-                chains.append((first[digest], i))
-            else:
-                first[digest] = i
-    return np.array(chains, np.int64).reshape(-1, 2)
+        key = keys[i]
+        if key and key in first:
+            pair = (min(first[key], i), max(first[key], i))
+            links[pair] = Link(SAME, distance=0, similarity=1.0, exact=keys is sha256)
+        elif key:
+            first[key] = i
+    return links
 
 
-def _group(
-    collection: Collection,
-    items: list[int],
-    members_of: dict[int, Member],
-    config: DuplicatesConfig,
-    vectors: np.ndarray | None,
-) -> Group:
+def _group(items: list[int], members_of: dict[int, Member], links: dict) -> Group:
     keep_i = items[0]
     members = [members_of[i] for i in items]
     members[0].keep = True
-    keep_print = collection.fingerprints.get(members[0].name)
-    for i, member in zip(items, members, strict=True):
-        member.exact = (
-            bool(collection.sha256[i]) and collection.sha256[i] == (collection.sha256[keep_i])
-        )
-        fingerprint = collection.fingerprints.get(member.name)
-        if fingerprint is not None and keep_print is not None and config.method != "embedding":
-            member.hash_distance = (fingerprint.phash ^ keep_print.phash).bit_count()
-        if vectors is not None:
-            cosine = float(vectors[i] @ vectors[keep_i])
-            member.similarity = round(min(cosine, 1.0), 4)
+    for i, member in zip(items[1:], members[1:], strict=True):
+        link = links[(min(i, keep_i), max(i, keep_i))]
+        member.tier = link.tier
+        member.exact = link.exact
+        member.hash_distance, member.similarity = link.distance, link.similarity
+        # The link names the view of its second image that looks like the first.
+        view = INVERSE_VIEW[link.view] if i > keep_i else link.view
+        member.view = VIEW_NAMES[view]
     return Group(members)
 
 
@@ -234,6 +266,7 @@ def _report(
         config.method,
         config.threshold,
         config.embedding_threshold,
+        config.pixel_threshold,
         skipped,
         time.monotonic() - started,
     )
@@ -246,7 +279,8 @@ class StoreFinder:
     the new image is hashed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, views: ViewEmbed | None = None) -> None:
+        self.views = views  # embeds images turned: the confirmed method's turned copies
         self._prints: dict[tuple[str, str | None], Fingerprint] = {}
         self._lock = threading.Lock()
 
@@ -272,7 +306,7 @@ class StoreFinder:
         if config.method != "embedding":
             with self._lock:
                 collection.fingerprints, skipped = self._fingerprints(collection, config)
-        groups = find_groups(collection, config)
+        groups = find_groups(collection, config, self.views)
         return _report(groups, len(names), config, skipped, started)
 
     def _fingerprints(

@@ -8,6 +8,23 @@ from typing import Any
 
 import numpy as np
 
+SAME = "same picture"  # the same bytes or decoded pixels, or hashes and embeddings alike
+NEAR = "near duplicate"  # re-saved, resized, slightly cropped, turned, mirrored, recoloured
+
+
+@dataclass
+class Link:
+    """How two images were found to be duplicates: the tier, and the measures that said so.
+
+    `view`: the view (views.DIHEDRAL) of the pair's second image that looks like the first.
+    """
+
+    tier: str
+    view: int = 0
+    distance: int | None = None  # perceptual-hash bits apart (in that view)
+    similarity: float | None = None  # cosine of the embeddings (in that view)
+    exact: bool = False  # the same bytes
+
 
 @dataclass
 class Member:
@@ -20,7 +37,9 @@ class Member:
     keep: bool = False
     exact: bool = False  # the same bytes as the keeper (SHA-256)
     hash_distance: int | None = None  # perceptual-hash bits that differ from the keeper's
-    similarity: float | None = None  # cosine of the centred embeddings to the keeper's
+    similarity: float | None = None  # cosine of the embeddings to the keeper's
+    tier: str = ""  # SAME or NEAR, to the keeper; "" for the keeper
+    view: str = ""  # how it is turned or mirrored from the keeper ("" when it is not)
 
     def score(self) -> float:
         """How alike it is to the keeper, 0..1: 1 for the same bytes, else the best measure."""
@@ -42,6 +61,11 @@ class Group:
         self.score = round(min((m.score() for m in self.extras), default=1.0), 4)
 
     @property
+    def tier(self) -> str:
+        """SAME when every extra is the same picture as the keeper, else NEAR."""
+        return SAME if all(m.tier == SAME for m in self.extras) else NEAR
+
+    @property
     def keeper(self) -> Member:
         return self.members[0]
 
@@ -55,6 +79,7 @@ class Group:
             "extras": [m.name for m in self.extras],
             "score": self.score,
             "exact": all(m.exact for m in self.extras),
+            "tier": self.tier,
             "members": [asdict(m) for m in self.members],
         }
 

@@ -12,9 +12,10 @@ from typing import Any
 from ..config import DUPLICATES_FILE, DUPLICATES_LOCK_FILE, DuplicatesConfig
 from ..kept_document import KeptDocument
 from ..store import Store
+from .confirm import ViewEmbed
 from .finder import StoreFinder
 
-SETTINGS = ("method", "threshold", "embedding_threshold")
+SETTINGS = ("method", "threshold", "embedding_threshold", "pixel_threshold")
 
 
 class KeptDuplicates(KeptDocument[DuplicatesConfig]):
@@ -23,9 +24,11 @@ class KeptDuplicates(KeptDocument[DuplicatesConfig]):
     what = "duplicate groups"
     required = "groups"
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, views: ViewEmbed | None = None) -> None:
         super().__init__(Path(workdir) / DUPLICATES_FILE, Path(workdir) / DUPLICATES_LOCK_FILE)
-        self.finder = StoreFinder()  # fingerprints kept by content: a change costs its images
+        # Fingerprints kept by content: a change costs its images. `views` embeds turned
+        # images with the index's network, to confirm turned and mirrored copies.
+        self.finder = StoreFinder(views)
 
     def compute(self, store: Store, settings: DuplicatesConfig) -> dict[str, Any]:
         generation = store.generation()  # read first: a change during the search makes it stale

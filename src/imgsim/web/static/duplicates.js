@@ -1,5 +1,6 @@
 // The duplicates page: GET /duplicates, show each group side by side, and with the admin token
-// POST /duplicates/trash to move a group's extras (or all of them) to the trash.
+// POST /duplicates/trash to move a group's extras to the trash, or every "same picture"
+// group's at once: a near duplicate (re-saved, cropped, turned...) is a choice made per group.
 // Names from the server are only ever set with textContent/attributes, never parsed as HTML.
 "use strict";
 
@@ -14,7 +15,8 @@
   const summary = $("summary");
   const list = $("groups");
 
-  let groups = []; // [{keep, extras, score, members}], as GET /duplicates sends them
+  let groups = []; // [{keep, extras, score, tier, members}], as GET /duplicates sends them
+  const SAME = "same picture";
   let trashed = 0;
   let busy = false;
 
@@ -36,7 +38,8 @@
   function likeness(member) {
     if (member.keep) return "kept: most pixels";
     if (member.exact) return "same bytes";
-    const parts = [];
+    const parts = [member.tier];
+    if (member.view) parts.push(member.view);
     if (member.hash_distance !== null) parts.push(`${member.hash_distance} of 64 bits differ`);
     if (member.similarity !== null) parts.push(`cosine ${member.similarity.toFixed(3)}`);
     return parts.join(", ");
@@ -76,7 +79,8 @@
     title.id = `group-${number}`;
     title.tabIndex = -1;
     title.textContent =
-      `Group ${number}: ${plural(group.members.length, "image")}, score ${group.score.toFixed(3)}`;
+      `Group ${number}: ${group.tier}, ${plural(group.members.length, "image")}, ` +
+      `score ${group.score.toFixed(3)}`;
     const button = document.createElement("button");
     button.type = "button";
     button.className = "button danger trash-group";
@@ -107,7 +111,14 @@
   function updateButtons() {
     const off = busy || !token.value.trim();
     for (const b of list.querySelectorAll("button")) b.disabled = off;
-    trashAll.disabled = off || groups.length === 0;
+    const same = samePicture();
+    trashAll.textContent = `Move the ${plural(same.flatMap((g) => g.extras).length, "extra")} ` +
+      `of the ${plural(same.length, "same-picture group")} to the trash`;
+    trashAll.disabled = off || same.length === 0;
+  }
+
+  function samePicture() {
+    return groups.filter((g) => g.tier === SAME);
   }
 
   async function answer(response) {
@@ -181,6 +192,6 @@
 
   token.addEventListener("input", updateButtons);
   $("token-form").addEventListener("submit", (event) => event.preventDefault());
-  trashAll.addEventListener("click", () => moveToTrash(groups.slice()));
+  trashAll.addEventListener("click", () => moveToTrash(samePicture()));
   load();
 })();
