@@ -38,17 +38,20 @@ def test_json_lists_groups_with_the_keeper_first(
         PLANTED
     )
     for group in body["groups"]:
-        assert list(group) == ["keep", "extras", "score", "exact", "tier", "members"]
+        assert list(group) == ["keep", "extras", "score", "exact", "tier", "reason", "members"]
         keeper = group["members"][0]
         assert keeper["keep"] and keeper["name"] == group["keep"]
         assert group["extras"] == [m["name"] for m in group["members"][1:]]
         assert 0 < group["score"] <= 1
         assert set(keeper) == {
-            "name", "size", "width", "height", "keep", "exact", "hash_distance", "similarity",
-            "tier", "view",
+            "name", "size", "width", "height", "format", "modified", "keep", "exact",
+            "hash_distance", "similarity", "tier", "view",
         }  # fmt: skip
     resized = next(g for g in body["groups"] if "pic_002.jpg" in g["keep"])
     assert resized["extras"] == ["copies/resized.png"]  # the larger original is kept
+    assert resized["reason"].startswith("most pixels (")
+    exact = next(g for g in body["groups"] if g["exact"])
+    assert exact["reason"] in {"otherwise equal, oldest file", "otherwise equal, first name"}
     assert contents(folder) == before  # nothing moved, nothing deleted
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 
 from imgsim.config import DuplicatesConfig
 from imgsim.duplicates import Collection, Fingerprint, find_groups, find_in_folder
-from imgsim.duplicates.groups import Member, keeper_first, stars
+from imgsim.duplicates.groups import Member, keep_reason, keeper_first, stars
 from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
 from imgsim.errors import ConfigError
 
@@ -63,10 +64,21 @@ def test_stars_never_chain_pairs() -> None:
     assert stars([0, 1], []) == []
 
 
-def test_the_keeper_has_most_pixels_then_bytes() -> None:
+def test_the_keeper_has_most_pixels_then_bytes_then_lossless_then_oldest() -> None:
     members = [Member("a", 100, 10, 10), Member("b", 50, 20, 20), Member("c", 90, 20, 20)]
     ordered = keeper_first(list(enumerate(members)))
     assert [m.name for _, m in ordered] == ["c", "b", "a"]
+    assert keep_reason(ordered[0][1], [m for _, m in ordered[1:]]) == "as many pixels, largest file"
+    assert keep_reason(members[2], [members[0]]) == "most pixels (20x20)"
+    jpeg = Member("photo.jpg", 90, 20, 20, "JPEG", modified=100.0)
+    png = Member("photo.png", 90, 20, 20, "PNG", modified=200.0)
+    assert [m.name for _, m in keeper_first([(0, jpeg), (1, png)])] == ["photo.png", "photo.jpg"]
+    assert keep_reason(png, [jpeg]) == "as many pixels and bytes, lossless format (PNG)"
+    older = Member("copy.png", 90, 20, 20, "PNG", modified=50.0)
+    assert keeper_first([(0, png), (1, older)])[0][1] is older
+    assert keep_reason(older, [png, jpeg]) == "otherwise equal, oldest file"
+    twin = Member("d.png", 90, 20, 20, "PNG", modified=50.0)
+    assert keep_reason(older, [twin]) == "otherwise equal, first name"
 
 
 def chain_collection(widths: dict[str, int]) -> Collection:
@@ -115,12 +127,14 @@ def group_names(report) -> list[set[str]]:
 
 
 def test_planted_duplicates_are_found_and_distinct_images_are_not(planted_folder: Path) -> None:
+    os.utime(planted_folder / "copies" / "exact.jpg", (1e9, 1e9))  # the older copy
     report = find_in_folder(planted_folder, HASH)
     assert report.images == 14 and report.skipped == []
     assert sorted(group_names(report), key=sorted) == PLANTED
     by_keeper = {g.keeper.name: g for g in report.groups}
-    exact = by_keeper["copies/exact.jpg"]  # same pixels, same bytes: the first name is kept
+    exact = by_keeper["copies/exact.jpg"]  # same pixels, same bytes: the older one is kept
     assert exact.score == 1.0 and exact.extras[0].exact
+    assert exact.reason == "otherwise equal, oldest file" and exact.tier == "same picture"
     # The larger original is kept, never the shrunk or cropped copy.
     assert "pic_002.jpg" in by_keeper and "pic_003.jpg" in by_keeper
     assert by_keeper["pic_001.jpg"].extras[0].hash_distance <= 10

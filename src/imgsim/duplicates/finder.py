@@ -230,27 +230,29 @@ def _group(items: list[int], members_of: dict[int, Member], links: dict) -> Grou
 
 
 def _member(collection: Collection, i: int) -> Member:
-    name = collection.names[i]
+    name, path = collection.names[i], collection.paths[i]
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    modified = stat.st_mtime if stat is not None else None
     found = collection.fingerprints.get(name)
     if found is not None:
-        return Member(name, found.size, found.width, found.height)
-    width, height = _pixel_size(collection.paths[i])
+        return Member(name, found.size, found.width, found.height, found.format, modified)
+    width, height, kind = _header(path)
     size = collection.sizes[i]
     if size is None:
-        try:
-            size = collection.paths[i].stat().st_size
-        except OSError:
-            size = 0
-    return Member(name, size, width, height)
+        size = stat.st_size if stat is not None else 0
+    return Member(name, size, width, height, kind, modified)
 
 
-def _pixel_size(path: Path) -> tuple[int, int]:
-    # The header alone: the keeper is chosen by resolution without decoding anything.
+def _header(path: Path) -> tuple[int, int, str]:
+    # The header alone: the keeper is chosen by resolution and format without decoding.
     try:
         with Image.open(path, formats=DECODE_FORMATS) as im:
-            return im.size
+            return im.size[0], im.size[1], im.format or ""
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        return 0, 0
+        return 0, 0, ""
 
 
 def _report(

@@ -26,14 +26,20 @@ class Link:
     exact: bool = False  # the same bytes
 
 
+# Formats that keep every pixel as it was: after pixels and bytes, one is kept over a JPEG.
+LOSSLESS = frozenset({"PNG", "TIFF", "BMP", "GIF"})
+
+
 @dataclass
 class Member:
-    """One image of a group; the keeper has the most pixels (then bytes), the others are extras."""
+    """One image of a group; the keeper is chosen by keeper_first, the others are extras."""
 
     name: str
     size: int  # bytes
     width: int
     height: int
+    format: str = ""  # PNG, JPEG... ("" when unknown)
+    modified: float | None = None  # the file's modification time, seconds since 1970
     keep: bool = False
     exact: bool = False  # the same bytes as the keeper (SHA-256)
     hash_distance: int | None = None  # perceptual-hash bits that differ from the keeper's
@@ -56,9 +62,11 @@ class Group:
 
     members: list[Member]
     score: float = field(init=False)  # the least alike member's score: the group's weakest link
+    reason: str = field(init=False)  # why the first member is the one kept
 
     def __post_init__(self) -> None:
         self.score = round(min((m.score() for m in self.extras), default=1.0), 4)
+        self.reason = keep_reason(self.keeper, self.extras)
 
     @property
     def tier(self) -> str:
@@ -80,14 +88,41 @@ class Group:
             "score": self.score,
             "exact": all(m.exact for m in self.extras),
             "tier": self.tier,
+            "reason": self.reason,
             "members": [asdict(m) for m in self.members],
         }
 
 
+def keeper_key(member: Member) -> tuple:
+    """Sorts the best one to keep first: the most pixels, then the largest file, then a
+    lossless format, then the oldest file, then the first name."""
+    age = member.modified if member.modified is not None else float("inf")
+    lossy = member.format.upper() not in LOSSLESS
+    return (-member.width * member.height, -member.size, lossy, age, member.name)
+
+
 def keeper_first(members: list[tuple[int, Member]]) -> list[tuple[int, Member]]:
-    """(position, member) with the best one to keep first: most pixels, then most bytes,
-    then first by name."""
-    return sorted(members, key=lambda pm: (-pm[1].width * pm[1].height, -pm[1].size, pm[1].name))
+    """(position, member) with the best one to keep first (keeper_key)."""
+    return sorted(members, key=lambda pm: keeper_key(pm[1]))
+
+
+def keep_reason(keeper: Member, others: Sequence[Member]) -> str:
+    """Why `keeper` is kept: the first of keeper_key's measures that puts it before the
+    runner-up."""
+    if not others:
+        return ""
+    runner_up = min(others, key=keeper_key)
+    first, second = keeper_key(keeper), keeper_key(runner_up)
+    reasons = (
+        f"most pixels ({keeper.width}x{keeper.height})",
+        "as many pixels, largest file",
+        f"as many pixels and bytes, lossless format ({keeper.format})",
+        "otherwise equal, oldest file",
+    )
+    for reason, a, b in zip(reasons, first, second, strict=False):
+        if a != b:
+            return reason
+    return "otherwise equal, first name"
 
 
 def stars(order: Sequence[int], pairs: Sequence[np.ndarray]) -> list[list[int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .finder import DuplicateReport
 from .groups import Member
 
@@ -11,7 +13,8 @@ def report_lines(report: DuplicateReport) -> list[str]:
     lines: list[str] = []
     for number, group in enumerate(report.groups, start=1):
         lines.append(
-            f"Group {number}: {group.tier}, {len(group.members)} images, score {group.score:.3f}"
+            f"Group {number}: {group.tier}, {len(group.members)} images, score "
+            f"{group.score:.3f}; kept: {group.reason}"
         )
         lines.extend(_member_line(m) for m in group.members)
         lines.append("")
@@ -50,4 +53,10 @@ def _member_line(member: Member) -> str:
             how.append(f"cosine {member.similarity:.3f}")
     detail = f"  ({', '.join(how)})" if how else ""
     pixels = f"{member.width}x{member.height}"
-    return f"  {role} {pixels:>11} {member.size:>12,} B  {member.name}{detail}"
+    modified = "" if member.modified is None else time.strftime(
+        "%Y-%m-%d", time.localtime(member.modified)
+    )  # fmt: skip
+    return (
+        f"  {role} {pixels:>11} {member.size:>12,} B {member.format or '?':<5} {modified:<10}"
+        f"  {member.name}{detail}"
+    )

@@ -35,8 +35,8 @@
     return `${n} ${word}${n === 1 ? "" : "s"}`;
   }
 
-  function likeness(member) {
-    if (member.keep) return "kept: most pixels";
+  function likeness(member, group) {
+    if (member.keep) return `kept: ${group.reason}`;
     if (member.exact) return "same bytes";
     const parts = [member.tier];
     if (member.view) parts.push(member.view);
@@ -45,7 +45,11 @@
     return parts.join(", ");
   }
 
-  function memberItem(member) {
+  function dateText(seconds) {
+    return seconds === null ? "" : `, ${new Date(seconds * 1000).toISOString().slice(0, 10)}`;
+  }
+
+  function memberItem(member, group) {
     const item = document.createElement("li");
     item.className = member.keep ? "member keep" : "member extra";
     const img = document.createElement("img");
@@ -61,9 +65,10 @@
     name.className = "name";
     name.textContent = member.name;
     const facts = document.createElement("span");
-    facts.textContent = `${member.width}×${member.height}, ${sizeText(member.size)}`;
+    facts.textContent = `${member.width}×${member.height}, ${sizeText(member.size)}` +
+      `${member.format ? `, ${member.format}` : ""}${dateText(member.modified)}`;
     const how = document.createElement("span");
-    how.textContent = likeness(member);
+    how.textContent = likeness(member, group);
     meta.append(role, name, facts, how);
     item.append(img, meta);
     return item;
@@ -92,7 +97,7 @@
     const members = document.createElement("ul");
     members.className = "members";
     members.setAttribute("aria-label", `Images of group ${number}`);
-    for (const member of group.members) members.append(memberItem(member));
+    for (const member of group.members) members.append(memberItem(member, group));
     item.append(head, members);
     item.dataset.keep = group.keep;
     return item;
