@@ -122,3 +122,23 @@ def test_settings_from_the_config_file(
     assert body["threshold"] == 3
     flag_wins = run_json(capsys, str(folder), "--config", str(config), "--threshold", "7")
     assert flag_wins["threshold"] == 7
+
+
+def test_not_duplicates_is_remembered_in_the_workdir_and_undone(
+    tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    before = contents(folder)
+    work = ["--workdir", str(tmp_path), "--method", "hash"]
+    marked = run_json(capsys, str(folder), *work, "--not-duplicates", "pic_001.jpg",
+                      "copies/resaved.jpg")  # fmt: skip
+    pair = {"pic_001.jpg", "copies/resaved.jpg"}
+    assert pair not in [{m["name"] for m in g["members"]} for g in marked["groups"]]
+    assert len(marked["groups"]) == 3
+    saved = json.loads((tmp_path / "not_duplicates.json").read_text(encoding="utf-8"))
+    assert saved == {"pairs": [["copies/resaved.jpg", "pic_001.jpg"]]}
+    again = run_json(capsys, str(folder), *work)  # remembered: never shown again
+    assert pair not in [{m["name"] for m in g["members"]} for g in again["groups"]]
+    undone = run_json(capsys, str(folder), *work, "--undo-not-duplicates", "pic_001.jpg",
+                      "copies/resaved.jpg")  # fmt: skip
+    assert pair in [{m["name"] for m in g["members"]} for g in undone["groups"]]
+    assert contents(folder) == before

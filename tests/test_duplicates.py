@@ -309,3 +309,20 @@ def test_the_view_hashes_of_a_turned_image_match_the_original() -> None:
     assert min((original ^ h).bit_count() for h in turned) <= 2
     assert min((original ^ h).bit_count() for h in mirrored) <= 2
     assert (original ^ turned[0]).bit_count() > 12  # as they are, they look different
+
+
+def test_dismissed_pairs_are_never_grouped(tmp_path: Path) -> None:
+    from imgsim.duplicates.dismissed import change_dismissed, group_pairs, load_dismissed
+
+    assert load_dismissed(tmp_path) == set()
+    pairs = change_dismissed(tmp_path, add=group_pairs("b", ["a", "c"]))
+    assert pairs == {frozenset("ab"), frozenset("bc")} == load_dismissed(tmp_path)
+    collection = chain_collection({"a": 100, "b": 900, "c": 500})
+    collection.dismissed = {frozenset("ab")}
+    assert [[m.name for m in g.members] for g in find_groups(collection, HASH)] == [["b", "c"]]
+    collection.dismissed = pairs
+    assert find_groups(collection, HASH) == []
+    assert change_dismissed(tmp_path, remove=[frozenset("ab")]) == {frozenset("bc")}
+    (tmp_path / "not_duplicates.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="fix or remove it"):
+        load_dismissed(tmp_path)

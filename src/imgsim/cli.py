@@ -306,11 +306,12 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     from .duplicates.text import report_lines
 
     cfg = replace(_config(args).duplicates, _given(args))
+    dismissed = _not_duplicates(args)
     if args.folder is not None:
         _prepare(args.folder)
-        report = _duplicates_in_folder(args, cfg)
+        report = _duplicates_in_folder(args, cfg, dismissed)
     else:
-        report = _duplicates_in_index(args, cfg)
+        report = _duplicates_in_index(args, cfg, dismissed)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -318,11 +319,26 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
+def _not_duplicates(args: argparse.Namespace) -> set[frozenset[str]]:
+    """Record --not-duplicates / --undo-not-duplicates in the workdir; the pairs now dismissed."""
+    from .duplicates.dismissed import change_dismissed, group_pairs, load_dismissed
+
+    if args.not_duplicates:
+        pairs = group_pairs(args.not_duplicates[0], args.not_duplicates[1:])
+        return change_dismissed(args.workdir, add=pairs)
+    if args.undo_not_duplicates:
+        pairs = group_pairs(args.undo_not_duplicates[0], args.undo_not_duplicates[1:])
+        return change_dismissed(args.workdir, remove=pairs)
+    return load_dismissed(args.workdir)
+
+
+def _duplicates_in_folder(
+    args: argparse.Namespace, cfg: DuplicatesConfig, dismissed: set[frozenset[str]]
+) -> DuplicateReport:
     from .duplicates import find_in_folder
 
     if cfg.method == "hash":
-        return find_in_folder(args.folder, cfg)
+        return find_in_folder(args.folder, cfg, dismissed=dismissed)
     embedder = _duplicates_embedder(args.model)
     from .duplicates.views import ViewEmbedder
     from .extract import embed_records
@@ -330,7 +346,7 @@ def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> Du
     def embed(records: list) -> tuple:
         return embed_records(embedder, embedder.image_size, records, progress=False)
 
-    return find_in_folder(args.folder, cfg, embed, ViewEmbedder(embedder))
+    return find_in_folder(args.folder, cfg, embed, ViewEmbedder(embedder), dismissed)
 
 
 def _duplicates_embedder(model_path: str | None) -> Embedder:
@@ -349,7 +365,9 @@ def _duplicates_embedder(model_path: str | None) -> Embedder:
     )
 
 
-def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
+def _duplicates_in_index(
+    args: argparse.Namespace, cfg: DuplicatesConfig, dismissed: set[frozenset[str]]
+) -> DuplicateReport:
     from .duplicates import StoreFinder
     from .duplicates.views import ViewEmbedder
     from .errors import EmbeddingsNotLoadedError
@@ -365,7 +383,7 @@ def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> Dup
             )
         # Turned copies are confirmed by the index's own network, embedding them turned.
         views = ViewEmbedder(_duplicates_embedder(str(model_path))) if model_id else None
-        return StoreFinder(views).find(store, cfg)
+        return StoreFinder(views).find(store, cfg, dismissed)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -579,6 +597,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     from .config import DuplicatesConfig
+    from .duplicates.dismissed import NOT_DUPLICATES_FILE as NOT_DUPLICATES
 
     p = sub.add_parser(
         "duplicates",
@@ -589,6 +608,16 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", nargs="?", help="image folder (default: the indexed collection)")
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
+    p.add_argument(
+        "--not-duplicates",
+        nargs="+",
+        metavar="NAME",
+        help=f"remember that the images after the first are not duplicates of the first "
+        f"(WORKDIR/{NOT_DUPLICATES}): never grouped again",
+    )
+    p.add_argument(
+        "--undo-not-duplicates", nargs="+", metavar="NAME", help="forget --not-duplicates NAME..."
+    )
     p.add_argument(
         "--model",
         help="model whose embeddings confirm near duplicates (a folder: the pretrained "

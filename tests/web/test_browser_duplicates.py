@@ -153,3 +153,25 @@ def test_phone_sized_screen(open_page: Callable[..., tuple[Any, list[str]]]) -> 
     assert member["width"] >= 120  # images stay big enough to compare
     expect(page.locator("#trash-all")).to_be_visible()
     assert problems == []
+
+
+def test_not_duplicates_then_undo(
+    open_page: Callable[..., tuple[Any, list[str]]], dup_workdir: Path
+) -> None:
+    page, problems = open_page()
+    shown_groups(page)
+    expect(page.locator(".not-duplicates").first).to_be_disabled()  # no token yet
+    page.fill("#token", TOKEN)
+    first = page.locator("#groups .group").first
+    names = set(first.locator(".member .name").all_text_contents())
+    first.locator(".not-duplicates").click()
+    expect(page.locator("#groups .group")).to_have_count(3)
+    expect(page.locator("#undo-dismiss")).to_be_focused()
+    assert names not in shown_groups(page)
+    saved = (dup_workdir / "not_duplicates.json").read_text(encoding="utf-8")
+    assert all(name in saved for name in names)
+    page.click("#undo-dismiss")
+    expect(page.locator("#groups .group")).to_have_count(4)
+    expect(page.locator("#undo-dismiss")).to_be_hidden()
+    assert shown_groups(page) == PLANTED
+    assert trash.list_trash(dup_workdir) == [] and problems == []

@@ -72,6 +72,7 @@ class Collection:
     fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
     vectors: np.ndarray | None = None  # embeddings, aligned with names
     thumbnails: dict[int, np.ndarray | None] = field(default_factory=dict)  # decoded as needed
+    dismissed: set[frozenset[str]] = field(default_factory=set)  # pairs "not duplicates"
 
 
 def check_method(config: DuplicatesConfig) -> None:
@@ -118,9 +119,11 @@ def find_in_folder(
     config: DuplicatesConfig,
     embed: Callable[[list[ImageRecord]], tuple[np.ndarray, list[int]]] | None = None,
     views: ViewEmbed | None = None,
+    dismissed: set[frozenset[str]] | None = None,
 ) -> DuplicateReport:
     """Duplicates among a folder's images; `embed` (records -> vectors, rows embedded) is
-    needed by every method but hash, `views` (views.ViewEmbedder) to confirm turned copies."""
+    needed by every method but hash, `views` (views.ViewEmbedder) to confirm turned copies;
+    `dismissed` pairs of names are never paired (dismissed.load_dismissed)."""
     check_method(config)
     started = time.monotonic()
     records = scan_images(folder)
@@ -140,6 +143,7 @@ def find_in_folder(
         [f.size for f in prints],
         fingerprints,
         vectors,
+        dismissed=dismissed or set(),
     )
     groups = find_groups(collection, config, views)
     return _report(groups, len(collection.names), config, skipped, started)
@@ -161,6 +165,9 @@ def find_groups(
     order = [position for position, _ in keeper_first(list(members.items()))]
     for key in (_pixels(collection), collection.sha256):  # same bytes last: it wins
         links.update(_same_links(key, order, collection.sha256))
+    names = collection.names
+    for pair in [p for p in links if frozenset(names[i] for i in p) in collection.dismissed]:
+        del links[pair]  # a person said these are not duplicates
     pairs = np.array(sorted(links), np.int64).reshape(-1, 2)
     return [_group(items, members, links) for items in stars(order, [pairs])]
 
@@ -286,8 +293,11 @@ class StoreFinder:
         self._prints: dict[tuple[str, str | None], Fingerprint] = {}
         self._lock = threading.Lock()
 
-    def find(self, store: Any, config: DuplicatesConfig) -> DuplicateReport:
-        """Duplicates among the images of `store` (an imgsim.store.Store)."""
+    def find(
+        self, store: Any, config: DuplicatesConfig, dismissed: set[frozenset[str]] | None = None
+    ) -> DuplicateReport:
+        """Duplicates among the images of `store` (an imgsim.store.Store), never pairing the
+        `dismissed` pairs of names."""
         check_method(config)
         started = time.monotonic()
         info = store.info()
@@ -303,6 +313,7 @@ class StoreFinder:
             [facts[n].sha256 if n in facts else None for n in names],
             [facts[n].size if n in facts else None for n in names],
             vectors=vectors,
+            dismissed=dismissed or set(),
         )
         skipped: list[tuple[str, str]] = []
         if config.method != "embedding":

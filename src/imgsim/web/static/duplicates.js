@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const groupsUrl = document.body.dataset.groupsUrl;
   const trashUrl = document.body.dataset.trashUrl;
+  const dismissUrl = document.body.dataset.dismissUrl;
   const token = $("token");
   const trashAll = $("trash-all");
   const loading = $("loading");
@@ -16,6 +17,7 @@
   const list = $("groups");
 
   let groups = []; // [{keep, extras, score, tier, members}], as GET /duplicates sends them
+  let lastDismissed = null; // the names of the group last marked "not duplicates", for Undo
   const SAME = "same picture";
   let trashed = 0;
   let busy = false;
@@ -93,7 +95,13 @@
     button.setAttribute("aria-describedby", title.id);
     button.disabled = !token.value.trim();
     button.addEventListener("click", () => moveToTrash([group]));
-    head.append(title, button);
+    const dismiss = document.createElement("button");
+    dismiss.type = "button";
+    dismiss.className = "button not-duplicates";
+    dismiss.textContent = "Not duplicates";
+    dismiss.setAttribute("aria-describedby", title.id);
+    dismiss.addEventListener("click", () => markNotDuplicates(group));
+    head.append(title, button, dismiss);
     const members = document.createElement("ul");
     members.className = "members";
     members.setAttribute("aria-label", `Images of group ${number}`);
@@ -195,6 +203,48 @@
     }
   }
 
+  async function post(url, body) {
+    return answer(
+      await fetch(url, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          Authorization: `Bearer ${token.value.trim()}`,
+        },
+        body: JSON.stringify(body),
+      }),
+    );
+  }
+
+  // "Not duplicates" is remembered by the server (not_duplicates.json): the group goes, and
+  // Undo forgets it again; the groups are then found again in the background.
+  async function markNotDuplicates(group, undo = false) {
+    const names = undo ? lastDismissed : [group.keep, ...group.extras];
+    if (!names || busy) return;
+    busy = true;
+    updateButtons();
+    showError("");
+    try {
+      await post(dismissUrl, { names, undo });
+      busy = false;
+      lastDismissed = undo ? null : names;
+      if (undo) {
+        load();
+      } else {
+        groups = groups.filter((g) => g !== group);
+        render();
+      }
+      undoButton.hidden = !lastDismissed;
+      (lastDismissed ? undoButton : summary).focus();
+    } catch (err) {
+      busy = false;
+      updateButtons();
+      showError(`Nothing was changed: ${err.message}`);
+    }
+  }
+
+  const undoButton = $("undo-dismiss");
+  undoButton.addEventListener("click", () => markNotDuplicates(null, true));
   token.addEventListener("input", updateButtons);
   $("token-form").addEventListener("submit", (event) => event.preventDefault());
   trashAll.addEventListener("click", () => moveToTrash(samePicture()));
