@@ -30,24 +30,28 @@ def test_json_lists_groups_with_the_keeper_first(
     before = contents(folder)
     body = run_json(capsys, str(folder))
     assert list(body) == [
-        "images", "method", "threshold", "embedding_threshold", "extras", "groups",
-        "skipped", "seconds",
+        "images", "method", "threshold", "embedding_threshold", "pixel_threshold", "extras",
+        "groups", "skipped", "seconds",
     ]  # fmt: skip
-    assert body["images"] == 14 and body["method"] == "hash" and body["extras"] == 4
+    assert body["images"] == 14 and body["method"] == "confirmed" and body["extras"] == 4
     assert sorted(({m["name"] for m in g["members"]} for g in body["groups"]), key=sorted) == (
         PLANTED
     )
     for group in body["groups"]:
-        assert list(group) == ["keep", "extras", "score", "exact", "members"]
+        assert list(group) == ["keep", "extras", "score", "exact", "tier", "reason", "members"]
         keeper = group["members"][0]
         assert keeper["keep"] and keeper["name"] == group["keep"]
         assert group["extras"] == [m["name"] for m in group["members"][1:]]
         assert 0 < group["score"] <= 1
         assert set(keeper) == {
-            "name", "size", "width", "height", "keep", "exact", "hash_distance", "similarity",
+            "name", "size", "width", "height", "format", "modified", "keep", "exact",
+            "hash_distance", "similarity", "tier", "view",
         }  # fmt: skip
     resized = next(g for g in body["groups"] if "pic_002.jpg" in g["keep"])
     assert resized["extras"] == ["copies/resized.png"]  # the larger original is kept
+    assert resized["reason"].startswith("most pixels (")
+    exact = next(g for g in body["groups"] if g["exact"])
+    assert exact["reason"] in {"otherwise equal, oldest file", "otherwise equal, first name"}
     assert contents(folder) == before  # nothing moved, nothing deleted
 
 
@@ -66,18 +70,19 @@ def test_human_output(folder: Path, capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert out.count("Group ") == 4
     assert "keep " in out and "extra" in out and "same bytes" in out and "bits apart" in out
+    assert out.count(": same picture, 2 images") == 1  # the exact copy
+    assert out.count(": near duplicate, 2 images") == 3  # re-saved, resized, cropped
     assert "Skipped 1 unreadable image: broken_001.jpg" in out
     assert "4 groups of duplicates, 4 extra images, among 14 images" in out
     assert "Nothing was moved." in out
 
 
 def test_threshold_flag_and_its_default(folder: Path, capsys: pytest.CaptureFixture) -> None:
-    strict = run_json(capsys, str(folder), "--threshold", "0")
+    strict = run_json(capsys, str(folder), "--method", "hash", "--threshold", "0")
     assert strict["threshold"] == 0 and len(strict["groups"]) < 4
-    assert main(["duplicates", "--help"]) == 0 if False else True
     with pytest.raises(SystemExit):
         main(["duplicates", "--help"])
-    assert "(default: 10)" in capsys.readouterr().out
+    assert "(default: 12)" in capsys.readouterr().out
 
 
 def test_bad_values_are_errors(folder: Path, capsys: pytest.CaptureFixture) -> None:
@@ -99,7 +104,8 @@ def test_without_a_folder_the_index_is_searched(
     )
     both = run_json(capsys, "--workdir", str(workdir), "--method", "both")
     assert both["method"] == "both"
-    assert all(m["similarity"] is not None for g in both["groups"] for m in g["members"])
+    extras = [m for g in both["groups"] for m in g["members"][1:]]
+    assert all(m["similarity"] is not None or m["hash_distance"] is not None for m in extras)
 
 
 def test_without_an_index_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -117,3 +123,23 @@ def test_settings_from_the_config_file(
     assert body["threshold"] == 3
     flag_wins = run_json(capsys, str(folder), "--config", str(config), "--threshold", "7")
     assert flag_wins["threshold"] == 7
+
+
+def test_not_duplicates_is_remembered_in_the_workdir_and_undone(
+    tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    before = contents(folder)
+    work = ["--workdir", str(tmp_path), "--method", "hash"]
+    marked = run_json(capsys, str(folder), *work, "--not-duplicates", "pic_001.jpg",
+                      "copies/resaved.jpg")  # fmt: skip
+    pair = {"pic_001.jpg", "copies/resaved.jpg"}
+    assert pair not in [{m["name"] for m in g["members"]} for g in marked["groups"]]
+    assert len(marked["groups"]) == 3
+    saved = json.loads((tmp_path / "not_duplicates.json").read_text(encoding="utf-8"))
+    assert saved == {"pairs": [["copies/resaved.jpg", "pic_001.jpg"]]}
+    again = run_json(capsys, str(folder), *work)  # remembered: never shown again
+    assert pair not in [{m["name"] for m in g["members"]} for g in again["groups"]]
+    undone = run_json(capsys, str(folder), *work, "--undo-not-duplicates", "pic_001.jpg",
+                      "copies/resaved.jpg")  # fmt: skip
+    assert pair in [{m["name"] for m in g["members"]} for g in undone["groups"]]
+    assert contents(folder) == before

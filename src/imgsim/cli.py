@@ -17,6 +17,7 @@ from .errors import ImgsimError, storage_error
 if TYPE_CHECKING:
     from .config import DuplicatesConfig, ExtractConfig
     from .duplicates import DuplicateReport
+    from .embedder import Embedder
 
 log = logging.getLogger("imgsim")
 T = TypeVar("T")
@@ -378,11 +379,12 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     named = {k: getattr(args, k) for k in ("model_path", "store") if getattr(args, k)}
     for key, value in settle(args.workdir, named, ("model_path", "store"), False).items():
         setattr(args, key, value)
+    dismissed = _not_duplicates(args)
     if args.folder is not None:
         _prepare(args.folder)
-        report = _duplicates_in_folder(args, cfg)
+        report = _duplicates_in_folder(args, cfg, dismissed)
     else:
-        report = _duplicates_in_index(args, cfg)
+        report = _duplicates_in_index(args, cfg, dismissed)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -390,38 +392,70 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duplicates_in_folder(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
+def _not_duplicates(args: argparse.Namespace) -> set[frozenset[str]]:
+    """Record --not-duplicates / --undo-not-duplicates in the workdir; the pairs now dismissed."""
+    from .duplicates.dismissed import change_dismissed, group_pairs, load_dismissed
+
+    if args.not_duplicates:
+        pairs = group_pairs(args.not_duplicates[0], args.not_duplicates[1:])
+        return change_dismissed(args.workdir, add=pairs)
+    if args.undo_not_duplicates:
+        pairs = group_pairs(args.undo_not_duplicates[0], args.undo_not_duplicates[1:])
+        return change_dismissed(args.workdir, remove=pairs)
+    return load_dismissed(args.workdir)
+
+
+def _duplicates_in_folder(
+    args: argparse.Namespace, cfg: DuplicatesConfig, dismissed: set[frozenset[str]]
+) -> DuplicateReport:
     from .duplicates import find_in_folder
 
-    embed = None
-    if cfg.method != "hash":
-        from .config import ExtractConfig, replace
-        from .extract import embed_records, extract_embedder
-        from .model_handle import ModelFile
+    if cfg.method == "hash":
+        return find_in_folder(args.folder, cfg, dismissed=dismissed)
+    embedder = _duplicates_embedder(args.model_path)
+    from .duplicates.views import ViewEmbedder
+    from .extract import embed_records
 
-        model_path = args.model_path or str(Path(args.workdir) / MODEL_FILE)
-        extract_cfg = replace(ExtractConfig(), {"model_path": model_path})
-        embedder = extract_embedder(ModelFile(model_path), extract_cfg)
+    def embed(records: list) -> tuple:
+        return embed_records(embedder, embedder.image_size, records, progress=False)
 
-        def embed(records: list) -> tuple:
-            return embed_records(embedder, embedder.image_size, records, progress=False)
-
-    return find_in_folder(args.folder, cfg, embed)
+    return find_in_folder(args.folder, cfg, embed, ViewEmbedder(embedder), dismissed)
 
 
-def _duplicates_in_index(args: argparse.Namespace, cfg: DuplicatesConfig) -> DuplicateReport:
+def _duplicates_embedder(model_path: str | None) -> Embedder:
+    """--model's network, else the pretrained one: a folder needs no trained model."""
+    from .duplicates.finder import pretrained_embedder
+
+    if model_path is None:
+        return pretrained_embedder()
+    from .config import ExtractConfig, replace
+    from .extract import extract_embedder
+    from .model_handle import ModelFile
+
+    return extract_embedder(
+        ModelFile(model_path), replace(ExtractConfig(), {"model_path": model_path})
+    )
+
+
+def _duplicates_in_index(
+    args: argparse.Namespace, cfg: DuplicatesConfig, dismissed: set[frozenset[str]]
+) -> DuplicateReport:
     from .duplicates import StoreFinder
+    from .duplicates.views import ViewEmbedder
     from .errors import EmbeddingsNotLoadedError
     from .store import open_store
 
     _prepare(workdir=args.workdir)
-    model_id = _model_id(Path(args.model_path or Path(args.workdir) / MODEL_FILE))
+    model_path = Path(args.model_path) if args.model_path else Path(args.workdir) / MODEL_FILE
+    model_id = _model_id(model_path)
     with open_store(args.workdir, args.store, model_id) as store:
         if store.info() is None or store.count() == 0:
             raise EmbeddingsNotLoadedError(
                 f"{store.why_empty()}; or name a folder: imgsim duplicates FOLDER"
             )
-        return StoreFinder().find(store, cfg)
+        # Turned copies are confirmed by the index's own network, embedding them turned.
+        views = ViewEmbedder(_duplicates_embedder(str(model_path))) if model_id else None
+        return StoreFinder(views).find(store, cfg, dismissed)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -677,6 +711,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     from .config import DuplicatesConfig
+    from .duplicates.dismissed import NOT_DUPLICATES_FILE as NOT_DUPLICATES
 
     p = sub.add_parser(
         "duplicates",
@@ -688,9 +723,20 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
     p.add_argument(
+        "--not-duplicates",
+        nargs="+",
+        metavar="NAME",
+        help=f"remember that the images after the first are not duplicates of the first "
+        f"(WORKDIR/{NOT_DUPLICATES}): never grouped again",
+    )
+    p.add_argument(
+        "--undo-not-duplicates", nargs="+", metavar="NAME", help="forget --not-duplicates NAME..."
+    )
+    p.add_argument(
         "--model",
         dest="model_path",
-        help=f"model file for the embedding method (WORKDIR/{MODEL_FILE})",
+        help="model whose embeddings confirm near duplicates (a folder: the pretrained "
+        f"network; the index: WORKDIR/{MODEL_FILE})",
     )
     _add_config_flags(p, DuplicatesConfig)
     _add_store_flag(p)  # by hand: DuplicatesConfig has no store, the index's is used as is

@@ -457,7 +457,7 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     return replace(cls(), {k: v for k, v in values.items() if k in known})
 
 
-DUPLICATE_METHODS = ("hash", "embedding", "both")
+DUPLICATE_METHODS = ("confirmed", "hash", "embedding", "both")
 
 
 @dataclass
@@ -465,23 +465,35 @@ class DuplicatesConfig:
     """`imgsim duplicates` and GET /duplicates: exact and near-duplicate images."""
 
     method: str = field(
-        default="hash",
+        default="confirmed",
         metadata=choices(
             DUPLICATE_METHODS,
-            "hash: perceptual hash (no model needed); embedding: the model's vectors; "
-            "both: a pair either one finds",
+            "confirmed: hashes of 8 turns and mirrors, and embedding neighbours, propose; "
+            "the embeddings and the aligned pixels confirm; hash: perceptual hash alone (no "
+            "model); embedding: the model's vectors alone; both: a pair hash or embedding finds",
         ),
     )
-    # Measured on planted duplicates by benchmarks/duplicates.py (docs/benchmarks.md).
+    # Measured on planted copies of real images by benchmarks/duplicates.py
+    # (docs/benchmarks.md, "Duplicates").
     threshold: int = field(
-        default=10,
-        metadata={"help": "hash method: at most this many of the 64 perceptual-hash bits differ"},
+        default=12,
+        metadata={
+            "help": "at most this many of the 64 perceptual-hash bits differ (confirmed: "
+            "proposes a pair, in any turn or mirror; hash: decides)"
+        },
     )
     embedding_threshold: float = field(
-        default=0.95,
+        default=0.8,
         metadata={
-            "help": "embedding method: cosine similarity at least this, of the embeddings "
-            "less their mean"
+            "help": "cosine similarity of the embeddings at least this (confirmed: of the "
+            "pretrained network's, in the matching turn; embedding: less their mean)"
+        },
+    )
+    pixel_threshold: float = field(
+        default=0.97,
+        metadata={
+            "help": "confirmed method: the two images' 32-px colour thumbnails, turned and "
+            "cropped to line up, correlate at least this"
         },
     )
     workers: int = 0  # decode-and-hash processes; 0 = one per core, at most 8

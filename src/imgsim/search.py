@@ -163,7 +163,8 @@ class Searcher:
             )
         self.embedder = embedder
         self.map = CollectionMap(self.workdir)  # the 2-D map, computed in the background
-        self.duplicates = KeptDuplicates(self.workdir)  # the groups, found in the background
+        # The groups, found in the background; turned copies embedded by this network.
+        self.duplicates = KeptDuplicates(self.workdir, self._embed_views)
 
     @classmethod
     def from_workdir(
@@ -506,6 +507,13 @@ class Searcher:
         if self.store.info() is None or self.store.count() == 0:
             raise NotReadyError(self.store.why_empty())
         return self.map.current(self.store, settings)
+
+    def _embed_views(self, paths: Sequence[Path], views: Sequence[int]) -> np.ndarray:
+        from .duplicates.views import ViewEmbedder
+
+        if self.embedder is None:
+            raise NotReadyError("no model to embed images with")
+        return ViewEmbedder(self.embedder)(paths, views)
 
     def duplicate_groups(self, settings: DuplicatesConfig) -> DocumentState:
         """The collection's duplicate groups for `settings`, found in the background, never

@@ -13,12 +13,14 @@ from flask.testing import FlaskClient
 from imgsim import trash
 from imgsim.config import DUPLICATES_FILE, DuplicatesConfig
 from imgsim.duplicates import StoreFinder
+from imgsim.duplicates.dismissed import load_dismissed
 from imgsim.search import NotReadyError, Searcher
 from imgsim.web.app import CSP
 from imgsim.web.duplicates import wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
 
 TOKEN = "s3cret-token"
+HASH = DuplicatesConfig(method="hash", workers=1)
 
 
 @pytest.fixture
@@ -63,8 +65,9 @@ def test_the_first_answer_is_202_then_the_groups(dup_client: FlaskClient) -> Non
 def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
     body = groups(dup_client)
     assert set(body) >= {"status", "groups", "images"} and "generation" not in body
-    assert body["images"] == 14 and body["method"] == "hash" and body["extras"] == 4
+    assert body["images"] == 14 and body["method"] == "confirmed" and body["extras"] == 4
     assert member_sets(body) == PLANTED
+    assert sorted(g["tier"] for g in body["groups"]) == ["near duplicate"] * 3 + ["same picture"]
     for group in body["groups"]:
         assert group["members"][0]["keep"] and group["members"][0]["name"] == group["keep"]
         for member in group["members"]:
@@ -140,7 +143,8 @@ def test_bad_settings_are_400(dup_client: FlaskClient, query: str) -> None:
 def test_embedding_method_answers_with_similarities(dup_client: FlaskClient) -> None:
     body = groups(dup_client, "?method=both")
     assert body["method"] == "both"
-    assert all(m["similarity"] is not None for g in body["groups"] for m in g["members"])
+    extras = [m for g in body["groups"] for m in g["members"][1:]]
+    assert all(m["similarity"] is not None or m["hash_distance"] is not None for m in extras)
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:
@@ -253,3 +257,32 @@ def test_the_page_and_the_nav_link(client: FlaskClient) -> None:
     script = client.get("/static/duplicates.js").get_data(as_text=True)
     for risky in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
         assert risky not in script
+
+
+def test_not_duplicates_is_remembered_and_can_be_undone(
+    dup_client: FlaskClient, dup_workdir: Path
+) -> None:
+    data = dup_workdir.parent / "data"
+    before = contents(data)
+    group = next(g for g in groups(dup_client)["groups"] if not g["exact"])
+    names = [group["keep"], *group["extras"]]
+    refused = dup_client.post("/duplicates/not-duplicates", json={"names": names})
+    assert refused.status_code == 401
+    bad = dup_client.post("/duplicates/not-duplicates", json={"names": names[:1]}, headers=auth())
+    assert bad.status_code == 400
+    marked = dup_client.post("/duplicates/not-duplicates", json={"names": names}, headers=auth())
+    assert marked.status_code == 200 and marked.get_json()["dismissed"] == len(names) - 1
+    after = groups(dup_client)
+    assert set(names) not in member_sets(after) and len(after["groups"]) == 3
+    assert "dismissed" not in after
+    # Remembered in the workdir: a new server process never shows the pair again.
+    assert (dup_workdir / "not_duplicates.json").is_file()
+    fresh = Searcher.from_workdir(dup_workdir)
+    report = StoreFinder().find(fresh.store, HASH, load_dismissed(dup_workdir))
+    assert set(names) not in member_sets(report.to_dict())
+    undo = {"names": names, "undo": True}
+    assert (
+        dup_client.post("/duplicates/not-duplicates", json=undo, headers=auth()).status_code == 200
+    )
+    assert set(names) in member_sets(groups(dup_client))
+    assert contents(data) == before  # nothing moved

@@ -101,7 +101,18 @@ def test_groups_side_by_side_and_trash_with_the_token(
     assert [item.name for item in trash.list_trash(dup_workdir)] == [extra]
     data = dup_workdir.parent / "data"
     assert not (data / extra).exists()
-    page.click("#trash-all")
+    titles = page.eval_on_selector_all("#groups .group-title", "ts => ts.map(t => t.textContent)")
+    same = sum(": same picture," in t for t in titles)
+    near = sum(": near duplicate," in t for t in titles)
+    assert same + near == 3 and near >= 2  # the exact copy is the one same picture
+    expect(page.locator("#trash-all")).to_contain_text(f"of the {same} same-picture group")
+    page.click("#trash-all")  # the same pictures only: near duplicates are chosen per group
+    expect(page.locator("#groups .group")).to_have_count(near)
+    expect(page.locator("#summary")).to_contain_text(f"Moved {1 + same} file")
+    expect(page.locator("#trash-all")).to_be_disabled()
+    for left in range(near, 0, -1):
+        expect(page.locator("#groups .group")).to_have_count(left)
+        page.locator(".trash-group").first.click()
     expect(page.locator("#summary")).to_contain_text("No duplicates. Moved 4 files")
     assert len(trash.list_trash(dup_workdir)) == 4
     assert all(Path(item.stored).is_file() for item in trash.list_trash(dup_workdir))
@@ -131,7 +142,7 @@ def test_keyboard_only(open_page: Callable[..., tuple[Any, list[str]]], dup_work
     shown_groups(page)
     page.locator("#token").focus()
     page.keyboard.type(TOKEN)
-    page.keyboard.press("Tab")  # "Move all extras" comes next
+    page.keyboard.press("Tab")  # "Move the extras of the same-picture groups" comes next
     expect(page.locator("#trash-all")).to_be_focused()
     page.keyboard.press("Tab")  # then the first group's button
     expect(page.locator(".trash-group").first).to_be_focused()
@@ -158,3 +169,25 @@ def test_phone_sized_screen(open_page: Callable[..., tuple[Any, list[str]]]) -> 
     assert member["width"] >= 120  # images stay big enough to compare
     expect(page.locator("#trash-all")).to_be_visible()
     assert problems == []
+
+
+def test_not_duplicates_then_undo(
+    open_page: Callable[..., tuple[Any, list[str]]], dup_workdir: Path
+) -> None:
+    page, problems = open_page()
+    shown_groups(page)
+    expect(page.locator(".not-duplicates").first).to_be_disabled()  # no token yet
+    page.fill("#token", TOKEN)
+    first = page.locator("#groups .group").first
+    names = set(first.locator(".member .name").all_text_contents())
+    first.locator(".not-duplicates").click()
+    expect(page.locator("#groups .group")).to_have_count(3)
+    expect(page.locator("#undo-dismiss")).to_be_focused()
+    assert names not in shown_groups(page)
+    saved = (dup_workdir / "not_duplicates.json").read_text(encoding="utf-8")
+    assert all(name in saved for name in names)
+    page.click("#undo-dismiss")
+    expect(page.locator("#groups .group")).to_have_count(4)
+    expect(page.locator("#undo-dismiss")).to_be_hidden()
+    assert shown_groups(page) == PLANTED
+    assert trash.list_trash(dup_workdir) == [] and problems == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +18,11 @@ from ..config import DUPLICATE_METHODS, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, category_of, default_workers, scan_images
 from ..errors import ConfigError
 from ..paths import name_path
+from .confirm import ViewEmbed, confirmed_links
 from .fingerprint import Fingerprint, iter_fingerprints
-from .groups import Group, Member, components, keeper_first
-from .neighbours import centred, pairs_above, pairs_within
+from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
+from .neighbours import INVERSE_VIEW, centred, pairs_above, pairs_within
+from .views import VIEW_NAMES
 
 log = logging.getLogger("imgsim")
 
@@ -38,6 +40,7 @@ class DuplicateReport:
     method: str
     threshold: int
     embedding_threshold: float
+    pixel_threshold: float
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
     seconds: float = 0.0
 
@@ -51,6 +54,7 @@ class DuplicateReport:
             "method": self.method,
             "threshold": self.threshold,
             "embedding_threshold": self.embedding_threshold,
+            "pixel_threshold": self.pixel_threshold,
             "extras": self.extras,
             "groups": [g.to_dict() for g in self.groups],
             "skipped": [{"name": n, "error": e} for n, e in self.skipped],
@@ -68,6 +72,8 @@ class Collection:
     sizes: list[int | None]
     fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
     vectors: np.ndarray | None = None  # embeddings, aligned with names
+    thumbnails: dict[int, np.ndarray | None] = field(default_factory=dict)  # decoded as needed
+    dismissed: set[frozenset[str]] = field(default_factory=set)  # pairs "not duplicates"
 
 
 def check_method(config: DuplicatesConfig) -> None:
@@ -81,6 +87,8 @@ def check_method(config: DuplicatesConfig) -> None:
         )
     if not -1.0 <= config.embedding_threshold <= 1.0:
         raise ConfigError("embedding_threshold is a cosine similarity, -1..1")
+    if not -1.0 <= config.pixel_threshold <= 1.0:
+        raise ConfigError("pixel_threshold is a correlation, -1..1")
 
 
 def fingerprint_all(
@@ -97,13 +105,26 @@ def fingerprint_all(
     return found, skipped
 
 
+def pretrained_embedder() -> Any:
+    """An Embedder of the ImageNet-pretrained network, which needs no training: it confirms
+    near duplicates in a folder (docs/benchmarks.md, "Duplicates")."""
+    from ..autosize import PRETRAINED_SIZE
+    from ..embedder import Embedder
+    from ..model import pretrained_model
+
+    return Embedder.from_model(pretrained_model(PRETRAINED_SIZE))
+
+
 def find_in_folder(
     folder: str | Path,
     config: DuplicatesConfig,
     embed: Callable[[list[ImageRecord]], tuple[np.ndarray, list[int]]] | None = None,
+    views: ViewEmbed | None = None,
+    dismissed: set[frozenset[str]] | None = None,
 ) -> DuplicateReport:
     """Duplicates among a folder's images; `embed` (records -> vectors, rows embedded) is
-    needed by the embedding and both methods."""
+    needed by every method but hash, `views` (views.ViewEmbedder) to confirm turned copies;
+    `dismissed` pairs of names are never paired (dismissed.load_dismissed)."""
     check_method(config)
     started = time.monotonic()
     records = scan_images(folder)
@@ -121,84 +142,125 @@ def find_in_folder(
         [r.path for r in readable],
         [f.sha256 for f in prints],
         [f.size for f in prints],
-        fingerprints if config.method != "embedding" else {},
+        fingerprints,
         vectors,
+        dismissed=dismissed or set(),
     )
-    groups = find_groups(collection, config)
+    groups = find_groups(collection, config, views)
     return _report(groups, len(collection.names), config, skipped, started)
 
 
-def find_groups(collection: Collection, config: DuplicatesConfig) -> list[Group]:
-    """The duplicate groups of a collection, by the config's method, largest first."""
+def find_groups(
+    collection: Collection, config: DuplicatesConfig, views: ViewEmbed | None = None
+) -> list[Group]:
+    """The duplicate groups of a collection, by the config's method, largest first.
+
+    Each group is a kept image and the images paired with it directly (never a chain of
+    pairs), so every member is a duplicate of the image kept. `views` embeds images turned
+    or mirrored: without it the confirmed method finds no turned or mirrored copy.
+    """
+    links = _candidate_links(collection, config, views)
+    touched = {i for pair in links for i in pair}
+    touched.update(i for key in (collection.sha256, _pixels(collection)) for i in _shared(key))
+    members = {i: _member(collection, i) for i in sorted(touched)}
+    order = [position for position, _ in keeper_first(list(members.items()))]
+    for key in (_pixels(collection), collection.sha256):  # same bytes last: it wins
+        links.update(_same_links(key, order, collection.sha256))
+    names = collection.names
+    for pair in [p for p in links if frozenset(names[i] for i in p) in collection.dismissed]:
+        del links[pair]  # a person said these are not duplicates
+    pairs = np.array(sorted(links), np.int64).reshape(-1, 2)
+    return [_group(items, members, links) for items in stars(order, [pairs])]
+
+
+def _candidate_links(
+    collection: Collection, config: DuplicatesConfig, views: ViewEmbed | None
+) -> dict[tuple[int, int], Link]:
+    """Near pairs by the method: proposed by hashes or embeddings, confirmed if it says so."""
     index = {name: i for i, name in enumerate(collection.names)}
-    pairs = [_exact_pairs(collection.sha256)]
-    if config.method != "embedding" and collection.fingerprints:
-        rows = np.array([index[n] for n in collection.fingerprints if n in index], np.int64)
-        hashes = np.array(
-            [collection.fingerprints[collection.names[i]].phash for i in rows], np.uint64
-        )
-        found, _ = pairs_within(hashes, config.threshold)
-        pairs.append(rows[found] if len(found) else found)
-    vectors = None
-    if config.method != "hash" and collection.vectors is not None:
-        vectors = centred(collection.vectors)
-        pairs.append(pairs_above(vectors, config.embedding_threshold)[0])
-    return [_group(collection, items, config, vectors) for items in components(len(index), pairs)]
+    rows = np.array([index[n] for n in collection.fingerprints if n in index], np.int64)
+    prints = [collection.fingerprints[collection.names[i]] for i in rows]
+    links: dict[tuple[int, int], Link] = {}
+    if config.method in ("hash", "both") and len(rows):
+        found, distance = pairs_within(np.array([f.phash for f in prints], np.uint64),
+                                       config.threshold)  # fmt: skip
+        for (a, b), d in zip(rows[found].tolist(), distance.tolist(), strict=True):
+            links[(a, b)] = Link(NEAR, distance=d)
+    if config.method in ("embedding", "both") and collection.vectors is not None:
+        found, cosine = pairs_above(centred(collection.vectors), config.embedding_threshold)
+        for (a, b), c in zip(found.tolist(), cosine.tolist(), strict=True):
+            links[(a, b)] = Link(NEAR, similarity=round(float(c), 4))
+    if config.method == "confirmed":
+        links.update(confirmed_links(collection, rows, prints, config, views))
+    return links
 
 
-def _exact_pairs(sha256: Sequence[str | None]) -> np.ndarray:
-    same: dict[str, list[int]] = defaultdict(list)
-    for i, digest in enumerate(sha256):
-        if digest:
-            same[digest].append(i)
-    chains = [(g[0], other) for g in same.values() for other in g[1:]]
-    return np.array(chains, np.int64).reshape(-1, 2)
+def _pixels(collection: Collection) -> list[str | None]:
+    prints = collection.fingerprints
+    return [prints[n].pixels or None if n in prints else None for n in collection.names]
 
 
-def _group(
-    collection: Collection, items: list[int], config: DuplicatesConfig, vectors: np.ndarray | None
-) -> Group:
-    members = keeper_first([_member(collection, i) for i in items])
-    position = {collection.names[i]: i for i in items}
-    keeper = members[0]
-    keep_i = position[keeper.name]
-    keep_print = collection.fingerprints.get(keeper.name)
-    for member in members:
-        i = position[member.name]
-        member.exact = (
-            bool(collection.sha256[i]) and collection.sha256[i] == (collection.sha256[keep_i])
-        )
-        fingerprint = collection.fingerprints.get(member.name)
-        if fingerprint is not None and keep_print is not None and config.method != "embedding":
-            member.hash_distance = (fingerprint.phash ^ keep_print.phash).bit_count()
-        if vectors is not None:
-            cosine = float(vectors[i] @ vectors[keep_i])
-            member.similarity = round(min(cosine, 1.0), 4)
+def _shared(keys: Sequence[str | None]) -> list[int]:
+    counts = Counter(k for k in keys if k)
+    return [i for i, k in enumerate(keys) if k and counts[k] > 1]
+
+
+def _same_links(
+    keys: Sequence[str | None], order: Sequence[int], sha256: Sequence[str | None]
+) -> dict[tuple[int, int], Link]:
+    # The same bytes or pixels are the same picture whichever copy is kept: every copy is
+    # paired with the best-placed one (`order`), so the copies land in one group around it.
+    first: dict[str, int] = {}
+    links = {}
+    for i in order:
+        key = keys[i]
+        if key and key in first:
+            pair = (min(first[key], i), max(first[key], i))
+            links[pair] = Link(SAME, distance=0, similarity=1.0, exact=keys is sha256)
+        elif key:
+            first[key] = i
+    return links
+
+
+def _group(items: list[int], members_of: dict[int, Member], links: dict) -> Group:
+    keep_i = items[0]
+    members = [members_of[i] for i in items]
+    members[0].keep = True
+    for i, member in zip(items[1:], members[1:], strict=True):
+        link = links[(min(i, keep_i), max(i, keep_i))]
+        member.tier = link.tier
+        member.exact = link.exact
+        member.hash_distance, member.similarity = link.distance, link.similarity
+        # The link names the view of its second image that looks like the first.
+        view = INVERSE_VIEW[link.view] if i > keep_i else link.view
+        member.view = VIEW_NAMES[view]
     return Group(members)
 
 
 def _member(collection: Collection, i: int) -> Member:
-    name = collection.names[i]
+    name, path = collection.names[i], collection.paths[i]
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    modified = stat.st_mtime if stat is not None else None
     found = collection.fingerprints.get(name)
     if found is not None:
-        return Member(name, found.size, found.width, found.height)
-    width, height = _pixel_size(collection.paths[i])
+        return Member(name, found.size, found.width, found.height, found.format, modified)
+    width, height, kind = _header(path)
     size = collection.sizes[i]
     if size is None:
-        try:
-            size = collection.paths[i].stat().st_size
-        except OSError:
-            size = 0
-    return Member(name, size, width, height)
+        size = stat.st_size if stat is not None else 0
+    return Member(name, size, width, height, kind, modified)
 
 
-def _pixel_size(path: Path) -> tuple[int, int]:
-    # The header alone: the keeper is chosen by resolution without decoding anything.
+def _header(path: Path) -> tuple[int, int, str]:
+    # The header alone: the keeper is chosen by resolution and format without decoding.
     try:
         with Image.open(path, formats=DECODE_FORMATS) as im:
-            return im.size
+            return im.size[0], im.size[1], im.format or ""
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        return 0, 0
+        return 0, 0, ""
 
 
 def _report(
@@ -214,6 +276,7 @@ def _report(
         config.method,
         config.threshold,
         config.embedding_threshold,
+        config.pixel_threshold,
         skipped,
         time.monotonic() - started,
     )
@@ -226,12 +289,16 @@ class StoreFinder:
     the new image is hashed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, views: ViewEmbed | None = None) -> None:
+        self.views = views  # embeds images turned: the confirmed method's turned copies
         self._prints: dict[tuple[str, str | None], Fingerprint] = {}
         self._lock = threading.Lock()
 
-    def find(self, store: Any, config: DuplicatesConfig) -> DuplicateReport:
-        """Duplicates among the images of `store` (an imgsim.store.Store)."""
+    def find(
+        self, store: Any, config: DuplicatesConfig, dismissed: set[frozenset[str]] | None = None
+    ) -> DuplicateReport:
+        """Duplicates among the images of `store` (an imgsim.store.Store), never pairing the
+        `dismissed` pairs of names."""
         check_method(config)
         started = time.monotonic()
         info = store.info()
@@ -247,12 +314,13 @@ class StoreFinder:
             [facts[n].sha256 if n in facts else None for n in names],
             [facts[n].size if n in facts else None for n in names],
             vectors=vectors,
+            dismissed=dismissed or set(),
         )
         skipped: list[tuple[str, str]] = []
         if config.method != "embedding":
             with self._lock:
                 collection.fingerprints, skipped = self._fingerprints(collection, config)
-        groups = find_groups(collection, config)
+        groups = find_groups(collection, config, self.views)
         return _report(groups, len(names), config, skipped, started)
 
     def _fingerprints(

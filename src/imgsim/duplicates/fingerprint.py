@@ -1,4 +1,4 @@
-"""What identifies an image's content: SHA-256 of its bytes and a 64-bit perceptual hash."""
+"""What identifies an image's content: SHA-256 of its bytes and pixels, perceptual hashes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ..data import DECODE_FORMATS, ImageRecord, load_image
 from ..errors import UnreadableImageError
+from .views import view_hashes
 
 # The perceptual hash sees a 32x32 grey version of the image: decoding at about twice that
 # (JPEG DCT scaling, box reduction of large images) is as good and many times faster.
@@ -28,7 +28,12 @@ MIN_IMAGES_PER_WORKER = 512
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """One image: its name, file size, pixel size, SHA-256 and perceptual hash (DCT, 64 bits)."""
+    """One image: its name, file size, pixel size, SHA-256 and perceptual hash (DCT, 64 bits).
+
+    `views` are the perceptual hashes of the image turned and mirrored (views.DIHEDRAL, the
+    first is `phash`); `pixels` a digest of its decoded pixels, the same for the same picture
+    saved losslessly in another file; `format` the file's format (PNG, JPEG...).
+    """
 
     name: str
     size: int
@@ -36,14 +41,14 @@ class Fingerprint:
     height: int
     sha256: str
     phash: int
+    views: tuple[int, ...] = ()
+    pixels: str = ""
+    format: str = ""
 
 
 def perceptual_hash(image: Image.Image) -> int:
     """imagehash's pHash (DCT of a 32x32 grey image, 8x8 low frequencies) as a 64-bit integer."""
-    import imagehash
-
-    bits = imagehash.phash(image).hash.ravel()  # 64 booleans, most significant first
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return view_hashes(image)[0]
 
 
 def fingerprint_bytes(name: str, data: bytes) -> Fingerprint:
@@ -51,8 +56,12 @@ def fingerprint_bytes(name: str, data: bytes) -> Fingerprint:
     image = load_image(data, draft_size=HASH_DECODE_SIZE)  # checks the header and bounds
     with Image.open(io.BytesIO(data), formats=DECODE_FORMATS) as header:
         width, height = header.size  # full size: load_image decoded it reduced
+        kind = header.format or ""
     digest = hashlib.sha256(data).hexdigest()
-    return Fingerprint(name, len(data), width, height, digest, perceptual_hash(image))
+    # The reduced pixels and the full size: equal for one picture in two lossless files.
+    pixels = hashlib.sha256(f"{width}x{height}".encode() + image.tobytes()).hexdigest()
+    views = view_hashes(image)
+    return Fingerprint(name, len(data), width, height, digest, views[0], views, pixels, kind)
 
 
 def fingerprint_records(

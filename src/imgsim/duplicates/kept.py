@@ -6,15 +6,19 @@ does it inside a request: the groups are a KeptDocument, computed in the backgro
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from ..config import DUPLICATES_FILE, DUPLICATES_LOCK_FILE, DuplicatesConfig
 from ..kept_document import KeptDocument
 from ..store import Store
+from .confirm import ViewEmbed
+from .dismissed import load_dismissed
 from .finder import StoreFinder
 
-SETTINGS = ("method", "threshold", "embedding_threshold")
+SETTINGS = ("method", "threshold", "embedding_threshold", "pixel_threshold")
 
 
 class KeptDuplicates(KeptDocument[DuplicatesConfig]):
@@ -23,20 +27,27 @@ class KeptDuplicates(KeptDocument[DuplicatesConfig]):
     what = "duplicate groups"
     required = "groups"
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, views: ViewEmbed | None = None) -> None:
         super().__init__(Path(workdir) / DUPLICATES_FILE, Path(workdir) / DUPLICATES_LOCK_FILE)
-        self.finder = StoreFinder()  # fingerprints kept by content: a change costs its images
+        self.workdir = Path(workdir)
+        # Fingerprints kept by content: a change costs its images. `views` embeds turned
+        # images with the index's network, to confirm turned and mirrored copies.
+        self.finder = StoreFinder(views)
 
     def compute(self, store: Store, settings: DuplicatesConfig) -> dict[str, Any]:
         generation = store.generation()  # read first: a change during the search makes it stale
-        report = self.finder.find(store, settings)
-        return {**report.to_dict(), **self.key(store, settings, generation)}
+        key = self.key(store, settings, generation)
+        report = self.finder.find(store, settings, load_dismissed(self.workdir))
+        return {**report.to_dict(), **key}
 
     def key(self, store: Store, settings: DuplicatesConfig, generation: int) -> dict[str, Any]:
+        # The pairs marked "not duplicates" are part of the key: marking one finds new groups.
+        pairs = sorted(sorted(p) for p in load_dismissed(self.workdir))
         return {
             "generation": generation,
             "store": store.address,
             **{name: getattr(settings, name) for name in SETTINGS},
+            "dismissed": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16],
         }
 
     def shows_stale(self, document: dict[str, Any], key: dict[str, Any]) -> bool:

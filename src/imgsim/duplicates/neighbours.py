@@ -128,3 +128,30 @@ def pairs_above(vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray,
     codes, first = np.unique(low * n + high, return_index=True)
     pairs = np.stack([codes // n, codes % n], axis=1)
     return pairs, np.minimum(scores[keep][first], 1.0)
+
+
+# The view that undoes each view (views.DIHEDRAL): turns go back, turned-and-mirrored undo
+# themselves.
+INVERSE_VIEW = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+def view_pairs(views: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i < j) where some view of j is at most `max_distance` bits from i's hash.
+
+    `views` is N×8 (each image's hashes turned and mirrored, views.DIHEDRAL). Returns the
+    pairs, for each the view of j that looks like i, and its distance: the closest view.
+    The 8N hashes go through the same band search as pairs_within, never all pairs.
+    """
+    views = np.ascontiguousarray(views, dtype=np.uint64)
+    n = len(views)
+    found, distance = pairs_within(views.T.ravel(), max_distance)  # index: view * n + image
+    a, b = (found[:, 0], found[:, 1]) if len(found) else (found, found)
+    keep = (a < n) & (b % n != a)  # a as it is, b any view of another image
+    i, j, view, distance = a[keep], b[keep] % n, b[keep] // n, distance[keep]
+    swap = i > j  # view v of j looks like i, so view INVERSE[v] of i looks like j
+    view = np.where(swap, np.asarray(INVERSE_VIEW)[view], view)
+    i, j = np.minimum(i, j), np.maximum(i, j)
+    order = np.lexsort((view, distance, i * n + j))  # each pair's closest view first
+    codes = (i * n + j)[order]
+    first = order[np.unique(codes, return_index=True)[1]]
+    return np.stack([i[first], j[first]], axis=1), view[first], distance[first]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .finder import DuplicateReport
 from .groups import Member
 
@@ -10,7 +12,10 @@ def report_lines(report: DuplicateReport) -> list[str]:
     """One block per group (the image to keep first), then a summary line."""
     lines: list[str] = []
     for number, group in enumerate(report.groups, start=1):
-        lines.append(f"Group {number}: {len(group.members)} images, score {group.score:.3f}")
+        lines.append(
+            f"Group {number}: {group.tier}, {len(group.members)} images, score "
+            f"{group.score:.3f}; kept: {group.reason}"
+        )
         lines.extend(_member_line(m) for m in group.members)
         lines.append("")
     plural = "s" if len(report.skipped) != 1 else ""
@@ -22,6 +27,9 @@ def report_lines(report: DuplicateReport) -> list[str]:
         "hash": f"at most {report.threshold} of 64 hash bits apart",
         "embedding": f"cosine similarity at least {report.embedding_threshold}",
         "both": f"{report.threshold} hash bits or cosine {report.embedding_threshold}",
+        "confirmed": f"proposed within {report.threshold} hash bits in any of 8 turns and "
+        f"mirrors, or as embedding neighbours; confirmed at cosine {report.embedding_threshold} "
+        f"and aligned pixels {report.pixel_threshold}",
     }[report.method]
     lines.append(
         f"{len(report.groups)} group{'s' if len(report.groups) != 1 else ''} of duplicates, "
@@ -36,12 +44,19 @@ def _member_line(member: Member) -> str:
     role = "keep " if member.keep else "extra"
     how = []
     if not member.keep:
-        if member.exact:
-            how.append("same bytes")
+        how.append("same bytes" if member.exact else member.tier)
+        if member.view:
+            how.append(member.view)
         if member.hash_distance is not None and not member.exact:
             how.append(f"{member.hash_distance} bits apart")
         if member.similarity is not None and not member.exact:
             how.append(f"cosine {member.similarity:.3f}")
     detail = f"  ({', '.join(how)})" if how else ""
     pixels = f"{member.width}x{member.height}"
-    return f"  {role} {pixels:>11} {member.size:>12,} B  {member.name}{detail}"
+    modified = "" if member.modified is None else time.strftime(
+        "%Y-%m-%d", time.localtime(member.modified)
+    )  # fmt: skip
+    return (
+        f"  {role} {pixels:>11} {member.size:>12,} B {member.format or '?':<5} {modified:<10}"
+        f"  {member.name}{detail}"
+    )

@@ -1,4 +1,5 @@
-"""GET /duplicates (JSON), GET /duplicates/view (the page) and POST /duplicates/trash."""
+"""GET /duplicates (JSON), GET /duplicates/view (the page), POST /duplicates/trash and
+POST /duplicates/not-duplicates."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
 from ..config import ENV_CONFIG, DuplicatesConfig, load_config, replace
+from ..duplicates.dismissed import change_dismissed, group_pairs
 from ..duplicates.finder import check_method
 from ..duplicates.kept import SETTINGS
 from ..errors import ImgsimError
@@ -25,7 +27,7 @@ MAX_NAMES = 10_000  # names one trash request may carry
 # A trash right after another waits this long for the new groups (known fingerprints are not
 # decoded again, so that is seconds); a longer search answers 409.
 TRASH_WAIT_SECONDS = 20.0
-PRIVATE_KEYS = frozenset({"generation", "store"})  # the kept file's own checks
+PRIVATE_KEYS = frozenset({"generation", "store", "dismissed"})  # the kept file's own checks
 
 
 def _app_settings(app: Flask) -> DuplicatesConfig:
@@ -128,3 +130,26 @@ def trash() -> Any:
         )
     removed = get_searcher().remove_images(names)
     return jsonify(trashed=removed, total_images=int(get_searcher().stats()["total_images"]))
+
+
+@bp.post("/not-duplicates")
+def not_duplicates() -> Any:
+    """Mark a group's images as not duplicates of its kept one (token), or undo that.
+
+    JSON {"names": [kept, other, ...], "undo": false}: the pairs of the first name with each
+    other one are remembered in the workdir (never shown again) or, with undo, forgotten.
+    """
+    denied = require_token()
+    if denied is not None:
+        return denied
+    body = request.get_json(silent=True)
+    names = body.get("names") if isinstance(body, dict) else None
+    if not isinstance(names, list) or not 2 <= len(names) <= MAX_NAMES:
+        raise ApiError('send JSON: {"names": [kept name, other names...], "undo": false}')
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ApiError("names must be distinct image names")
+    pairs = group_pairs(names[0], names[1:])
+    change = {"remove": pairs} if body.get("undo") is True else {"add": pairs}
+    workdir = get_searcher().workdir
+    dismissed = change_dismissed(workdir, **change)
+    return jsonify(pairs=len(pairs), dismissed=len(dismissed), undo=body.get("undo") is True)

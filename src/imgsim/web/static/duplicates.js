@@ -1,5 +1,6 @@
 // The duplicates page: GET /duplicates, show each group side by side, and with the admin token
-// POST /duplicates/trash to move a group's extras (or all of them) to the trash.
+// POST /duplicates/trash to move a group's extras to the trash, or every "same picture"
+// group's at once: a near duplicate (re-saved, cropped, turned...) is a choice made per group.
 // Names from the server are only ever set with textContent/attributes, never parsed as HTML.
 "use strict";
 
@@ -7,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const groupsUrl = document.body.dataset.groupsUrl;
   const trashUrl = document.body.dataset.trashUrl;
+  const dismissUrl = document.body.dataset.dismissUrl;
   const token = $("token");
   const trashAll = $("trash-all");
   const loading = $("loading");
@@ -14,7 +16,9 @@
   const summary = $("summary");
   const list = $("groups");
 
-  let groups = []; // [{keep, extras, score, members}], as GET /duplicates sends them
+  let groups = []; // [{keep, extras, score, tier, members}], as GET /duplicates sends them
+  let lastDismissed = null; // the names of the group last marked "not duplicates", for Undo
+  const SAME = "same picture";
   let trashed = 0;
   let busy = false;
 
@@ -33,16 +37,21 @@
     return `${n} ${word}${n === 1 ? "" : "s"}`;
   }
 
-  function likeness(member) {
-    if (member.keep) return "kept: most pixels";
+  function likeness(member, group) {
+    if (member.keep) return `kept: ${group.reason}`;
     if (member.exact) return "same bytes";
-    const parts = [];
+    const parts = [member.tier];
+    if (member.view) parts.push(member.view);
     if (member.hash_distance !== null) parts.push(`${member.hash_distance} of 64 bits differ`);
     if (member.similarity !== null) parts.push(`cosine ${member.similarity.toFixed(3)}`);
     return parts.join(", ");
   }
 
-  function memberItem(member) {
+  function dateText(seconds) {
+    return seconds === null ? "" : `, ${new Date(seconds * 1000).toISOString().slice(0, 10)}`;
+  }
+
+  function memberItem(member, group) {
     const item = document.createElement("li");
     item.className = member.keep ? "member keep" : "member extra";
     const img = document.createElement("img");
@@ -58,9 +67,10 @@
     name.className = "name";
     name.textContent = member.name;
     const facts = document.createElement("span");
-    facts.textContent = `${member.width}×${member.height}, ${sizeText(member.size)}`;
+    facts.textContent = `${member.width}×${member.height}, ${sizeText(member.size)}` +
+      `${member.format ? `, ${member.format}` : ""}${dateText(member.modified)}`;
     const how = document.createElement("span");
-    how.textContent = likeness(member);
+    how.textContent = likeness(member, group);
     meta.append(role, name, facts, how, imgsimResults.originalLink(member.url, member.name));
     item.append(img, meta);
     return item;
@@ -76,7 +86,8 @@
     title.id = `group-${number}`;
     title.tabIndex = -1;
     title.textContent =
-      `Group ${number}: ${plural(group.members.length, "image")}, score ${group.score.toFixed(3)}`;
+      `Group ${number}: ${group.tier}, ${plural(group.members.length, "image")}, ` +
+      `score ${group.score.toFixed(3)}`;
     const button = document.createElement("button");
     button.type = "button";
     button.className = "button danger trash-group";
@@ -84,11 +95,17 @@
     button.setAttribute("aria-describedby", title.id);
     button.disabled = !token.value.trim();
     button.addEventListener("click", () => moveToTrash([group]));
-    head.append(title, button);
+    const dismiss = document.createElement("button");
+    dismiss.type = "button";
+    dismiss.className = "button not-duplicates";
+    dismiss.textContent = "Not duplicates";
+    dismiss.setAttribute("aria-describedby", title.id);
+    dismiss.addEventListener("click", () => markNotDuplicates(group));
+    head.append(title, button, dismiss);
     const members = document.createElement("ul");
     members.className = "members";
     members.setAttribute("aria-label", `Images of group ${number}`);
-    for (const member of group.members) members.append(memberItem(member));
+    for (const member of group.members) members.append(memberItem(member, group));
     item.append(head, members);
     item.dataset.keep = group.keep;
     return item;
@@ -107,7 +124,14 @@
   function updateButtons() {
     const off = busy || !token.value.trim();
     for (const b of list.querySelectorAll("button")) b.disabled = off;
-    trashAll.disabled = off || groups.length === 0;
+    const same = samePicture();
+    trashAll.textContent = `Move the ${plural(same.flatMap((g) => g.extras).length, "extra")} ` +
+      `of the ${plural(same.length, "same-picture group")} to the trash`;
+    trashAll.disabled = off || same.length === 0;
+  }
+
+  function samePicture() {
+    return groups.filter((g) => g.tier === SAME);
   }
 
   async function answer(response) {
@@ -179,8 +203,50 @@
     }
   }
 
+  async function post(url, body) {
+    return answer(
+      await fetch(url, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          Authorization: `Bearer ${token.value.trim()}`,
+        },
+        body: JSON.stringify(body),
+      }),
+    );
+  }
+
+  // "Not duplicates" is remembered by the server (not_duplicates.json): the group goes, and
+  // Undo forgets it again; the groups are then found again in the background.
+  async function markNotDuplicates(group, undo = false) {
+    const names = undo ? lastDismissed : [group.keep, ...group.extras];
+    if (!names || busy) return;
+    busy = true;
+    updateButtons();
+    showError("");
+    try {
+      await post(dismissUrl, { names, undo });
+      busy = false;
+      lastDismissed = undo ? null : names;
+      if (undo) {
+        load();
+      } else {
+        groups = groups.filter((g) => g !== group);
+        render();
+      }
+      undoButton.hidden = !lastDismissed;
+      (lastDismissed ? undoButton : summary).focus();
+    } catch (err) {
+      busy = false;
+      updateButtons();
+      showError(`Nothing was changed: ${err.message}`);
+    }
+  }
+
+  const undoButton = $("undo-dismiss");
+  undoButton.addEventListener("click", () => markNotDuplicates(null, true));
   token.addEventListener("input", updateButtons);
   $("token-form").addEventListener("submit", (event) => event.preventDefault());
-  trashAll.addEventListener("click", () => moveToTrash(groups.slice()));
+  trashAll.addEventListener("click", () => moveToTrash(samePicture()));
   load();
 })();

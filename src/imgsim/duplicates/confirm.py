@@ -1,0 +1,109 @@
+"""Near duplicates proposed by cheap signals and confirmed by the embeddings of the pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import DuplicatesConfig
+from ..errors import ConfigError
+from .fingerprint import Fingerprint
+from .groups import NEAR, Link
+from .neighbours import pairs_above, view_pairs
+from .views import aligned_correlation, thumbnail
+
+if TYPE_CHECKING:
+    from .finder import Collection
+
+# Embeds (path, view) pairs: images turned and mirrored (views.ViewEmbedder).
+ViewEmbed = Callable[[Sequence[Path], Sequence[int]], np.ndarray]
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1, so that inner products are cosines."""
+    x = np.asarray(vectors, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def confirmed_links(
+    collection: Collection,
+    rows: np.ndarray,
+    prints: Sequence[Fingerprint],
+    config: DuplicatesConfig,
+    views: ViewEmbed | None,
+) -> dict[tuple[int, int], Link]:
+    """Pairs whose embeddings agree, proposed by hashes or by the embeddings themselves.
+
+    Proposed: a pair where one of the 8 views (turned, mirrored) of one image is within
+    `threshold` hash bits of the other, or whose embeddings have cosine at least
+    `embedding_threshold` (FAISS range search: crops and colour changes move hashes more).
+    Confirmed: the cosine of one image's embedding and the other's, in the view the hashes
+    matched (embedded turned by `views`), is at least `embedding_threshold`, and their
+    thumbnails, aligned, correlate at least `pixel_threshold` (views.aligned_correlation).
+    """
+    if collection.vectors is None or len(collection.vectors) != len(collection.names):
+        raise ConfigError("the confirmed method needs the images' embeddings")
+    vectors = unit(collection.vectors)
+    hashes = np.array([f.views or (f.phash,) * 8 for f in prints], np.uint64).reshape(-1, 8)
+    found, view, distance = view_pairs(hashes, config.threshold)
+    pairs = rows[found] if len(found) else found.reshape(-1, 2)
+    cosine = _view_cosines(collection, vectors, pairs, view, views)
+    found_by_hash = zip(pairs.tolist(), view.tolist(), distance.tolist(), cosine, strict=True)
+    proposed = {(a, b): (v, d, c) for (a, b), v, d, c in found_by_hash}
+    near, near_cosine = pairs_above(vectors, config.embedding_threshold)
+    phash = {int(r): f.phash for r, f in zip(rows.tolist(), prints, strict=True)}
+    for (a, b), c in zip(near.tolist(), near_cosine.tolist(), strict=True):
+        best = proposed.get((a, b))
+        if best is None or best[2] < c:  # the views as they are are the closer match
+            d = (phash[a] ^ phash[b]).bit_count() if a in phash and b in phash else None
+            proposed[(a, b)] = (0, d, c)
+    links = {}
+    for (a, b), (v, d, c) in proposed.items():
+        if c < config.embedding_threshold:
+            continue
+        r = _correlation(collection, a, b, v)
+        if r >= config.pixel_threshold:
+            links[(a, b)] = _link(v, d, c)
+    return links
+
+
+def _correlation(collection: Collection, a: int, b: int, view: int) -> float:
+    """The pair's aligned pixel correlation (views.aligned_correlation); -1 when unreadable."""
+    thumbs = collection.thumbnails
+    for i in (a, b):
+        if i not in thumbs:
+            thumbs[i] = thumbnail(collection.paths[i])
+    if thumbs[a] is None or thumbs[b] is None:
+        return -1.0
+    return aligned_correlation(thumbs[a], thumbs[b], view)
+
+
+def _link(view: int, distance: int | None, cosine: float) -> Link:
+    # Only the same bytes or decoded pixels are the same picture (finder._same_links): a
+    # re-saved or recoloured copy correlates as well as one but is not it.
+    return Link(NEAR, view, distance, round(min(float(cosine), 1.0), 4))
+
+
+def _view_cosines(
+    collection: Collection,
+    vectors: np.ndarray,
+    pairs: np.ndarray,
+    view: np.ndarray,
+    views: ViewEmbed | None,
+) -> list[float]:
+    """Cosine of each pair's first embedding and its second's in the view given."""
+    cosine = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]]) if len(pairs) else (
+        np.empty(0, np.float32)
+    )  # fmt: skip
+    turned = np.flatnonzero(view != 0)
+    if len(turned):
+        if views is None:
+            cosine[turned] = -1.0  # cannot be confirmed without embedding the turned image
+        else:
+            paths = [collection.paths[j] for j in pairs[turned, 1].tolist()]
+            seen = unit(views(paths, view[turned].tolist()))
+            cosine[turned] = np.einsum("ij,ij->i", vectors[pairs[turned, 0]], seen)
+    return cosine.astype(float).tolist()
