@@ -28,7 +28,7 @@ from .conftest import tiny_model_config
 
 TINY_FLAGS = [
     "--image-size", "32", "--widths", "8,16", "--blocks", "1,1", "--head-hidden", "16",
-    "--embedding-dim", "8", "--no-early-stop", "--augment-below", "0",
+    "--embedding-dim", "8", "--no-early-stop", "--augment-below", "0", "--backbone", "scratch",
 ]  # fmt: skip
 SHAPES = ("circle", "square", "triangle")
 

@@ -202,7 +202,7 @@ def test_scan_images_missing_folder(tmp_path: Path) -> None:
 
 def test_scan_images_file_instead_of_folder(tmp_path: Path) -> None:
     touch(tmp_path, "shirt_001.jpg")
-    with pytest.raises(DatasetError, match="not found"):
+    with pytest.raises(DatasetError, match="is a file: name the folder"):
         scan_images(tmp_path / "shirt_001.jpg")
 
 

@@ -15,7 +15,7 @@ from imgsim.paths import escape_name, name_path, safe_path, unescape_name
 from imgsim.store import open_store
 
 # b"\xff" and b"\xe9" alone are not UTF-8: Python names them with lone surrogates.
-ODD = os.fsdecode(b"circle_913\xff.png")
+ODD = os.fsdecode(b"circle_913_\xff.png")
 ODD_FOLDER = os.fsdecode(b"caf\xe9")
 
 
@@ -48,8 +48,8 @@ def test_scan_names_odd_files_and_folders(tmp_path: Path) -> None:
     for path in (tmp_path / ODD, tmp_path / ODD_FOLDER / "x.png"):
         path.write_bytes(b"")
     records = {r.name: r for r in scan_images(tmp_path)}
-    assert set(records) == {"circle_913\\xff.png", "caf\\xe9/x.png"}
-    assert records["circle_913\\xff.png"].category == "circle"
+    assert set(records) == {"circle_913_\\xff.png", "caf\\xe9/x.png"}
+    assert records["circle_913_\\xff.png"].category == "circle"
     assert records["caf\\xe9/x.png"].category == category_of("caf\\xe9/x.png") == "caf\\xe9"
     assert records["caf\\xe9/x.png"].path == name_path(tmp_path, "caf\\xe9/x.png")
     assert records["caf\\xe9/x.png"].path.exists()
@@ -73,13 +73,13 @@ def test_index_update_and_search_odd_names(
     assert main(args) == 0
     assert "Indexed 27 images" in capsys.readouterr().out
     with open_store(work) as store:
-        assert store.contains("circle_913\\xff.png")
+        assert store.contains("circle_913_\\xff.png")
         assert store.contains("caf\\xe9/square_00001.png")
     shutil.copy(data / ODD, data / os.fsdecode(b"circle_914\xfe.png"))
     assert main([*args, "--update"]) == 0
     assert "1 reused" in capsys.readouterr().out
     assert main(["search", str(data / ODD), "--workdir", str(work), "--json"]) == 0
-    assert "circle_913\\\\xff.png" in capsys.readouterr().out  # escaped, then JSON's own \\
+    assert "circle_913_\\\\xff.png" in capsys.readouterr().out  # escaped, then JSON's own \\
 
 
 def test_train_on_odd_names(make_workdir, tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_train_on_odd_names(make_workdir, tmp_path: Path) -> None:
     _add_odd_files(data)
     collection = scan_collection(data, workers=1)
     names = [collection.name(i) for i in range(len(collection))]
-    assert "circle_913\\xff.png" in names and "caf\\xe9/square_00001.png" in names
+    assert "circle_913_\\xff.png" in names and "caf\\xe9/square_00001.png" in names
     assert collection.fingerprint()
-    loaded = collection.dataset(32)[names.index("circle_913\\xff.png")]
+    loaded = collection.dataset(32)[names.index("circle_913_\\xff.png")]
     assert loaded is not None

@@ -264,7 +264,7 @@ def test_an_update_finishes_under_steady_uploads(
         return real_embed(*args, **kwargs)
 
     monkeypatch.setattr(imgsim.update, "embed_records", slow_embed)
-    (workdir.parent / "data" / "circle_00001.png").unlink()  # something for it to do
+    something_to_do(workdir.parent / "data")
     thread = threading.Thread(target=uploads)
     thread.start()
     try:

@@ -109,7 +109,7 @@ def test_map_page_has_its_parts_and_no_inline_code(client: FlaskClient) -> None:
         'id="map-legend"',
         'id="results"',
         'data-points-url="/map/points"',
-        'data-search-url="/search"',
+        "data-similar-url=",  # a dot's click searches by its name (no upload of the original)
         'src="/static/map.js"',
         '<a href="/map" aria-current="page">Map</a>',
     ]:

@@ -15,7 +15,8 @@ from webtest_images import image_bytes, make_image
 from imgsim.config import NEAR_COPY_SIMILARITY
 from imgsim.search import Searcher
 
-RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "url"]
+# The original's four keys, then the category-calibrated confidence (or null) and the link.
+RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "confidence", "url"]
 
 
 def post(client: FlaskClient, data: bytes | None = None, name: str = "query.png", **form: Any):
@@ -28,7 +29,8 @@ def test_search_returns_the_original_shape(client: FlaskClient, query_png: bytes
     response = post(client, query_png)
     assert response.status_code == 200
     body = response.get_json()
-    assert list(body) == ["results", "total_results"]
+    # The original's two keys first; the cutoff used and how many results it hid follow.
+    assert list(body) == ["results", "total_results", "threshold", "hidden"]
     assert body["total_results"] == len(body["results"]) == 10
     for result in body["results"]:
         assert list(result) == RESULT_KEYS

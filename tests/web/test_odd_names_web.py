@@ -10,8 +10,8 @@ from urllib.parse import quote
 from imgsim.cli import main
 from imgsim.trash import list_trash, restore
 
-RAW = os.fsdecode(b"red_913\xff.png")  # not UTF-8: Python holds the byte as a surrogate
-NAME = "red_913\\xff.png"  # its escaped name, as every page and answer shows it
+RAW = os.fsdecode(b"red_913_\xff.png")  # not UTF-8: Python holds the byte as a surrogate
+NAME = "red_913_\\xff.png"  # its escaped name, as every page and answer shows it
 TOKEN = "odd-names-token"
 
 
