@@ -61,6 +61,16 @@ def _prepare(data_dir: str | None = None, workdir: str | None = None) -> None:
             log.info("Removed %s, left by an interrupted write", name)
 
 
+def _check_device(name: str) -> None:
+    """Name a device this machine lacks before anything is written: before the work folder
+    remembers what was named, the store is opened or a checkpoint folder is made."""
+    if (name or "cpu").strip().lower() == "cpu":  # the default: no need to import torch
+        return
+    from .device import resolve_device
+
+    resolve_device(name)  # DeviceError: says what is missing
+
+
 def _explicit(args: argparse.Namespace, cfg: object, names: Sequence[str]) -> dict[str, str]:
     """The settings among `names` the user named: by a flag, or a config file (not a default)."""
     flags, defaults = _given(args), type(cfg)()
@@ -150,6 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_set = {**_changed(cfg.model, ModelConfig()), **given(args, args.model_flags)}
     train_set = {**_changed(cfg.train, TrainConfig()), **given(args, args.train_flags)}
     model_cfg, train_cfg = replace(ModelConfig(), model_set), replace(TrainConfig(), train_set)
+    _check_device(train_cfg.device)
     found = latest(Path(train_cfg.output_dir) / CHECKPOINT_DIR) if args.resume else None
     if found:
         # The run keeps its own settings; only what is given here may differ (and is refused
@@ -178,6 +189,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .extract import extract, extract_reference
 
     cfg = replace(_config(args).extract, _given(args))
+    _check_device(cfg.device)
     cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
@@ -214,6 +226,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .update import update_index
 
     cfg = replace(_config(args).extract, _given(args))
+    _check_device(cfg.device)
     cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
@@ -237,6 +250,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from .watch import run_watch
 
     cfg = replace(_config(args).extract, _given(args))
+    _check_device(cfg.device)
     if args.output_dir is not None and args.model_path is None:  # --workdir: its own model
         cfg = replace(cfg, {"model_path": str(Path(args.output_dir) / MODEL_FILE)})
     _prepare(cfg.data_dir, cfg.output_dir)

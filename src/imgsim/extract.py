@@ -111,9 +111,9 @@ def check_device(config: ExtractConfig) -> None:
     """Name a missing GPU before anything is written; refuse a GPU that --engine ray ignores."""
     from .device import resolve_device
 
-    if config.engine != "ray":  # checked where the runtime starts (no torch needed here)
+    if (config.device or "cpu").strip().lower() == "cpu":  # the default: no torch needed
         return
-    if resolve_device(config.device).type != "cpu":
+    if resolve_device(config.device).type != "cpu" and config.engine == "ray":
         raise ConfigError(
             f"--device {config.device}: --engine ray embeds on the Ray actors' CPUs and would "
             "ignore it; --engine local (the default) embeds on the GPU"
