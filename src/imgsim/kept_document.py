@@ -63,7 +63,9 @@ def exclusive(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path`: server processes share the work folder."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+b")  # noqa: SIM115 (closed by the with below; an empty lock file)
+        # Closed by the with below. Locked in place, so never replaced: a file renamed over it
+        # would be a new inode, and two processes would each hold a lock on a different one.
+        fh = open(path, "a+b")  # noqa: SIM115  # not an output: an empty lock file
     except OSError as exc:
         if not isinstance(storage_error(exc, ""), ReadOnlyError):
             raise

@@ -42,7 +42,9 @@ class WatchLock:
 
     def acquire(self) -> bool:
         """Take the lock if it is free; True when this process now holds it."""
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
+        # Kept open while held, and locked in place: never replaced (a file renamed over it
+        # would be a new inode, so a second watcher could lock that one too).
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115  # not an output: a lock
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
