@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from typing import Any
 
@@ -197,12 +198,35 @@ def test_image_with_too_many_pixels_is_400(make_app) -> None:
     assert response.get_json()["error"].startswith("image too large: 64x64 pixels")
 
 
-def test_decompression_bomb_is_refused_without_decoding(client: FlaskClient) -> None:
-    # 48 million pixels compress to a few KB: over the default 40-million-pixel guard.
-    bomb = image_bytes(Image.new("1", (8000, 6000)))
-    response = post(client, bomb)
+def png_declaring(width: int, height: int) -> bytes:
+    """A few-KB RGB PNG whose header declares width × height (a decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 100_000, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+
+
+# Since the limits became a declared-size ceiling (16,384², decoding time) plus a memory budget
+# counted at the decoded size (max_decode_mb, 96), a 48 M-pixel 1-bit image (48 MB decoded) is
+# a legitimate upload; these are bombs under the new rules. Their few KB hold far fewer pixels
+# than declared, so a decode would fail as unreadable: "too large" means refused from the header.
+@pytest.mark.parametrize(
+    ("size", "refusal"),
+    [
+        ((50_000, 50_000), "image too large"),  # over the declared-pixel ceiling
+        ((8000, 6000), "image too large to decode: 8000x6000"),  # RGB, 183 MB: over memory
+    ],
+)
+def test_decompression_bomb_is_refused_without_decoding(
+    client: FlaskClient, size: tuple[int, int], refusal: str
+) -> None:
+    response = post(client, png_declaring(*size))
     assert response.status_code == 400
-    assert "too large" in response.get_json()["error"]
+    assert response.get_json()["error"].startswith(refusal)
 
 
 def test_get_on_search_is_a_json_405(client: FlaskClient) -> None:
