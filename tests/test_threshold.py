@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.calibration import fit, similarity_percent
+from imgsim.calibration import cosine_percent, fit, similarity_percent, tuned_threshold
 from imgsim.cli import main
+from imgsim.config import NEAR_COPY_SIMILARITY
 from imgsim.model import load_model
 from imgsim.search import Searcher
 from imgsim.threshold import choose_threshold, precision_cutoff
@@ -25,29 +26,58 @@ def test_precision_cutoff_keeps_the_largest_prefix_that_meets_the_target() -> No
     assert precision_cutoff(scores, np.array([False] * 5), 0.9) == 1
 
 
-def _clusters(n: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _clusters(n: int, spread: float, seed: int = 0, dims: int = 4) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    centres = np.eye(4)
+    centres = np.eye(dims)[:4]
     labels = np.arange(n) % 4
-    emb = centres[labels] + rng.normal(0, spread, (n, 4))
+    emb = centres[labels] + rng.normal(0, spread, (n, dims))
     return emb / np.linalg.norm(emb, axis=1, keepdims=True), labels
 
 
+def similarity_shown(distance: np.ndarray) -> np.ndarray:
+    """The similarity search shows and compares with the threshold: the cosine in percent."""
+    return np.vectorize(lambda x: round(cosine_percent(x), 2))(distance)
+
+
 def test_threshold_keeps_top_k_results_at_the_target_precision() -> None:
-    queries, q_labels = _clusters(200, 0.4, seed=1)
-    refs, r_labels = _clusters(400, 0.4, seed=2)
+    # 8 dimensions: the cutoff that reaches 90 % lies below the near-copy cap (75 %).
+    queries, q_labels = _clusters(200, 0.35, seed=1, dims=8)
+    refs, r_labels = _clusters(400, 0.35, seed=2, dims=8)
     tuning = choose_threshold(queries, q_labels, refs, r_labels, target=0.9, top_k=10)
     assert tuning is not None
     choice = tuning.choice
+    assert choice.similarity < NEAR_COPY_SIMILARITY and choice.criterion.endswith("90% right")
+    assert tuned_threshold(choice.distance) == choice.similarity  # what search will use
     # (the score is floored to 0.01 %: results tied with the last kept one come along)
     assert choice.precision >= 0.89 and 0 < choice.kept < 1
     # Checked independently: the top-10 results scoring at least the threshold are 90 % right.
     d = np.linalg.norm(queries[:, None] - refs[None], axis=2)
     top = np.argsort(d, axis=1)[:, :10]
-    scores = 100 * tuning.calibration.probability(np.take_along_axis(d, top, 1))
+    scores = similarity_shown(np.take_along_axis(d, top, 1))  # search's scale
     right = r_labels[top] == q_labels[:, None]
     shown = scores >= choice.similarity
     assert right[shown].mean() >= 0.89 and shown.mean() == pytest.approx(choice.kept, abs=0.01)
+
+
+def test_the_threshold_is_never_above_a_near_copys_similarity() -> None:
+    # 4 dimensions: 90 % right needs a cosine above 90 %, which would hide near copies.
+    queries, q_labels = _clusters(200, 0.4, seed=1)
+    refs, r_labels = _clusters(400, 0.4, seed=2)
+    tuning = choose_threshold(queries, q_labels, refs, r_labels, target=0.9, top_k=10)
+    assert tuning is not None
+    choice = tuning.choice
+    assert choice.similarity == NEAR_COPY_SIMILARITY == tuned_threshold(choice.distance)
+    assert choice.criterion.endswith(
+        f"lowered to {NEAR_COPY_SIMILARITY:.0f}% so that a near copy always shows"
+    )
+    # What it keeps is said as search keeps it: at the cap, less precise than asked.
+    d = np.linalg.norm(queries[:, None] - refs[None], axis=2)
+    top = np.argsort(d, axis=1)[:, :10]
+    shown = similarity_shown(np.take_along_axis(d, top, 1)) >= choice.similarity
+    right = r_labels[top] == q_labels[:, None]
+    assert shown.mean() == pytest.approx(choice.kept, abs=0.01)
+    assert right[shown].mean() == pytest.approx(choice.precision, abs=0.01)
+    assert choice.precision < 0.9
 
 
 def test_separable_clusters_keep_every_result() -> None:
@@ -167,5 +197,5 @@ def test_a_weak_model_still_shows_half_the_searches_their_best_result() -> None:
     tuning = choose_threshold(queries, q_labels, refs, r_labels, target=0.9, top_k=10)
     assert tuning is not None
     d = np.linalg.norm(queries[:, None] - refs[None], axis=2)
-    best = 100 * tuning.calibration.probability(d.min(axis=1))
+    best = similarity_shown(d.min(axis=1))
     assert (best >= tuning.choice.similarity).mean() >= 0.5

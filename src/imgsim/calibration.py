@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import NEAR_COPY_SIMILARITY
+
 MIN_PAIRS = 20  # fewer held-out pairs (or no pair of each kind): no calibration, say so
 
 
@@ -83,6 +85,13 @@ def cosine_percent(distance: float) -> float:
     the categories; the calibrated confidence answers "same category?" instead.
     """
     return float(min(100.0, max(0.0, 100.0 * (1.0 - distance * distance / 2.0))))
+
+
+def tuned_threshold(distance: float) -> float:
+    """A tuned cutoff distance on the similarity scale results are compared on (rounded as a
+    result's similarity is, so the last result tuning kept stays), never above a near copy's
+    similarity (NEAR_COPY_SIMILARITY), so a near copy of the query always shows."""
+    return min(NEAR_COPY_SIMILARITY, round(cosine_percent(distance), 2))
 
 
 def confidence_percent(distance: float, calibration: Calibration | None) -> float | None:

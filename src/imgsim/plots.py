@@ -57,16 +57,18 @@ def plot_reliability(
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(10, 4))
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
     ax.plot(mean_predicted, observed, "o-", label="imgsim's score")
-    ax.axvline(choice.similarity / 100, color="red", linestyle="--",
-               label=f"default threshold {choice.similarity:.0f}%")  # fmt: skip
+    # The threshold is a similarity (cosine) cutoff: marked at the confidence of its distance.
+    ax.axvline(float(calibration.probability(choice.distance)), color="red", linestyle="--",
+               label=f"default threshold (similarity {choice.similarity:.0f}%)")  # fmt: skip
     errors = f"Brier {calibration.brier:.3f}, ECE {calibration.expected_error:.3f}"
-    ax.set(xlabel="score shown (probability of the same category)",
+    ax.set(xlabel="confidence shown (probability of the same category)",
            ylabel="fraction of pairs in the same category", xlim=(0, 1), ylim=(0, 1),
            title=f"Reliability ({errors}, held-out half)")  # fmt: skip
     ax.legend(loc="upper left")
     hist.hist([predicted[same], predicted[~same]], bins=20, range=(0, 1), stacked=True,
               label=["same category", "other category"], log=True)  # fmt: skip
-    hist.set(xlabel="score shown", ylabel="held-out pairs", title=f"{len(same):,} held-out pairs")
+    title = f"{len(same):,} held-out pairs"
+    hist.set(xlabel="confidence shown", ylabel="held-out pairs", title=title)
     hist.legend()
     _save(fig, path)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from .calibration import Calibration, confidence_percent, cosine_percent
+from .calibration import Calibration, confidence_percent, cosine_percent, tuned_threshold
 from .changes import changing
 from .collection_map import CollectionMap, MapSettings
 from .config import MODEL_FILE, NEAR_COPY_SIMILARITY, DuplicatesConfig, SearchConfig
@@ -233,11 +233,10 @@ class Searcher:
         if self.threshold >= 0:
             return float(self.threshold)
         distance = (self.model_info.get("threshold_info") or {}).get("distance")
-        if distance is not None:
-            tuned = round(cosine_percent(distance), 2)
-        else:  # no distance kept: a bare threshold, already on the similarity scale
-            tuned = float(self.model_info.get("threshold") or 0.0)
-        return min(NEAR_COPY_SIMILARITY, tuned)
+        if distance is not None:  # what tuning stored as "threshold", for files of every age
+            return tuned_threshold(distance)
+        # No distance kept: a bare threshold, already on the similarity scale.
+        return min(NEAR_COPY_SIMILARITY, float(self.model_info.get("threshold") or 0.0))
 
     def require_ready(self) -> None:
         """Raise NotReadyError with the original's advice if a search cannot run."""

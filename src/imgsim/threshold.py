@@ -1,18 +1,22 @@
 """The default threshold and the calibration of scores, tuned on held-out images.
 
-Scores are calibrated probabilities that a result shares the query's category (see
-calibration.py). The default threshold is the lowest score at which the top-k results a
-search shows are still right `precision` of the time, measured on held-out queries.
+The calibration gives each result its confidence, the probability that it shares the query's
+category (see calibration.py). The default threshold is the lowest score at which the top-k
+results a search shows are still right `precision` of the time, measured on held-out queries;
+it is stored as a distance and on the scale search compares results on, the similarity (the
+cosine in percent), never above NEAR_COPY_SIMILARITY.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .calibration import Calibration, fit
+from .calibration import Calibration, cosine_percent, fit, tuned_threshold
+from .config import NEAR_COPY_SIMILARITY
 
 log = logging.getLogger("imgsim")
 
@@ -27,7 +31,7 @@ QUERY_CHUNK = 256  # queries whose distances are held at once
 class ThresholdChoice:
     """The chosen cutoff, in similarity percent and in distance, and what it keeps."""
 
-    similarity: float  # percent: results below it are dropped by default
+    similarity: float  # percent of the cosine (what search shows): results below are hidden
     distance: float
     precision: float  # of the top-k results it keeps
     kept: float  # fraction of the top-k results it keeps
@@ -135,23 +139,35 @@ def choose_threshold(
     # Never so high that most searches show nothing: at most the median query's best score.
     best = scores.reshape(len(queries), -1).max(axis=1)
     ceiling = float(np.floor(np.median(best) * 100) / 100)
-    shown = scores >= min(cutoff, ceiling)
+    # The cutoff as a distance, stored on the scale search compares results on (the cosine
+    # in percent, capped at NEAR_COPY_SIMILARITY); what it keeps is counted by search's rule.
+    distance = float(top_dist[scores >= min(cutoff, ceiling)].max())
+    similarity = tuned_threshold(distance)
+    capped = similarity < round(cosine_percent(distance), 2)
+    if capped:  # the distance at the cap, which search turns back into the same cutoff
+        distance = math.sqrt(2.0 * (1.0 - NEAR_COPY_SIMILARITY / 100.0))
+    shown = np.round(np.clip(100.0 * (1.0 - np.square(top_dist) / 2.0), 0, 100), 2) >= similarity
     precision = float(top_right[shown].mean())
+    caveat = _caveat(cutoff, ceiling, precision, target, capped)
     choice = ThresholdChoice(
-        similarity=min(cutoff, ceiling),
-        distance=float(top_dist[shown].max()),
+        similarity=similarity,
+        distance=distance,
         precision=precision,
         kept=float(shown.mean()),
         target=target,
         top_k=top_k,
         pairs=calibration.pairs,
-        criterion=CRITERION.format(k=top_k, p=target) + _caveat(cutoff, ceiling, precision, target),
+        criterion=CRITERION.format(k=top_k, p=target) + caveat,
     )
     return Tuning(choice, calibration, dist, same)
 
 
-def _caveat(cutoff: float, ceiling: float, precision: float, target: float) -> str:
+def _caveat(
+    cutoff: float, ceiling: float, precision: float, target: float, capped: bool = False
+) -> str:
     """What kept the threshold from the plain criterion, said in its description."""
+    if capped:
+        return f", lowered to {NEAR_COPY_SIMILARITY:.0f}% so that a near copy always shows"
     if cutoff > ceiling:
         return ", lowered so that half the searches show their best result"
     if precision < target:
