@@ -724,8 +724,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_duplicates(sub: argparse._SubParsersAction) -> None:
+    from .config import NOT_DUPLICATES_FILE as NOT_DUPLICATES
     from .config import DuplicatesConfig
-    from .duplicates.dismissed import NOT_DUPLICATES_FILE as NOT_DUPLICATES
 
     p = sub.add_parser(
         "duplicates",

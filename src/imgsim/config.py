@@ -33,6 +33,8 @@ MAP_FILE = "collection_map.json"  # the page's map: 2-D projection of the collec
 MAP_LOCK_FILE = "collection_map.lock"  # held by the one process computing the map
 DUPLICATES_FILE = "duplicates.json"  # the duplicate groups the server found last (JSON)
 DUPLICATES_LOCK_FILE = "duplicates.lock"  # held by the one process finding duplicates
+# Image pairs a person said are not duplicates: {"pairs": [[name, name], ...]}, names sorted.
+NOT_DUPLICATES_FILE = "not_duplicates.json"
 WATCH_LOCK_FILE = "watch.lock"  # held by the one process watching the image folder
 WATCH_STATUS_FILE = "watch_status.json"  # what the watcher last did (JSON), for /health
 MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D

@@ -7,10 +7,10 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..config import NOT_DUPLICATES_FILE
 from ..errors import ConfigError
 from ..fileio import write_text_atomic
 
-NOT_DUPLICATES_FILE = "not_duplicates.json"  # {"pairs": [[name, name], ...]}, names sorted
 _lock = threading.Lock()  # one read-change-write at a time in this process
 
 
