@@ -169,3 +169,21 @@ def test_the_server_default_is_the_same_ceiling() -> None:
     from imgsim.config import SearchConfig
 
     assert SearchConfig().max_image_pixels == DEFAULT_MAX_PIXELS
+
+
+# An AVIF header libavif cannot parse: Pillow raised RuntimeError ("Failed to decode image: Not
+# implemented"), found by fuzz/fuzz_decode.py in CI.
+_BAD_AVIF = (
+    "AAAAIGZ0eXBhdmlmAAAAAGF2aWZtaWYxbWlhZk1BMUIAAADrbWV0YQAAAAAAAAAhaGRscgAAAAAAAAAAcGljdAAA"
+    "AAAAAAAAAAAAAAAAAAAOcGl0bQAAAAAAAQAAAB5pbG9jAAAAAEQAAAEAAQAAAAEAAAETAAAANAAAAChpaW5mAAAA"
+    "AAABAAAAGmluZmUCAAAAAAEAAGF2MDFDb2xvcgAAAABqaXBycAAAAEtpcGNvAAAAFGlzcGUAAAAAAAAAEAAAAAwA"
+    "AAAQcGl4aQAAAAADCAhJSQgAAAAMYXYxQ4EADAAAAAATY29scm5jbHgAAQANAAaAAAAAF2lwbWEAAAAAAAAAAQAB"
+    "BAECgwQAAAA8bWRhdBIACgkYDP7aICGg0IAyJRTHh4ZlAgggnlVAAADEnclxHOCl1ExWO7D38GsipH32cYyO8IA="
+)
+
+
+def test_an_avif_libavif_cannot_parse_is_unreadable_not_a_crash() -> None:
+    import base64
+
+    with pytest.raises(UnreadableImageError, match="not a readable image"):
+        load_image(base64.b64decode(_BAD_AVIF))

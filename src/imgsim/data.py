@@ -242,9 +242,10 @@ def load_image(
         raise UnreadableImageError(f"not a readable image (not a {_FORMAT_NAMES} file)") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImageError(f"not a readable image ({exc})") from None
-    except (TypeError, IndexError, KeyError, struct.error, ZeroDivisionError) as exc:
+    except (TypeError, IndexError, KeyError, struct.error, ZeroDivisionError, RuntimeError) as exc:
         # Pillow's parsers raise these on some malformed files (fuzz/fuzz_decode.py found a TIFF
-        # whose strip offset makes ImageFile.load seek to bytes: TypeError).
+        # whose strip offset makes ImageFile.load seek to bytes: TypeError, and an AVIF whose
+        # header libavif cannot parse: RuntimeError "Failed to decode image: Not implemented").
         raise UnreadableImageError(f"not a readable image ({type(exc).__name__}: {exc})") from None
     except (Image.DecompressionBombError, MemoryError) as exc:
         raise UnreadableImageError(f"image too large ({exc})") from None
