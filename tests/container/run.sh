@@ -42,7 +42,8 @@ trap 'exit 130' INT TERM
 install_tools() {
     local tools=(podman runc debootstrap docker-compose) tool missing=()
     for tool in "${tools[@]}"; do
-        command -v "$tool" >/dev/null || missing+=("$tool")
+        # type -P: the program on PATH, not the podman() wrapper above (command -v finds it).
+        type -P "$tool" >/dev/null || missing+=("$tool")
     done
     [ "${#missing[@]}" = 0 ] && return
     log "installing ${missing[*]}"
