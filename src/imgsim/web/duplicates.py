@@ -148,8 +148,10 @@ def not_duplicates() -> Any:
         raise ApiError('send JSON: {"names": [kept name, other names...], "undo": false}')
     if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ApiError("names must be distinct image names")
+    undo = body.get("undo", False)
+    if not isinstance(undo, bool):  # an object or "false" must not count as either
+        raise ApiError("undo must be true or false")
     pairs = group_pairs(names[0], names[1:])
-    change = {"remove": pairs} if body.get("undo") is True else {"add": pairs}
-    workdir = get_searcher().workdir
-    dismissed = change_dismissed(workdir, **change)
-    return jsonify(pairs=len(pairs), dismissed=len(dismissed), undo=body.get("undo") is True)
+    change = {"remove": pairs} if undo else {"add": pairs}
+    dismissed = change_dismissed(get_searcher().workdir, **change)
+    return jsonify(pairs=len(pairs), dismissed=len(dismissed), undo=undo)
