@@ -186,7 +186,8 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
         label = f"{regime} per category ({r['train_images']:,} images)"
         if regime == "all":
             label = f"all ({r['train_images']:,} images)"
-        untrained = "ImageNet features" if "lite0" in str(r["settings"]["model"]) else "untrained"
+        pretrained = r["settings"]["model"]["backbone"] == PRETRAINED
+        untrained = "ImageNet features" if pretrained else "untrained"
         rows = [("raw pixels", r.get("raw_pixels")), (untrained, r.get("untrained")),
                 ("trained (defaults)", r["trained"])]  # fmt: skip
         for name, m in rows:

@@ -53,14 +53,17 @@ def collection_sides(data: Collection, sample: int = SAMPLE) -> list[int]:
     return sides
 
 
-def resolve_image_size(requested: int, data: Collection, backbone: str = "scratch") -> int:
-    """`requested`, or with 0 the size chosen from the collection and backbone (and said)."""
+def resolve_image_size(
+    requested: int, data: Collection, backbone: str = "scratch", sides: list[int] | None = None
+) -> int:
+    """`requested`, or with 0 the size chosen from the collection and backbone (and said);
+    `sides` are the collection's, when the caller has read them already."""
     if requested:
         return requested
     if backbone == PRETRAINED:
         log.info("Input size %d px for the pretrained network (--image-size N)", PRETRAINED_SIZE)
         return PRETRAINED_SIZE
-    sides = collection_sides(data)
+    sides = collection_sides(data) if sides is None else sides
     size = choose_image_size(sides)
     median = sorted(sides)[len(sides) // 2] if sides else 0
     log.info(
@@ -70,11 +73,11 @@ def resolve_image_size(requested: int, data: Collection, backbone: str = "scratc
     return size
 
 
-def resolve_backbone(requested: str, data: Collection) -> str:
+def resolve_backbone(requested: str, data: Collection, sides: list[int] | None = None) -> str:
     """`requested`, or with auto: scratch for many small images, else the pretrained network."""
     if requested != "auto":
         return requested
-    sides = collection_sides(data)
+    sides = collection_sides(data) if sides is None else sides
     median = sorted(sides)[len(sides) // 2] if sides else SMALL_SIDE
     per_category = len(data) // max(1, len(data.categories))
     small_and_many = median < SMALL_SIDE and per_category >= SCRATCH_FROM

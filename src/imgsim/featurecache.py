@@ -21,11 +21,10 @@ AUGMENTED_VIEWS = 8  # the image, its mirror and six random crops with colour ji
 BATCH = 64
 
 
-def view_count(augment: bool, flip: bool) -> int:
+def view_count(augment: bool) -> int:
     """Views cached per image: all of them are what the head trains on at random."""
-    if augment:
-        return AUGMENTED_VIEWS
-    return 2  # the mirror is cached even when not trained on: test-time flip reads it
+    # The mirror is cached even when not trained on: validation's test-time flip reads it.
+    return AUGMENTED_VIEWS if augment else 2
 
 
 def cache_features(

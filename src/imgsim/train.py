@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import checkpoints, distributed
-from .autosize import resolve_backbone, resolve_image_size
+from .autosize import collection_sides, resolve_backbone, resolve_image_size
 from .backbone import pretrained as pretrained_backbone
 from .config import (
     CHECKPOINT_DIR,
@@ -157,8 +157,11 @@ def choose_augment(config: TrainConfig, n_train: int, n_classes: int) -> bool:
 def resolve_model(model_config: ModelConfig, data: Collection, flipped: bool) -> ModelConfig:
     """The network's auto settings decided: backbone and input size from the images, flip from
     the training."""
-    backbone = resolve_backbone(model_config.backbone, data)
-    size = resolve_image_size(model_config.image_size, data, backbone)
+    # The images' headers, read once for both auto settings.
+    auto = model_config.backbone == "auto" or not model_config.image_size
+    sides = collection_sides(data) if auto else None
+    backbone = resolve_backbone(model_config.backbone, data, sides)
+    size = resolve_image_size(model_config.image_size, data, backbone, sides)
     flip = model_config.test_flip
     if flip == "auto":
         flip = "on" if flipped else "off"
@@ -236,7 +239,7 @@ def _cached(
     config: TrainConfig, device: torch.device, progress: bool,
 ) -> tuple[Collection, torch.Tensor, torch.Tensor]:  # fmt: skip
     """The collection as cached backbone features; rows whose image is unreadable drop out."""
-    views = view_count(config.augment, config.flip)
+    views = view_count(config.augment)
     backbone = pretrained_backbone(model.image_size)
     data, ok = cache_features(backbone, model.image_size, data, views, device, config.workers,
                               config.seed, progress)  # fmt: skip
