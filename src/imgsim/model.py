@@ -219,14 +219,17 @@ def build_network(config: ModelConfig) -> EmbeddingNet:
     return model
 
 
-def pretrained_model(image_size: int) -> EmbeddingNet:
-    """The ImageNet-pretrained backbone alone, trained on no folder: its features, unit-length."""
+def pretrained_model(image_size: int, backbone: nn.Module | None = None) -> EmbeddingNet:
+    """The ImageNet-pretrained backbone alone, trained on no folder: its features, unit-length.
+
+    `backbone`: that network already loaded (a frozen one training used), else read from disk.
+    """
     config = ModelConfig(
         backbone=PRETRAINED, image_size=image_size, embedding_dim=FEATURE_DIM, head_hidden=0,
         test_flip="off",
     )  # fmt: skip
     model = EmbeddingNet(config)
-    model.backbone = pretrained_backbone(image_size)
+    model.backbone = backbone if backbone is not None else pretrained_backbone(image_size)
     return model.eval()
 
 

@@ -340,7 +340,8 @@ def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
 def _keep_untrained_if_better(trainer: Trainer) -> None:
     """Validation decides: the ImageNet features as they are, when the trained head is not
     ahead of them on the held-out images (it can over-fit a small, varied folder)."""
-    untrained = pretrained_model(trainer.model_config.image_size).to(trainer.device)
+    size, frozen = trainer.model_config.image_size, trainer.model.backbone  # never trained
+    untrained = pretrained_model(size, frozen).to(trainer.device)
     trained_r1, untrained_r1 = (_held_out_recall(trainer, m) for m in (trainer.model, untrained))
     if trained_r1 > untrained_r1:
         log.info("Validation Recall@1 %.3f with the trained head, %.3f with the pretrained "
