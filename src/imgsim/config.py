@@ -205,7 +205,7 @@ class ExtractConfig:
     batch_size: int = 64  # images per forward pass (and per chunk a worker takes)
     # Identical processes that each decode and embed their chunks, one runtime thread each;
     # 0 = one per core (the parent only collects the results in order).
-    workers: int = 0  # processes that decode and embed; 0 = one per core
+    workers: int = 0  # processes that decode and embed; 0 = one per core, at most 8
     plot: bool = False  # also write triplet_embedding_space.png (t-SNE)
     store: str = field(default="", metadata=STORE_HELP)
     device: str = field(default="cpu", metadata=choices(DEVICES, DEVICE_HELP))
