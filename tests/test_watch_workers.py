@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,6 +20,7 @@ import pytest
 from imgsim.config import WATCH_LOCK_FILE
 from imgsim.sample import generate_shapes
 
+from .benchmark_import import load_benchmark
 from .conftest import SHAPES
 from .test_watch import (
     _cli,
@@ -34,6 +34,7 @@ from .test_watch import (
     _until,
 )
 
+probe = load_benchmark("worker_probe")
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 AFTER = 2.0  # issue 26: no search returns a missing file this long after the change
 PER_WORKER = 3  # searches each worker must answer
@@ -54,60 +55,17 @@ def served(make_workdir) -> Iterator[tuple[Path, Path, int, subprocess.Popen]]:
     try:
         base = f"http://127.0.0.1:{port}"
         _until(lambda: _health(base).get("watcher", {}).get("running"), "serving, watching", 60)
-        _until(lambda: len(_workers(proc.pid)) == 2, "two workers", 30)
+        _until(lambda: len(probe.worker_pids(proc.pid)) == 2, "two workers", 30)
         yield work, data, port, proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def _workers(master: int) -> list[int]:
-    """The pids of gunicorn's worker processes (the children of `master`)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except (OSError, ValueError):
-            continue
-        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == master:
-            found.append(int(entry))
-    return sorted(found)
-
-
-def _socket_inode(server_port: int, client_port: int) -> str:
-    """The inode of the server's end of the TCP connection from `client_port`."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
-        if int(local, 16) == server_port and int(remote, 16) == client_port:
-            return fields[9]
-    return ""
-
-
-def _owner(pids: list[int], inode: str) -> int | None:
-    """Which of `pids` holds the socket `inode`."""
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                    return pid
-            except OSError:
-                continue
-    return None
-
-
 def _search_each_worker(port: int, master: int, image: bytes) -> dict[int, list[list[str]]]:
-    """Search with `image` on new connections until each worker answered PER_WORKER times.
-
-    Returns each worker's result lists (names, best first). The kernel hands each connection
-    to one worker; after the answer the connection stays open (keep-alive) in that worker, so
-    /proc names it.
-    """
-    workers = _workers(master)
+    """Search with `image` on new connections until each worker answered PER_WORKER times;
+    each worker's result lists (names, best first)."""
+    workers = probe.worker_pids(master)
     answers: dict[int, list[list[str]]] = {pid: [] for pid in workers}
     for _ in range(60):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -116,8 +74,7 @@ def _search_each_worker(port: int, master: int, image: bytes) -> dict[int, list[
             response = conn.getresponse()
             assert response.status == 200, response.read()
             names = [r["filename"] for r in json.loads(response.read())["results"]]
-            inode = _socket_inode(port, conn.sock.getsockname()[1])
-            answers.setdefault(_owner(workers, inode) or 0, []).append(names)
+            answers.setdefault(probe.connection_owner(conn, workers) or 0, []).append(names)
         finally:
             conn.close()
         if all(len(answers[pid]) >= PER_WORKER for pid in workers):
@@ -156,7 +113,7 @@ def test_100_deletes_and_moves_reach_both_workers_within_2s(served) -> None:
 def test_kill_9_of_the_watching_worker_mid_batch_loses_nothing(served, tmp_path: Path) -> None:
     work, data, port, proc = served
     watcher = int((work / WATCH_LOCK_FILE).read_text())
-    assert watcher in _workers(proc.pid)
+    assert watcher in probe.worker_pids(proc.pid)
     incoming = tmp_path / "incoming"
     generate_shapes(incoming, per_class=75, size=32, seed=4, shapes=SHAPES, ext="jpg")
     new = {p.name for p in incoming.iterdir()}  # 300 files: one batch, read for a while
