@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from imgsim.config import PAGE_WATCH_REFRESH_SECONDS
 from imgsim.web.app import CSP
 
 
@@ -62,3 +64,10 @@ def test_script_never_writes_html(client: FlaskClient, script: str) -> None:
     text = client.get(f"/static/{script}").get_data(as_text=True)
     for risky in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
         assert risky not in text
+
+
+def test_the_watcher_line_refreshes_as_often_as_documented(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert f'data-watch-refresh-ms="{int(PAGE_WATCH_REFRESH_SECONDS * 1000)}"' in html
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "watching.md").read_text()
+    assert f"every {PAGE_WATCH_REFRESH_SECONDS:g} s (`PAGE_WATCH_REFRESH_SECONDS`" in doc
