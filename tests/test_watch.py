@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,8 +19,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim.config import MODEL_FILE, WATCH_STATUS_FILE, ExtractConfig
+from imgsim.config import MANIFEST_FILE, MODEL_FILE, WATCH_STATUS_FILE, ExtractConfig
 from imgsim.store import open_store
+from imgsim.store.database import Database
 from imgsim.watch import FolderWatcher, WatchLock, WatchLockHeld, run_watch, watch_status
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -79,7 +81,9 @@ def test_new_deleted_and_moved_files_reach_the_index(watched, shapes_dir: Path) 
         "deleted and moved files",
     )
     status = watch_status(work)
-    assert status["running"] is True and status["pending"] == 0 and status["last_change"]
+    assert status["running"] is True and status["pending"] == 0
+    # RFC 3339, with the offset's colon: what the page's Date() reads in every browser
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z)", status["last_change"])
 
 
 def test_a_file_being_written_is_read_only_once_complete(watched, shapes_dir: Path, caplog) -> None:
@@ -134,12 +138,14 @@ def test_kill_9_mid_batch_loses_nothing(make_workdir, shapes_dir: Path) -> None:
     proc = _cli(*args)
     try:
         _until(lambda: (work / WATCH_STATUS_FILE).exists(), "the watcher started", 60)
-        for path in sorted(shapes_dir.glob("triangle_*"))[2:22]:  # 20 files in one batch
-            shutil.copy(path, data)
-        time.sleep(0.4)  # the batch has begun (debounce 0.2 s) and is far from done
+        new = {p.name for p in shapes_dir.iterdir()} - {p.name for p in data.iterdir()}
+        for name in new:  # 90 files: one batch, read for a while
+            shutil.copy(shapes_dir / name, data)
+        caught = _kill_while_reading(proc.pid, new, data)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+    assert not new <= _names(work), f"the batch had committed ({caught} read)"
     on_disk = {p.name for p in data.iterdir()}
     proc = _cli(*args)  # the restart catches up: the lock died with the killed process
     try:
@@ -147,6 +153,41 @@ def test_kill_9_mid_batch_loses_nothing(make_workdir, shapes_dir: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    _exactly_once(work, on_disk)
+
+
+def _kill_while_reading(pid: int, new: set[str], data: Path, within: float = 30) -> str:
+    """kill -9 `pid` the moment it has one of the `new` files open (a batch reads them)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            fds = []
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if os.path.dirname(target) == str(data.resolve()) and os.path.basename(target) in new:
+                os.kill(pid, signal.SIGKILL)
+                return os.path.basename(target)
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} never read a new file within {within}s")
+
+
+def _exactly_once(work: Path, on_disk: set[str]) -> None:
+    """Every file on disk has one row and one live vector in the index; nothing else does."""
+    db = Database(work / MANIFEST_FILE)
+    try:
+        rows = [path for (path,) in db.query("SELECT path FROM images")]
+    finally:
+        db.close()
+    assert len(rows) == len(set(rows)), "a file indexed twice"
+    assert set(rows) == on_disk
+    with open_store(work) as store:
+        vectors = [name for names, _ in store.iter_vectors() for name in names]
+        assert sorted(vectors) == sorted(on_disk) and store.count() == len(on_disk)
 
 
 def _get(url: str) -> dict:
@@ -194,16 +235,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _search(base: str, image: bytes) -> list[str]:
-    """The names /search returns for `image` (top 50, no threshold)."""
+def _search_body(image: bytes, top_k: int = 50) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a POST /search for `image` (no threshold)."""
     boundary = "imgsim-watch-test"
     head = f"--{boundary}\r\nContent-Disposition: form-data; name="
-    parts = [f'{head}"top_k"\r\n\r\n50\r\n', f'{head}"threshold"\r\n\r\n0\r\n']
+    parts = [f'{head}"top_k"\r\n\r\n{top_k}\r\n', f'{head}"threshold"\r\n\r\n0\r\n']
     parts.append(f'{head}"image"; filename="q.jpg"\r\nContent-Type: image/jpeg\r\n\r\n')
     body = "".join(parts).encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(
-        f"{base}/search", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def _search(base: str, image: bytes) -> list[str]:
+    """The names /search returns for `image` (top 50, no threshold)."""
+    request = urllib.request.Request(f"{base}/search", *_search_body(image))
     with urllib.request.urlopen(request, timeout=10) as response:
         return [r["filename"] for r in json.loads(response.read())["results"]]
 

@@ -54,6 +54,9 @@ NEAR_COPY_SIMILARITY = 90.0
 # Results per search, for the CLI and the API alike; the page offers the original's 5-50.
 TOP_K_RANGE = (1, 100)
 PAGE_TOP_K_RANGE = (5, 50)
+# How often the search page asks /health whether the folder watcher is following the folder:
+# a copied photo shows up in the page's counts about as soon as it is searchable (~1 s).
+PAGE_WATCH_REFRESH_SECONDS = 2.0
 
 
 def choices(values: tuple[str, ...], help: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -322,7 +323,8 @@ class FolderWatcher:
 def _iso(stamp: float | None) -> str | None:
     if stamp is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stamp))
+    # RFC 3339 (+01:00, not +0100): what browsers' Date and datetime.fromisoformat both read.
+    return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
 
 
 def watch_in_background(

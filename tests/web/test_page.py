@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
+from imgsim.config import PAGE_WATCH_REFRESH_SECONDS
 from imgsim.web.app import CSP
 
 
@@ -34,6 +37,8 @@ def test_page_has_the_controls(client: FlaskClient) -> None:
         'id="results"',
         'data-search-url="/search"',
         'data-stats-url="/stats"',
+        'data-health-url="/health"',  # the folder watcher's line (watch.js)
+        'id="watch"',
         'data-max-bytes="10485760"',
     ]:
         assert needed in html, needed
@@ -47,14 +52,22 @@ def test_page_has_no_inline_script_or_style(client: FlaskClient) -> None:
 
 
 def test_page_and_assets_name_no_other_origin(client: FlaskClient) -> None:
-    for path in ["/", "/static/search.js", "/static/search.css"]:
+    for path in ["/", "/static/search.js", "/static/watch.js", "/static/search.css"]:
         response = client.get(path)
         assert response.status_code == 200, path
         text = response.get_data(as_text=True)
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path
 
 
-def test_script_never_writes_html(client: FlaskClient) -> None:
-    script = client.get("/static/search.js").get_data(as_text=True)
+@pytest.mark.parametrize("script", ["search.js", "watch.js"])
+def test_script_never_writes_html(client: FlaskClient, script: str) -> None:
+    text = client.get(f"/static/{script}").get_data(as_text=True)
     for risky in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
-        assert risky not in script
+        assert risky not in text
+
+
+def test_the_watcher_line_refreshes_as_often_as_documented(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert f'data-watch-refresh-ms="{int(PAGE_WATCH_REFRESH_SECONDS * 1000)}"' in html
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "watching.md").read_text()
+    assert f"every {PAGE_WATCH_REFRESH_SECONDS:g} s (`PAGE_WATCH_REFRESH_SECONDS`" in doc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, url_for
 
-from ..config import PAGE_TOP_K_RANGE
+from ..config import PAGE_TOP_K_RANGE, PAGE_WATCH_REFRESH_SECONDS
 from .browse import PER_PAGE_DEFAULT
 
 bp = Blueprint("pages", __name__)
@@ -23,6 +23,7 @@ def index() -> str:
         max_image_bytes=config.max_image_bytes,
         similar_url=url_prefix("browse.similar"),
         images_url=url_prefix("images.image"),
+        watch_refresh_ms=int(PAGE_WATCH_REFRESH_SECONDS * 1000),
     )
 
 

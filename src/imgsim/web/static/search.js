@@ -171,6 +171,7 @@
       fillCategories(data.categories || {});
       if (data.model_loaded && data.embeddings_loaded) {
         const categories = Object.keys(data.categories || {}).length;
+        stats.classList.remove("warn"); // an index the watcher filled since the last look
         stats.textContent = `${data.total_images.toLocaleString()} images · ${categories} ` +
           `categories · ${data.model_type}, ${data.similarity_metric}`;
       } else {
@@ -249,6 +250,9 @@
     event.preventDefault(); // Enter in the number field: search now, do not reload the page
     search();
   });
+
+  // The folder watcher changed the index (watch.js): the counts and categories follow.
+  document.addEventListener("imgsim:index-changed", loadStats);
 
   // The category list must be in place before a search from the address uses it.
   loadStats().then(() => {
