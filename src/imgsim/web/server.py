@@ -86,6 +86,7 @@ def serve(
         _serve_dev(config, host, port, debug)
         return
     options = gunicorn_options(config, host, port, workers or default_workers(), threads)
+    config = share_cores(config, options["workers"])
     where = Path(config.workdir).resolve()
     log.info(
         "Serving %s on http://%s:%d with %d gunicorn workers × %d threads",
@@ -113,15 +114,20 @@ def gunicorn_options(
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "post_fork": _share_cores,
     }
 
 
-def _share_cores(server: Any, worker: Any) -> None:
-    # Each worker's torch would start one thread per core: N workers would fight over them.
-    import torch
+def share_cores(config: SearchConfig, workers: int) -> SearchConfig:
+    """`config` whose runtime_threads 0 ("the runtime's own choice") becomes each worker's share
+    of the cores: every runtime would otherwise start one thread per core in every worker.
 
-    torch.set_num_threads(max(1, default_workers() // max(1, server.cfg.workers)))
+    Set through the config rather than in a post-fork hook, so the embedder applies it to the
+    runtime it uses (onnxruntime's session options or torch), and an ONNX worker never imports
+    torch just to set its thread count.
+    """
+    if config.runtime_threads:
+        return config
+    return replace(config, {"runtime_threads": max(1, default_workers() // max(1, workers))})
 
 
 class Gunicorn(BaseApplication):
