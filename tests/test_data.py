@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -108,6 +109,18 @@ def png_declaring(width: int, height: int) -> bytes:
 )
 def test_parse_category(filename: str, expected: str | None) -> None:
     assert parse_category(filename) == expected
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["shirt_001.tar.gz", "shirt_001.", ".shirt_001", "shirt_001..jpg", "a.b_002.png", ".", "..",
+     "x/.", "shirt_7.JPG.", "dir.d/shirt_003"],
+)  # fmt: skip
+def test_parse_category_reads_the_stem_as_pathlib_does(filename: str) -> None:
+    """The category comes from the name without its last extension, found without a Path."""
+    stem = Path(filename.replace("\\", "/").split("/")[-1]).stem
+    match = re.match(r"^(?P<category>.*[^_\-\s])[_-]\d+(?=$|[_\-\s.(])", stem)
+    assert parse_category(filename) == (match.group("category").lower() if match else None)
 
 
 @pytest.mark.parametrize(

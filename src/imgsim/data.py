@@ -86,11 +86,17 @@ class ImageRecord:
 def parse_category(filename: str) -> str | None:
     """Category from a file name: `long_sleeve_shirt_003.jpg` → `long_sleeve_shirt`."""
     # Backslash counts as a folder separator too (a Windows path): a category never holds one.
-    stem = Path(_SEPARATORS.split(filename)[-1]).stem
-    match = _CATEGORY_RE.match(stem)
+    match = _CATEGORY_RE.match(_stem(_SEPARATORS.split(filename)[-1]))
     if not match:
         return None
     return match.group("category").strip().lower()
+
+
+def _stem(name: str) -> str:
+    """Path(name).stem for a name without separators, without building a Path (a scan of a
+    large folder asks for thousands)."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def category_of(name: str) -> str | None:
