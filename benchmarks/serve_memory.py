@@ -163,14 +163,14 @@ def _has_runtime(pid: int) -> bool:
     return "onnxruntime" in maps or "libtorch" in maps
 
 
-def measure(work: Path, count: int, settle: float) -> dict[str, object]:
+def measure(work: Path, count: int, settle: float, src: Path) -> dict[str, object]:
     data = work.parent / "dataset"
     images = sorted(p for p in data.iterdir() if p.is_file())[:: max(1, 2000 // count)]
     port = free_port()
     workers = len(os.sched_getaffinity(0))  # what `imgsim serve` starts without --workers
     command = [sys.executable, "-m", "imgsim.cli", "-q", "serve", "--workdir", str(work),
                "--port", str(port)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this tree's imgsim
+    env = {**os.environ, "PYTHONPATH": str(src)}  # the imgsim measured
     server = subprocess.Popen(command, env=env)
     try:
         wait_ready(port)
@@ -223,10 +223,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-class", type=int, default=200, help="the demo's default (200)")
     parser.add_argument("--searches", type=int, default=50)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
+    parser.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the imgsim to serve (another tree: before)"
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
     work = build(args.root, args.per_class)
-    figures = measure(work, args.searches, args.settle)
+    figures = measure(work, args.searches, args.settle, args.src)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-docs"]
     text = report(figures, args.searches, shown)
     print(text)
