@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_workers import free_port, http, multipart
 
-from imgsim.config import MODEL_FILE, SearchConfig
+from imgsim.config import MODEL_FILE, ONNX_FILE, SearchConfig
 from imgsim.web.server import default_workers, share_cores
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux /proc only")
@@ -37,12 +37,14 @@ def mapped_libraries(pid: int) -> str:
     return (Path("/proc") / str(pid) / "maps").read_text()
 
 
-@pytest.fixture
-def server(own_workdir: Path) -> Iterator[tuple[str, int]]:
-    """(URL, master pid) of `imgsim serve --workers 2` with its model's ONNX export kept."""
+@pytest.fixture(params=["kept", "missing"])
+def server(request: pytest.FixtureRequest, own_workdir: Path) -> Iterator[tuple[str, int]]:
+    """(URL, master pid) of `imgsim serve --workers 2`, with the model's ONNX export kept (as
+    extract leaves it) or missing (a model file alone: serve exports it before forking)."""
     from imgsim.export import export_onnx
 
-    export_onnx(own_workdir / MODEL_FILE)  # what extract or the first search leaves there
+    if request.param == "kept":
+        export_onnx(own_workdir / MODEL_FILE)
     port = free_port()
     command = [sys.executable, "-m", "imgsim.cli", "-q", "serve", "--workers", "2",
                "--port", str(port), "--workdir", str(own_workdir), "--runtime", "onnx"]  # fmt: skip
@@ -83,6 +85,7 @@ def test_onnx_workers_answer_without_torch(server: tuple[str, int], own_workdir:
         assert "libtorch" not in maps, f"process {pid} loaded torch"
     for pid in workers:  # they did answer, with onnxruntime
         assert "onnxruntime" in mapped_libraries(pid)
+    assert (own_workdir / ONNX_FILE).is_file()
 
 
 @pytest.mark.parametrize("threads", [0, 1, 3])
