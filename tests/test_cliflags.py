@@ -122,3 +122,23 @@ def test_generated_flags_parse_every_kind_of_field() -> None:
     assert replace(ModelConfig(), given(model.parse_args(["--widths", "8,16"]), ["widths"])) == (
         ModelConfig(widths=(8, 16))
     )
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [ModelConfig, TrainConfig, ThresholdConfig, ExtractConfig, SearchConfig, DuplicatesConfig],
+)
+def test_field_help_reads_each_comment_of_the_class_and_no_other(cls: type) -> None:
+    """The quick reader of comments finds what inspect's (slow) parse of the class finds."""
+    import inspect
+
+    pattern = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(?P<help>.+?)\s*$")
+    expected = {}
+    for line in inspect.getsource(cls).splitlines():
+        if match := pattern.match(line):
+            expected[match.group(1)] = match.group("help")
+    expected.update(
+        {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if "help" in f.metadata}
+    )
+    assert field_help(cls) == expected
+    assert set(expected) <= {f.name for f in dataclasses.fields(cls)}

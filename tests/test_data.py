@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -108,6 +110,18 @@ def png_declaring(width: int, height: int) -> bytes:
 )
 def test_parse_category(filename: str, expected: str | None) -> None:
     assert parse_category(filename) == expected
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["shirt_001.tar.gz", "shirt_001.", ".shirt_001", "shirt_001..jpg", "a.b_002.png", ".", "..",
+     "x/.", "shirt_7.JPG.", "dir.d/shirt_003"],
+)  # fmt: skip
+def test_parse_category_reads_the_stem_as_pathlib_does(filename: str) -> None:
+    """The category comes from the name without its last extension, found without a Path."""
+    stem = Path(filename.replace("\\", "/").split("/")[-1]).stem
+    match = re.match(r"^(?P<category>.*[^_\-\s])[_-]\d+(?=$|[_\-\s.(])", stem)
+    assert parse_category(filename) == (match.group("category").lower() if match else None)
 
 
 @pytest.mark.parametrize(
@@ -601,3 +615,23 @@ def test_iter_decoded_all_unreadable_yields_nothing(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "b.png").write_bytes(b"nope")
     assert list(iter_decoded(scan_images(tmp_path), size=4)) == []
+
+
+def test_a_first_decode_loads_only_the_plugins_of_the_decoded_formats(tmp_path: Path) -> None:
+    """Pillow loads all its ~40 plugins (60 ms) when a format it is asked for is missing."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (4, 4), RED).save(path)
+    probe = (
+        "import sys; from PIL import Image; from imgsim.data import DECODE_FORMATS, load_image; "
+        "load_image(sys.argv[1]); "
+        "print(set(DECODE_FORMATS) <= set(Image.OPEN), 'EPS' in Image.OPEN)"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src},
+    )  # fmt: skip
+    assert out.stdout.split() == ["True", "False"], out.stderr

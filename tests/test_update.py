@@ -95,6 +95,21 @@ def test_update_without_changes_embeds_nothing(workdir: Path, embedded: list[str
     assert before[0] == after[0] and (before[1] == after[1]).all()
 
 
+def test_a_no_op_update_reads_the_folder_once_and_takes_no_lock(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    update_index(_config(workdir), progress=False)
+    scans, locks = [], []
+    real_scan, real_lock = imgsim.update.scan_images, imgsim.update.changing
+    monkeypatch.setattr(imgsim.update, "scan_images", lambda d: scans.append(d) or real_scan(d))
+    monkeypatch.setattr(imgsim.update, "changing", lambda w: locks.append(w) or real_lock(w))
+    assert update_index(_config(workdir), progress=False).unchanged == 24
+    assert len(scans) == 1 and locks == []
+    (workdir.parent / "data" / "circle_00001.png").unlink()  # a change: locked and planned again
+    assert update_index(_config(workdir), progress=False).removed == 1
+    assert len(scans) == 3 and len(locks) == 1
+
+
 def test_another_model_re_embeds_everything(
     workdir: Path, embedded: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -281,8 +281,9 @@ class SearchConfig:
     # when no other request is on its way, so a lone client pays nothing for it.
     batch_max_wait_ms: float = 2.0
     # Threads of the runtime in each process that searches; 0 = its own default (one per
-    # core). gunicorn's worker processes are the parallelism: several threads each would
-    # fight over the same cores, and measured far slower on a shared machine.
+    # core; under `imgsim serve`, each worker's share of the cores). gunicorn's worker
+    # processes are the parallelism: several threads each would fight over the same cores,
+    # and measured far slower on a shared machine.
     runtime_threads: int = 1
     # The map page (GET /map): at most this many images, each category keeping its share.
     # t-SNE took 131 s for 5,000 points on one busy core (docs/benchmarks.md, "Map

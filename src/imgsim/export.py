@@ -103,6 +103,15 @@ def onnx_for(model: Any, image_size: int, model_id: str, model_path: str | Path 
     return data
 
 
+def kept_export_names(model_path: str | Path, model_id: str) -> bool:
+    """Whether the export beside `model_path` names `model_id`: a byte search, so neither onnx
+    nor a runtime is imported (the runtime checks the metadata properly when it loads it)."""
+    try:
+        return bool(model_id) and model_id.encode() in default_onnx_path(model_path).read_bytes()
+    except OSError:
+        return False
+
+
 def keep_onnx(data: bytes, path: Path) -> None:
     """Write an export beside its model file; a read-only folder only costs the next start."""
     try:

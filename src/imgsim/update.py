@@ -169,8 +169,13 @@ def _update(
         # workdir's change lock, the folder is read again and what is known is committed at
         # once, so steady uploads cannot keep the update from finishing.
         first = _plan_now(store, config, embedded, skip)
-        failed |= _embed_plan(first, model, model_id, config, progress, embedded, embedder)
         data_dir = str(Path(config.data_dir).resolve())
+        if _no_change(first) and _same_folder(store, data_dir):
+            # Folder and index agreed at one look: nothing to commit, so no lock and no
+            # second scan (what changes from now on is the next update's, as when it is late).
+            plan, late = first, 0
+            break
+        failed |= _embed_plan(first, model, model_id, config, progress, embedded, embedder)
         # One transaction: a full disk or a read-only folder leaves the index as it was.
         with storage_errors("the index was not changed"), changing(config.output_dir):
             expected = store.generation()
@@ -248,6 +253,10 @@ def _plan_now(
         raise DatasetError(f"No images found in {config.data_dir}")
     records = [r for r in records if r.name not in skip]
     return _plan(store, records, extract_workers(config.workers) + 1, embedded, shard, skip)
+
+
+def _no_change(plan: _Plan) -> bool:
+    return not (plan.add or plan.embed or plan.remove or plan.touch)
 
 
 def _same_folder(store: Store, data_dir: str) -> bool:

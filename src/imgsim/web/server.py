@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from ..config import SearchConfig, load_config, replace
-from ..errors import ConfigError, ImgsimError
+from ..config import MODEL_FILE, SearchConfig, load_config, replace
+from ..errors import ConfigError, ImgsimError, ModelNotLoadedError
+from ..export import kept_export_names
+from ..modelfile import read_model_meta
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
@@ -86,6 +89,8 @@ def serve(
         _serve_dev(config, host, port, debug)
         return
     options = gunicorn_options(config, host, port, workers or default_workers(), threads)
+    config = share_cores(config, options["workers"])
+    export_before_forking(config)
     where = Path(config.workdir).resolve()
     log.info(
         "Serving %s on http://%s:%d with %d gunicorn workers × %d threads",
@@ -113,15 +118,42 @@ def gunicorn_options(
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "post_fork": _share_cores,
     }
 
 
-def _share_cores(server: Any, worker: Any) -> None:
-    # Each worker's torch would start one thread per core: N workers would fight over them.
-    import torch
+def share_cores(config: SearchConfig, workers: int) -> SearchConfig:
+    """`config` whose runtime_threads 0 ("the runtime's own choice") becomes each worker's share
+    of the cores: every runtime would otherwise start one thread per core in every worker.
 
-    torch.set_num_threads(max(1, default_workers() // max(1, server.cfg.workers)))
+    Set through the config rather than in a post-fork hook, so the embedder applies it to the
+    runtime it uses (onnxruntime's session options or torch), and an ONNX worker never imports
+    torch just to set its thread count.
+    """
+    if config.runtime_threads:
+        return config
+    return replace(config, {"runtime_threads": max(1, default_workers() // max(1, workers))})
+
+
+def export_before_forking(config: SearchConfig) -> None:
+    """With the onnx runtime, have the model's ONNX export kept before the workers start.
+
+    A worker that found none would export it itself, with torch, and hold torch (about 150 MB)
+    until it restarts, and every worker would at once. The export runs in a child process, so
+    this one (gunicorn's master) never imports torch either. No model file, or an export that
+    fails (a read-only folder), is left to the workers, which report it as before.
+    """
+    if config.runtime != "onnx":
+        return
+    model = Path(config.workdir) / MODEL_FILE
+    try:
+        model_id = str(read_model_meta(model).get("model_id") or "")
+    except ModelNotLoadedError:
+        return
+    if not model_id or kept_export_names(model, model_id):
+        return
+    log.info("Exporting %s to ONNX once, before the workers start", model)
+    command = [sys.executable, "-m", "imgsim.cli", "-q", "export", "--onnx", "--model", str(model)]
+    subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
 
 
 class Gunicorn(BaseApplication):
