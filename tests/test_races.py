@@ -278,3 +278,32 @@ def test_an_update_finishes_under_steady_uploads(
     assert len(added) >= 3  # the uploads went on meanwhile
     server.store.close()  # type: ignore[union-attr]
     assert set(added) <= assert_consistent(workdir)
+
+
+def test_a_file_copied_in_during_an_update_is_left_to_the_next_and_said_once(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from imgsim.model_handle import ModelFile
+
+    data = workdir.parent / "data"
+    rng = np.random.default_rng(8)
+
+    def copy_in(name: str) -> Callable[[], None]:
+        pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        return lambda: Image.fromarray(pixels).save(data / name)
+
+    something_to_do(data)
+    during_embedding(monkeypatch, copy_in("noise_00002.png"))
+    with caplog.at_level("WARNING", logger="imgsim"):
+        result = update_index(config(workdir), update=True, progress=False)
+    assert result.late == 1
+    assert "1 files appeared or changed while the update ran" in caplog.text
+    # The watcher's pass: its own next batch takes the late file, so no advice to run a command.
+    caplog.clear()
+    during_embedding(monkeypatch, copy_in("noise_00003.png"))
+    with caplog.at_level("INFO", logger="imgsim"), open_store(workdir) as store:
+        model = ModelFile(str(workdir / "triplet_base_final.pt"))
+        result = imgsim.update.update_pass(store, model, config(workdir))
+        assert result.late == 1 and "index --update" not in caplog.text
+        assert imgsim.update.update_pass(store, model, config(workdir)).late == 0
+    assert {"noise_00002.png", "noise_00003.png"} <= assert_consistent(workdir)

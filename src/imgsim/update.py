@@ -51,6 +51,7 @@ class UpdateResult:
     seconds: float = 0.0
     kind: str = "flat"
     failed: list[str] = field(default_factory=list)  # the unreadable files, by name
+    late: int = 0  # files that appeared or changed while it ran: the next update's
 
 
 @dataclass
@@ -101,6 +102,13 @@ def update_index(
         if kind is not None and not reason:
             store.set_kind(kind)
         result = None if reason else _update(store, model, config, progress, info["model_id"])
+        if result is not None and result.late:
+            # The watcher's own next batch takes them, so only this command gives the advice.
+            log.warning(
+                "%d files appeared or changed while the update ran; the next "
+                "`imgsim index --update` embeds them",
+                result.late,
+            )
     finally:
         store.close()
     if result is None:
@@ -193,14 +201,10 @@ def _update(
             f"The index kept changing during the update ({UPDATE_ATTEMPTS} tries); nothing was "
             "changed — run imgsim index --update again"
         )
-    if late:
-        log.warning(
-            "%d files appeared or changed while the update ran; the next "
-            "`imgsim index --update` embeds them",
-            late,
-        )
     plan.embedded = sum(1 for item in plan.add if (item.facts.sha256 or "") in embedded)
-    return _finish(store, config, plan, failed, start)
+    result = _finish(store, config, plan, failed, start)
+    result.late = late
+    return result
 
 
 def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFacts]) -> int:

@@ -228,6 +228,10 @@ class FolderWatcher:
 
         result = update_index(self.config, update=True, progress=False)
         self._remember_bad(result.failed)
+        if result.late:
+            log.info(
+                "watch: %d files changed during the batch; the next batch takes them", result.late
+            )
         if result.embedded or result.removed or result.reused:
             self.last_change = time.time()
         self._model = ModelFile(self.config.model_path)
