@@ -208,3 +208,12 @@ def test_loopback_hosts(host: str) -> None:
     from imgsim.web.server import is_loopback
 
     assert is_loopback(host)
+
+
+def test_the_default_worker_count_stops_at_eight(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgsim.web.server as server
+
+    monkeypatch.setattr(server, "cores", lambda: 32)
+    assert server.default_workers() == server.MAX_DEFAULT_WORKERS == 8
+    monkeypatch.setattr(server, "cores", lambda: 2)
+    assert server.default_workers() == 2

@@ -14,7 +14,7 @@ import pytest
 from test_workers import free_port, http, multipart
 
 from imgsim.config import MODEL_FILE, ONNX_FILE, SearchConfig
-from imgsim.web.server import default_workers, share_cores
+from imgsim.web.server import cores, share_cores
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux /proc only")
 
@@ -91,5 +91,5 @@ def test_onnx_workers_answer_without_torch(server: tuple[str, int], own_workdir:
 @pytest.mark.parametrize("threads", [0, 1, 3])
 def test_workers_share_the_cores_when_the_runtime_would_take_them_all(threads: int) -> None:
     config = share_cores(SearchConfig(runtime_threads=threads), workers=2)
-    expected = threads or max(1, default_workers() // 2)
+    expected = threads or max(1, cores() // 2)
     assert config.runtime_threads == expected

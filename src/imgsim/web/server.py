@@ -28,9 +28,19 @@ log = logging.getLogger("imgsim")
 DEFAULT_THREADS = 4
 
 
-def default_workers() -> int:
-    """One worker process per core this process may use."""
+# Each worker holds ~50-56 MB (PSS, docs/benchmarks.md "Server memory"): past 8 the default
+# would outgrow the 600 MB a small server should hold, for throughput the threads already give.
+MAX_DEFAULT_WORKERS = 8
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+
+
+def default_workers() -> int:
+    """One worker process per core this process may use, at most MAX_DEFAULT_WORKERS."""
+    return min(MAX_DEFAULT_WORKERS, cores())
 
 
 def is_loopback(host: str) -> bool:
@@ -131,7 +141,7 @@ def share_cores(config: SearchConfig, workers: int) -> SearchConfig:
     """
     if config.runtime_threads:
         return config
-    return replace(config, {"runtime_threads": max(1, default_workers() // max(1, workers))})
+    return replace(config, {"runtime_threads": max(1, cores() // max(1, workers))})
 
 
 def export_before_forking(config: SearchConfig) -> None:
