@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from imgsim import trash
+from imgsim.config import DUPLICATES_FILE
 from imgsim.search import Searcher
 from imgsim.web.duplicates import wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
@@ -162,3 +164,21 @@ def test_trash_answers_the_ids_its_undo_takes(client: FlaskClient, dup_workdir: 
     response = client.post("/duplicates/restore", json={"ids": body["ids"]}, headers=AUTH)
     assert response.status_code == 200 and sorted(response.get_json()["restored"]) == sorted(extras)
     assert contents(data) == before and trash.list_trash(dup_workdir) == []
+
+
+def test_groups_kept_before_capture_dates_are_found_again(
+    client: FlaskClient, make_app: Callable[..., Flask], dup_workdir: Path
+) -> None:
+    ready(client)
+    kept = dup_workdir / DUPLICATES_FILE
+    old = json.loads(kept.read_text(encoding="utf-8"))
+    del old["layout"]
+    for group in old["groups"]:
+        for member in group["members"]:
+            del member["captured"], member["captured_from"]
+    kept.write_text(json.dumps(old), encoding="utf-8")
+    other = make_app(Searcher.from_workdir(dup_workdir), workdir=str(dup_workdir)).test_client()
+    assert other.get("/duplicates").get_json()["status"] == "updating"  # shown, not current
+    body = ready(other)
+    assert all("captured" in m for g in body["groups"] for m in g["members"])
+    assert "layout" not in body

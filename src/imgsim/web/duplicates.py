@@ -37,7 +37,8 @@ MAX_NAMES = 10_000  # names one trash request may carry
 # A trash right after another waits this long for the new groups (known fingerprints are not
 # decoded again, so that is seconds); a longer search answers 409.
 TRASH_WAIT_SECONDS = 20.0
-PRIVATE_KEYS = frozenset({"generation", "store", "dismissed"})  # the kept file's own checks
+# The kept file's own checks, not part of the answer.
+PRIVATE_KEYS = frozenset({"generation", "store", "layout", "dismissed"})
 
 
 def _app_settings(app: Flask) -> DuplicatesConfig:
@@ -84,6 +85,20 @@ def wait_for_groups(app: Flask, timeout: float | None = None) -> None:
 def groups_now(settings: DuplicatesConfig) -> DocumentState:
     """The kept groups for `settings`, starting a search in the background when not current."""
     return get_searcher().duplicate_groups(settings)
+
+
+def current_groups(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The groups of the collection as it is now, for the request's settings: what a move is
+    checked against; 409 while they are still being found."""
+    settings = request_settings(body)
+    state = groups_now(settings)
+    if not state.current:  # after a change (another trash): its groups take a moment, mostly
+        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
+        state = groups_now(settings)
+    if not state.current or state.document is None:
+        raise ApiError("the duplicate groups are being found again (the collection changed); "
+                       "reload them and choose again", 409)  # fmt: skip
+    return state.document["groups"]
 
 
 def _whole_number(name: str, default: int, most: int) -> int:
@@ -156,15 +171,7 @@ def trash() -> Any:
     names = body["names"]
     if not names or len(names) > MAX_NAMES or not all(isinstance(n, str) for n in names):
         raise ApiError(f"names must be 1 to {MAX_NAMES} image names")
-    settings = request_settings(body)
-    state = groups_now(settings)
-    if not state.current:  # after a change (another trash): its groups take a moment, mostly
-        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
-        state = groups_now(settings)
-    if not state.current or state.document is None:
-        raise ApiError("the duplicate groups are being found again (the collection changed); "
-                       "reload them and choose again", 409)  # fmt: skip
-    extras = {name for g in state.document["groups"] for name in g["extras"]}
+    extras = {name for g in current_groups(body) for name in g["extras"]}
     unknown = [n for n in names if n not in extras]
     if unknown:
         raise ApiError(

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from ..errors import TrashError
 from ..untrash import restore_to_index
-from .duplicates import MAX_NAMES, TRASH_WAIT_SECONDS, groups_now, request_settings, trash_ids
+from .duplicates import MAX_NAMES, current_groups, trash_ids
 from .errors import ApiError
 from .manage import require_token
 from .searcher import get_searcher
@@ -24,19 +24,6 @@ def _names(body: Any, key: str, fewest: int) -> list[str]:
     if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ApiError(f"{key} must be distinct, non-empty names")
     return names
-
-
-def _current_groups(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The groups as they are now for the request's settings; 409 while they are found again."""
-    settings = request_settings(body)
-    state = groups_now(settings)
-    if not state.current:  # right after a change the new groups take a moment, mostly
-        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
-        state = groups_now(settings)
-    if not state.current or state.document is None:
-        raise ApiError("the duplicate groups are being found again (the collection changed); "
-                       "reload them and choose again", 409)  # fmt: skip
-    return state.document["groups"]
 
 
 @bp.post("/keep")
@@ -55,7 +42,7 @@ def keep() -> Any:
     kept = body.get("keep")
     if not isinstance(kept, str) or kept not in names:
         raise ApiError("keep must be one of names")
-    group = next((g for g in _current_groups(body) if kept in [m["name"] for m in g["members"]]),
+    group = next((g for g in current_groups(body) if kept in [m["name"] for m in g["members"]]),
                  None)  # fmt: skip
     if group is None or {m["name"] for m in group["members"]} != set(names):
         raise ApiError("that group is not as it was shown (reload the groups)", 409)

@@ -65,7 +65,7 @@
   }
 
   function dateText(member) {
-    if (member.captured === null) return "";
+    if (member.captured == null) return ""; // null, or absent from groups found before dates
     const day = new Date(member.captured * 1000).toISOString().slice(0, 10);
     return member.captured_from === "exif" ? `, taken ${day}` : `, ${day}`;
   }
