@@ -105,3 +105,21 @@ def test_drop_restored_only_once_the_same_bytes_are_back(tmp_path: Path) -> None
     assert trash.list_trash(work) == [] and not os.path.lexists(item.stored)
     with pytest.raises(TrashError, match="has the id"):
         trash.drop_restored(work, item.id)
+
+
+def test_the_finder_keeps_the_copy_taken_first(tmp_path: Path) -> None:
+    from imgsim.config import DuplicatesConfig
+    from imgsim.duplicates import find_in_folder
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    # The same pixels and file size; the one taken first has the newer file time.
+    photo(folder / "a_later.jpg", "2020:01:01 00:00:00", (64, 48))
+    photo(folder / "b_first.jpg", "2019:01:01 00:00:00", (64, 48))
+    os.utime(folder / "a_later.jpg", (1_000_000, 1_000_000))
+    report = find_in_folder(folder, DuplicatesConfig(method="hash", workers=1))
+    [group] = report.groups
+    assert [m.name for m in group.members] == ["b_first.jpg", "a_later.jpg"]
+    assert group.reason == "otherwise equal, taken first" and group.tier == "same picture"
+    assert [m.captured_from for m in group.members] == ["exif", "exif"]
+    assert group.keeper.captured == time.mktime((2019, 1, 1, 0, 0, 0, 0, 0, -1))
