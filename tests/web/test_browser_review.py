@@ -4,6 +4,7 @@ suggested copy, mark another "not duplicates", undo both; the files on disk agre
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,4 +155,26 @@ def test_choose_another_keeper_then_keep_it(
     page.click("#undo-trash")
     expect(page.locator("#undo-trash")).to_be_hidden()
     assert contents(data) == before and trash.list_trash(dup_workdir) == []
+    assert problems == []
+
+
+def test_newest_pictures_first(
+    open_page: Callable[..., tuple[Any, list[str]]],  # noqa: F811
+    dup_workdir: Path,  # noqa: F811
+) -> None:
+    data = dup_workdir.parent / "data"
+    newest_first = ["pic_002.jpg", "pic_000.jpg", "pic_003.jpg", "pic_001.jpg"]
+    for age, name in enumerate(newest_first):
+        for group in PLANTED:
+            if name in group:
+                for member in group:  # the whole group's dates: its newest picture decides
+                    os.utime(data / member, (1.7e9 - 86400 * age, 1.7e9 - 86400 * age))
+    page, problems = open_page()
+    settled(page)
+    page.select_option("#sort", "date")
+    expect(page.locator("#groups .group").first).to_contain_text("pic_002.jpg")
+    shown = page_groups(page)
+    assert [next(n for n in g if n.startswith("pic_")) for g in shown] == newest_first
+    day = page.locator("#groups .member .facts").first.text_content()
+    assert day.endswith(", 2023-11-14")  # the file's date (no EXIF): 1.7e9 s, in UTC
     assert problems == []

@@ -51,7 +51,9 @@
   }
 
   function keeperOf(group) {
-    return chosen.get(group.keep) || group.keep;
+    // A choice counts while its image is still in the group (found again after a change).
+    const mine = chosen.get(group.keep);
+    return mine && group.members.some((m) => m.name === mine) ? mine : group.keep;
   }
 
   function likeness(member, group) {
