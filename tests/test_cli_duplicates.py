@@ -45,7 +45,7 @@ def test_json_lists_groups_with_the_keeper_first(
         assert 0 < group["score"] <= 1
         assert set(keeper) == {
             "name", "size", "width", "height", "format", "modified", "keep", "exact",
-            "hash_distance", "similarity", "tier", "view",
+            "hash_distance", "similarity", "tier", "view", "captured", "captured_from",
         }  # fmt: skip
     resized = next(g for g in body["groups"] if "pic_002.jpg" in g["keep"])
     assert resized["extras"] == ["copies/resized.png"]  # the larger original is kept

@@ -389,6 +389,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     from .duplicates.text import report_lines
     from .workfolder import settle
 
+    _check_keep_flags(args)  # before minutes of fingerprinting
     cfg = replace(_config(args).duplicates, _given(args))
     named = {k: getattr(args, k) for k in ("model_path", "store") if getattr(args, k)}
     for key, value in settle(args.workdir, named, ("model_path", "store"), False).items():
@@ -399,11 +400,65 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         report = _duplicates_in_folder(args, cfg, dismissed)
     else:
         report = _duplicates_in_index(args, cfg, dismissed)
+    if args.keep is not None:
+        return _keep_best(args, report)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print("\n".join(report_lines(report)))
     return 0
+
+
+def _check_keep_flags(args: argparse.Namespace) -> None:
+    from .errors import ConfigError
+
+    if args.keep is None and (args.dry_run or args.trash):
+        raise ConfigError("--dry-run and --trash go with --keep best (which copy stays)")
+    if args.keep is not None and not (args.dry_run or args.trash):
+        raise ConfigError("--keep best needs --dry-run (show what would move) or --trash")
+
+
+def _keep_best(args: argparse.Namespace, report: DuplicateReport) -> int:
+    """--keep best: the plan, carried out with --trash; 1 when an image could not be moved."""
+    from .duplicates.plan import carry_out, plan_of
+    from .duplicates.text import plan_lines
+    from .trash import trash_dir
+
+    steps = plan_of(report.groups)
+    if args.trash:
+        carry_out(steps, _trash_mover(args, [n for s in steps for n in s.move]))
+    folder = str(trash_dir(args.workdir))
+    if args.json:
+        action = "trash" if args.trash else "dry-run"
+        plan = {"keep": args.keep, "action": action, "trash": folder,
+                "groups": [s.to_dict() for s in steps]}  # fmt: skip
+        print(json.dumps({**report.to_dict(), "plan": plan}, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(plan_lines(steps, args.trash, folder)))
+    return 1 if any(s.failed for s in steps) else 0
+
+
+def _trash_mover(args: argparse.Namespace, names: list[str]) -> Callable[[str], None]:
+    """Moves one image to the workdir's trash: a folder's file, or the index's image (out of
+    the index first, as the web page does; all of them in one change)."""
+    from . import trash
+
+    if args.folder is not None:
+
+        def move(name: str) -> None:
+            trash.move_to_trash(args.workdir, args.folder, name)
+
+        return move
+    from .search import Searcher
+
+    searcher = Searcher.from_workdir(args.workdir, args.model_path, store=args.store, warn=False)
+    removed = set(searcher.remove_images(names))
+
+    def check(name: str) -> None:
+        if name not in removed:
+            raise trash.TrashError(f"{name!r} is not in the index any more")
+
+    return check
 
 
 def _not_duplicates(args: argparse.Namespace) -> set[frozenset[str]]:
@@ -724,8 +779,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_duplicates(sub: argparse._SubParsersAction) -> None:
+    from .config import KEEP_CHOICES, DuplicatesConfig
     from .config import NOT_DUPLICATES_FILE as NOT_DUPLICATES
-    from .config import DuplicatesConfig
 
     p = sub.add_parser(
         "duplicates",
@@ -735,6 +790,20 @@ def _add_duplicates(sub: argparse._SubParsersAction) -> None:
     )
     _add_folder(p, data_flag=True, default="the indexed collection")
     p.add_argument("--json", action="store_true", help="print the groups as JSON")
+    p.add_argument(
+        "--keep",
+        choices=KEEP_CHOICES,
+        help="keep one image per group (best: the suggested keeper, its reason shown) and "
+        "move the others to the trash: with --dry-run (show what would move) or --trash",
+    )
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--dry-run", action="store_true", help="--keep: only print the plan")
+    act.add_argument(
+        "--trash",
+        action="store_true",
+        help="--keep: move the other images to WORKDIR/trash (never deleted; imgsim trash "
+        "restore NAME brings one back); without FOLDER they leave the index too",
+    )
     p.add_argument("--workdir", default=".", help="folder with the model file and index (.)")
     p.add_argument(
         "--not-duplicates",

@@ -464,6 +464,11 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
 
 
 DUPLICATE_METHODS = ("confirmed", "hash", "embedding", "both")
+DUPLICATES_SORTS = ("size", "date")  # the review page's orders: the most images, the newest
+# Groups per review page: a screenful of thumbnails; a client may ask for up to the maximum.
+DUPLICATES_PER_PAGE = 20
+DUPLICATES_MAX_PER_PAGE = 200
+KEEP_CHOICES = ("best",)  # imgsim duplicates --keep: the suggested keeper (groups.keeper_key)
 
 
 @dataclass

@@ -166,6 +166,26 @@ def restore(workdir: str | os.PathLike[str], name_or_id: str) -> Path:
     return target
 
 
+def drop_restored(workdir: str | os.PathLike[str], item_id: str) -> None:
+    """Forget an item whose bytes were put back where they came from by another way (an
+    index add, untrash.restore_to_index): its copy in the trash goes.
+
+    Refuses (TrashError, nothing changed) unless the original path holds a file with the
+    item's SHA-256: the trash never drops the last copy of a picture.
+    """
+    root = trash_dir(workdir)
+    with _locked(root):
+        item = next((i for i in list_trash(workdir) if i.id == item_id), None)
+        if item is None:
+            raise TrashError(f"nothing in the trash of {workdir} has the id {item_id[:200]!r}")
+        target = safe_path(unescape_name(item.data_dir), item.name)
+        if not target.is_file() or _sha256(target) != item.sha256:
+            raise TrashError(f"{item.name!r} is not back in its place: its trashed copy stays")
+        Path(item.stored).unlink()
+        _append(root, {"event": "restored", "id": item.id, "at": time.time()})
+        _remove_folder(Path(item.stored).parent)
+
+
 def empty(workdir: str | os.PathLike[str], older_than_days: float | None = None) -> int:
     """Delete trashed files for good (only those older than `older_than_days` when given).
 

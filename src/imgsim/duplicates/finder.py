@@ -18,6 +18,7 @@ from ..config import DUPLICATE_METHODS, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, category_of, default_workers, scan_images
 from ..errors import ConfigError
 from ..paths import name_path
+from .captured import capture_time
 from .confirm import ViewEmbed, confirmed_links
 from .fingerprint import Fingerprint, iter_fingerprints
 from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
@@ -244,14 +245,16 @@ def _member(collection: Collection, i: int) -> Member:
     except OSError:
         stat = None
     modified = stat.st_mtime if stat is not None else None
+    taken, taken_from = capture_time(path, modified)  # the grouped images' headers only
+    dates = {"modified": modified, "captured": taken, "captured_from": taken_from}
     found = collection.fingerprints.get(name)
     if found is not None:
-        return Member(name, found.size, found.width, found.height, found.format, modified)
+        return Member(name, found.size, found.width, found.height, found.format, **dates)
     width, height, kind = _header(path)
     size = collection.sizes[i]
     if size is None:
         size = stat.st_size if stat is not None else 0
-    return Member(name, size, width, height, kind, modified)
+    return Member(name, size, width, height, kind, **dates)
 
 
 def _header(path: Path) -> tuple[int, int, str]:

@@ -46,6 +46,8 @@ class Member:
     similarity: float | None = None  # cosine of the embeddings to the keeper's
     tier: str = ""  # SAME or NEAR, to the keeper; "" for the keeper
     view: str = ""  # how it is turned or mirrored from the keeper ("" when it is not)
+    captured: float | None = None  # when taken: EXIF DateTimeOriginal, else `modified`
+    captured_from: str = ""  # "exif", "file" (the mtime) or "" (unknown)
 
     def score(self) -> float:
         """How alike it is to the keeper, 0..1: 1 for the same bytes, else the best measure."""
@@ -95,8 +97,9 @@ class Group:
 
 def keeper_key(member: Member) -> tuple:
     """Sorts the best one to keep first: the most pixels, then the largest file, then a
-    lossless format, then the oldest file, then the first name."""
-    age = member.modified if member.modified is not None else float("inf")
+    lossless format, then the oldest (date taken, else the file's), then the first name."""
+    when = member.captured if member.captured is not None else member.modified
+    age = when if when is not None else float("inf")
     lossy = member.format.upper() not in LOSSLESS
     return (-member.width * member.height, -member.size, lossy, age, member.name)
 
@@ -117,8 +120,9 @@ def keep_reason(keeper: Member, others: Sequence[Member]) -> str:
         f"most pixels ({keeper.width}x{keeper.height})",
         "as many pixels, largest file",
         f"as many pixels and bytes, lossless format ({keeper.format})",
+        "otherwise equal, taken first" if keeper.captured_from == "exif" else
         "otherwise equal, oldest file",
-    )
+    )  # fmt: skip
     for reason, a, b in zip(reasons, first, second, strict=False):
         if a != b:
             return reason

@@ -19,6 +19,9 @@ from .dismissed import load_dismissed
 from .finder import StoreFinder
 
 SETTINGS = ("method", "threshold", "embedding_threshold", "pixel_threshold")
+# What a group's members carry: 2 added their capture dates. A kept file of another layout is
+# found again (and shown meanwhile, as after a change).
+LAYOUT = 2
 
 
 class KeptDuplicates(KeptDocument[DuplicatesConfig]):
@@ -46,6 +49,7 @@ class KeptDuplicates(KeptDocument[DuplicatesConfig]):
         return {
             "generation": generation,
             "store": store.address,
+            "layout": LAYOUT,
             **{name: getattr(settings, name) for name in SETTINGS},
             "dismissed": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16],
         }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from .finder import DuplicateReport
 from .groups import Member
+from .plan import Step
 
 
 def report_lines(report: DuplicateReport) -> list[str]:
@@ -60,3 +62,35 @@ def _member_line(member: Member) -> str:
         f"  {role} {pixels:>11} {member.size:>12,} B {member.format or '?':<5} {modified:<10}"
         f"  {member.name}{detail}"
     )
+
+
+def plan_lines(steps: Sequence[Step], carried_out: bool, trash_folder: str) -> list[str]:
+    """Per group the copy kept and why, then what would move (dry run) or what moved."""
+    lines: list[str] = []
+    for number, step in enumerate(steps, start=1):
+        lines.append(f"Group {number} ({step.tier}): keep {step.keep} ({step.reason})")
+        failed = dict(step.failed)
+        for name in step.move:
+            if not carried_out:
+                lines.append(f"  would move {name}")
+            elif name in failed:
+                lines.append(f"  NOT moved  {name}: {failed[name]}")
+            else:
+                lines.append(f"  moved      {name}")
+    going = sum(len(s.move) for s in steps)
+    groups = f"{len(steps)} group{'s' if len(steps) != 1 else ''}"
+    if not carried_out:
+        lines.append(
+            f"Would move {going} image{'s' if going != 1 else ''} of {groups} to the trash "
+            f"({trash_folder}). Nothing was moved: --trash moves them."
+        )
+        return lines
+    moved = sum(len(s.moved) for s in steps)
+    lines.append(
+        f"Moved {moved} image{'s' if moved != 1 else ''} of {groups} to the trash "
+        f"({trash_folder}); `imgsim trash restore NAME` brings one back."
+    )
+    failures = going - moved
+    if failures:
+        lines.append(f"{failures} image{'s' if failures != 1 else ''} could not be moved.")
+    return lines

@@ -14,7 +14,19 @@ from flask.cli import with_appcontext
 from ..config import ENV_CONFIG, SearchConfig, load_config, replace
 from ..data import set_decode_limits
 from ..search import Searcher
-from . import browse, duplicates, errors, images, manage, map_view, openapi, pages, search, status
+from . import (
+    browse,
+    duplicates,
+    errors,
+    images,
+    manage,
+    map_view,
+    openapi,
+    pages,
+    review,
+    search,
+    status,
+)
 from .forms import FORM_OVERHEAD, InMemoryRequest
 from .limits import BodyDeadline
 from .searcher import get_searcher, init_app
@@ -56,7 +68,7 @@ def create_app(
     app.config.update(flask_config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
     init_app(app, config, searcher)
-    views = (pages, search, status, images, manage, openapi, browse, map_view, duplicates)
+    views = (pages, search, status, images, manage, openapi, browse, map_view, duplicates, review)
     for view in views:
         app.register_blueprint(view.bp)
     errors.register_error_handlers(app)

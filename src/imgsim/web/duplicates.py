@@ -1,4 +1,4 @@
-"""GET /duplicates (JSON), GET /duplicates/view (the page), POST /duplicates/trash and
+"""GET /duplicates (JSON, paged), GET /duplicates/view (the page), POST /duplicates/trash and
 POST /duplicates/not-duplicates."""
 
 from __future__ import annotations
@@ -8,12 +8,22 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
-from ..config import ENV_CONFIG, DuplicatesConfig, load_config, replace
+from ..config import (
+    DUPLICATES_MAX_PER_PAGE,
+    DUPLICATES_PER_PAGE,
+    DUPLICATES_SORTS,
+    ENV_CONFIG,
+    DuplicatesConfig,
+    load_config,
+    replace,
+)
 from ..duplicates.dismissed import change_dismissed, group_pairs
 from ..duplicates.finder import check_method
 from ..duplicates.kept import SETTINGS
-from ..errors import ImgsimError
+from ..duplicates.review import review_page
+from ..errors import ImgsimError, TrashError
 from ..kept_document import DocumentState
+from ..trash import find as find_in_trash
 from .errors import ApiError
 from .manage import require_token
 from .pending import pending_answer
@@ -27,7 +37,8 @@ MAX_NAMES = 10_000  # names one trash request may carry
 # A trash right after another waits this long for the new groups (known fingerprints are not
 # decoded again, so that is seconds); a longer search answers 409.
 TRASH_WAIT_SECONDS = 20.0
-PRIVATE_KEYS = frozenset({"generation", "store", "dismissed"})  # the kept file's own checks
+# The kept file's own checks, not part of the answer.
+PRIVATE_KEYS = frozenset({"generation", "store", "layout", "dismissed"})
 
 
 def _app_settings(app: Flask) -> DuplicatesConfig:
@@ -41,7 +52,7 @@ def _app_settings(app: Flask) -> DuplicatesConfig:
     return settings
 
 
-def _settings(values: Any) -> DuplicatesConfig:
+def request_settings(values: Any) -> DuplicatesConfig:
     """The app's settings with `method`, `threshold`, `embedding_threshold` from `values`."""
     chosen = {k: values.get(k) for k in SETTINGS}
     try:
@@ -54,6 +65,18 @@ def _settings(values: Any) -> DuplicatesConfig:
     return settings
 
 
+def trash_ids(names: list[str]) -> list[str]:
+    """The trash ids of the images just trashed under these names: what an undo sends back."""
+    workdir = get_searcher().workdir
+    ids = []
+    for name in names:
+        try:
+            ids.append(find_in_trash(workdir, name).id)
+        except TrashError:  # indexed without a file: nothing moved, nothing to bring back
+            continue
+    return ids
+
+
 def wait_for_groups(app: Flask, timeout: float | None = None) -> None:
     """Wait until a search for groups in progress in this process ends (tests, scripts)."""
     searcher_of(app).duplicates.wait(timeout)
@@ -64,19 +87,54 @@ def groups_now(settings: DuplicatesConfig) -> DocumentState:
     return get_searcher().duplicate_groups(settings)
 
 
+def current_groups(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The groups of the collection as it is now, for the request's settings: what a move is
+    checked against; 409 while they are still being found."""
+    settings = request_settings(body)
+    state = groups_now(settings)
+    if not state.current:  # after a change (another trash): its groups take a moment, mostly
+        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
+        state = groups_now(settings)
+    if not state.current or state.document is None:
+        raise ApiError("the duplicate groups are being found again (the collection changed); "
+                       "reload them and choose again", 409)  # fmt: skip
+    return state.document["groups"]
+
+
+def _whole_number(name: str, default: int, most: int) -> int:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
+        raise ApiError(f"{name} must be a whole number from 1 to {most}")
+    return int(text)
+
+
+def _page_args() -> tuple[str, int, int]:
+    """(sort, page, per_page) of the query string, checked before any group is looked at."""
+    sort = request.args.get("sort", "size")
+    if sort not in DUPLICATES_SORTS:
+        raise ApiError(f"sort must be one of {', '.join(DUPLICATES_SORTS)}")
+    page = _whole_number("page", 1, 1_000_000)
+    return sort, page, _whole_number("per_page", DUPLICATES_PER_PAGE, DUPLICATES_MAX_PER_PAGE)
+
+
 @bp.get("")
 def duplicates() -> Any:
-    """Groups of duplicate images in the index, the one to keep first, with image URLs.
+    """One page of the groups of duplicate images in the index, the one to keep first, with
+    image URLs; `sort` size (the most images first) or date (the newest picture first).
 
     ready: the groups of the collection as it is; updating: of an earlier state while new ones
     are found; 202 while the first are found (ask again after `retry_after` seconds).
     """
-    state = groups_now(_settings(request.args))
+    sort, page, per_page = _page_args()
+    state = groups_now(request_settings(request.args))
     pending = pending_answer(state)
     if pending is not None:
         return pending
     assert state.document is not None
     body = {k: v for k, v in state.document.items() if k not in PRIVATE_KEYS}
+    body.update(review_page(body["groups"], sort, page, per_page))
     body["status"] = state.status
     if state.error:
         body["error"] = state.error
@@ -113,15 +171,7 @@ def trash() -> Any:
     names = body["names"]
     if not names or len(names) > MAX_NAMES or not all(isinstance(n, str) for n in names):
         raise ApiError(f"names must be 1 to {MAX_NAMES} image names")
-    settings = _settings(body)
-    state = groups_now(settings)
-    if not state.current:  # after a change (another trash): its groups take a moment, mostly
-        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
-        state = groups_now(settings)
-    if not state.current or state.document is None:
-        raise ApiError("the duplicate groups are being found again (the collection changed); "
-                       "reload them and choose again", 409)  # fmt: skip
-    extras = {name for g in state.document["groups"] for name in g["extras"]}
+    extras = {name for g in current_groups(body) for name in g["extras"]}
     unknown = [n for n in names if n not in extras]
     if unknown:
         raise ApiError(
@@ -129,7 +179,8 @@ def trash() -> Any:
             409,
         )
     removed = get_searcher().remove_images(names)
-    return jsonify(trashed=removed, total_images=int(get_searcher().stats()["total_images"]))
+    total = int(get_searcher().stats()["total_images"])
+    return jsonify(trashed=removed, ids=trash_ids(removed), total_images=total)
 
 
 @bp.post("/not-duplicates")
