@@ -31,6 +31,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -155,25 +156,34 @@ def extract(photos: Path, work: Path, env: dict[str, str]) -> dict:
     """`imgsim extract --pretrained` in a fresh process: seconds, peak RSS and peak tree PSS."""
     cmd = [sys.executable, "-m", "imgsim.cli", "-q", "extract", "--pretrained", str(photos),
            "--workdir", str(work)]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its messages go to a file: a pipe read only at the end would fill and stall it.
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        status, usage, peak_kb = wait_sampled(proc.pid)
+        seconds = time.perf_counter() - start
+        log.seek(0)
+        stderr = log.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"imgsim extract failed:\n{stderr[-2000:]}")
+    return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024, "pss_mb": peak_kb / 1024}
+
+
+def wait_sampled(pid: int) -> tuple[int, resource.struct_rusage, int]:
+    """Wait for a child; its status, usage and the peak PSS (KB) of its tree, every 50 ms."""
     peak, done = [0], threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], sum(_pss_kb(p) for p in _tree(proc.pid)))
+            peak[0] = max(peak[0], sum(_pss_kb(p) for p in _tree(pid)))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
+    _, status, usage = os.wait4(pid, 0)
     done.set()
     sampler.join()
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"imgsim extract failed:\n{stderr[-2000:]}")
-    return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024, "pss_mb": peak[0] / 1024}
+    return status, usage, peak[0]
 
 
 def ask(port: int, body: bytes, content_type: str) -> dict | None:
