@@ -277,7 +277,7 @@ def keep_up_table(rates: dict[str, float], workers: int, size: int, goal: bool =
     return header + "\n".join(rows)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "imgsim-photos")
     parser.add_argument("--images", type=int, default=2000)
@@ -289,8 +289,11 @@ def main() -> int:
         help="only that table, with the bundled ImageNet network at its input size",
     )  # fmt: skip
     parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> int:
+    args = parse_args()
     load = os.getloadavg()[0]
     started = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     paths = make_photos(args.dir / f"n{args.images}", args.images)
