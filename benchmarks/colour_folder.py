@@ -21,9 +21,21 @@ colours: one drawing saved twice under two names); Tux Paint's pre-mirrored `*_m
 dropped; and an image whose bytes or stem turn up in two categories is dropped from both.
 No rendering, no network: only files the packages installed.
 
+`--icons` adds the categories of ICON_CATEGORIES from five icon themes: oxygen-icon-theme (KDE's
+Oxygen, LGPL-3+), gnome-icon-theme (GNOME 2's, GPL-2+ / GPL-3+), lxde-icon-theme (nuoveXT 2,
+LGPL-3+ / GPL-3+), mate-icon-theme (LGPL-3+ or CC-BY-SA) and elementary-xfce-icon-theme (GPL-2+,
+CC-BY-SA-2.0): each icon once, at the largest size the theme ships as PNG, through the same
+filters. Icons are look-alikes by design (a document page with another badge, a drive of
+another kind), for the duplicates benchmark, which needs 2,000 originals or more. The folder
+pretrained_quality.py reads is built without it.
+
     apt-get install -y --no-install-recommends openclipart-png tuxpaint-stamps-default
     .venv/bin/python benchmarks/colour_folder.py /tmp/colour
     .venv/bin/python benchmarks/colour_folder.py /tmp/colour --per-category 60 --queries 10 --seed 1
+    apt-get install -y --no-install-recommends oxygen-icon-theme gnome-icon-theme \
+        lxde-icon-theme mate-icon-theme elementary-xfce-icon-theme
+    .venv/bin/python benchmarks/colour_folder.py /tmp/colour_dups --per-category 200 --queries 0 \
+        --icons
 """
 
 # Needs Debian's packages (about 290 MB of downloads, 370 MB installed):
@@ -56,9 +68,25 @@ PACKAGES: dict[str, tuple[str, Path]] = {
     "oc": ("openclipart-png", Path("/usr/share/openclipart/png")),
     "tp": ("tuxpaint-stamps-default", Path("/usr/share/tuxpaint/stamps")),
 }
-INSTALL_LINE = "apt-get install -y --no-install-recommends " + " ".join(
-    name for name, _ in PACKAGES.values()
-)
+# Icon themes for --icons: (package, theme folder holding SIZE/CONTEXT/NAME.png or
+# CONTEXT/SIZE/NAME.png, SIZE as 128x128 or 128).
+ICON_PACKAGES: dict[str, tuple[str, Path]] = {
+    "ox": ("oxygen-icon-theme", Path("/usr/share/icons/oxygen/base")),
+    "gn": ("gnome-icon-theme", Path("/usr/share/icons/gnome")),
+    "nx": ("lxde-icon-theme", Path("/usr/share/icons/nuoveXT2")),
+    "ma": ("mate-icon-theme", Path("/usr/share/icons/mate")),
+    "ex": ("elementary-xfce-icon-theme", Path("/usr/share/icons/elementary-xfce")),
+}
+ALL_PACKAGES = {**PACKAGES, **ICON_PACKAGES}
+# Icon theme package -> short name, which prefixes its files' names: five themes' printer.png
+# go into one folder.
+ICON_PREFIX = {name: short for short, (name, _) in ICON_PACKAGES.items()}
+
+
+def install_line(packages: dict[str, tuple[str, Path]]) -> str:
+    """The apt-get command that installs `packages`."""
+    return "apt-get install -y --no-install-recommends " + " ".join(n for n, _ in packages.values())
+
 
 # Category -> source folders as "package:folder" (the folder and all below it), or
 # "package:folder/*" (only the files directly in it). Left out on purpose: icon themes
@@ -114,6 +142,22 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "maps": ("oc:geography/*",),
 }
 
+# Category -> "package:*/context": every icon of that context once, the largest size shipped.
+# Contexts with few distinct colour icons are pooled (status with emblems, apps with applets).
+# mate-icon-theme forked gnome-icon-theme: its unchanged icons go as near copies (below).
+_THEMES = ("ox", "gn", "nx", "ma", "ex")
+ICON_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "icons_documents": (*(f"{t}:*/mimetypes" for t in _THEMES), "ex:*/mimes"),
+    "icons_apps": ("ox:*/applets", *(f"{t}:*/apps" for t in _THEMES)),
+    "icons_actions": tuple(f"{t}:*/actions" for t in _THEMES),
+    "icons_devices": tuple(f"{t}:*/devices" for t in _THEMES),
+    "icons_places": (*(f"{t}:*/places" for t in _THEMES), "nx:*/filesystems"),
+    "icons_status": tuple(f"{t}:*/{c}" for t in _THEMES for c in ("status", "emblems")),
+    "icons_categories": tuple(f"{t}:*/categories" for t in _THEMES),
+    "icons_emotes": tuple(f"{t}:*/emotes" for t in _THEMES),
+}
+_ICON_SIZE = re.compile(r"(\d+)(?:x\d+)?")
+
 MIN_SIDE = 64  # px on the long side; smaller files are bullets and specks
 MIN_INDEX = 20  # a category needs this many index images besides its queries, or is dropped
 THUMB = 64  # px: the colour test looks at a thumbnail this size
@@ -143,10 +187,10 @@ class Candidate:
     height: int
 
 
-def missing_packages() -> list[str]:
-    """The packages of PACKAGES that dpkg does not list as installed (or whose folder is gone)."""
+def missing_packages(packages: dict[str, tuple[str, Path]]) -> list[str]:
+    """The `packages` that dpkg does not list as installed (or whose folder is gone)."""
     missing = []
-    for name, root in PACKAGES.values():
+    for name, root in packages.values():
         status = subprocess.run(
             ["dpkg-query", "-W", "-f=${db:Status-Status}", name],
             capture_output=True,
@@ -161,12 +205,28 @@ def missing_packages() -> list[str]:
 def spec_files(spec: str) -> tuple[str, list[Path]]:
     """The package name and the PNG files (sorted) of one "package:folder[/*]" source."""
     short, _, folder = spec.partition(":")
-    name, root = PACKAGES[short]
+    name, root = ALL_PACKAGES[short]
+    if folder.startswith("*/"):
+        return name, largest_icons(root, folder[2:])
     if folder.endswith("/*"):
         files = (root / folder[:-2]).glob("*.png")
     else:
         files = (root / folder).rglob("*.png")
     return name, sorted(p for p in files if p.is_file() and not p.stem.endswith("_mirror"))
+
+
+def largest_icons(theme: Path, context: str) -> list[Path]:
+    """Each icon of a theme's context once: the file in the largest size folder (sorted)."""
+    best: dict[str, tuple[int, Path]] = {}
+    found = [*theme.glob(f"*/{context}/*.png"), *theme.glob(f"{context}/*/*.png")]
+    for path in found:
+        size_folder = path.parent if path.parent.name != context else path.parent.parent
+        side = _ICON_SIZE.fullmatch(size_folder.name)
+        if side is None or path.is_symlink() or not path.is_file():
+            continue  # "scalable", "symbolic"; links: the same icon under another name
+        if path.stem not in best or best[path.stem][0] < int(side.group(1)):
+            best[path.stem] = (int(side.group(1)), path)
+    return sorted(path for _, path in best.values())
 
 
 def series(stem: str) -> str:
@@ -178,10 +238,10 @@ def series(stem: str) -> str:
     return base
 
 
-def gather() -> dict[str, list[tuple[Path, str]]]:
-    """Every category's source files as (path, package), in CATEGORIES order, each file once."""
+def gather(categories: dict[str, tuple[str, ...]]) -> dict[str, list[tuple[Path, str]]]:
+    """Every category's source files as (path, package), in `categories` order, each file once."""
     pools: dict[str, list[tuple[Path, str]]] = {}
-    for category, specs in CATEGORIES.items():
+    for category, specs in categories.items():
         seen: set[Path] = set()
         pools[category] = []
         for spec in specs:
@@ -235,7 +295,11 @@ def deduplicate(pools: dict[str, list[tuple[Path, str]]]) -> dict[str, list[Cand
         kept[category] = []
         for path, package in files:
             stem = path.stem.lower()
-            keys = {"d:" + digest[path], "s:" + stem, "b:" + series(stem)}
+            # One icon name per theme, not per category: five themes' "printer" are five
+            # artists' drawings, look-alikes the duplicates benchmark wants (near copies among
+            # them, as mate's of gnome's, still go by their fingerprints in pick()).
+            own = f"{package}/" if package in ICON_PREFIX else ""
+            keys = {"d:" + digest[path], "s:" + own + stem, "b:" + own + series(stem)}
             if digest[path] in shared_digests or stem in shared_stems or keys & seen:
                 continue
             size = header_size(path)
@@ -343,7 +407,8 @@ def copy_out(out: Path, picks: dict[str, tuple[list[Candidate], list[Candidate]]
             folder = out / split / category
             folder.mkdir(parents=True, exist_ok=True)
             for cand in cands:
-                target = folder / cand.path.name
+                prefix = f"{ICON_PREFIX[cand.package]}_" if cand.package in ICON_PREFIX else ""
+                target = folder / (prefix + cand.path.name)
                 shutil.copyfile(cand.path, target)
                 rel = target.relative_to(out).as_posix()
                 rows.append(
@@ -369,18 +434,20 @@ def package_licence(name: str) -> str:
     return after.group(1).strip() if after else "see the copyright file"
 
 
-def write_sources(out: Path, rows: list[str], argv: list[str]) -> None:
+def write_sources(
+    out: Path, rows: list[str], argv: list[str], packages: dict[str, tuple[str, Path]]
+) -> None:
     """OUT_DIR/SOURCES.md: how it was made, the packages with versions and licences, the files."""
     lines = [
         "# Sources of this image folder",
         "",
         f"Made by `benchmarks/colour_folder.py {' '.join(argv)}` from these Debian packages",
-        f"(`{INSTALL_LINE}`); files copied unchanged.",
+        f"(`{install_line(packages)}`); files copied unchanged.",
         "",
         "| package | version | licence (from /usr/share/doc/PKG/copyright) |",
         "| --- | --- | --- |",
     ]
-    for name, _ in PACKAGES.values():
+    for name, _ in packages.values():
         lines.append(f"| {name} | {package_version(name)} | {package_licence(name)} |")
     lines += [
         "",
@@ -413,6 +480,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--per-category", type=int, default=100, help="index images (at most)")
     parser.add_argument("--queries", type=int, default=10, help="held-out queries per category")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    parser.add_argument(
+        "--icons", action="store_true",
+        help="add the icon themes' categories (for the duplicates benchmark)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.per_category < 1 or args.queries < 0:
         parser.error("--per-category must be at least 1 and --queries at least 0")
@@ -423,10 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     """Build the folder; 2 when the packages are missing, 1 when OUT_DIR is not empty."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    missing = missing_packages()
+    packages = ALL_PACKAGES if args.icons else PACKAGES
+    categories = {**CATEGORIES, **ICON_CATEGORIES} if args.icons else CATEGORIES
+    missing = missing_packages(packages)
     if missing:
         print(f"Missing Debian packages ({', '.join(missing)}); install them with:")
-        print(INSTALL_LINE)
+        print(install_line(packages))
         return 2
     out: Path = args.out_dir
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -434,12 +507,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{out} exists and is not an empty folder; remove it or pick another", file=sys.stderr
         )
         return 1
-    picks = sample(deduplicate(gather()), args.per_category, args.queries, args.seed)
+    picks = sample(deduplicate(gather(categories)), args.per_category, args.queries, args.seed)
     if not picks:
         print("no category has enough images", file=sys.stderr)
         return 1
     rows = copy_out(out, picks)
-    write_sources(out, rows, argv)
+    write_sources(out, rows, argv, packages)
     print(summary(out, picks))
     return 0
 

@@ -1,11 +1,12 @@
 """Precision and recall of duplicate finding on planted copies of distinct real images.
 
-Copies every PNG of a real colour folder (benchmarks/colour_folder.py: clip art and photos
-of 17 categories that people made, look-alikes included: flags, road signs, playing
-cards...) and plants one copy of each, cycling through TRANSFORMS: the same bytes, the same
-pixels in another PNG, a JPEG re-save at quality 30-60, half size, an 8 % crop (4 % off each
-side), a turn by 90, 180 or 270 degrees, a mirror image, and a colour change (brightness
-0.85-1.15, saturation 0.8-1.2); those after the first two are saved as JPEG (quality 90).
+Copies every PNG of a real colour folder (benchmarks/colour_folder.py --icons: 2,261 clip
+art images, photos and icons in 25 categories, made by people, look-alikes included: flags,
+road signs, five icon themes' document, device and app icons...) and plants one copy of each,
+cycling through TRANSFORMS: the same bytes, the same pixels in another PNG, a JPEG re-save at
+quality 30-60, half size, an 8 % crop (4 % off each side), a turn by 90, 180 or 270 degrees, a
+mirror image, and a colour change (brightness 0.85-1.15, saturation 0.8-1.2); those after the
+first two are saved as JPEG (quality 90).
 Every setting then groups the folder. A planted pair counts as found when original and copy
 land in one group; precision is over every pair the groups make. Beside the confirmed method
 (the default: hashes of 8 views and embedding neighbours propose; the pretrained network's
@@ -15,7 +16,8 @@ embedding in the matching view and the aligned 32-px thumbnails confirm), the pl
 Prints markdown tables; `--write-docs` replaces the "Duplicates" section of
 docs/benchmarks.md. Not a test: the figures depend on the images.
 
-    .venv/bin/python benchmarks/colour_folder.py /tmp/colour_dups --per-category 200 --queries 0
+    .venv/bin/python benchmarks/colour_folder.py /tmp/colour_dups --per-category 300 --queries 0 \
+        --icons
     .venv/bin/python benchmarks/duplicates.py /tmp/colour_dups --write-docs
 """
 

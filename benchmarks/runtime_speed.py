@@ -5,9 +5,12 @@ Builds the default network (untrained: speed does not depend on the weights), wr
 runtimes take turns round by round, so both see the same load from the machine's other
 users; medians are reported. Also checks that both give the same embeddings. Run it alone on
 the machine: timings taken beside other jobs say little. `--write-docs` replaces the
-"Runtime speed" section of docs/benchmarks.md. Not a test.
+"Runtime speed" section of docs/benchmarks.md. Not a test. `--pretrained`: the bundled
+ImageNet network (EfficientNet-Lite0, untrained on any folder, as `extract --pretrained`
+writes it) instead, in a section of its own.
 
     .venv/bin/python benchmarks/runtime_speed.py --write-docs
+    .venv/bin/python benchmarks/runtime_speed.py --pretrained --image-size 160 --write-docs
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from docs_section import write_section  # noqa: E402
 
 SECTION = "## Runtime speed (torch against onnx)"
+PRETRAINED_SECTION = "## Runtime speed of the pretrained network (torch against onnx)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--test-flip", default="off", choices=("on", "off"),
         help="a network that embeds each image and its mirror (off: as the untrained default)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pretrained", action="store_true",
+        help="the bundled ImageNet network (EfficientNet-Lite0) instead of the scratch one",
     )  # fmt: skip
     p.add_argument("--batches", default="1,64", help="batch sizes (1,64)")
     p.add_argument("--threads", default="", help="runtime threads to try (1 and all cores)")
@@ -53,14 +61,14 @@ def build_embedders(args: argparse.Namespace, threads: int) -> dict:
 
     from imgsim.config import ModelConfig, replace
     from imgsim.embedder import Embedder
-    from imgsim.model import EmbeddingNet
+    from imgsim.model import EmbeddingNet, pretrained_model
 
     torch.manual_seed(0)
     config = ModelConfig(image_size=args.image_size, test_flip=args.test_flip)
     if args.widths:
         widths = tuple(int(w) for w in args.widths.split(","))
         config = replace(config, {"widths": widths, "blocks": (1,) * len(widths)})
-    model = EmbeddingNet(config).eval()
+    model = pretrained_model(args.image_size) if args.pretrained else EmbeddingNet(config).eval()
     return {
         runtime: Embedder.from_model(model, runtime, threads=threads)
         for runtime in ("torch", "onnx")
@@ -106,14 +114,20 @@ def render(args: argparse.Namespace, rates: dict, cosine: float, load: float, da
     command = " ".join(["benchmarks/runtime_speed.py", *sys.argv[1:]])
     widths = f", widths {args.widths}" if args.widths else ""
     widths += ", each image and its mirror (test_flip on)" if args.test_flip == "on" else ""
-    return f"""{SECTION}
+    network = f"the default `ModelConfig` at {args.image_size} px{widths}, untrained"
+    if args.pretrained:
+        network = (
+            f"the bundled ImageNet network (EfficientNet-Lite0, 1280-d features) at "
+            f"{args.image_size} px, as `imgsim extract --pretrained` writes it"
+        )
+    return f"""{PRETRAINED_SECTION if args.pretrained else SECTION}
 
 - Command: `.venv/bin/python {command}`
 - Machine: {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch
   {torch.__version__}, onnxruntime {onnxruntime.__version__}; load average (1 min) when it
   began: {load:.2f}
 - Date: {date}
-- Network: the default `ModelConfig` at {args.image_size} px{widths}, untrained;
+- Network: {network};
   `Embedder.embed()` on ready uint8 batches (the call search and extraction make);
   {args.rounds} alternating rounds, medians. Lowest cosine between the two runtimes'
   embeddings: {cosine:.6f}.
@@ -142,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(args, rates, cosine, load, date)
     print(section)
     if args.write_docs:
-        write_section(SECTION, section)
+        write_section(PRETRAINED_SECTION if args.pretrained else SECTION, section)
     return 0
 
 

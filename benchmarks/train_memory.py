@@ -8,6 +8,12 @@ decode workers every 50 ms, and the process's own peak RSS is read from the kern
 python benchmarks/train_memory.py                        # 2,000 vs 200,000 (the lead runs it)
 python benchmarks/train_memory.py --sizes 200,2000 --steps 2      # a quick look
 python benchmarks/train_memory.py --write-docs           # also update docs/benchmarks.md
+
+`--backbone efficientnet-lite0`: the same on the pretrained backbone (frozen; its features are
+computed once per image and cached, a head trains on them) at its input size, in a section of
+its own; its per-image work is the feature pass, so smaller folders suit it:
+
+python benchmarks/train_memory.py --backbone efficientnet-lite0 --sizes 2000,10000 --write-docs
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_section import write_section
 
 TITLE = "## Training memory against folder size"
+PRETRAINED_TITLE = "## Training memory on the pretrained backbone"
 CATEGORIES = 100
 GOAL = 20.0  # percent: issue 12's bound, largest folder against smallest
 GOAL_SIZES = (2000, 200000)
@@ -93,7 +100,8 @@ def measure(folder: Path, out: Path, args: argparse.Namespace) -> dict:
     cmd = [
         sys.executable, "-m", "imgsim.cli", "-q", "train", "--data", str(folder),
         "--output-dir", str(out), "--epochs", "1", "--steps-per-epoch", str(args.steps),
-        "--image-size", "32", "--workers", str(args.workers), "--threads", "1",
+        "--image-size", str(args.image_size), "--backbone", args.backbone,
+        "--workers", str(args.workers), "--threads", "1",
         "--val-fraction", str(args.val_fraction), "--cache-mb", str(args.cache_mb),
         # The same work at every size: augmentation would switch on for the small folder only.
         "--augment-below", "0",
@@ -152,6 +160,23 @@ def verdict(rows: list[dict]) -> str:
     return f"{pair} (goal ≤ +{GOAL:g} %: **{met}**)."
 
 
+def report(args: argparse.Namespace, rows: list[dict]) -> tuple[str, str]:
+    """The docs section's title and text: issue 12's figure, or the pretrained backbone's."""
+    command = " ".join(["python", "benchmarks/train_memory.py", *sys.argv[1:]])
+    if args.backbone == "efficientnet-lite0":
+        title, closing = PRETRAINED_TITLE, ""
+        network = "on the pretrained backbone (EfficientNet-Lite0) at its input size"
+    else:
+        title, network = TITLE, f"at {args.image_size} px"
+        closing = f"\n{verdict(rows)}\n\n{ABOUT}\n"
+    return title, (
+        f"{title}\n\n`{command}` — {os.cpu_count()} cores, {platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d')}; 16 px PNGs in {CATEGORIES} categories, trained {network} "
+        f"for {args.steps} steps with {args.workers} decode workers, validation "
+        f"{args.val_fraction:g}, cache {args.cache_mb} MB.\n\n{table(rows)}{closing}"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="2000,200000", help="folder sizes to compare")
@@ -159,9 +184,19 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="decode processes")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--cache-mb", type=int, default=0, help="--cache-mb (0 = off)")
+    p.add_argument(
+        "--backbone", default="auto", choices=("auto", "efficientnet-lite0", "scratch"),
+        help="train's --backbone (auto: scratch for these tiny images)",
+    )  # fmt: skip
+    p.add_argument(
+        "--image-size", type=int,
+        help="train's --image-size (32; 0, its own size, on the pretrained backbone)",
+    )  # fmt: skip
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "imgsim-train-memory"))
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = p.parse_args()
+    if args.image_size is None:
+        args.image_size = 0 if args.backbone == "efficientnet-lite0" else 32
     rows = []
     for count in (int(s) for s in args.sizes.split(",")):
         folder = Path(args.dir) / f"images_{count}"
@@ -169,17 +204,10 @@ def main() -> int:
         make_folder(folder, count)
         with tempfile.TemporaryDirectory() as out:
             rows.append(measure(folder, Path(out), args))
-    command = " ".join(["python", "benchmarks/train_memory.py", *sys.argv[1:]])
-    section = (
-        f"{TITLE}\n\n`{command}` — {os.cpu_count()} cores, {platform.machine()}, "
-        f"{time.strftime('%Y-%m-%d')}; 16 px PNGs in {CATEGORIES} categories, trained at 32 px "
-        f"for {args.steps} steps with {args.workers} decode workers, validation "
-        f"{args.val_fraction:g}, cache {args.cache_mb} MB.\n\n{table(rows)}\n"
-        f"{verdict(rows)}\n\n{ABOUT}\n"
-    )
+    title, section = report(args, rows)
     print(section)
     if args.write_docs:
-        write_section(TITLE, section)
+        write_section(title, section)
     return 0
 
 
