@@ -59,11 +59,19 @@ def test_page_and_assets_name_no_other_origin(client: FlaskClient) -> None:
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path
 
 
-@pytest.mark.parametrize("script", ["search.js", "watch.js"])
+@pytest.mark.parametrize("script", ["results.js", "search.js", "watch.js", "browse.js", "map.js"])
 def test_script_never_writes_html(client: FlaskClient, script: str) -> None:
     text = client.get(f"/static/{script}").get_data(as_text=True)
     for risky in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
         assert risky not in text
+
+
+@pytest.mark.parametrize("script", ["search.js", "browse.js", "map.js"])
+def test_pages_fetch_through_the_shared_module(client: FlaskClient, script: str) -> None:
+    # Aborting, reading the JSON error and the "cannot be reached" message live in results.js.
+    text = client.get(f"/static/{script}").get_data(as_text=True)
+    for own in ["AbortController", "response.ok", "data.error", "TypeError", "errorBox.hidden"]:
+        assert own not in text, own
 
 
 def test_the_watcher_line_refreshes_as_often_as_documented(client: FlaskClient) -> None:
