@@ -44,8 +44,31 @@ def test_page_has_the_controls(client: FlaskClient) -> None:
         assert needed in html, needed
 
 
-def test_page_has_no_inline_script_or_style(client: FlaskClient) -> None:
-    html = client.get("/").get_data(as_text=True)
+# Every page (its address → the nav link marked as the current view, the page's own script).
+PAGES = {
+    "/": ("Search", "search.js"),
+    "/collection": ("Browse", "browse.js"),
+    "/duplicates/view": ("Duplicates", "duplicates.js"),
+    "/map": ("Map", "map.js"),
+}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_has_the_shared_head_and_nav(client: FlaskClient, path: str) -> None:
+    html = client.get(path).get_data(as_text=True)
+    view, script = PAGES[path]
+    scripts = re.findall(r'<script src="/static/([\w.]+)" defer></script>', html)
+    assert scripts[:2] == ["results.js", script]  # the shared module before the page's own
+    styles = re.findall(r'<link rel="stylesheet" href="/static/([\w.]+)">', html)
+    assert styles[0] == "search.css"
+    assert html.count("<title>") == 1 and html.count('<nav class="nav"') == 1
+    assert re.findall(r'aria-current="page">(\w+)</a>', html) == [view]
+    assert '<link rel="icon" href="data:,">' in html  # the browser asks for no favicon
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_has_no_inline_script_or_style(client: FlaskClient, path: str) -> None:
+    html = client.get(path).get_data(as_text=True)
     assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
     assert "<style" not in html and " style=" not in html
     assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
