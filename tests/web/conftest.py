@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_page import browser, guarded_page, problems  # noqa: F401 - for test_browser*.py
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from webtest_images import COLOURS, ODD_NAMES, make_image

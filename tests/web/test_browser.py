@@ -3,109 +3,54 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_page import (  # noqa: F401 - test_browser_duplicates.py imports CHROMIUM, browser
+    BROWSER_TEST,
+    CHROMIUM,
+    browser,
+    playwright_api,
+    results_shown,
+)
 from flask import Flask
-from werkzeug.serving import make_server
 
 from imgsim.search import Searcher
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-# Waits go through expect(): wait_for_function would need 'unsafe-eval', which our CSP forbids.
-expect = sync_api.expect
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+expect = playwright_api().expect
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
-def serve_app() -> Iterator[Callable[[Flask], str]]:
-    """Start an app on a free loopback port in a thread; returns its base URL."""
-    servers = []
-
-    def start(app: Flask) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
+def serve_app(live_server: Callable[[Flask], str]) -> Callable[[Flask], str]:
+    """conftest's live_server by its old name, for test_browser_duplicates.py alone."""
+    return live_server
 
 
 @pytest.fixture
-def problems() -> list[str]:
-    """What went wrong in the page: script errors, dialogs, requests to other origins."""
-    return []
-
-
-@pytest.fixture
-def page(
-    browser: Any, serve_app: Callable[[Flask], str], make_app, problems: list[str]
-) -> Iterator[Any]:
+def page(guarded_page: Callable[..., Any], live_server: Callable[[Flask], str], make_app) -> Any:
     """The search page on a live app, recording anything that goes wrong in `problems`."""
-    base = serve_app(make_app())
-    context = browser.new_context()
-    page = context.new_page()
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}") or d.dismiss())
-
-    def only_local(route: Any) -> None:
-        # The page must work offline: anything not from our server is a failure.
-        if route.request.url.startswith((base, "blob:", "data:")):
-            route.continue_()
-        else:
-            problems.append(f"request to another origin: {route.request.url}")
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.goto(base + "/")
-    yield page
-    context.close()
+    return guarded_page(live_server(make_app()))
 
 
-def results_shown(page: Any) -> list[dict[str, Any]]:
-    """The grid's cards once their images have loaded: texts and the image's natural width."""
-    images = page.locator("#results .result img")
-    expect(images.first).to_be_visible()
-    for i in range(images.count()):
-        expect(images.nth(i)).to_have_js_property("complete", True)
-    return page.eval_on_selector_all(
-        "#results .result",
-        """cards => cards.map(c => ({
-            similarity: c.querySelector('.similarity').textContent,
-            category: c.querySelector('.category').textContent,
-            filename: c.querySelector('.filename').textContent,
-            width: c.querySelector('img').naturalWidth,
-        }))""",
-    )
+def test_the_guard_records_what_goes_wrong(page: Any, problems: list[str]) -> None:
+    page.evaluate("console.error('boom')")
+    page.evaluate("alert('hello')")  # recorded and dismissed
+    page.evaluate("setTimeout(() => { throw new Error('late'); })")
+    with pytest.raises(playwright_api().Error):  # refused, so navigating there fails
+        page.goto("http://elsewhere.invalid/x.png")
+    for _ in range(50):  # events arrive while Playwright waits
+        if len(problems) == 4:
+            break
+        page.wait_for_timeout(100)
+    assert sorted(problems) == [
+        "console: boom",
+        "dialog: hello",
+        "page error: late",
+        "request to another origin: http://elsewhere.invalid/x.png",
+    ]
 
 
 def test_upload_shows_a_grid_of_images_with_percentages(
@@ -234,35 +179,29 @@ def test_errors_are_shown_clearly(page: Any, problems: list[str], tmp_path: Path
 
 
 def test_slider_starts_at_the_models_threshold(
-    browser: Any, serve_app: Callable[[Flask], str], make_app, searcher: Searcher
+    guarded_page: Callable[..., Any], live_server, make_app, searcher: Searcher
 ) -> None:
     tuned = Searcher(searcher.model, searcher.store, {"threshold": 40.0})
-    page = browser.new_page()
-    page.goto(serve_app(make_app(tuned)) + "/")
+    page = guarded_page(live_server(make_app(tuned)))
     expect(page.locator("#threshold")).to_have_value("40")
     expect(page.locator("#threshold-value")).to_have_text("40%")
-    page.close()
 
 
 def test_not_ready_server_says_so(
-    browser: Any, serve_app: Callable[[Flask], str], make_app, tmp_path: Path, data_dir: Path
+    guarded_page: Callable[..., Any], live_server, make_app, tmp_path: Path, data_dir: Path
 ) -> None:
-    page = browser.new_page()
-    page.goto(serve_app(make_app(fresh=True, workdir=str(tmp_path))) + "/")
+    page = guarded_page(live_server(make_app(fresh=True, workdir=str(tmp_path))))
     expect(page.locator("#stats.warn")).to_contain_text("Model not loaded")
     page.set_input_files("#file", str(data_dir / "red_001.jpg"))
     expect(page.locator("#error")).to_contain_text("Model not loaded — run training first")
-    page.close()
 
 
 def test_too_large_image_is_refused_before_upload(
-    browser: Any, serve_app: Callable[[Flask], str], make_app, data_dir: Path
+    guarded_page: Callable[..., Any], live_server, make_app, data_dir: Path
 ) -> None:
-    page = browser.new_page()
-    page.goto(serve_app(make_app(max_image_bytes=100)) + "/")
+    page = guarded_page(live_server(make_app(max_image_bytes=100)))
     searches: list[str] = []
     page.on("request", lambda r: r.url.endswith("/search") and searches.append(r.url))
     page.set_input_files("#file", str(data_dir / "red_001.jpg"))
     expect(page.locator("#error")).to_have_text("Image too large: the limit is 100 bytes.")
     assert searches == []
-    page.close()

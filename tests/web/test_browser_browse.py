@@ -2,63 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from flask import Flask
-from test_browser import (  # noqa: F401 - the fixtures the tests below use
-    CHROMIUM,
-    browser,
-    problems,
-    results_shown,
-    serve_app,
-)
+from browser_page import BROWSER_TEST, playwright_api, results_shown
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-expect = sync_api.expect
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+expect = playwright_api().expect
+pytestmark = BROWSER_TEST
 PHONE = {"width": 375, "height": 740}
 
 
 @pytest.fixture
-def open_page(
-    browser: Any,  # noqa: F811
-    serve_app: Callable[[Flask], str],  # noqa: F811
-    make_app,
-    problems: list[str],  # noqa: F811
-) -> Iterator[Callable[..., Any]]:
-    """open_page(path, viewport=None) → a page of a live app; what goes wrong lands in problems."""
-    base = serve_app(make_app())
-    contexts = []
+def open_page(guarded_page: Callable[..., Any], live_server, make_app) -> Callable[..., Any]:
+    """open_page(path, viewport=None) → a guarded page of a live app (problems: `problems`)."""
+    base = live_server(make_app())
 
-    def open_(path: str, viewport: dict | None = None) -> Any:
-        context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-        page.on("dialog", lambda d: problems.append(f"dialog: {d.message}") or d.dismiss())
+    def open_(path: str, viewport: dict[str, int] | None = None) -> Any:
+        return guarded_page(base, path, **({"viewport": viewport} if viewport else {}))
 
-        def only_local(route: Any) -> None:
-            if route.request.url.startswith((base, "blob:", "data:")):
-                route.continue_()
-            else:
-                problems.append(f"request to another origin: {route.request.url}")
-                route.abort()
-
-        page.route("**/*", only_local)
-        page.goto(base + path)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
+    return open_
 
 
 def grid_names(page: Any) -> list[str]:
@@ -73,7 +38,7 @@ def no_horizontal_overflow(page: Any) -> None:
     assert widths[0] <= widths[1], widths
 
 
-def test_search_in_a_category(open_page, problems: list[str], data_dir: Path) -> None:  # noqa: F811
+def test_search_in_a_category(open_page, problems: list[str], data_dir: Path) -> None:
     page = open_page("/")
     picker = page.locator("#category")
     expect(picker.locator("option")).to_have_count(6)  # all, and five categories
@@ -90,7 +55,7 @@ def test_search_in_a_category(open_page, problems: list[str], data_dir: Path) ->
     assert problems == []
 
 
-def test_more_like_this_from_the_address(open_page, problems: list[str]) -> None:  # noqa: F811
+def test_more_like_this_from_the_address(open_page, problems: list[str]) -> None:
     page = open_page("/?similar=green_002.png")
     cards = results_shown(page)
     assert cards[0]["filename"] == "green_002.png" and cards[0]["similarity"] == "100.0%"
@@ -103,7 +68,7 @@ def test_more_like_this_from_the_address(open_page, problems: list[str]) -> None
     assert problems == []
 
 
-def test_browse_pages_and_filters(open_page, problems: list[str]) -> None:  # noqa: F811
+def test_browse_pages_and_filters(open_page, problems: list[str]) -> None:
     page = open_page("/collection?per_page=4")
     expect(page.locator("#page-info")).to_have_text("Page 1 of 3")
     first = grid_names(page)
@@ -132,7 +97,7 @@ def test_browse_pages_and_filters(open_page, problems: list[str]) -> None:  # no
 
 def test_more_like_this_from_the_grid_with_the_keyboard(
     open_page,
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
     odd = "blue_<img src=x onerror=alert(1)>_004.png"
     page = open_page("/collection")
@@ -154,7 +119,7 @@ def test_more_like_this_from_the_grid_with_the_keyboard(
     assert problems == []  # the name stayed text: no alert dialog
 
 
-def test_nav_links_both_ways(open_page, problems: list[str]) -> None:  # noqa: F811
+def test_nav_links_both_ways(open_page, problems: list[str]) -> None:
     page = open_page("/")
     expect(page.locator(".nav a[aria-current='page']")).to_have_text("Search")
     page.locator(".nav a", has_text="Browse").click()
@@ -165,7 +130,7 @@ def test_nav_links_both_ways(open_page, problems: list[str]) -> None:  # noqa: F
 
 def test_phone_sized_screens_do_not_scroll_sideways(
     open_page,
-    problems: list[str],  # noqa: F811
+    problems: list[str],
     data_dir: Path,
 ) -> None:
     page = open_page("/collection", PHONE)

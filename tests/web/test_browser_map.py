@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_page import BROWSER_TEST, playwright_api
 from conftest import build_workdir
-from flask import Flask
-from test_browser import CHROMIUM, browser, problems, serve_app  # noqa: F401 - fixtures
 
 from imgsim.search import Searcher
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-expect = sync_api.expect
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+expect = playwright_api().expect
+pytestmark = BROWSER_TEST
 PHONE = {"width": 375, "height": 667}
 
 
@@ -29,42 +24,20 @@ def map_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def open_map(
-    browser: Any,  # noqa: F811
-    serve_app: Callable[[Flask], str],  # noqa: F811
-    make_app,
-    problems: list[str],  # noqa: F811
-    map_workdir: Path,
-) -> Iterator[Callable[..., Any]]:
+    guarded_page: Callable[..., Any], live_server, make_app, map_workdir: Path
+) -> Callable[..., Any]:
     """open(**context options) → the map page, drawn, recording what goes wrong in `problems`."""
     searcher = Searcher.from_workdir(map_workdir)
-    base = serve_app(make_app(searcher, workdir=str(map_workdir), map_method="tsne"))
-    contexts = []
+    base = live_server(make_app(searcher, workdir=str(map_workdir), map_method="tsne"))
 
     def open_(**options: Any) -> Any:
-        context = browser.new_context(**options)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-        page.on("dialog", lambda d: problems.append(f"dialog: {d.message}") or d.dismiss())
-
-        def only_local(route: Any) -> None:
-            if route.request.url.startswith((base, "blob:", "data:")):
-                route.continue_()
-            else:
-                problems.append(f"request to another origin: {route.request.url}")
-                route.abort()
-
-        page.route("**/*", only_local)
-        page.goto(base + "/map")
+        page = guarded_page(base, "/map", **options)
         # The first visit finds no map yet (202): the page says so and asks again.
         expect(page.locator("#map-status")).to_contain_text("laid out by t-SNE", timeout=30_000)
         page.base = base
         return page
 
-    yield open_
-    for context in contexts:
-        context.close()
+    return open_
 
 
 def points_on_screen(page: Any) -> list[dict[str, Any]]:
@@ -101,7 +74,7 @@ def first_result(page: Any) -> str:
 
 def test_points_are_drawn_in_their_category_colour(
     open_map: Callable[..., Any],
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
     page = open_map()
     points = points_on_screen(page)
@@ -153,7 +126,7 @@ def _rgb(css: str) -> tuple[int, ...]:
 
 def test_hover_shows_the_thumbnail_and_click_searches(
     open_map: Callable[..., Any],
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
     page = open_map()
     point = loneliest(points_on_screen(page))
@@ -177,7 +150,7 @@ def test_hover_shows_the_thumbnail_and_click_searches(
 
 def test_keyboard_walks_the_map_and_searches(
     open_map: Callable[..., Any],
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
     page = open_map()
     for _ in range(page.locator("nav a").count() + 1):  # the nav links, then the map
@@ -207,7 +180,7 @@ def test_keyboard_walks_the_map_and_searches(
 
 def test_phone_sized_screen_fits_and_taps_search(
     open_map: Callable[..., Any],
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
     page = open_map(viewport=PHONE, has_touch=True, is_mobile=True, device_scale_factor=2)
     width = page.evaluate("document.documentElement.scrollWidth")

@@ -9,52 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_page import BROWSER_TEST, playwright_api, results_shown
 from flask import Flask
-from test_browser import (  # noqa: F401 - the fixtures the tests below use
-    CHROMIUM,
-    browser,
-    problems,
-    results_shown,
-    serve_app,
-)
 from webtest_images import image_bytes, make_image
 
 from imgsim.config import SearchConfig
 from imgsim.watch import FolderWatcher
 from imgsim.web import create_app, pages, watching
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-expect = sync_api.expect
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+expect = playwright_api().expect
+pytestmark = BROWSER_TEST
 WITHIN_MS = 20_000  # a change reaches the index in ~1 s alone; 2 cores shared with other tests
-
-
-def _open(browser: Any, base: str, problems: list[str]) -> Any:  # noqa: F811 - not the fixtures
-    """The search page of `base`; script errors, dialogs and other origins land in `problems`."""
-    page = browser.new_context().new_page()
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}") or d.dismiss())
-
-    def only_local(route: Any) -> None:
-        if route.request.url.startswith((base, "blob:", "data:")):
-            route.continue_()
-        else:
-            problems.append(f"request to another origin: {route.request.url}")
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.goto(base + "/")
-    return page
 
 
 @pytest.fixture
 def watched(
     own_workdir: Path,
-    serve_app: Callable[[Flask], str],  # noqa: F811
+    live_server: Callable[[Flask], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[str, FolderWatcher]]:
     """(URL, watcher): the app as `serve --watch` builds it, over a workdir this test may change.
@@ -68,7 +39,7 @@ def watched(
     watcher = FolderWatcher(watching.watch_config(config))
     watcher.start()
     try:
-        yield serve_app(create_app(config, flask_config={"TESTING": True})), watcher
+        yield live_server(create_app(config, flask_config={"TESTING": True})), watcher
     finally:
         watcher.stop()
 
@@ -83,13 +54,13 @@ def _copy_slowly(target: Path, blob: bytes, pieces: int = 10, pause: float = 0.2
 
 
 def test_the_page_follows_a_photo_copied_into_the_folder(
-    browser: Any,  # noqa: F811
+    guarded_page: Callable[..., Any],
     watched: tuple[str, FolderWatcher],
     own_workdir: Path,
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
     base, watcher = watched
-    page = _open(browser, base, problems)
+    page = guarded_page(base)
     line = page.locator("#watch")
     expect(page.locator("#watch-state")).to_have_text("Following the folder")
     expect(page.locator("#watch-pending")).to_have_text("up to date")
@@ -121,12 +92,12 @@ def test_the_page_follows_a_photo_copied_into_the_folder(
 
 
 def test_no_line_when_nothing_watches(
-    browser: Any,  # noqa: F811
-    serve_app: Callable[[Flask], str],  # noqa: F811
+    guarded_page: Callable[..., Any],
+    live_server: Callable[[Flask], str],
     make_app: Callable[..., Flask],
-    problems: list[str],  # noqa: F811
+    problems: list[str],
 ) -> None:
-    page = _open(browser, serve_app(make_app()), problems)
+    page = guarded_page(live_server(make_app()))
     expect(page.locator("#stats")).to_contain_text("11 images")
     page.wait_for_timeout(300)  # the first answer from /health has come
     expect(page.locator("#watch")).to_be_hidden()

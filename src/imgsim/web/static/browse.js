@@ -18,7 +18,7 @@
   const pageInfo = $("page-info");
 
   let state = fromAddress();
-  let latest = 0; // id of the newest request: older answers are dropped
+  const start = imgsimResults.newestOnly(); // older answers are dropped
 
   function fromAddress() {
     const params = new URLSearchParams(location.search);
@@ -36,30 +36,24 @@
     return query ? `?${query}` : location.pathname;
   }
 
-  function showError(message) {
-    errorBox.textContent = message;
-    errorBox.hidden = !message;
-  }
-
   async function load(focusAfter = false) {
-    const id = ++latest;
+    const call = start();
     const params = new URLSearchParams({ page: String(state.page), per_page: String(state.perPage) });
     if (state.category) params.set("category", state.category);
     grid.setAttribute("aria-busy", "true");
     try {
-      const response = await fetch(`${browseUrl}?${params}`);
-      const data = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(data.error || `Cannot load the page (HTTP ${response.status}).`);
-      if (id !== latest) return;
-      showError("");
+      const response = await fetch(`${browseUrl}?${params}`, { signal: call.signal });
+      const data = await imgsimResults.readJson(response, "Cannot load the page");
+      if (!call.current()) return;
+      imgsimResults.showError(errorBox, "");
       render(data);
       if (focusAfter) summary.focus();
     } catch (err) {
-      if (id !== latest) return;
-      showError(err instanceof TypeError ? "The server cannot be reached." : err.message);
+      if (err.name === "AbortError" || !call.current()) return;
+      imgsimResults.showError(errorBox, imgsimResults.errorText(err));
       counts.classList.add("warn");
     } finally {
-      if (id === latest) grid.removeAttribute("aria-busy");
+      if (call.current()) grid.removeAttribute("aria-busy");
     }
   }
 
@@ -89,6 +83,7 @@
     const img = imgsimResults.cardImage(imgsimResults.thumbnail(entry.url), entry.filename);
     const meta = document.createElement("span");
     meta.className = "meta";
+    const span = imgsimResults.span;
     meta.append(
       span("category", entry.category || "no category"),
       span("filename", entry.filename),
@@ -99,16 +94,9 @@
     return li;
   }
 
-  function span(className, text) {
-    return imgsimResults.span(className, text);
-  }
-
   function fillCategories(perCategory, total) {
     const all = new Option(`All categories (${total.toLocaleString()})`, "");
-    const options = Object.entries(perCategory)
-      .filter(([name]) => name)
-      .map(([name, count]) => new Option(`${name} (${count.toLocaleString()})`, name));
-    category.replaceChildren(all, ...options);
+    category.replaceChildren(all, ...imgsimResults.categoryOptions(perCategory));
     category.value = state.category;
   }
 

@@ -16,10 +16,10 @@
   const mapStatus = $("map-status");
   const mapPoint = $("map-point");
   const legend = $("map-legend");
-  const loading = $("loading");
-  const errorBox = $("error");
   const summary = $("summary");
-  const results = $("results");
+  const panel = imgsimResults.resultsPanel({
+    loading: $("loading"), errorBox: $("error"), summary, results: $("results"),
+  });
 
   const PAD = 10; // CSS pixels between the canvas edge and the outermost dots
   const RADIUS = 3.5;
@@ -34,8 +34,6 @@
   const hiddenCategories = new Set();
   let hover = null;
   let current = null; // the keyboard's (and the last click's) point
-  let latest = 0; // id of the newest search: older answers are dropped
-  let controller = null;
 
   canvas.dataset.pad = String(PAD); // where the dots are, for tests and tools
 
@@ -207,54 +205,28 @@
     searchWith(p);
   });
 
-  function showError(message) {
-    errorBox.textContent = message;
-    errorBox.hidden = !message;
-  }
-
-  async function searchWith(p) {
-    const id = ++latest;
-    if (controller) controller.abort();
-    controller = new AbortController();
-    loading.hidden = false;
-    results.setAttribute("aria-busy", "true");
-    showError("");
-    try {
-      // By name: the stored embedding is the query; no image is downloaded or uploaded.
-      const path = p.filename.split("/").map(encodeURIComponent).join("/");
-      const params = new URLSearchParams({ top_k: topK });
-      const response = await fetch(`${similarUrl}${path}?${params}`, { signal: controller.signal });
-      const data = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(data.error || `Search failed (HTTP ${response.status}).`);
-      if (id === latest) render(data, p);
-    } catch (err) {
-      if (err.name === "AbortError" || id !== latest) return;
-      showError(err instanceof TypeError ? "The server cannot be reached." : err.message);
-      results.replaceChildren();
-      summary.textContent = "";
-    } finally {
-      if (id === latest) {
-        loading.hidden = true;
-        results.removeAttribute("aria-busy");
-      }
-    }
+  // By name: the stored embedding is the query; no image is downloaded or uploaded.
+  function searchWith(p) {
+    const params = new URLSearchParams({ top_k: topK });
+    panel.search(
+      (signal) => imgsimResults.similar(similarUrl, p.filename, params, signal),
+      (data) => render(data, p),
+    );
   }
 
   function render(data, query) {
-    results.replaceChildren(...data.results.map(resultItem));
+    panel.show(data.results, moreLikeThis);
     const n = data.total_results;
     summary.textContent = n
       ? `${n} image${n === 1 ? "" : "s"} similar to ${query.filename}. Click one to search with it.`
       : `No image is similar enough to ${query.filename}.`;
   }
 
-  function resultItem(result) {
-    return imgsimResults.resultItem(result, () => {
-      const onMap = points.find((p) => p.filename === result.filename);
-      if (onMap) select(onMap);
-      searchWith(onMap || result);
-      summary.focus(); // the grid is about to be replaced
-    });
+  function moreLikeThis(result) {
+    const onMap = points.find((p) => p.filename === result.filename);
+    if (onMap) select(onMap);
+    searchWith(onMap || result);
+    summary.focus(); // the grid is about to be replaced
   }
 
   function buildLegend(counts) {
@@ -315,18 +287,17 @@
   async function load() {
     try {
       const response = await fetch(pointsUrl);
-      const data = await response.json().catch(() => ({}));
+      const data = await imgsimResults.readJson(response, "Cannot load the map");
       if (response.status === 202) {
         mapStatus.textContent = "Computing the map of the collection… (once after each " +
           "change; a large collection takes a few minutes)";
         setTimeout(load, 1000 * (data.retry_after || 2));
         return;
       }
-      if (!response.ok) throw new Error(data.error || `Cannot load the map (HTTP ${response.status}).`);
       setMap(data);
       if (data.status === "updating") setTimeout(load, 5000);
     } catch (err) {
-      mapStatus.textContent = err instanceof TypeError ? "The server cannot be reached." : err.message;
+      mapStatus.textContent = imgsimResults.errorText(err);
       mapStatus.classList.add("warn");
     }
   }

@@ -1,5 +1,6 @@
-// What the pages share: a result card ("more like this" on click), its picture and a text-only
-// span.
+// What the pages share: fetching JSON where only the newest answer counts, the error line, the
+// results grid (one search at a time) with its cards ("more like this" on click), their pictures
+// and text-only spans, and the category picker's options.
 // Names from the server are only ever set with textContent/attributes, never parsed as HTML.
 "use strict";
 
@@ -69,5 +70,95 @@ const imgsimResults = (() => {
     return item;
   }
 
-  return { THUMBNAIL, span, thumbnail, originalLink, cardImage, resultItem };
+  // Each part of a dataset name encoded, its folders kept: the server's <path:name> routes.
+  function pathOf(name) {
+    return name.split("/").map(encodeURIComponent).join("/");
+  }
+
+  // GET /similar/NAME: the stored embedding of an indexed image is the query, nothing is uploaded.
+  function similar(similarUrl, name, params, signal) {
+    return fetch(`${similarUrl}${pathOf(name)}?${params}`, { signal });
+  }
+
+  // The answer's JSON; a failed status throws with the server's own message when it sent one.
+  async function readJson(response, failure) {
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error || `${failure} (HTTP ${response.status}).`);
+    return data;
+  }
+
+  // What to tell a person about a failed request: fetch() throws a TypeError when it got no answer.
+  function errorText(err) {
+    return err instanceof TypeError ? "The server cannot be reached." : err.message;
+  }
+
+  // The page's error line: shown with a message, hidden when there is none.
+  function showError(box, message) {
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  // Requests where only the newest answer counts: each start() aborts the one before, and
+  // `current()` tells a request whether a newer one has started since.
+  function newestOnly() {
+    let latest = 0;
+    let controller = null;
+    return function start() {
+      const id = ++latest;
+      if (controller) controller.abort();
+      controller = new AbortController();
+      return { signal: controller.signal, current: () => id === latest };
+    };
+  }
+
+  // A results grid fed one search at a time (the search and map pages): the spinner shows and
+  // the grid is busy while it runs; an older answer is dropped; a failure empties the grid.
+  function resultsPanel({ loading, errorBox, summary, results }) {
+    const start = newestOnly();
+
+    function fail(message) {
+      showError(errorBox, message);
+      results.replaceChildren();
+      summary.textContent = "";
+    }
+
+    // `request(signal)` fetches; `render(data)` shows the newest answer.
+    async function search(request, render) {
+      const call = start();
+      loading.hidden = false;
+      results.setAttribute("aria-busy", "true");
+      showError(errorBox, "");
+      try {
+        const data = await readJson(await request(call.signal), "Search failed");
+        if (call.current()) render(data);
+      } catch (err) {
+        if (err.name === "AbortError" || !call.current()) return;
+        fail(errorText(err));
+      } finally {
+        if (call.current()) {
+          loading.hidden = true;
+          results.removeAttribute("aria-busy");
+        }
+      }
+    }
+
+    // The answer's results as cards; choosing one calls `onClick(result)`.
+    function show(found, onClick) {
+      results.replaceChildren(...found.map((result) => resultItem(result, onClick)));
+    }
+
+    return { search, show, fail };
+  }
+
+  // One <option> per named category, with its count (the uncategorised "" has none).
+  function categoryOptions(counts) {
+    return Object.entries(counts)
+      .filter(([name]) => name)
+      .map(([name, count]) => new Option(`${name} (${count.toLocaleString()})`, name));
+  }
+
+  return {
+    THUMBNAIL, span, thumbnail, originalLink, cardImage, resultItem, pathOf, similar, readJson,
+    errorText, showError, newestOnly, resultsPanel, categoryOptions,
+  };
 })();

@@ -19,28 +19,22 @@
   const threshold = $("threshold");
   const category = $("category");
   const thresholdValue = $("threshold-value");
-  const loading = $("loading");
   const errorBox = $("error");
   const summary = $("summary");
-  const results = $("results");
   const showHidden = $("show-hidden");
+  const panel = imgsimResults.resultsPanel({
+    loading: $("loading"), errorBox, summary, results: $("results"),
+  });
 
   let query = null; // {file: Blob, name: string} or {indexed: string, name: string}
   let previewUrl = null;
-  let latest = 0; // id of the newest search: older answers are dropped
-  let controller = null;
   let timer = null;
   let thresholdTouched = false;
-
-  function showError(message) {
-    errorBox.textContent = message;
-    errorBox.hidden = !message;
-  }
 
   function setQuery(file, name, focusAfter = false) {
     // An empty type (unknown extension) is left for the server to judge.
     if (file.type && !file.type.startsWith("image/")) {
-      showError(`${name} is not an image.`);
+      imgsimResults.showError(errorBox, `${name} is not an image.`);
       return;
     }
     if (previewUrl) URL.revokeObjectURL(previewUrl);
@@ -58,7 +52,7 @@
   function setIndexedQuery(name, focusAfter = false) {
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = null;
-    preview.src = imagesUrl + pathOf(name);
+    preview.src = imagesUrl + imgsimResults.pathOf(name);
     preview.alt = `Query image: ${name}`;
     preview.hidden = false;
     queryName.textContent = name;
@@ -67,16 +61,11 @@
     search(focusAfter);
   }
 
-  // Each part of a dataset name encoded, its folders kept: the server's <path:name> route.
-  function pathOf(name) {
-    return name.split("/").map(encodeURIComponent).join("/");
-  }
-
   function request(signal) {
     if (query.indexed) {
       const params = new URLSearchParams({ top_k: String(topKValue()), threshold: threshold.value });
       if (category.value) params.append("category", category.value);
-      return fetch(`${similarUrl}${pathOf(query.indexed)}?${params}`, { signal });
+      return imgsimResults.similar(similarUrl, query.indexed, params, signal);
     }
     const form = new FormData();
     form.append("image", query.file, query.name);
@@ -99,40 +88,17 @@
     return Math.min(hi, Math.max(lo, n));
   }
 
-  async function search(focusAfter = false) {
+  function search(focusAfter = false) {
     if (!query) return;
     if (query.file && query.file.size > maxBytes) {
-      showError(`Image too large: the limit is ${sizeText(maxBytes)}.`);
-      results.replaceChildren();
-      summary.textContent = "";
+      panel.fail(`Image too large: the limit is ${sizeText(maxBytes)}.`);
       return;
     }
-    const id = ++latest;
-    if (controller) controller.abort();
-    controller = new AbortController();
-    loading.hidden = false;
-    results.setAttribute("aria-busy", "true");
-    showError("");
-    try {
-      const response = await request(controller.signal);
-      const data = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(data.error || `Search failed (HTTP ${response.status}).`);
-      if (id === latest) render(data, focusAfter);
-    } catch (err) {
-      if (err.name === "AbortError" || id !== latest) return;
-      showError(err instanceof TypeError ? "The server cannot be reached." : err.message);
-      results.replaceChildren();
-      summary.textContent = "";
-    } finally {
-      if (id === latest) {
-        loading.hidden = true;
-        results.removeAttribute("aria-busy");
-      }
-    }
+    panel.search(request, (data) => render(data, focusAfter));
   }
 
   function render(data, focusAfter) {
-    results.replaceChildren(...data.results.map(resultItem));
+    panel.show(data.results, moreLikeThis);
     const n = data.total_results;
     const hidden = data.hidden || 0;
     const within = category.value ? ` in ${category.value}` : "";
@@ -143,10 +109,6 @@
     showHidden.textContent = `Show the ${hidden} hidden`;
     showHidden.hidden = !hidden;
     if (focusAfter) summary.focus();
-  }
-
-  function resultItem(result) {
-    return imgsimResults.resultItem(result, moreLikeThis);
   }
 
   function moreLikeThis(result) {
@@ -187,15 +149,7 @@
   // One option per category, with its count; a category asked for in the address is chosen.
   function fillCategories(counts) {
     const wanted = category.value || new URLSearchParams(location.search).get("category") || "";
-    const options = Object.entries(counts)
-      .filter(([name]) => name)
-      .map(([name, count]) => {
-        const option = document.createElement("option");
-        option.value = name;
-        option.textContent = `${name} (${count.toLocaleString()})`;
-        return option;
-      });
-    category.replaceChildren(category.options[0], ...options);
+    category.replaceChildren(category.options[0], ...imgsimResults.categoryOptions(counts));
     if ([...category.options].some((o) => o.value === wanted)) category.value = wanted;
   }
 
