@@ -8,25 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_page import (  # noqa: F401 - test_browser_duplicates.py imports CHROMIUM, browser
-    BROWSER_TEST,
-    CHROMIUM,
-    browser,
-    playwright_api,
-    results_shown,
-)
+from browser_page import BROWSER_TEST, playwright_api, results_shown
 from flask import Flask
 
 from imgsim.search import Searcher
 
 expect = playwright_api().expect
 pytestmark = BROWSER_TEST
-
-
-@pytest.fixture
-def serve_app(live_server: Callable[[Flask], str]) -> Callable[[Flask], str]:
-    """conftest's live_server by its old name, for test_browser_duplicates.py alone."""
-    return live_server
 
 
 @pytest.fixture

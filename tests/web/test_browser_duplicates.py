@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_page import BROWSER_TEST, playwright_api
 from flask import Flask
-from test_browser import CHROMIUM, browser, expect, serve_app  # noqa: F401 - fixtures
 
 from imgsim import trash
 from imgsim.search import Searcher
@@ -16,10 +16,8 @@ from tests.duplicate_folder import PLANTED, indexed_workdir, make_planted_folder
 
 TOKEN = "browser-token"
 PHONE = {"width": 375, "height": 667}
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+expect = playwright_api().expect
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
@@ -29,38 +27,21 @@ def dup_workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_page(
-    browser: Any,  # noqa: F811 - the fixture imported above
-    serve_app: Callable[[Flask], str],  # noqa: F811
+    guarded_page: Callable[..., Any],
+    problems: list[str],
+    live_server: Callable[[Flask], str],
     make_app: Callable[..., Flask],
     dup_workdir: Path,
-) -> Iterator[Callable[..., tuple[Any, list[str]]]]:
-    """Opens the duplicates page (optionally phone-sized); returns it and its problems."""
+) -> Callable[..., tuple[Any, list[str]]]:
+    """Opens the duplicates page (optionally phone-sized); returns it and the test's problems."""
     app = make_app(Searcher.from_workdir(dup_workdir), workdir=str(dup_workdir), admin_token=TOKEN)
-    base = serve_app(app)
-    contexts = []
+    base = live_server(app)
 
     def open_(viewport: dict[str, int] | None = None) -> tuple[Any, list[str]]:
-        problems: list[str] = []
-        context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        options = {"viewport": viewport} if viewport else {}
+        return guarded_page(base, "/duplicates/view", **options), problems
 
-        def only_local(route: Any) -> None:
-            if route.request.url.startswith(base):
-                route.continue_()
-            else:
-                problems.append(f"request to another origin: {route.request.url}")
-                route.abort()
-
-        page.route("**/*", only_local)
-        page.goto(base + "/duplicates/view")
-        return page, problems
-
-    yield open_
-    for context in contexts:
-        context.close()
+    return open_
 
 
 def shown_groups(page: Any) -> list[set[str]]:

@@ -9,17 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from test_browser import CHROMIUM, browser, expect, serve_app  # noqa: F401 - fixtures
+from browser_page import BROWSER_TEST, playwright_api
 from test_browser_duplicates import TOKEN, dup_workdir, open_page  # noqa: F401 - fixtures
 
 from imgsim import trash
 from tests.duplicate_folder import PLANTED, contents
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+expect = playwright_api().expect
+pytestmark = BROWSER_TEST
 WAIT = 30_000  # ms: after a change the server finds the groups again in the background
 
 

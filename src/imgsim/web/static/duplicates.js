@@ -35,10 +35,7 @@
   let reloadTimer = null;
   if (["size", "date"].includes(query.get("sort"))) sortSelect.value = query.get("sort");
 
-  function showError(message) {
-    errorBox.textContent = message;
-    errorBox.hidden = !message;
-  }
+  const showError = (message) => imgsimResults.showError(errorBox, message);
 
   function sizeText(bytes) {
     if (bytes >= 1048576) return `${+(bytes / 1048576).toFixed(1)} MB`;
@@ -274,7 +271,7 @@
       if (body.status === "updating") reloadTimer = setTimeout(load, 1000);
     } catch (err) {
       loading.hidden = true;
-      showError(`Could not find duplicates: ${err.message}`);
+      showError(`Could not find duplicates: ${imgsimResults.errorText(err)}`);
     }
   }
 
@@ -301,7 +298,7 @@
     try {
       await work();
     } catch (err) {
-      showError(`${failure}: ${err.message}`);
+      showError(`${failure}: ${imgsimResults.errorText(err)}`);
     } finally {
       busy = false;
       render();
