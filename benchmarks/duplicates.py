@@ -46,6 +46,7 @@ from imgsim.config import DuplicatesConfig  # noqa: E402
 from imgsim.duplicates import Collection, find_groups  # noqa: E402
 from imgsim.duplicates.finder import fingerprint_all  # noqa: E402
 from imgsim.duplicates.groups import SAME  # noqa: E402
+from imgsim.errors import UnreadableImageError  # noqa: E402
 
 SECTION = "## Duplicates"
 TRANSFORMS = ("exact", "pixels", "jpeg", "half", "crop", "turn", "mirror", "colour")
@@ -113,17 +114,26 @@ def write_folder(source: Path, folder: Path, seed: int = 0) -> set[tuple[str, st
     """The originals of `source` and a planted copy of each; (original, copy, transform)."""
     rng = np.random.default_rng(seed)
     originals = sorted(p for p in (source / "index").rglob("*.png") if p.is_file())
-    truth = set()
-    for i, path in enumerate(originals):
+    truth, unreadable = set(), []
+    for path in originals:
         name = path.relative_to(source / "index").as_posix()
+        transform = TRANSFORMS[(len(truth) + seed) % len(TRANSFORMS)]  # another seed: others
+        try:
+            data, ext = planted(path, transform, rng)
+        except UnreadableImageError:  # imgsim skips it too (e.g. beyond the decode budget)
+            unreadable.append(name)
+            continue
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, folder / name)
-        transform = TRANSFORMS[(i + seed) % len(TRANSFORMS)]  # another seed: other images
-        data, ext = planted(path, transform, rng)
         copy = f"copies/{path.stem}_{transform}.{ext}"
         (folder / copy).parent.mkdir(exist_ok=True)
         (folder / copy).write_bytes(data)
         truth.add((name, copy, transform))
+    if unreadable:
+        print(
+            f"left out {len(unreadable)} originals imgsim cannot read: {unreadable}",
+            file=sys.stderr,
+        )
     return truth
 
 

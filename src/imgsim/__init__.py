@@ -1,3 +1,3 @@
-"""imgsim: image similarity search on a pretrained network with a learned metric head, FAISS and a web app."""
+"""imgsim: image similarity search on a pretrained network with a learned metric head."""
 
 __version__ = "0.1.0"
