@@ -18,6 +18,7 @@ from .collection_map import CollectionMap, MapSettings
 from .config import MODEL_FILE, NEAR_COPY_SIMILARITY, DuplicatesConfig, SearchConfig
 from .data import DEFAULT_MAX_PIXELS, UnreadableImageError, is_image_file, load_image, to_array
 from .device import inference_device
+from .duplicates.derived import ImageFacts, derive_or_none, encode
 from .duplicates.kept import KeptDuplicates
 from .embedder import BatchingEmbedder, Embedder, search_embedder
 from .errors import (
@@ -406,13 +407,20 @@ class Searcher:
             safe_path(staging.data_dir, name)  # no write through a symlink out of the folder
         data = [_read_bytes(source) for source in images.values()]
         vectors = self.embed(list(data))  # the slow part, before the lock
+        # Kept beside the vectors, so `imgsim duplicates` never decodes these files again.
+        derived = [derive_or_none(n, blob) for n, blob in zip(names, data, strict=True)]
         # A full disk or a read-only folder: _add_staged takes back what it began.
         with storage_errors("nothing was added"), changing(self.workdir):
-            self._add_staged(staging, names, data, vectors)
+            self._add_staged(staging, names, data, vectors, derived)
         return names
 
     def _add_staged(
-        self, staging: Staging, names: list[str], data: list[bytes], vectors: np.ndarray
+        self,
+        staging: Staging,
+        names: list[str],
+        data: list[bytes],
+        vectors: np.ndarray,
+        derived: list[ImageFacts | None],
     ) -> None:
         """Stage, commit, then move each file to its name; whatever raises, no intent stays."""
         store = self._require_store()
@@ -428,7 +436,10 @@ class Searcher:
                 for s in staged
                 if s.target.is_file()
             }
-            items = [Item(s.name, v, s.facts) for s, v in zip(staged, vectors, strict=True)]
+            items = [
+                Item(s.name, v, s.facts, encode(d, s.facts) if d is not None else None)
+                for s, v, d in zip(staged, vectors, derived, strict=True)
+            ]
             store.add(items, self.model_info.get("model_id", ""))
             committed = True
             while staged:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .changes import changing
 from .config import ExtractConfig
-from .data import ImageRecord, scan_images
+from .data import ImageRecord, category_of, scan_images
 from .embedder import Embedder
 from .errors import DatasetError, storage_errors
 from .extract import (
@@ -27,6 +27,7 @@ from .extract import (
 )
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model_handle import ModelFile
+from .paths import name_path
 from .scale import ShardError, in_shard, parse_shard
 from .staging import recover_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
@@ -202,9 +203,21 @@ def _update(
             "changed — run imgsim index --update again"
         )
     plan.embedded = sum(1 for item in plan.add if (item.facts.sha256 or "") in embedded)
+    _derive_added(store, plan, data_dir, config)
     result = _finish(store, config, plan, failed, start)
     result.late = late
     return result
+
+
+def _derive_added(store: Store, plan: _Plan, data_dir: str, config: ExtractConfig) -> None:
+    """Keep the duplicate data of the images added beside their vectors (duplicates.stored),
+    so `imgsim duplicates` reads none of them again; after the commit, as a cache is."""
+    from .duplicates.stored import derive_into
+
+    records = [ImageRecord(i.name, category_of(i.name), name_path(data_dir, i.name))
+               for i in plan.add]  # fmt: skip
+    with storage_errors("the index was updated, but not its duplicate data"):
+        derive_into(store, records, extract_workers(config.workers))
 
 
 def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFacts]) -> int:

@@ -77,16 +77,16 @@ def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
 def test_the_answer_is_kept_until_the_index_changes(
     dup_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim.duplicates import finder
+    from imgsim.duplicates import stored
 
     calls, decoded = [], []
     real = StoreFinder.find
     monkeypatch.setattr(StoreFinder, "find", lambda self, *a: calls.append(1) or real(self, *a))
-    real_fingerprints = finder.fingerprint_all
+    real_derive = stored.iter_derived
     monkeypatch.setattr(
-        finder,
-        "fingerprint_all",
-        lambda records, *a: decoded.append(len(records)) or real_fingerprints(records, *a),
+        stored,
+        "iter_derived",
+        lambda records, *a: decoded.append(len(records)) or real_derive(records, *a),
     )
     first = groups(dup_client)
     assert groups(dup_client)["groups"] == first["groups"]
@@ -100,7 +100,8 @@ def test_the_answer_is_kept_until_the_index_changes(
     assert updating["status"] == "updating" and updating["groups"] == first["groups"]
     after = groups(dup_client)
     assert len(after["groups"]) == 3 and after["images"] == 14 - len(extra)
-    # Decoded once; every later search (other settings, after the trash) reuses fingerprints.
+    # Decoded once (the index was built from vectors alone); every later search (other
+    # settings, after the trash) reads the fingerprints kept in the store.
     assert decoded[0] == 14 and not any(decoded[1:])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -14,7 +15,7 @@ DATE_TIME_ORIGINAL = 0x9003
 EXIF_FORMAT = "%Y:%m:%d %H:%M:%S"  # local time of the camera, no zone
 
 
-def exif_taken(path: Path) -> float | None:
+def exif_taken(path: Path | BinaryIO) -> float | None:
     """DateTimeOriginal of `path` in seconds since 1970 (read as local time), or None when
     the file has none, a broken one, or cannot be read: the header alone is read."""
     try:

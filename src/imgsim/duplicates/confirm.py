@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .fingerprint import Fingerprint
 from .groups import NEAR, Link
 from .neighbours import pairs_above, view_pairs
-from .views import aligned_correlation, thumbnail
+from .views import aligned_correlation
 
 if TYPE_CHECKING:
     from .finder import Collection
@@ -60,6 +60,10 @@ def confirmed_links(
         if best is None or best[2] < c:  # the views as they are are the closer match
             d = (phash[a] ^ phash[b]).bit_count() if a in phash and b in phash else None
             proposed[(a, b)] = (0, d, c)
+    # The thumbnails of every pair to compare, read at once (kept in the store, or decoded).
+    collection.fill_thumbnails(sorted({
+        i for pair, (_, _, c) in proposed.items() if c >= config.embedding_threshold for i in pair
+    }))  # fmt: skip
     links = {}
     for (a, b), (v, d, c) in proposed.items():
         if c < config.embedding_threshold:
@@ -72,10 +76,8 @@ def confirmed_links(
 
 def _correlation(collection: Collection, a: int, b: int, view: int) -> float:
     """The pair's aligned pixel correlation (views.aligned_correlation); -1 when unreadable."""
+    collection.fill_thumbnails((a, b))
     thumbs = collection.thumbnails
-    for i in (a, b):
-        if i not in thumbs:
-            thumbs[i] = thumbnail(collection.paths[i])
     if thumbs[a] is None or thumbs[b] is None:
         return -1.0
     return aligned_correlation(thumbs[a], thumbs[b], view)

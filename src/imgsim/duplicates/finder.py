@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import DUPLICATE_METHODS, DuplicatesConfig
-from ..data import DECODE_FORMATS, ImageRecord, category_of, default_workers, scan_images
+from ..data import DECODE_FORMATS, ImageRecord, default_workers, scan_images
 from ..errors import ConfigError
 from ..paths import name_path
 from .captured import capture_time
@@ -23,7 +23,8 @@ from .confirm import ViewEmbed, confirmed_links
 from .fingerprint import Fingerprint, iter_fingerprints
 from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
 from .neighbours import INVERSE_VIEW, centred, pairs_above, pairs_within
-from .views import VIEW_NAMES
+from .stored import StoredImages, load_stored, stored_thumbnails
+from .views import VIEW_NAMES, thumbnail
 
 log = logging.getLogger("imgsim")
 
@@ -75,6 +76,19 @@ class Collection:
     vectors: np.ndarray | None = None  # embeddings, aligned with names
     thumbnails: dict[int, np.ndarray | None] = field(default_factory=dict)  # decoded as needed
     dismissed: set[frozenset[str]] = field(default_factory=set)  # pairs "not duplicates"
+    # Kept in the store (duplicates.stored): each image's facts and its file's mtime, so a
+    # member's header and dates need no file; and thumbnails by position, read when needed.
+    stored: StoredImages | None = None
+    load_thumbnails: Callable[[list[int]], dict[int, np.ndarray | None]] | None = None
+
+    def fill_thumbnails(self, rows: Sequence[int]) -> None:
+        """Thumbnails of these positions into `thumbnails`: kept ones, else decoded."""
+        missing = [i for i in rows if i not in self.thumbnails]
+        if self.load_thumbnails is not None and missing:
+            self.thumbnails.update(self.load_thumbnails(missing))
+        for i in missing:
+            if i not in self.thumbnails:
+                self.thumbnails[i] = thumbnail(self.paths[i])
 
 
 def check_method(config: DuplicatesConfig) -> None:
@@ -239,7 +253,17 @@ def _group(items: list[int], members_of: dict[int, Member], links: dict) -> Grou
 
 
 def _member(collection: Collection, i: int) -> Member:
-    name, path = collection.names[i], collection.paths[i]
+    name = collection.names[i]
+    stored = collection.stored
+    if stored is not None and name in stored.facts:  # no file read: all was kept
+        facts, modified = stored.facts[name], stored.modified.get(name)
+        taken, taken_from = (facts.taken, "exif") if facts.taken is not None else (
+            (modified, "file") if modified is not None else (None, "")
+        )  # fmt: skip
+        dates = {"modified": modified, "captured": taken, "captured_from": taken_from}
+        f = facts.fingerprint
+        return Member(name, f.size, f.width, f.height, f.format, **dates)
+    path = collection.paths[i]
     try:
         stat = path.stat()
     except OSError:
@@ -286,16 +310,16 @@ def _report(
 
 
 class StoreFinder:
-    """Duplicates of the indexed collection; fingerprints are kept between calls, by content.
+    """Duplicates of the indexed collection, from the duplicate data kept in the store.
 
-    A file whose recorded SHA-256 is unchanged is not decoded again, so after an upload only
-    the new image is hashed.
+    Each image's fingerprint, thumbnail and capture date are kept beside its vector
+    (duplicates.stored): only a file whose stat changed since (or without any kept) is read,
+    and what it gives is written back, so a second run over the same files decodes none.
     """
 
     def __init__(self, views: ViewEmbed | None = None) -> None:
         self.views = views  # embeds images turned: the confirmed method's turned copies
-        self._prints: dict[tuple[str, str | None], Fingerprint] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one reading-and-writing-back at a time
 
     def find(
         self, store: Any, config: DuplicatesConfig, dismissed: set[frozenset[str]] | None = None
@@ -311,37 +335,36 @@ class StoreFinder:
         vectors = None
         if config.method != "hash":
             vectors, names = _store_vectors(store)
+        paths = [name_path(data_dir, n) for n in names]
         collection = Collection(
             names,
-            [name_path(data_dir, n) for n in names],
+            paths,
             [facts[n].sha256 if n in facts else None for n in names],
             [facts[n].size if n in facts else None for n in names],
             vectors=vectors,
             dismissed=dismissed or set(),
         )
+        with self._lock:
+            stored = load_stored(store, names, paths, facts, config.workers)
+        collection.stored = stored
+        collection.load_thumbnails = _thumbnail_loader(store, collection, stored.kept)
         skipped: list[tuple[str, str]] = []
         if config.method != "embedding":
-            with self._lock:
-                collection.fingerprints, skipped = self._fingerprints(collection, config)
+            collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
+            skipped = stored.skipped
         groups = find_groups(collection, config, self.views)
         return _report(groups, len(names), config, skipped, started)
 
-    def _fingerprints(
-        self, collection: Collection, config: DuplicatesConfig
-    ) -> tuple[dict[str, Fingerprint], list[tuple[str, str]]]:
-        keys = list(zip(collection.names, collection.sha256, strict=True))
-        todo = [
-            ImageRecord(name, category_of(name), path)
-            for (name, digest), path in zip(keys, collection.paths, strict=True)
-            if digest is None or (name, digest) not in self._prints
-        ]
-        fresh, skipped = fingerprint_all(todo, config.workers)
-        known = {(n, d): self._prints[(n, d)] for n, d in keys if (n, d) in self._prints}
-        for name, digest in keys:
-            if name in fresh:
-                known[(name, digest)] = fresh[name]
-        self._prints = known  # forget images that left the collection
-        return {name: f for (name, _), f in known.items()}, skipped
+
+def _thumbnail_loader(
+    store: Any, collection: Collection, kept: set[str]
+) -> Callable[[list[int]], dict[int, np.ndarray | None]]:
+    def load(rows: list[int]) -> dict[int, np.ndarray | None]:
+        names = [collection.names[i] for i in rows]
+        found = stored_thumbnails(store, names, [collection.paths[i] for i in rows], kept)
+        return {rows[j]: thumb for j, thumb in found.items()}
+
+    return load
 
 
 def _store_vectors(store: Any) -> tuple[np.ndarray, list[str]]:

@@ -6,7 +6,7 @@ import hashlib
 import io
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,11 @@ def perceptual_hash(image: Image.Image) -> int:
 def fingerprint_bytes(name: str, data: bytes) -> Fingerprint:
     """Fingerprint of one image's bytes; UnreadableImageError when they are not an image."""
     image = load_image(data, draft_size=HASH_DECODE_SIZE)  # checks the header and bounds
+    return fingerprint_decoded(name, data, image)
+
+
+def fingerprint_decoded(name: str, data: bytes, image: Image.Image) -> Fingerprint:
+    """Fingerprint of one image's bytes and their decode at HASH_DECODE_SIZE (load_image)."""
     with Image.open(io.BytesIO(data), formats=DECODE_FORMATS) as header:
         width, height = header.size  # full size: load_image decoded it reduced
         kind = header.format or ""
@@ -84,17 +89,21 @@ def _init_worker(parent: int) -> None:
 
 
 def iter_fingerprints(
-    records: Sequence[ImageRecord], workers: int = 1
+    records: Sequence[ImageRecord],
+    workers: int = 1,
+    work: Callable[[Sequence[ImageRecord]], tuple[list, list[tuple[str, str]]]] = (
+        fingerprint_records
+    ),
 ) -> Iterator[tuple[list[Fingerprint], list[tuple[str, str]]]]:
     """Fingerprint records in chunks, in `workers` processes when there are enough images.
 
     Yields (fingerprints, failures) per chunk, in order; workers are started fresh ("spawn")
-    and die with this process.
+    and die with this process. `work` (a module-level function, for the workers) does a chunk.
     """
     chunks = [records[i : i + CHUNK] for i in range(0, len(records), CHUNK)]
     count = min(workers, len(chunks), len(records) // MIN_IMAGES_PER_WORKER)
     if count <= 1:
-        yield from (fingerprint_records(chunk) for chunk in chunks)
+        yield from (work(chunk) for chunk in chunks)
         return
     with ProcessPoolExecutor(
         count,
@@ -103,4 +112,4 @@ def iter_fingerprints(
         initargs=(os.getpid(),),
     ) as pool:
         # map submits every chunk at once: tasks are a few KB of names, results stream back.
-        yield from pool.map(fingerprint_records, chunks)
+        yield from pool.map(work, chunks)

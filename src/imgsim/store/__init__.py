@@ -8,6 +8,7 @@ from pathlib import Path
 from .base import (
     CollectionInfo,
     ConcurrentChangeError,
+    Derived,
     Hit,
     Item,
     ModelMismatchError,
@@ -51,6 +52,7 @@ __all__ = [
     "ENV_STORE",
     "CollectionInfo",
     "ConcurrentChangeError",
+    "Derived",
     "Hit",
     "Item",
     "ModelMismatchError",

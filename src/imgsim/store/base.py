@@ -33,12 +33,32 @@ class ModelMismatchError(StoreError, ValueError):
 
 
 @dataclass(frozen=True)
+class Derived:
+    """What was derived from an image's file besides its vector (the duplicate finder's
+    fingerprints), opaque to the store: kept beside the vector under the same name.
+
+    `size` and `mtime_ns` are the file's when it was read: another stat means it is stale;
+    `version` is the deriving code's, so a new algorithm derives again. `summary` is read for
+    every image, `thumb` (larger) only for the images asked for.
+    """
+
+    version: int
+    sha256: str
+    size: int | None
+    mtime_ns: int | None
+    summary: bytes
+    thumb: bytes = b""
+
+
+@dataclass(frozen=True)
 class Item:
-    """An image to add: its dataset-relative name, its embedding and its file facts."""
+    """An image to add: its dataset-relative name, its embedding and its file facts, and
+    optionally what was derived from the same file (written in the same change)."""
 
     name: str
     vector: np.ndarray
     facts: FileFacts = field(default_factory=FileFacts)
+    derived: Derived | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         """All names and vectors (N×D float32), in batches, in a stable order."""
+
+    def derived(
+        self, names: Sequence[str] | None = None, thumbs: bool = False
+    ) -> dict[str, Derived]:
+        """What was derived from the images (of `names`, else all), by name; `thumb` is empty
+        unless `thumbs`. An engine that keeps none answers {}: callers derive again."""
+        return {}
+
+    def put_derived(self, rows: dict[str, Derived]) -> None:  # noqa: B027 - may keep none
+        """Keep derived data of images the collection holds (others are ignored); it is a
+        cache of the files, so writing it is no change of the collection (no new generation)."""
 
     def ensure(self, info: CollectionInfo) -> None:
         """Create an empty collection described by `info` unless one exists (races are safe)."""

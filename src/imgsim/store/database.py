@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ReadOnlyError, storage_error
 from ..filefacts import FileFacts
-from .base import ConcurrentChangeError, StoreError
+from .base import ConcurrentChangeError, Derived, StoreError
 
 SCHEMA_VERSION = 2
 
@@ -42,6 +42,17 @@ CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
 CREATE INDEX IF NOT EXISTS images_category ON images (category);
 -- Browsing one category by name pages through this index, never the table.
 CREATE INDEX IF NOT EXISTS images_category_path ON images (category, path);
+-- What the duplicate finder derived from each file (store/base.py, Derived), by image name:
+-- a cache of the files beside their vectors, rewritten without a new generation.
+CREATE TABLE IF NOT EXISTS derived (
+    path TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    summary BLOB NOT NULL,
+    thumb BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS removed (
     vector_id INTEGER PRIMARY KEY,
     generation INTEGER NOT NULL  -- the change that removed it
@@ -164,12 +175,19 @@ class Database:
 
     def set_meta(self, values: Mapping[str, Any]) -> None:
         """Change bookkeeping that does not change the collection (no new generation)."""
+        with self.bookkeeping() as conn:
+            put_meta(conn, values)
+
+    @contextlib.contextmanager
+    def bookkeeping(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that leaves the generation as it is: for what is no change of
+        the collection (meta bookkeeping, derived data)."""
         with self._lock:
             conn = self._connection()
             self._writes += 1
             conn.execute("BEGIN IMMEDIATE")
             try:
-                put_meta(conn, values)
+                yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -237,6 +255,36 @@ def delete_paths(conn: sqlite3.Connection, paths: Iterable[str], generation: int
         conn.execute("INSERT OR REPLACE INTO removed VALUES (?, ?)", (row[0], generation))
         found.append(path)
     return found
+
+
+def put_derived_rows(conn: sqlite3.Connection, rows: Mapping[str, Derived]) -> None:
+    """Write derived rows of images the table `images` holds (others are dropped)."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO derived SELECT ?, ?, ?, ?, ?, ?, ? "
+        "WHERE EXISTS (SELECT 1 FROM images WHERE path = ?)",
+        (
+            (n, d.version, d.sha256, d.size, d.mtime_ns, d.summary, d.thumb, n)
+            for n, d in rows.items()
+        ),
+    )
+
+
+def delete_derived(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+    conn.executemany("DELETE FROM derived WHERE path = ?", ((p,) for p in paths))
+
+
+def read_derived(db: Database, names: Sequence[str] | None, thumbs: bool) -> dict[str, Derived]:
+    """Derived rows by name (of `names`, else all); thumbnails only when asked."""
+    thumb = "thumb" if thumbs else "x''"
+    sql = f"SELECT path, version, sha256, size, mtime_ns, summary, {thumb} FROM derived"
+    if names is None:
+        rows = db.query(sql)
+    else:
+        wanted, rows = list(dict.fromkeys(names)), []
+        for start in range(0, len(wanted), 500):  # SQLite's bound on parameters
+            chunk = wanted[start : start + 500]
+            rows += db.query(f"{sql} WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+    return {r[0]: Derived(r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6])) for r in rows}
 
 
 def meta_of(conn: sqlite3.Connection) -> dict[str, Any]:

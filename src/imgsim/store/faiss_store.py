@@ -27,14 +27,17 @@ from ..config import FAISS_INDEX_FILE, MANIFEST_FILE
 from ..data import category_of
 from ..errors import storage_error
 from ..filefacts import FileFacts
-from .base import CollectionInfo, Hit, Item, ModelMismatchError, Store
+from .base import CollectionInfo, Derived, Hit, Item, ModelMismatchError, Store
 from .database import (
     Database,
+    delete_derived,
     delete_paths,
     generation_of,
     insert_rows,
     meta_of,
+    put_derived_rows,
     put_meta,
+    read_derived,
     snapshot,
 )
 
@@ -399,6 +402,7 @@ class FaissStore(Store):
         with self.db.transaction(expected) as conn:
             generation = generation_of(conn)
             removed = delete_paths(conn, names, generation)
+            delete_derived(conn, removed)
         self._sync()
         return removed
 
@@ -413,6 +417,7 @@ class FaissStore(Store):
     ) -> int:
         if len({a.name for a in add}) != len(add):
             raise ValueError("each image may be added once per change")
+        remove = list(remove)  # read twice: the images and their derived data
         with self.db.transaction(expected) as conn:
             generation = generation_of(conn)
             info = _info_from(meta_of(conn))
@@ -421,6 +426,8 @@ class FaissStore(Store):
             delete_paths(conn, [*remove, *(a.name for a in add)], generation)
             rows = [(a.name, category_of(a.name) or "", a.facts, model_id) for a in add]
             insert_rows(conn, rows, vectors)
+            delete_derived(conn, remove)
+            put_derived_rows(conn, {a.name: a.derived for a in add if a.derived is not None})
             conn.executemany(
                 "UPDATE images SET size = ?, mtime_ns = ?, sha256 = ?, ctime_ns = ?, inode = ? "
                 "WHERE path = ?",
@@ -441,6 +448,9 @@ class FaissStore(Store):
             conn.execute("DELETE FROM removed")
             rows = [(a.name, category_of(a.name) or "", a.facts, info.model_id) for a in items]
             insert_rows(conn, rows, vectors)
+            # Derived data of images kept stays (it is checked against each file's stat).
+            conn.execute("DELETE FROM derived WHERE path NOT IN (SELECT path FROM images)")
+            put_derived_rows(conn, {a.name: a.derived for a in items if a.derived is not None})
             put_meta(conn, {
                 "schema": 2, "model_id": info.model_id, "dim": info.dim,
                 "data_dir": info.data_dir, "kind": info.kind, "created": info.created,
@@ -448,6 +458,16 @@ class FaissStore(Store):
             })  # fmt: skip
         self._sync()
         return generation
+
+    def derived(
+        self, names: Sequence[str] | None = None, thumbs: bool = False
+    ) -> dict[str, Derived]:
+        return read_derived(self.db, names, thumbs)
+
+    def put_derived(self, rows: dict[str, Derived]) -> None:
+        if rows:
+            with self.db.bookkeeping() as conn:
+                put_derived_rows(conn, rows)
 
     def set_kind(self, kind: str) -> None:
         vx.resolve_kind(kind, 0)  # checks the name

@@ -30,6 +30,7 @@ from ..vectors import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
 from .base import (
     CollectionInfo,
     ConcurrentChangeError,
+    Derived,
     Hit,
     Item,
     ModelMismatchError,
@@ -37,6 +38,7 @@ from .base import (
     StoreError,
     StoreUnavailableError,
 )
+from .milvus_derived import MilvusDerived
 
 log = logging.getLogger("imgsim")
 
@@ -76,6 +78,7 @@ class MilvusStore(Store):
         self._client = self._connect(host, port)
         self._meta = f"{self.prefix}_meta"
         self._ensure_meta()
+        self._derived = MilvusDerived(self._client, self._call, f"{self.prefix}_derived")
         self.model_id = model_id or self._get_meta("current") or ""
         self._cache: dict[str, tuple[float, Any]] = {}
         self._counts: tuple[int, dict[str, int]] | None = None  # (change token, per category)
@@ -321,6 +324,22 @@ class MilvusStore(Store):
         finally:
             iterator.close()
 
+    def derived(
+        self, names: Sequence[str] | None = None, thumbs: bool = False
+    ) -> dict[str, Derived]:
+        return self._derived.read(names, thumbs)
+
+    def put_derived(self, rows: dict[str, Derived]) -> None:
+        held: set[str] = set()  # only images the collection holds
+        wanted = [n for n in rows if len(n.encode()) <= NAME_MAX] if self._exists() else []
+        for start in range(0, len(wanted), BATCH):
+            found = self._call(
+                "look up", self._client.get, self.collection, ids=wanted[start : start + BATCH],
+                output_fields=["name"], **STRONG,
+            )  # fmt: skip
+            held.update(r["name"] for r in found)
+        self._derived.put({n: d for n, d in rows.items() if n in held})
+
     # -- writing -----------------------------------------------------------------------------
     def remove(self, names: Iterable[str], expected: int | None = None) -> list[str]:
         known = [n for n in dict.fromkeys(names) if self.contains(n, strong=True)]
@@ -328,6 +347,7 @@ class MilvusStore(Store):
             return []
         self._check_expected(expected)
         self._call("delete", self._client.delete, self.collection, ids=known)
+        self._derived.delete(known)
         self._changed()
         return known
 
@@ -351,9 +371,11 @@ class MilvusStore(Store):
         removing = [n for n in dict.fromkeys(remove) if n not in {a.name for a in add}]
         if removing:
             self._call("delete", self._client.delete, self.collection, ids=removing)
+            self._derived.delete(removing)
         rows = [_row(a) for a in add] + self._touched(touch)
         for start in range(0, len(rows), BATCH):
             self._call("write", self._client.upsert, self.collection, rows[start : start + BATCH])
+        self._derived.put({a.name: a.derived for a in add if a.derived is not None})
         if data_dir is not None and data_dir != info.data_dir:
             self._put_info(CollectionInfo(**{**info.__dict__, "data_dir": data_dir}))
         return self._changed()
@@ -385,7 +407,11 @@ class MilvusStore(Store):
         except BaseException:
             self._call("drop", self._client.drop_collection, physical)
             raise
-        return self._switch(physical, info)
+        generation = self._switch(physical, info)
+        # Derived data of images kept stays (it is checked against each file's stat).
+        self._derived.keep_only(a.name for a in items)
+        self._derived.put({a.name: a.derived for a in items if a.derived is not None})
+        return generation
 
     def ensure(self, info: CollectionInfo) -> None:
         """Create the model's collection unless it exists; N machines may race to do it."""
