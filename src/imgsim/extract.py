@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import EMBEDDING_PLOT, THUMBNAIL_CACHE_DIR, ExtractConfig
-from .data import DatasetError, ImageRecord, default_workers, scan_images
+from .data import DatasetError, ImageRecord, category_of, default_workers, scan_images
 from .embed_pool import iter_embedded
 from .embedder import Embedder, check_runtime
-from .errors import ConfigError
+from .errors import ConfigError, storage_errors
 from .filefacts import FileFacts, collect_facts
 from .model_handle import ModelFile
 from .staging import wait_for_uploads
@@ -150,6 +150,7 @@ def _extract_with(
     store = open_store(config.output_dir, config.store or None, model_id)
     try:
         embedded = _embed_all(store, model, model_id, size, config, progress, kind)
+        _derive_all(store, embedded[1], config)
         store.flush()
         write_exports(store, config.output_dir)
         kind_built = _kind_built(store)
@@ -162,7 +163,6 @@ def _extract_with(
         len(names), features.shape[1], seconds, len(names) / seconds, config.output_dir,
     )  # fmt: skip
     if config.plot:
-        from .data import category_of
         from .plots import plot_embeddings
 
         plot_path = Path(config.output_dir) / EMBEDDING_PLOT
@@ -170,6 +170,18 @@ def _extract_with(
         log.info("Saved %s", plot_path)
     out = Path(config.output_dir)
     return ExtractResult(len(names), skipped, features.shape[1], seconds, out, kind_built)
+
+
+def _derive_all(store: Store, names: list[str], config: ExtractConfig) -> None:
+    """Keep every image's duplicate data beside its vector (duplicates.stored), so that
+    `imgsim duplicates` reads no file that has not changed since."""
+    from .duplicates.stored import derive_into
+    from .paths import name_path
+
+    data_dir = Path(config.data_dir)
+    records = [ImageRecord(n, category_of(n), name_path(data_dir, n)) for n in names]
+    with storage_errors("the index was built, but not its duplicate data"):
+        derive_into(store, records, extract_workers(config.workers))
 
 
 # A full rebuild that meets a change by another process (an upload, a delete) scans the folder

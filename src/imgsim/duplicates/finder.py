@@ -24,6 +24,7 @@ from .fingerprint import Fingerprint, iter_fingerprints
 from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
 from .neighbours import INVERSE_VIEW, centred, pairs_above, pairs_within
 from .stored import StoredImages, load_stored, stored_thumbnails
+from .turned import KeptViews
 from .views import VIEW_NAMES, thumbnail
 
 log = logging.getLogger("imgsim")
@@ -348,11 +349,15 @@ class StoreFinder:
             stored = load_stored(store, names, paths, facts, config.workers)
         collection.stored = stored
         collection.load_thumbnails = _thumbnail_loader(store, collection, stored.kept)
+        views = self.views
+        if views is not None and info is not None:  # turned embeddings kept in the store too
+            views = KeptViews(views, store, dict(zip(paths, names, strict=True)),
+                              info.model_id, stored.kept)  # fmt: skip
         skipped: list[tuple[str, str]] = []
         if config.method != "embedding":
             collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
             skipped = stored.skipped
-        groups = find_groups(collection, config, self.views)
+        groups = find_groups(collection, config, views)
         return _report(groups, len(names), config, skipped, started)
 
 

@@ -39,7 +39,8 @@ class Derived:
 
     `size` and `mtime_ns` are the file's when it was read: another stat means it is stale;
     `version` is the deriving code's, so a new algorithm derives again. `summary` is read for
-    every image, `thumb` (larger) only for the images asked for.
+    every image, `thumb` and `views` (larger: a thumbnail, embeddings of the image turned) only
+    for the images asked for.
     """
 
     version: int
@@ -48,6 +49,7 @@ class Derived:
     mtime_ns: int | None
     summary: bytes
     thumb: bytes = b""
+    views: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,8 @@ class Store(abc.ABC):
     def derived(
         self, names: Sequence[str] | None = None, thumbs: bool = False
     ) -> dict[str, Derived]:
-        """What was derived from the images (of `names`, else all), by name; `thumb` is empty
-        unless `thumbs`. An engine that keeps none answers {}: callers derive again."""
+        """What was derived from the images (of `names`, else all), by name; `thumb` and `views`
+        are empty unless `thumbs`. An engine that keeps none answers {}: callers derive again."""
         return {}
 
     def put_derived(self, rows: dict[str, Derived]) -> None:  # noqa: B027 - may keep none

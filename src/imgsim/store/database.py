@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS derived (
     size INTEGER,
     mtime_ns INTEGER,
     summary BLOB NOT NULL,
-    thumb BLOB NOT NULL
+    thumb BLOB NOT NULL,
+    views BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS removed (
     vector_id INTEGER PRIMARY KEY,
@@ -260,10 +261,10 @@ def delete_paths(conn: sqlite3.Connection, paths: Iterable[str], generation: int
 def put_derived_rows(conn: sqlite3.Connection, rows: Mapping[str, Derived]) -> None:
     """Write derived rows of images the table `images` holds (others are dropped)."""
     conn.executemany(
-        "INSERT OR REPLACE INTO derived SELECT ?, ?, ?, ?, ?, ?, ? "
+        "INSERT OR REPLACE INTO derived SELECT ?, ?, ?, ?, ?, ?, ?, ? "
         "WHERE EXISTS (SELECT 1 FROM images WHERE path = ?)",
         (
-            (n, d.version, d.sha256, d.size, d.mtime_ns, d.summary, d.thumb, n)
+            (n, d.version, d.sha256, d.size, d.mtime_ns, d.summary, d.thumb, d.views, n)
             for n, d in rows.items()
         ),
     )
@@ -275,8 +276,8 @@ def delete_derived(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
 
 def read_derived(db: Database, names: Sequence[str] | None, thumbs: bool) -> dict[str, Derived]:
     """Derived rows by name (of `names`, else all); thumbnails only when asked."""
-    thumb = "thumb" if thumbs else "x''"
-    sql = f"SELECT path, version, sha256, size, mtime_ns, summary, {thumb} FROM derived"
+    large = "thumb, views" if thumbs else "x'', x''"
+    sql = f"SELECT path, version, sha256, size, mtime_ns, summary, {large} FROM derived"
     if names is None:
         rows = db.query(sql)
     else:
@@ -284,7 +285,7 @@ def read_derived(db: Database, names: Sequence[str] | None, thumbs: bool) -> dic
         for start in range(0, len(wanted), 500):  # SQLite's bound on parameters
             chunk = wanted[start : start + 500]
             rows += db.query(f"{sql} WHERE path IN ({','.join('?' * len(chunk))})", chunk)
-    return {r[0]: Derived(r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6])) for r in rows}
+    return {r[0]: Derived(*r[1:5], bytes(r[5]), bytes(r[6]), bytes(r[7])) for r in rows}
 
 
 def meta_of(conn: sqlite3.Connection) -> dict[str, Any]:

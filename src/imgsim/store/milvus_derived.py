@@ -1,7 +1,8 @@
 """Derived data (store/base.py, Derived) on a Milvus server: one `<prefix>_derived` collection.
 
-Milvus has no blob field, so the summary and thumbnail are base64 in VARCHAR fields (a
-thumbnail is 12 KB, well under the 64 KB limit); the collection has the one vector field
+Milvus has no blob field, so the summary, thumbnail and turned embeddings are base64 in
+VARCHAR fields (a thumbnail is 12 KB, well under the 64 KB limit; turned embeddings that do not
+fit are not kept, and are embedded again when needed); the collection has the one vector field
 Milvus requires, unused. Keyed by image name, as the vectors are; every read is Strong, since
 the duplicate finder decides from it what to read again.
 """
@@ -43,6 +44,7 @@ class MilvusDerived:
         schema.add_field("mtime_ns", DataType.INT64)
         schema.add_field("summary", DataType.VARCHAR, max_length=TEXT_MAX)
         schema.add_field("thumb", DataType.VARCHAR, max_length=TEXT_MAX)
+        schema.add_field("views", DataType.VARCHAR, max_length=TEXT_MAX)
         schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
         index = self._client.prepare_index_params()
         index.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
@@ -55,7 +57,9 @@ class MilvusDerived:
     def read(self, names: Sequence[str] | None, thumbs: bool) -> dict[str, Derived]:
         """Rows by name (of `names`, else all); thumbnails only when asked."""
         self._ensure()
-        fields = ["version", "sha256", "size", "mtime_ns", "summary"] + (["thumb"] * thumbs)
+        fields = ["version", "sha256", "size", "mtime_ns", "summary"] + (
+            ["thumb", "views"] * thumbs
+        )
         if names is None:
             rows: list[dict] = []
             iterator = self._call(
@@ -108,6 +112,9 @@ def _row(name: str, derived: Derived) -> dict[str, Any]:
         "mtime_ns": -1 if derived.mtime_ns is None else int(derived.mtime_ns),
         "summary": base64.b64encode(derived.summary).decode(),
         "thumb": base64.b64encode(derived.thumb).decode(),
+        "views": views
+        if len(views := base64.b64encode(derived.views).decode()) <= TEXT_MAX
+        else "",
         "unused": UNUSED,
     }
 
@@ -120,4 +127,5 @@ def _derived_of(row: dict) -> Derived:
         None if row["mtime_ns"] < 0 else int(row["mtime_ns"]),
         base64.b64decode(row["summary"]),
         base64.b64decode(row["thumb"]) if "thumb" in row else b"",
+        base64.b64decode(row["views"]) if "views" in row else b"",
     )

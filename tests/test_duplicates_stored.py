@@ -1,0 +1,154 @@
+"""Duplicate data kept in the store: written by index, update and uploads, dropped with deletes,
+and a second `imgsim duplicates` over an unchanged collection that opens no image."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imgsim.cli import main
+from imgsim.config import DuplicatesConfig, ExtractConfig
+from imgsim.duplicates import StoreFinder, stored
+from imgsim.duplicates.derived import DERIVED_VERSION, decode
+from imgsim.search import Searcher
+from imgsim.store import Store, open_store
+from imgsim.update import update_index
+
+CONFIRMED = DuplicatesConfig(method="confirmed", workers=1)
+
+
+@pytest.fixture
+def workdir(make_workdir, store_spec: str) -> Path:
+    """An index (in the engine of `store_spec`) of 16 shapes and an exact copy of one."""
+    work = make_workdir(("circle", "square"), 8)
+    data = work.parent / "data"
+    shutil.copy(data / "circle_00001.png", data / "copy_of_circle.png")
+    update_index(config(work, store_spec), progress=False)
+    return work
+
+
+def config(work: Path, spec: str) -> ExtractConfig:
+    return ExtractConfig(
+        data_dir=str(work.parent / "data"), output_dir=str(work),
+        model_path=str(work / "triplet_base_final.pt"), workers=1, store=spec,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every image file Pillow opens from now on."""
+    seen: list[str] = []
+    real = Image.open
+    monkeypatch.setattr(
+        Image, "open", lambda fp, *a, **k: seen.append(str(fp)) or real(fp, *a, **k)
+    )
+    return seen
+
+
+@pytest.fixture
+def derived_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names the finder derives from their files from now on."""
+    names: list[str] = []
+    real = stored.iter_derived
+    monkeypatch.setattr(
+        stored, "iter_derived", lambda r, *a: names.extend(x.name for x in r) or real(r, *a)
+    )
+    return names
+
+
+def report(store: Store) -> dict:
+    return {**StoreFinder().find(store, CONFIRMED).to_dict(), "seconds": 0}
+
+
+def test_index_keeps_every_images_derived_data(workdir: Path, store_spec: str) -> None:
+    with open_store(workdir, store_spec) as store:
+        rows, facts = store.derived(), store.facts()
+        assert set(rows) == set(facts) and len(rows) == 17
+        assert {r.version for r in rows.values()} == {DERIVED_VERSION}
+        assert all(rows[n].sha256 == facts[n].sha256 for n in rows)
+        assert all(not r.thumb for r in rows.values())  # read only when asked
+        thumbs = store.derived(["copy_of_circle.png"], thumbs=True)
+        assert decode("copy_of_circle.png", thumbs["copy_of_circle.png"]).thumb.shape == (64, 64, 3)
+
+
+def test_a_second_run_opens_no_image_and_finds_the_same(
+    workdir: Path, store_spec: str, opened: list[str], derived_names: list[str]
+) -> None:
+    with open_store(workdir, store_spec) as store:
+        kept = report(store)
+        assert not opened and not derived_names  # all of it came from the store
+        assert any(
+            {m["name"] for m in g["members"]} == {"circle_00001.png", "copy_of_circle.png"}
+            for g in kept["groups"]
+        )
+        # The same answer as from the files themselves (nothing kept, nothing written back).
+        store.derived = lambda *a, **k: {}  # type: ignore[method-assign]
+        store.put_derived = lambda rows: None  # type: ignore[method-assign]
+        assert report(store) == kept
+        assert len(derived_names) == 17 and opened
+
+
+def test_a_changed_file_is_derived_again_and_written_back(
+    workdir: Path, store_spec: str, derived_names: list[str]
+) -> None:
+    data = workdir.parent / "data"
+    target = data / "square_00002.png"
+    target.write_bytes((data / "circle_00003.png").read_bytes())  # now a copy of another
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    with open_store(workdir, store_spec) as store:
+        groups = report(store)["groups"]
+        assert derived_names == ["square_00002.png"]
+        assert any("square_00002.png" in {m["name"] for m in g["members"]} for g in groups)
+        row = store.derived(["square_00002.png"])["square_00002.png"]
+        assert row.mtime_ns == 1_000_000_000 and row.sha256 != store.facts()[target.name].sha256
+        report(store)
+        assert derived_names == ["square_00002.png"]  # the second run read it from the store
+
+
+def test_update_upload_and_delete_keep_it_in_step(workdir: Path, store_spec: str) -> None:
+    data = workdir.parent / "data"
+    shutil.copy(data / "square_00003.png", data / "new.png")
+    (data / "circle_00002.png").unlink()
+    update_index(config(workdir, store_spec), progress=False)
+    searcher = Searcher.from_workdir(workdir, store=store_spec)
+    searcher.add_images({"uploaded.png": (data / "square_00004.png").read_bytes()})
+    searcher.remove_images(["square_00001.png"])
+    with open_store(workdir, store_spec) as store:
+        rows = store.derived()
+        assert set(rows) == set(store.facts())
+        assert {"new.png", "uploaded.png"} <= set(rows)
+        assert not {"circle_00002.png", "square_00001.png"} & set(rows)
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])  # the CLI opens either engine alike
+def test_the_cli_second_run_opens_no_image(
+    workdir: Path, opened: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    args = ["duplicates", "--workdir", str(workdir), "--json"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    # Round shapes match turned: the first run embeds them turned, and keeps those too.
+    assert [p for p in opened if not p.endswith(".pt")]
+    opened.clear()
+    assert main(args) == 0
+    assert not [p for p in opened if not p.endswith(".pt")]
+    second = capsys.readouterr().out
+    assert '"copy_of_circle.png"' in second
+    assert re.sub(r'"seconds": [\d.]+', "", first) == re.sub(r'"seconds": [\d.]+', "", second)
+
+
+def test_another_algorithm_version_is_derived_again(
+    workdir: Path, store_spec: str, derived_names: list[str]
+) -> None:
+    with open_store(workdir, store_spec) as store:
+        old = {n: replace(r, version=DERIVED_VERSION - 1) for n, r in store.derived().items()}
+        store.put_derived(old)
+        report(store)
+        assert len(derived_names) == 17
+        assert {r.version for r in store.derived().values()} == {DERIVED_VERSION}
