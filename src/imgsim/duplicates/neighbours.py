@@ -13,6 +13,9 @@ BAND_VALUES = 1 << BAND_BITS
 FLAT_MAX = 5_000  # up to this many vectors: exact range search; above it, an IVF index
 IVF_PROBES = 8  # cells an IVF range search visits: near-duplicates share a cell or a near one
 IVF_TRAIN_PER_CELL = 40  # k-means sees this many vectors per cell (FAISS asks 39), a sample
+# Nearest neighbours each vector may pair with: the work and memory stay n x 20, however many
+# images look alike; a near copy has fewer look-alikes above the threshold than this.
+NEIGHBOURS = 20
 
 
 def pairs_within(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,11 +99,12 @@ def centred(vectors: np.ndarray) -> np.ndarray:
 
 
 def pairs_above(vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) of L2-normalised vectors with cosine similarity >= `min_similarity`.
+    """Pairs (i < j) of L2-normalised vectors with cosine similarity >= `min_similarity`,
+    among each vector's NEIGHBOURS nearest.
 
-    An exact FAISS range search up to FLAT_MAX vectors; above, an inverted-file index of
-    about 2 sqrt(n) cells searched in IVF_PROBES cells per vector, so each vector is compared
-    with about 4 sqrt(n) others (1,300 of 100,000), not all n.
+    An exact FAISS search up to FLAT_MAX vectors; above, an inverted-file index of about
+    2 sqrt(n) cells searched in IVF_PROBES cells per vector, so each vector is compared with
+    about 4 sqrt(n) others (1,300 of 100,000), not all n.
     """
     import faiss
 
@@ -118,10 +122,11 @@ def pairs_above(vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray,
         index.train(x[np.sort(sample)])
         index.nprobe = IVF_PROBES
     index.add(x)
-    # The range search keeps results *above* the radius for inner products.
-    limits, scores, ids = index.range_search(x, float(min_similarity) - 1e-6)
-    rows = np.repeat(np.arange(n), np.diff(limits).astype(np.int64))
-    keep = rows != ids
+    # The k nearest, then those above the threshold (as a range search's radius would keep).
+    scores, ids = index.search(x, min(n, NEIGHBOURS + 1))  # the vector itself among them
+    rows = np.repeat(np.arange(n), ids.shape[1])
+    scores, ids = scores.ravel(), ids.ravel()
+    keep = (ids >= 0) & (rows != ids) & (scores > float(min_similarity) - 1e-6)
     # An approximate search may find a pair from one side only: each pair once, lowest first.
     low = np.minimum(rows[keep], ids[keep]).astype(np.int64)
     high = np.maximum(rows[keep], ids[keep]).astype(np.int64)
