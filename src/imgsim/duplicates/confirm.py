@@ -39,7 +39,8 @@ def confirmed_links(
 
     Proposed: a pair where one of the 8 views (turned, mirrored) of one image is within
     `threshold` hash bits of the other, or whose embeddings have cosine at least
-    `embedding_threshold` (FAISS range search: crops and colour changes move hashes more).
+    `embedding_threshold` among its 20 nearest (FAISS: crops and colour changes move hashes
+    more).
     Confirmed: the cosine of one image's embedding and the other's, in the view the hashes
     matched (embedded turned by `views`), is at least `embedding_threshold`, and their
     thumbnails, aligned, correlate at least `pixel_threshold` (views.aligned_correlation).

@@ -10,8 +10,8 @@ import numpy as np
 BANDS = 4  # the 64-bit hash is cut into 4 bands of 16 bits: ~log2 of 100,000 images
 BAND_BITS = 64 // BANDS
 BAND_VALUES = 1 << BAND_BITS
-FLAT_MAX = 5_000  # up to this many vectors: exact range search; above it, an IVF index
-IVF_PROBES = 8  # cells an IVF range search visits: near-duplicates share a cell or a near one
+FLAT_MAX = 5_000  # up to this many vectors: exact search; above it, an IVF index
+IVF_PROBES = 8  # cells an IVF search visits: near-duplicates share a cell or a near one
 IVF_TRAIN_PER_CELL = 40  # k-means sees this many vectors per cell (FAISS asks 39), a sample
 # Nearest neighbours each vector may pair with: the work and memory stay n x 20, however many
 # images look alike; a near copy has fewer look-alikes above the threshold than this.
