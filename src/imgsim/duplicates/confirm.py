@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .fingerprint import Fingerprint
 from .groups import NEAR, Link
 from .neighbours import pairs_above, view_pairs
-from .views import aligned_correlation
+from .views import CroppedCache, correlation_of
 
 if TYPE_CHECKING:
     from .finder import Collection
@@ -66,22 +66,23 @@ def confirmed_links(
         i for pair, (_, _, c) in proposed.items() if c >= config.embedding_threshold for i in pair
     }))  # fmt: skip
     links = {}
-    for (a, b), (v, d, c) in proposed.items():
+    crops = CroppedCache()
+    for (a, b), (v, d, c) in sorted(proposed.items()):  # by image: its crops are reused
         if c < config.embedding_threshold:
             continue
-        r = _correlation(collection, a, b, v)
+        r = _correlation(collection, a, b, v, crops)
         if r >= config.pixel_threshold:
             links[(a, b)] = _link(v, d, c)
     return links
 
 
-def _correlation(collection: Collection, a: int, b: int, view: int) -> float:
+def _correlation(collection: Collection, a: int, b: int, view: int, crops: CroppedCache) -> float:
     """The pair's aligned pixel correlation (views.aligned_correlation); -1 when unreadable."""
     collection.fill_thumbnails((a, b))
     thumbs = collection.thumbnails
     if thumbs[a] is None or thumbs[b] is None:
         return -1.0
-    return aligned_correlation(thumbs[a], thumbs[b], view)
+    return correlation_of(crops.get((a, 0), thumbs[a]), crops.get((b, view), thumbs[b]))
 
 
 def _link(view: int, distance: int | None, cosine: float) -> Link:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def thumbnail(path: Path) -> np.ndarray | None:
     return np.asarray(im.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BOX))
 
 
-def _cropped(pixels: np.ndarray) -> list[np.ndarray]:
+def cropped(pixels: np.ndarray) -> list[np.ndarray]:
     """The thumbnail cropped by each of CROPS per side, at COMPARE_SIDE², zero mean and unit
     length: so a brighter or darker copy compares as the same."""
     im = Image.fromarray(np.ascontiguousarray(pixels))
@@ -120,6 +121,31 @@ def aligned_correlation(a: np.ndarray, b: np.ndarray, view: int) -> float:
     re-saved, resized, slightly cropped or recoloured copy correlates above 0.97
     (docs/benchmarks.md, "Duplicates").
     """
-    first, second = _cropped(a), _cropped(dihedral_view(b, view))
+    return correlation_of(cropped(a), cropped(dihedral_view(b, view)))
+
+
+def correlation_of(first: list[np.ndarray], second: list[np.ndarray]) -> float:
+    """aligned_correlation of two thumbnails' `cropped` (the second already turned)."""
     best = max(float(first[0] @ y) for y in second)
     return max(best, max(float(x @ second[0]) for x in first[1:]))
+
+
+class CroppedCache:
+    """`cropped` of thumbnails by (image, view), the `size` most recently used kept: an image
+    is compared with each of its neighbours, and cropping it is most of a comparison's work."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size  # 48 KB each
+        self._kept: OrderedDict[tuple[int, int], list[np.ndarray]] = OrderedDict()
+
+    def get(self, key: tuple[int, int], pixels: np.ndarray) -> list[np.ndarray]:
+        """The crops of `pixels` (image key[0]) turned as view key[1] says."""
+        found = self._kept.get(key)
+        if found is None:
+            found = cropped(dihedral_view(pixels, key[1]))
+            self._kept[key] = found
+            if len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        else:
+            self._kept.move_to_end(key)
+        return found
