@@ -76,14 +76,15 @@ def write_picture(args: tuple[Path, int]) -> None:
         picture(i).save(path, "JPEG", quality=90)
 
 
-def generate(folder: Path, n: int) -> float:
-    """Write the N pictures (those already there are kept); returns the seconds it took."""
+def generate(folder: Path, n: int) -> tuple[float, int]:
+    """Write the N pictures (those already there are kept); the seconds it took, how many new."""
     start = time.perf_counter()
+    before = sum(1 for _ in folder.rglob("*.jpg")) if folder.exists() else 0
     for part in range((n + 999) // 1000):
         (folder / f"{part:03d}").mkdir(parents=True, exist_ok=True)
     with multiprocessing.Pool() as pool:
         pool.map(write_picture, [(folder, i) for i in range(n)], chunksize=500)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, n - before
 
 
 def measured(args: list[str]) -> dict:
@@ -112,9 +113,9 @@ def clear_kept(workdir: Path) -> None:
 
 def run(root: Path, n: int) -> list[tuple[str, dict]]:
     data, work = root / "data", root / "work"
-    made = generate(data, n)
+    made, new = generate(data, n)
     work.mkdir(parents=True, exist_ok=True)
-    rows = [("generate the images", {"seconds": made, "peak_mb": float("nan")})]
+    rows = [(f"generate the images ({new:,} new)", {"seconds": made, "peak_mb": float("nan")})]
     index = ["index", "--pretrained", "--data", str(data), "--workdir", str(work)]
     rows.append(("`imgsim index --pretrained`", measured(index)))
     duplicates = ["duplicates", "--workdir", str(work)]
