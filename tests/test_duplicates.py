@@ -299,6 +299,25 @@ def test_view_pairs_find_the_closest_view_of_each_pair() -> None:
     assert found == {(2, 7): (3, 2), (1, 9): (INVERSE_VIEW[6], 0)}
 
 
+def test_view_pairs_through_the_binary_index_agree_with_the_band_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imgsim.duplicates import neighbours
+
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 2**64, (2000, 8), dtype=np.uint64, endpoint=False)
+    for k in range(0, 1000, 50):  # view k % 8 of image k + 1000 is k, k % 7 bits off
+        flips = sum(1 << int(b) for b in rng.choice(64, k % 7, replace=False))
+        hashes[k + 1000, k % 8] = hashes[k, 0] ^ np.uint64(flips)
+    exact = neighbours.view_pairs(hashes, 8)
+    monkeypatch.setattr(neighbours, "FLAT_MAX", 500)  # 2000 images: the binary index
+    indexed = neighbours.view_pairs(hashes, 8)
+    found = {tuple(p): (v, d) for p, v, d in zip(*(a.tolist() for a in indexed), strict=True)}
+    expected = {tuple(p): (v, d) for p, v, d in zip(*(a.tolist() for a in exact), strict=True)}
+    assert {(k, k + 1000) for k in range(0, 1000, 50)} <= set(found)
+    assert all(expected[pair] == found[pair] for pair in found)  # a subset, with the same view
+
+
 def test_the_view_hashes_of_a_turned_image_match_the_original() -> None:
     from imgsim.duplicates.views import view_hashes
 
