@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from .views import CroppedCache, correlation_of
 if TYPE_CHECKING:
     from .finder import Collection
 
+T = TypeVar("T")
 # Embeds (path, view) pairs: images turned and mirrored (views.ViewEmbedder).
 ViewEmbed = Callable[[Sequence[Path], Sequence[int]], np.ndarray]
 
@@ -61,19 +62,44 @@ def confirmed_links(
         if best is None or best[2] < c:  # the views as they are are the closer match
             d = (phash[a] ^ phash[b]).bit_count() if a in phash and b in phash else None
             proposed[(a, b)] = (0, d, c)
+    return _confirmed(collection, proposed, config)
+
+
+def _confirmed(
+    collection: Collection,
+    proposed: dict[tuple[int, int], tuple[int, int | None, float]],
+    config: DuplicatesConfig,
+) -> dict[tuple[int, int], Link]:
+    """The proposed pairs (view, hash distance, cosine) whose cosine and aligned pixels agree."""
+    todo = [(pair, found) for pair, found in proposed.items()
+            if found[2] >= config.embedding_threshold]  # fmt: skip
     # The thumbnails of every pair to compare, read at once (kept in the store, or decoded).
-    collection.fill_thumbnails(sorted({
-        i for pair, (_, _, c) in proposed.items() if c >= config.embedding_threshold for i in pair
-    }))  # fmt: skip
+    collection.fill_thumbnails(sorted({i for pair, _ in todo for i in pair}))
     links = {}
     crops = CroppedCache()
-    for (a, b), (v, d, c) in sorted(proposed.items()):  # by image: its crops are reused
-        if c < config.embedding_threshold:
-            continue
+    for (a, b), (v, d, c) in _local_order(todo, len(collection.names)):
         r = _correlation(collection, a, b, v, crops)
         if r >= config.pixel_threshold:
             links[(a, b)] = _link(v, d, c)
     return links
+
+
+def _local_order(todo: list[tuple[tuple[int, int], T]], n: int) -> list[tuple[tuple[int, int], T]]:
+    """The pairs in an order where each image's pairs come close together (reverse
+    Cuthill-McKee of the pair graph), so the crops of both images of a pair are mostly still
+    in the CroppedCache: cropping is most of the confirmation's work."""
+    if len(todo) < 2:
+        return todo
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    ends = np.array([pair for pair, _ in todo], np.int64)
+    graph = coo_matrix((np.ones(len(ends), np.int8), (ends[:, 0], ends[:, 1])), (n, n)).tocsr()
+    position = np.empty(n, np.int64)
+    position[reverse_cuthill_mckee(graph, symmetric_mode=False)] = np.arange(n)
+    at = position[ends]
+    order = np.lexsort((at.min(axis=1), at.max(axis=1)))
+    return [todo[i] for i in order.tolist()]
 
 
 def _correlation(collection: Collection, a: int, b: int, view: int, crops: CroppedCache) -> float:
