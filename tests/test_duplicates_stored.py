@@ -152,3 +152,16 @@ def test_another_algorithm_version_is_derived_again(
         report(store)
         assert len(derived_names) == 17
         assert {r.version for r in store.derived().values()} == {DERIVED_VERSION}
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+def test_the_watchers_update_pass_keeps_it_too(workdir: Path) -> None:
+    from imgsim.model_handle import ModelFile
+    from imgsim.update import update_pass
+
+    data = workdir.parent / "data"
+    shutil.copy(data / "square_00005.png", data / "watched.png")
+    model = ModelFile(str(workdir / "triplet_base_final.pt"))
+    with open_store(workdir, "faiss", model.model_id) as store:
+        update_pass(store, model, config(workdir, "faiss"))  # one batch of `imgsim watch`
+        assert "watched.png" in store.derived()
