@@ -36,7 +36,7 @@ def test_a_run_says_its_plan_progress_and_kept_epoch(
     assert re.search(r"Estimated training time: .+ for 3 epochs", err), err
     assert re.search(r"warning: The default threshold reached [\d.]+% precision against its "
                      r"100% target", err), err  # fmt: skip
-    assert re.search(r"Saved .+: the weights of epoch 3 of 3.*: the last epoch", out), out
+    assert re.search(r"Saved .+: the weights of epoch 3 of 3 .*; kept: the last epoch", out), out
 
 
 def test_the_threshold_warns_only_below_its_target() -> None:

@@ -195,8 +195,10 @@ def _kept(result: TrainResult) -> str:
         return f"the pretrained network's weights, {result.kept_reason}"
     record = result.history[result.kept_epoch - 1] if epochs >= result.kept_epoch else {}
     recall = record.get("val_recall_at_1")
-    score = f", validation Recall@1 {recall:.3f}" if recall is not None else ""
-    return f"the weights of epoch {result.kept_epoch} of {epochs}{score}: {result.kept_reason}"
+    score = f" (validation Recall@1 {recall:.3f})" if recall is not None else ""
+    return (
+        f"the weights of epoch {result.kept_epoch} of {epochs}{score}; kept: {result.kept_reason}"
+    )
 
 
 def _continue_training(args: argparse.Namespace, workdir: str) -> None:
