@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 _next_step: list[str] = []  # what to run to continue, set by the command as it learns it
 
@@ -63,6 +64,24 @@ def _quiet_when_parent_left(kind: type[BaseException], value: BaseException, tb:
     if issubclass(kind, _PARENT_LEFT):
         return
     sys.__excepthook__(kind, value, tb)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl+C back (delivered on leaving, not lost) while worker processes start.
+
+    A spawned worker inherits the block, so a Ctrl+C that comes while it is still importing
+    never reaches it (it would print a KeyboardInterrupt traceback from its start-up code);
+    it then ignores Ctrl+C for good (leave_to_parent).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def continue_with(command: str) -> None:
