@@ -1039,6 +1039,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:  # Ctrl+C, or SIGTERM (interrupt.stop_on_sigterm)
+        if argv is None:  # the program, not a caller in Python
+            interrupt.ignore_more()
         interrupt.report(sys.argv[1:] if argv is None else argv)
         return interrupt.exit_status(stop)
 

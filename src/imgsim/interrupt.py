@@ -27,6 +27,13 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise_stopped)
 
 
+def ignore_more() -> None:
+    """Once a stop is under way, a second Ctrl+C or SIGTERM (an impatient user) is ignored:
+    it would break the clean-up with a traceback, and the process ends within seconds anyway."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _exit_quietly(_signum: int, _frame: object) -> None:
     os._exit(0)  # no clean-up to run: the parent owns every output file
 
