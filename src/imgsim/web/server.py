@@ -35,7 +35,8 @@ DEFAULT_THREADS = 4
 MAX_DEFAULT_WORKERS = 8
 
 
-GRACEFUL_TIMEOUT_S = 3
+GRACEFUL_TIMEOUT_S = 2  # what a worker gives its requests in flight when stopped
+MASTER_GRACE_S = 4  # what the master gives a stopping worker before it kills it
 
 
 def cores() -> int:
@@ -127,9 +128,10 @@ def gunicorn_options(
         # The app answers a slow upload with 408 at request_timeout; gunicorn kills a worker
         # only well past it (a stuck forward pass, not a slow client).
         "timeout": int(config.request_timeout) + 30,
-        # Ctrl+C or SIGTERM: requests in flight get this long, so the whole stop stays under
-        # the 5 s docs/stopping.md promises (a search takes well under a second).
+        # SIGTERM: requests in flight get this long (Ctrl+C: none), so the whole stop stays
+        # under the 5 s docs/stopping.md promises (a search takes well under a second).
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "worker_exit": _exit_now,
         "keepalive": 5,
         "proc_name": "imgsim",
         "accesslog": None,
@@ -199,10 +201,32 @@ class Gunicorn(BaseApplication):
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
 
 
+def _exit_now(_arbiter: Arbiter, worker: Any) -> None:
+    """gunicorn's last hook in a worker: end the process now if it was told to stop.
+
+    Its requests have had their grace (none after Ctrl+C, GRACEFUL_TIMEOUT_S after SIGTERM).
+    A normal exit would wait for every request thread, one still reading a slow upload
+    included, until the master killed the worker ("SIGKILL! Perhaps out of memory?"). Every
+    write to the store and index is atomic, so nothing is left half written.
+    """
+    if worker.alive:  # it failed to boot: its exit status tells the master so
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 class _Arbiter(Arbiter):
     """gunicorn's master, which says which signal stopped it instead of exiting with 0."""
 
     stopped_by = 0
+
+    def stop(self, graceful: bool = True) -> None:
+        # A worker notices a stop within a second (its poll), then gives its requests
+        # GRACEFUL_TIMEOUT_S: the master waits longer before it kills any (set here, after
+        # the workers took their copy of the settings).
+        self.cfg.set("graceful_timeout", MASTER_GRACE_S)
+        super().stop(graceful)
 
     def handle_int(self) -> None:
         self.stopped_by = signal.SIGINT
