@@ -129,6 +129,13 @@ def test_a_stopped_server_exits_within_the_limit(
         except OSError:
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+    # A client in the middle of a slow upload: its request thread must not hold the worker
+    # (it used to, until the master killed it: "SIGKILL! Perhaps out of memory?").
+    upload = socket.create_connection(("127.0.0.1", port))
+    upload.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                   b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")  # fmt: skip
+    time.sleep(0.5)
     status, seconds, text = stop(process, sig, log)
+    upload.close()
     check_clean(status, seconds, text, sig)
     assert f"To continue: imgsim serve --workdir {trained_workdir} --port {port}" in text
