@@ -14,7 +14,7 @@ import numpy as np
 
 from .data import ImageRecord, ThumbnailCache, decode_records
 from .embedder import Embedder, EmbedderSpec
-from .interrupt import ctrl_c_held
+from .interrupt import signals_held
 
 AHEAD_PER_WORKER = 3  # chunks queued per worker: none idles, memory stays bounded
 # A worker takes a second or more to start (imports, runtime); below this many images per
@@ -63,7 +63,7 @@ def _run_chunk(records: list[ImageRecord], start: int) -> Chunk:
 
 
 def _submit(pool: ProcessPoolExecutor, part: list[ImageRecord], start: int) -> Future[Chunk]:
-    with ctrl_c_held():  # a submit may start a worker process
+    with signals_held():  # a submit may start a worker process
         return pool.submit(_run_chunk, part, start)
 
 

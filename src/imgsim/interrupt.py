@@ -54,6 +54,8 @@ def leave_to_parent() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
+    if hasattr(signal, "pthread_sigmask"):  # held back while we started (signals_held)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     sys.excepthook = _quiet_when_parent_left
     threading.excepthook = lambda a: _quiet_when_parent_left(
         a.exc_type, a.exc_value, a.exc_traceback
@@ -74,21 +76,42 @@ def _quiet_when_parent_left(kind: type[BaseException], value: BaseException, tb:
 
 
 @contextlib.contextmanager
-def ctrl_c_held() -> Iterator[None]:
-    """Hold Ctrl+C back (delivered on leaving, not lost) while worker processes start.
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl+C and SIGTERM back (acted on when leaving, not lost) while workers start.
 
-    A spawned worker inherits the block, so a Ctrl+C that comes while it is still importing
-    never reaches it (it would print a KeyboardInterrupt traceback from its start-up code);
-    it then ignores Ctrl+C for good (leave_to_parent).
+    A worker spawned meanwhile inherits the blocked mask, so a signal sent to the whole group
+    while it is still importing never reaches it half started (Ctrl+C would print a traceback
+    from its start-up code), and this process never stops between starting a worker and
+    handing it its start-up data (the worker would print "EOFError: Ran out of input").
+    The worker then takes the signals its own way (leave_to_parent).
     """
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        yield  # only the main thread may set handlers (and runs them); Windows has no mask
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    # The mask alone would not do: another thread takes the signal, and Python runs the
+    # handler in this thread at once. The handlers only note it until the workers are up.
+    handlers = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in held}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if caught:
+            _act_on(caught[0], handlers[caught[0]])
+
+
+def _act_on(signum: int, handler: object) -> None:
+    """Do what `handler`, the signal's own, does with `signum`."""
+    if callable(handler):
+        handler(signum, None)  # Ctrl+C: raises KeyboardInterrupt; SIGTERM: raises Stopped
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
 
 
 def continue_with(command: str) -> None:
