@@ -102,7 +102,12 @@ def one_stop(args: list[str], ready: object, sig: int, log: Path, port: int) -> 
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     text = log.read_text(errors="replace")
-    return seconds, status, any(a in text for a in ABORTS)
+    aborted = any(a in text for a in ABORTS)
+    if aborted or status != 128 + sig:  # kept, to read: the next run overwrites `log`
+        kept = log.with_name(f"failed-{args[0]}-{signal.Signals(sig).name}-{time.time():.0f}.log")
+        kept.write_text(text)
+        print(f"unexpected stop (status {status}), its output: {kept}", file=sys.stderr)
+    return seconds, status, aborted
 
 
 def cases(root: Path) -> dict[str, tuple]:
