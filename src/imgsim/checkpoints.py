@@ -53,6 +53,13 @@ def store(run_dir: Path, epoch: int, payload: dict[str, Any], keep: int = KEEP) 
     return path
 
 
+def latest_epoch(root: Path) -> int:
+    """The newest checkpoint's epoch in the latest run (0: none yet), without reading it."""
+    runs = _numbered(root, _RUN)
+    epochs = _numbered(runs[-1][1], _EPOCH) if runs else []
+    return epochs[-1][0] if epochs else 0
+
+
 def latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
     """The latest run and its newest readable checkpoint (damaged ones skipped), or None.
 

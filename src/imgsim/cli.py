@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .config import DuplicatesConfig, ExtractConfig
     from .duplicates import DuplicateReport
     from .embedder import Embedder
+    from .train import TrainResult
 
 log = logging.getLogger("imgsim")
 T = TypeVar("T")
@@ -171,17 +172,53 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.config_flags = args.train_flags  # for _explicit
         train_cfg = _recalled(args, train_cfg, train_cfg.output_dir, ["data_dir"], True)
     _prepare(train_cfg.data_dir)
-    result = train(train_cfg, model_cfg, resume=args.resume)
+    _continue_training(args, train_cfg.output_dir)
+    try:
+        result = train(train_cfg, model_cfg, resume=args.resume)
+    except KeyboardInterrupt:
+        _say_checkpoint(Path(train_cfg.output_dir) / CHECKPOINT_DIR, train_cfg.checkpoint_every)
+        raise
     if not from_env().main:  # under torchrun, rank 0 alone reports
         return 0
-    final = result.history[-1] if result.history else {}
-    recall = final.get("val_recall_at_1")
-    print(f"Saved {result.model_path}" + (f" (validation Recall@1 {recall:.3f})" if recall else ""))
+    print(f"Saved {result.model_path}: {_kept(result)}")
     if result.stopped_early:
         print(f"Stopped early: {result.stopped_early}; imgsim train --resume continues")
     workdir = "" if Path(train_cfg.output_dir) == Path() else f" --workdir {train_cfg.output_dir}"
     print(f"Next: imgsim extract{workdir}")
     return 0
+
+
+def _kept(result: TrainResult) -> str:
+    """Whose weights the model file holds, and why, for the summary."""
+    epochs = len(result.history)
+    if not result.kept_epoch:
+        return f"the pretrained network's weights, {result.kept_reason}"
+    record = result.history[result.kept_epoch - 1] if epochs >= result.kept_epoch else {}
+    recall = record.get("val_recall_at_1")
+    score = f" (validation Recall@1 {recall:.3f})" if recall is not None else ""
+    return (
+        f"the weights of epoch {result.kept_epoch} of {epochs}{score}; kept: {result.kept_reason}"
+    )
+
+
+def _continue_training(args: argparse.Namespace, workdir: str) -> None:
+    """What a stopped `imgsim train` says to run: the same run, from its last checkpoint."""
+    from . import interrupt
+
+    config = f" --config {args.config}" if getattr(args, "config", None) else ""
+    folder = "" if Path(workdir) == Path() else f" --workdir {workdir}"
+    interrupt.continue_with(f"imgsim{config} train --resume{folder}")
+
+
+def _say_checkpoint(root: Path, every: int) -> None:
+    from .checkpoints import latest_epoch
+
+    epoch = latest_epoch(root)
+    if epoch:
+        log.info("The last checkpoint is epoch %d (one every %d epochs): --resume goes on from "
+                 "there; later epochs are trained again", epoch, every)  # fmt: skip
+    else:
+        log.info("No checkpoint yet (one every %d epochs): --resume starts the run again", every)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -193,16 +230,26 @@ def cmd_extract(args: argparse.Namespace) -> int:
     cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
-    if args.reference is not None:
-        result = extract_reference(cfg, args.reference, args.reference_size)
-    else:
-        result = extract(cfg)
+    try:
+        if args.reference is not None:
+            result = extract_reference(cfg, args.reference, args.reference_size)
+        else:
+            result = extract(cfg)
+    except KeyboardInterrupt:
+        _say_index_kept(cfg.output_dir)
+        raise
     print(
         f"Embedded {result.count} images ({result.embedding_dim} dims, "
         f"{result.images_per_second:.0f} images/s) into {result.output_dir}"
         + (f"; skipped {result.skipped} unreadable" if result.skipped else "")
     )
     return 0
+
+
+def _say_index_kept(workdir: str) -> None:
+    # The store changes in one transaction at the end of a run, so a stopped run left none.
+    log.info("The index in %s is as it was before this run; running the command again embeds "
+             "the images again (what this run embedded was not kept)", workdir)  # fmt: skip
 
 
 def _use_pretrained(cfg: ExtractConfig, args: argparse.Namespace) -> ExtractConfig:
@@ -230,7 +277,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     cfg = _recalled(args, cfg, cfg.output_dir, ("data_dir", "model_path", "store"), True)
     _prepare(cfg.data_dir, cfg.output_dir)
     cfg = _use_pretrained(cfg, args)
-    result = update_index(cfg, update=args.update, kind=args.kind)
+    try:
+        result = update_index(cfg, update=args.update, kind=args.kind)
+    except KeyboardInterrupt:
+        _say_index_kept(cfg.output_dir)
+        raise
     if result.full:
         print(f"Indexed {result.total} images (all embedded) into {cfg.output_dir}", end="")
     else:
@@ -295,6 +346,8 @@ def cmd_tune_threshold(args: argparse.Namespace) -> int:
         cfg.model_path, cfg.data_dir, cfg.workers, cfg.precision, cfg.top_k
     )
     print(f"{choice.describe()}; saved in {cfg.model_path}")
+    if choice.shortfall():
+        log.warning(choice.shortfall())
     return 0
 
 
@@ -960,6 +1013,10 @@ class _Formatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imgsim` command; returns the exit code."""
+    from . import interrupt
+
+    if argv is None:  # the `imgsim` program itself, not a caller in Python (a test)
+        interrupt.stop_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     _one_folder(parser, args)
@@ -981,10 +1038,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        hint = " — continue with: imgsim train --resume" if args.command == "train" else ""
-        print(f"\ninterrupted{hint}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl+C, or SIGTERM (interrupt.stop_on_sigterm)
+        if argv is None:  # the program, not a caller in Python
+            interrupt.ignore_more()
+        interrupt.report(sys.argv[1:] if argv is None else argv)
+        return interrupt.exit_status(stop)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 
 from .data import ImageRecord, ThumbnailCache, decode_records
 from .embedder import Embedder, EmbedderSpec
+from .interrupt import signals_held
 
 AHEAD_PER_WORKER = 3  # chunks queued per worker: none idles, memory stays bounded
 # A worker takes a second or more to start (imports, runtime); below this many images per
@@ -61,6 +62,11 @@ def _run_chunk(records: list[ImageRecord], start: int) -> Chunk:
     )
 
 
+def _submit(pool: ProcessPoolExecutor, part: list[ImageRecord], start: int) -> Future[Chunk]:
+    with signals_held():  # a submit may start a worker process
+        return pool.submit(_run_chunk, part, start)
+
+
 def iter_embedded(
     embedder: Embedder,
     records: list[ImageRecord],
@@ -91,13 +97,13 @@ def iter_embedded(
     todo = iter(chunks)
     try:
         for part, start in todo:
-            pending.append(pool.submit(_run_chunk, part, start))
+            pending.append(_submit(pool, part, start))
             if len(pending) >= count * AHEAD_PER_WORKER:
                 break
         while pending:
             chunk = pending.popleft().result()
             for part, start in todo:  # keep the workers busy while the caller writes
-                pending.append(pool.submit(_run_chunk, part, start))
+                pending.append(_submit(pool, part, start))
                 break
             yield chunk
     finally:

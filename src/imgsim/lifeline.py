@@ -27,7 +27,10 @@ def bind_to_parent(
     parent pid and exits when it changes (we were re-parented): the fallback where prctl is
     missing, and a second guard everywhere. Call it first thing in the worker.
     """
+    from .interrupt import leave_to_parent
+
     parent = parent_pid or os.getppid()
+    leave_to_parent()  # the parent stops us on Ctrl+C: no traceback of ours, no "crashed" worker
     if use_prctl:
         _set_death_signal(signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the death signal was armed

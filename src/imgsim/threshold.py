@@ -51,6 +51,19 @@ class ThresholdChoice:
             f"query's category (target {self.target:.0%})"
         )
 
+    def shortfall(self) -> str | None:
+        """A warning when the threshold misses its precision target, saying what it means."""
+        if self.precision >= self.target:
+            return None
+        wrong = 1 - self.precision
+        return (
+            f"The default threshold reached {self.precision:.1%} precision against its "
+            f"{self.target:.0%} target: about {wrong:.0%} of the results a search shows above "
+            "it are of another category. The model cannot yet tell these categories apart "
+            "that well: more images per category or more epochs may help "
+            "(--threshold-precision sets the target)"
+        )
+
 
 def precision_cutoff(scores: np.ndarray, right: np.ndarray, target: float) -> int:
     """How many of the results, best score first, to keep so their precision is ≥ `target`.

@@ -58,6 +58,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     stopped_early: str | None = None
+    kept_epoch: int = 0  # whose weights the model file holds
+    kept_reason: str = ""  # why those, in words
 
 
 def check_settings(config: TrainConfig) -> None:
@@ -133,8 +135,6 @@ def plan_run(config: TrainConfig, n_train: int, n_classes: int) -> Plan:
             epochs, steps, batch, f"{epochs * steps * batch:,}",
             f"{config.auto_images_seen:,}", config.max_auto_epochs,
         )  # fmt: skip
-    else:
-        log.info("Training for %d epochs of %d steps of %d images (--epochs)", epochs, steps, batch)
     return Plan(epochs, steps, batch)
 
 
@@ -215,7 +215,7 @@ def _train(
                                              device, progress)  # fmt: skip
     trainer = Trainer(resolved, model_config, Split(data, train_rows, val_rows), plan, job,
                       device, progress)  # fmt: skip
-    _log_start(trainer)
+    _log_plan(trainer)
     if found:
         run_dir, payload = found
         trainer.load_state(payload)
@@ -259,14 +259,18 @@ def repeatable(config: TrainConfig) -> TrainConfig:
     )
 
 
-def _log_start(trainer: Trainer) -> None:
-    split, config, job = trainer.split, trainer.config, trainer.job
+def _log_plan(trainer: Trainer) -> None:
+    """The run's plan in one line, before the first step; the time comes after epoch one."""
+    split, config, job, plan = trainer.split, trainer.config, trainer.job, trainer.plan
+    model = trainer.model_config
     log.info(
-        "Training on %d images in %d categories (%d held out for validation) on %s, "
-        "%s loss, %s miner, %s sampler%s",
-        len(split.train_rows), len(split.data.categories), len(split.val_rows),
-        describe(trainer.device, trainer.amp_dtype), loss_title(config.loss), miner_name(config),
-        config.sampler, f", {job.world} processes" if job.enabled else "",
+        "Plan: %d training images in %d categories (%d held out for validation); %s backbone "
+        "at %d px; %d epochs × %d steps per epoch × batch %d; on %s%s; %s loss, %s miner, "
+        "%s sampler; the time is estimated after the first epoch",
+        len(split.train_rows), len(split.data.categories), len(split.val_rows), model.backbone,
+        model.image_size, plan.epochs, plan.steps_per_epoch, plan.batch,
+        describe(trainer.device, trainer.amp_dtype), f", {job.world} processes" if job.enabled
+        else "", loss_title(config.loss), miner_name(config), config.sampler,
     )  # fmt: skip
 
 
@@ -322,6 +326,8 @@ def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
     tuning = _tune(trainer) if len(split.val_rows) else None
     if tuning is not None:
         log.info(tuning.choice.describe())
+        if tuning.choice.shortfall():
+            log.warning(tuning.choice.shortfall())
     else:
         log.warning("Too few held-out images to calibrate scores: results show the cosine "
                     "similarity and no default threshold")  # fmt: skip
@@ -334,7 +340,7 @@ def _finish(trainer: Trainer, out: Path, run_id: str) -> TrainResult:
              "converged": trainer.converged}  # fmt: skip
     _write_outputs(out, trainer, tuning, extra)
     return TrainResult(out / MODEL_FILE, trainer.history, split.data.categories,
-                       trainer.stopped_early)  # fmt: skip
+                       trainer.stopped_early, trainer.kept_epoch, trainer.kept_reason)  # fmt: skip
 
 
 def _keep_untrained_if_better(trainer: Trainer) -> None:
@@ -351,6 +357,11 @@ def _keep_untrained_if_better(trainer: Trainer) -> None:
                 "features alone: keeping the pretrained features (the head did not help on "
                 "this folder)", trained_r1, untrained_r1)  # fmt: skip
     trainer.model = untrained  # training_config.json keeps the settings that repeat the run
+    trainer.kept_epoch = 0  # no epoch's weights: the network as it came
+    trainer.kept_reason = (
+        "none of the trained head's: the pretrained features alone searched the held-out "
+        "images better"
+    )
 
 
 def _held_out_recall(trainer: Trainer, model: torch.nn.Module) -> float:

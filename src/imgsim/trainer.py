@@ -10,7 +10,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from .evaluation import MAX_QUERIES, evaluate, validation_interval
 from .init_weights import load_init_weights
 from .losses import build_loss, build_miner
 from .model import build_network
+from .run_clock import RunClock
 from .samplers import GlobalBatches, build_sampler
 from .stopping import Stopping, noise_margin, patience_for
 from .trainset import Collection, ImageLoader
@@ -83,6 +84,7 @@ class Trainer:
     stopped_early: str | None = None  # the time budget ran out: --resume continues
     converged: str | None = None  # stopped because more epochs would teach nothing
     kept_epoch: int = 0  # whose weights the model file holds: the last, or the best validated
+    kept_reason: str = ""  # why those weights, in words for the summary
 
     def __post_init__(self) -> None:
         if self.config.threads:
@@ -154,13 +156,16 @@ class Trainer:
 
     def run(self, save_checkpoint: Callable[[int], None]) -> list[dict[str, Any]]:
         """Train from the epoch after the history's last to the plan's end (or the deadline)."""
+        clock = RunClock(self.plan.epochs, len(self.history) + 1)
         for epoch in range(len(self.history) + 1, self.plan.epochs + 1):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             if self.job.main and (epoch % self.validate_every == 0 or epoch == self.plan.epochs):
                 record.update(self.evaluate())
             self.history.append(record)
             if self.job.main:
-                report_epoch(record, self.config)
+                report_epoch(record, self.config, self.plan.epochs, clock.progress(epoch))
+                if epoch == clock.first_epoch and epoch < self.plan.epochs:
+                    log.info(clock.estimate(epoch))
             if self.stopped_early:
                 break  # a partial epoch is never checkpointed: --resume redoes it whole
             reason = self.stopping.update(record, self.weights) if self.job.main else None
@@ -184,11 +189,18 @@ class Trainer:
         """Go back to the best validated epoch's weights when it is clearly ahead of the last."""
         best, last = self.stopping.best_state, len(self.history)
         self.kept_epoch = last
+        self.kept_reason = "the last epoch trained"
         if best is None or self.stopping.best_epoch == last:
+            if best is not None:
+                self.kept_reason = "the last epoch, also the best validation Recall@1"
             return
         queries = self.stopping.queries
         recall = self.history[-1].get("val_recall_at_1") or float("nan")
         if not self.stopping.best_is_clearly_ahead(self.history[-1]):
+            self.kept_reason = (
+                f"the last epoch: the best validation Recall@1, epoch {self.stopping.best_epoch}, "
+                f"was not ahead by more than chance on {queries} held-out images"
+            )
             log.info(
                 "Keeping the last epoch, %d (validation Recall@1 %.3f): the best, epoch %d "
                 "(%.3f), is within the noise of %d held-out images (±%.3f)",
@@ -199,6 +211,10 @@ class Trainer:
         self.model.load_state_dict(best["model"])
         self.loss_fn.load_state_dict(best["loss"])
         self.kept_epoch = self.stopping.best_epoch
+        self.kept_reason = (
+            f"the best validation Recall@1 ({self.stopping.best_recall:.3f}, clearly ahead of "
+            f"the last epoch's {recall:.3f})"
+        )
         log.info(
             "Keeping the weights of epoch %d, the best validation Recall@1 (%.3f); the last "
             "epoch, %d, scored %.3f",
@@ -221,6 +237,23 @@ class Trainer:
         steps = self.plan.steps_per_epoch
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.plan.epochs}",
                    disable=not (self.progress and self.job.main))  # fmt: skip
+        with contextlib.closing(bar):  # closed here when stopped too, not after the last line
+            self._steps(epoch, plan, bar, losses, gen)
+        seconds = time.perf_counter() - start
+        record: dict[str, Any] = {
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "images_per_s": len(losses) * self.plan.batch / max(seconds, 1e-9),
+        }
+        if self.stopped_early:
+            record["partial"] = True
+        return record
+
+    def _steps(
+        self, epoch: int, plan: Iterator[list[int]], bar: Any, losses: list[float],
+        gen: torch.Generator,
+    ) -> None:  # fmt: skip
+        """The epoch's steps, each loss added to `losses`; ends early at the time budget."""
+        steps = self.plan.steps_per_epoch
         for step, (indices, images) in enumerate(self.loader.batches(plan, self.job.enabled)):
             global_step = (epoch - 1) * steps + step
             losses.append(
@@ -234,15 +267,6 @@ class Trainer:
                     f"{epoch}, step {step + 1} of {steps}"
                 )
                 break
-        bar.close()
-        seconds = time.perf_counter() - start
-        record: dict[str, Any] = {
-            "loss": float(np.mean(losses)) if losses else float("nan"),
-            "images_per_s": len(losses) * self.plan.batch / max(seconds, 1e-9),
-        }
-        if self.stopped_early:
-            record["partial"] = True
-        return record
 
     def train_step(
         self, images: torch.Tensor, labels: torch.Tensor, global_step: int, gen: torch.Generator
@@ -315,16 +339,21 @@ class Trainer:
 COLLAPSE_DISTANCE = 0.05  # mean pairwise distance below this: every image embeds alike
 
 
-def report_epoch(record: dict[str, Any], config: TrainConfig) -> None:
-    """Log an epoch's figures, and warn when every image embeds alike (a collapse)."""
+def report_epoch(
+    record: dict[str, Any], config: TrainConfig, epochs: int = 0, progress: str = ""
+) -> None:
+    """Log an epoch's figures (and the run's `progress`), and warn when every image embeds
+    alike (a collapse)."""
     recall = record.get("val_recall_at_1")
     log.info(
-        "epoch %d: loss %.4f, val loss %s, val Recall@1 %s, %.0f img/s",
+        "epoch %d%s: loss %.4f, val loss %s, val Recall@1 %s, %.0f img/s%s",
         record["epoch"],
+        f"/{epochs}" if epochs else "",
         record["loss"],
         "n/a" if record.get("val_loss") is None else f"{record['val_loss']:.4f}",
         "n/a" if recall is None else f"{recall:.3f}",
         record["images_per_s"],
+        f"; {progress}" if progress else "",
     )
     dist = record.get("val_mean_distance")
     if dist is not None and dist < COLLAPSE_DISTANCE:

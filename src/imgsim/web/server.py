@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from gunicorn.arbiter import Arbiter
 from ..config import MODEL_FILE, SearchConfig, load_config, replace
 from ..errors import ConfigError, ImgsimError, ModelNotLoadedError
 from ..export import kept_export_names
+from ..interrupt import Stopped
 from ..modelfile import read_model_meta
 from .app import create_app, token_from_env
 from .limits import request_handler
@@ -31,6 +33,10 @@ DEFAULT_THREADS = 4
 # Each worker holds ~50-56 MB (PSS, docs/benchmarks.md "Server memory"): past 8 the default
 # would outgrow the 600 MB a small server should hold, for throughput the threads already give.
 MAX_DEFAULT_WORKERS = 8
+
+
+GRACEFUL_TIMEOUT_S = 2  # what a worker gives its requests in flight when stopped
+MASTER_GRACE_S = 4  # what the master gives a stopping worker before it kills it
 
 
 def cores() -> int:
@@ -122,7 +128,10 @@ def gunicorn_options(
         # The app answers a slow upload with 408 at request_timeout; gunicorn kills a worker
         # only well past it (a stuck forward pass, not a slow client).
         "timeout": int(config.request_timeout) + 30,
-        "graceful_timeout": 10,
+        # SIGTERM: requests in flight get this long (Ctrl+C: none), so the whole stop stays
+        # under the 5 s docs/stopping.md promises (a search takes well under a second).
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "worker_exit": _exit_now,
         "keepalive": 5,
         "proc_name": "imgsim",
         "accesslog": None,
@@ -178,6 +187,10 @@ class Gunicorn(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
+    def run(self) -> None:
+        """gunicorn's master loop; a stop by Ctrl+C or SIGTERM raises interrupt.Stopped."""
+        _Arbiter(self).run()
+
     def load(self) -> Any:
         try:
             return create_app(self.search_config)
@@ -186,6 +199,50 @@ class Gunicorn(BaseApplication):
             # the worker failed to boot (e.g. --device cuda on a machine without a GPU).
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
+
+
+def _exit_now(_arbiter: Arbiter, worker: Any) -> None:
+    """gunicorn's last hook in a worker: end the process now if it was told to stop.
+
+    Its requests have had their grace (none after Ctrl+C, GRACEFUL_TIMEOUT_S after SIGTERM).
+    A normal exit would wait for every request thread, one still reading a slow upload
+    included, until the master killed the worker ("SIGKILL! Perhaps out of memory?"). Every
+    write to the store and index is atomic, so nothing is left half written.
+    """
+    if worker.alive:  # it failed to boot: its exit status tells the master so
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class _Arbiter(Arbiter):
+    """gunicorn's master, which says which signal stopped it instead of exiting with 0."""
+
+    stopped_by = 0
+
+    def stop(self, graceful: bool = True) -> None:
+        # A worker notices a stop within a second (its poll), then gives its requests
+        # GRACEFUL_TIMEOUT_S: the master waits longer before it kills any (set here, after
+        # the workers took their copy of the settings).
+        self.cfg.set("graceful_timeout", MASTER_GRACE_S)
+        super().stop(graceful)
+
+    def handle_int(self) -> None:
+        self.stopped_by = signal.SIGINT
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        self.stopped_by = signal.SIGTERM
+        super().handle_term()
+
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+        try:
+            super().halt(reason, exit_status)
+        except SystemExit:
+            if self.stopped_by and reason is None:  # the workers are stopped: say how
+                raise Stopped(self.stopped_by) from None
+            raise
 
 
 def _serve_dev(config: SearchConfig, host: str, port: int, debug: bool) -> None:
