@@ -83,11 +83,18 @@ def busy_when_answering(log: Path, port: int) -> bool:
         return False
 
 
+def _as_a_terminal_starts_it() -> None:
+    # A shell starts a background job with Ctrl+C ignored, and a child inherits that (Python
+    # then never installs its own handler): a harness started so would measure nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def one_stop(args: list[str], ready: object, sig: int, log: Path, port: int) -> tuple:
     """(seconds from the signal to the exit, exit status, whether abort text was printed)."""
     with open(log, "w") as out:
         process = subprocess.Popen(imgsim(*args), stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=ENV)  # fmt: skip
+                                   start_new_session=True, env=ENV,
+                                   preexec_fn=_as_a_terminal_starts_it)  # fmt: skip
     try:
         deadline = time.monotonic() + 600
         while not ready(log, port):  # type: ignore[operator]

@@ -20,6 +20,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _as_a_terminal_starts_it() -> None:
+    # A shell starts a background job with Ctrl+C ignored, and a child inherits that (Python
+    # then never installs its own handler): a harness started so would measure nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_until_up(url: str, process: subprocess.Popen, limit_s: float = 240) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline and process.poll() is None:
@@ -39,6 +45,7 @@ def test_ctrl_c_on_the_demo_stops_cleanly(tmp_path: Path) -> None:
             [sys.executable, "-m", "imgsim.cli", "demo", "--dir", str(tmp_path / "demo"),
              "--per-class", "6", "--epochs", "1", "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_as_a_terminal_starts_it,
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )  # fmt: skip
         try:

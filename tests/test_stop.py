@@ -24,13 +24,19 @@ TINY = ["--image-size", "32", "--backbone", "scratch", "--widths", "8,16", "--bl
         "--loss", "triplet"]  # fmt: skip
 
 
+def _as_a_terminal_starts_it() -> None:
+    # A shell starts a background job with Ctrl+C ignored, and a child inherits that (Python
+    # then never installs its own handler): a harness started so would measure nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
     """`imgsim ARGS` in its own process group (as a terminal runs it), output into `log`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with open(log, "w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "imgsim.cli", *args], stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, cwd=cwd,
+            start_new_session=True, preexec_fn=_as_a_terminal_starts_it, env=env, cwd=cwd,
         )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import imgsim.extract
 import imgsim.update
@@ -105,9 +106,40 @@ def test_a_no_op_update_reads_the_folder_once_and_takes_no_lock(
     monkeypatch.setattr(imgsim.update, "changing", lambda w: locks.append(w) or real_lock(w))
     assert update_index(_config(workdir), progress=False).unchanged == 24
     assert len(scans) == 1 and locks == []
-    (workdir.parent / "data" / "circle_00001.png").unlink()  # a change: locked and planned again
+    # A removal only: committed under the lock from the one look (nothing was embedded and no
+    # writer came between), so a watched folder forgets a deleted file after one scan.
+    (workdir.parent / "data" / "circle_00001.png").unlink()
     assert update_index(_config(workdir), progress=False).removed == 1
-    assert len(scans) == 3 and len(locks) == 1
+    assert len(scans) == 2 and len(locks) == 1
+    # Something to embed: the folder is read again under the lock, after the embedding.
+    with Image.open(workdir.parent / "data" / "circle_00002.png") as image:
+        image.rotate(90).save(workdir.parent / "data" / "new.png")
+    assert update_index(_config(workdir), progress=False).embedded == 1
+    assert len(scans) == 4 and len(locks) == 2
+
+
+def test_a_removal_planned_before_a_writer_came_is_planned_again(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    update_index(_config(workdir), progress=False)
+    scans: list[str] = []
+    real_scan = imgsim.update.scan_images
+    upload = workdir.parent / "data" / "square_00002.png"
+
+    def scan_then_another_writer(folder: str) -> list:
+        records = real_scan(folder)
+        scans.append(folder)
+        if len(scans) == 1:  # between the first look and the lock, another process commits
+            store = open_store(str(workdir))
+            store.remove([upload.name])
+            store.close()
+        return records
+
+    monkeypatch.setattr(imgsim.update, "scan_images", scan_then_another_writer)
+    (workdir.parent / "data" / "circle_00001.png").unlink()
+    result = update_index(_config(workdir), progress=False)
+    assert len(scans) == 2  # the generation moved: the folder was read again under the lock
+    assert result.removed == 1 and result.embedded + result.reused == 1  # the file is back
 
 
 def test_another_model_re_embeds_everything(

@@ -177,6 +177,7 @@ def _update(
         # The slow part (embedding) runs while uploads and deletes go on; then, under the
         # workdir's change lock, the folder is read again and what is known is committed at
         # once, so steady uploads cannot keep the update from finishing.
+        seen = store.generation()
         first = _plan_now(store, config, embedded, skip)
         data_dir = str(Path(config.data_dir).resolve())
         if _no_change(first) and _same_folder(store, data_dir):
@@ -188,7 +189,13 @@ def _update(
         # One transaction: a full disk or a read-only folder leaves the index as it was.
         with storage_errors("the index was not changed"), changing(config.output_dir):
             expected = store.generation()
-            plan = _plan_now(store, config, embedded, skip)
+            if expected == seen and not first.embed:
+                # Nothing was embedded (only removals, moves, touches) and no writer came
+                # between: the first look still holds, and a second scan would double the
+                # time a watched folder takes to forget a deleted file.
+                plan = first
+            else:
+                plan = _plan_now(store, config, embedded, skip)
             late = _drop_unembedded(plan, failed, store.facts())
             if not (plan.add or plan.remove or plan.touch) and _same_folder(store, data_dir):
                 break  # nothing to change: no write, so other processes' readers keep theirs
