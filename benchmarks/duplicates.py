@@ -113,8 +113,13 @@ def planted(path: Path, transform: str, rng: np.random.Generator) -> tuple[bytes
 def write_folder(source: Path, folder: Path, seed: int = 0) -> set[tuple[str, str, str]]:
     """The originals of `source` and a planted copy of each; (original, copy, transform)."""
     rng = np.random.default_rng(seed)
-    originals = sorted(p for p in (source / "index").rglob("*.png") if p.is_file())
-    truth, unreadable = set(), []
+    from imgsim.data import scan_images
+
+    records = scan_images(source / "index")
+    _, skipped = fingerprint_all(records, 0)  # beyond the finder's decode budget: left out
+    unreadable = [name for name, _ in skipped]
+    originals = sorted(r.path for r in records if r.name not in set(unreadable))
+    truth = set()
     for path in originals:
         name = path.relative_to(source / "index").as_posix()
         transform = TRANSFORMS[(len(truth) + seed) % len(TRANSFORMS)]  # another seed: others
