@@ -262,3 +262,31 @@ def test_polling_for_network_mounts(make_workdir, shapes_dir: Path) -> None:
         assert watch_status(work)["mode"] == "polling"
     finally:
         watcher.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_file_moved_out_is_handed_on_without_watchdogs_pairing_wait(tmp_path: Path) -> None:
+    from watchdog.observers import Observer
+    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+
+    from imgsim.watch import MOVE_PAIRING_SECONDS, _Events, _pair_moves_quickly
+
+    folder, outside = tmp_path / "data", tmp_path / "held"
+    folder.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "red_1.png")
+    _pair_moves_quickly()
+    # The wait each observer's grouper takes (watchdog's own is 0.5 s): a watchdog upgrade that
+    # renames or moves it fails here rather than slowing the watcher silently.
+    assert InotifyMoveEventGrouper().delay == MOVE_PAIRING_SECONDS < 0.5
+    events, observer = _Events(folder), Observer()
+    observer.schedule(events, str(folder), recursive=True)
+    observer.start()
+    try:
+        time.sleep(0.2)
+        (folder / "red_1.png").rename(outside / "red_1.png")  # no IN_MOVED_TO will follow
+        assert events.wake.wait(10)
+    finally:
+        observer.stop()
+        observer.join()
+    assert events.take()[0] == {"red_1.png"}
