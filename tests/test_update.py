@@ -101,8 +101,8 @@ def test_a_no_op_update_reads_the_folder_once_and_takes_no_lock(
 ) -> None:
     update_index(_config(workdir), progress=False)
     scans, locks = [], []
-    real_scan, real_lock = imgsim.update.scan_images, imgsim.update.changing
-    monkeypatch.setattr(imgsim.update, "scan_images", lambda d: scans.append(d) or real_scan(d))
+    real_scan, real_lock = imgsim.update.scan_names, imgsim.update.changing
+    monkeypatch.setattr(imgsim.update, "scan_names", lambda d: scans.append(d) or real_scan(d))
     monkeypatch.setattr(imgsim.update, "changing", lambda w: locks.append(w) or real_lock(w))
     assert update_index(_config(workdir), progress=False).unchanged == 24
     assert len(scans) == 1 and locks == []
@@ -123,7 +123,7 @@ def test_a_removal_planned_before_a_writer_came_is_planned_again(
 ) -> None:
     update_index(_config(workdir), progress=False)
     scans: list[str] = []
-    real_scan = imgsim.update.scan_images
+    real_scan = imgsim.update.scan_names
     upload = workdir.parent / "data" / "square_00002.png"
 
     def scan_then_another_writer(folder: str) -> list:
@@ -135,7 +135,7 @@ def test_a_removal_planned_before_a_writer_came_is_planned_again(
             store.close()
         return records
 
-    monkeypatch.setattr(imgsim.update, "scan_images", scan_then_another_writer)
+    monkeypatch.setattr(imgsim.update, "scan_names", scan_then_another_writer)
     (workdir.parent / "data" / "circle_00001.png").unlink()
     result = update_index(_config(workdir), progress=False)
     assert len(scans) == 2  # the generation moved: the folder was read again under the lock

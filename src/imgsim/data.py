@@ -136,16 +136,24 @@ def scan_images(root: str | Path) -> list[ImageRecord]:
     skipped with a warning (imgsim.folders).
     """
     root = Path(root)
+    return [record_of(root, name) for name in scan_names(root)]
+
+
+def scan_names(root: str | Path) -> list[str]:
+    """The escaped names of scan_images, sorted, without a record (and a Path) for each."""
+    root = Path(root)
     if root.is_file():
         raise DatasetError(f"{root} is a file: name the folder of images (FOLDER or --data DIR)")
     if not root.is_dir():
         raise DatasetError(
             f"Image folder not found: {root}\nPut your images in {root}/ or pass --data DIR."
         )
-    return [
-        ImageRecord(name, category_of(name), name_path(root, name))
-        for name in walk_names(root, is_image_name)
-    ]
+    return walk_names(root, is_image_name)
+
+
+def record_of(root: Path, name: str) -> ImageRecord:
+    """The record of the escaped `name` found under `root`."""
+    return ImageRecord(name, category_of(name), name_path(root, name))
 
 
 def category_counts(records: Iterable[ImageRecord]) -> Counter[str]:

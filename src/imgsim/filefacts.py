@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,9 +33,9 @@ class FileFacts:
         )
 
 
-def stat_facts(path: Path) -> FileFacts:
+def stat_facts(path: str | os.PathLike[str]) -> FileFacts:
     """Size, times and inode only: cheap enough to check every file on each update."""
-    st = path.stat()
+    st = os.stat(path)
     return FileFacts(st.st_size, st.st_mtime_ns, None, st.st_ctime_ns, st.st_ino)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
@@ -13,7 +14,7 @@ import numpy as np
 
 from .changes import changing
 from .config import ExtractConfig
-from .data import ImageRecord, category_of, scan_images
+from .data import ImageRecord, category_of, record_of, scan_names
 from .embedder import Embedder
 from .errors import DatasetError, storage_errors
 from .extract import (
@@ -27,7 +28,7 @@ from .extract import (
 )
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model_handle import ModelFile
-from .paths import name_path
+from .paths import name_path, unescape_name
 from .scale import ShardError, in_shard, parse_shard
 from .staging import recover_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
@@ -272,11 +273,12 @@ def _plan_now(
 ) -> _Plan:
     """The folder as it is now compared with the store (vectors in `embedded` are reused)."""
     shard = parse_shard(config.shard)
-    records = [r for r in scan_images(config.data_dir) if in_shard(r.name, shard)]
-    if not records and shard is None:
+    names = [n for n in scan_names(config.data_dir) if in_shard(n, shard)]
+    if not names and shard is None:
         raise DatasetError(f"No images found in {config.data_dir}")
-    records = [r for r in records if r.name not in skip]
-    return _plan(store, records, extract_workers(config.workers) + 1, embedded, shard, skip)
+    names = [n for n in names if n not in skip]
+    workers = extract_workers(config.workers) + 1
+    return _plan(store, Path(config.data_dir), names, workers, embedded, shard, skip)
 
 
 def _no_change(plan: _Plan) -> bool:
@@ -319,7 +321,8 @@ def _embed_plan(
 
 def _plan(
     store: Store,
-    records: list[ImageRecord],
+    root: Path,
+    names: list[str],
     workers: int,
     embedded: dict[str, np.ndarray],
     shard: tuple[int, int] | None = None,
@@ -327,18 +330,20 @@ def _plan(
 ) -> _Plan:
     """What to embed, reuse, drop and re-stat; only files whose stat moved are read."""
     known = {n: f for n, f in store.facts().items() if in_shard(n, shard)}
-    plan = _Plan(remove=sorted(set(known) - {r.name for r in records} - skip))
-    candidates = []
-    for record in records:
-        old = known.get(record.name)
+    plan = _Plan(remove=sorted(set(known) - set(names) - skip))
+    candidates, folder = [], os.fspath(root)
+    for name in names:  # the hot loop of every update and watched batch: no Path per file
+        old = known.get(name)
         try:
-            same = old is not None and old.same_stat(stat_facts(record.path))
+            same = old is not None and old.same_stat(
+                stat_facts(os.path.join(folder, unescape_name(name)))
+            )
         except OSError:  # vanished since the scan: the next update drops it
             continue
         if same:
             plan.unchanged += 1
         else:
-            candidates.append(record)
+            candidates.append(record_of(root, name))
     facts = collect_facts([r.path for r in candidates], workers)
     for record, fact in zip(candidates, facts, strict=True):
         old = known.get(record.name)
