@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import EMBEDDING_PLOT, THUMBNAIL_CACHE_DIR, ExtractConfig
-from .data import DatasetError, ImageRecord, category_of, default_workers, scan_images
+from .data import DatasetError, ImageRecord, category_of, default_workers, record_of, scan_images
 from .embed_pool import iter_embedded
 from .embedder import Embedder, check_runtime
 from .errors import ConfigError, storage_errors
@@ -150,7 +150,7 @@ def _extract_with(
     store = open_store(config.output_dir, config.store or None, model_id)
     try:
         embedded = _embed_all(store, model, model_id, size, config, progress, kind)
-        _derive_all(store, embedded[1], config)
+        keep_duplicate_data(store, config, embedded[1], "the index was built")
         store.flush()
         write_exports(store, config.output_dir)
         kind_built = _kind_built(store)
@@ -172,15 +172,16 @@ def _extract_with(
     return ExtractResult(len(names), skipped, features.shape[1], seconds, out, kind_built)
 
 
-def _derive_all(store: Store, names: list[str], config: ExtractConfig) -> None:
-    """Keep every image's duplicate data beside its vector (duplicates.stored), so that
-    `imgsim duplicates` reads no file that has not changed since."""
+def keep_duplicate_data(store: Store, config: ExtractConfig, names: list[str], done: str) -> None:
+    """Keep these indexed images' duplicate data beside their vectors (duplicates.stored), so
+    that `imgsim duplicates` reads no file that has not changed since; `done` says what was
+    committed already, should the store refuse the write."""
+    if not names:  # a no-op update: no decoder to import
+        return
     from .duplicates.stored import derive_into
-    from .paths import name_path
 
-    data_dir = Path(config.data_dir)
-    records = [ImageRecord(n, category_of(n), name_path(data_dir, n)) for n in names]
-    with storage_errors("the index was built, but not its duplicate data"):
+    records = [record_of(Path(config.data_dir), n) for n in names]
+    with storage_errors(f"{done}, but not its duplicate data"):
         derive_into(store, records, extract_workers(config.workers))
 
 

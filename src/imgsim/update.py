@@ -14,7 +14,7 @@ import numpy as np
 
 from .changes import changing
 from .config import ExtractConfig
-from .data import ImageRecord, category_of, record_of, scan_names
+from .data import ImageRecord, record_of, scan_names
 from .embedder import Embedder
 from .errors import DatasetError, storage_errors
 from .extract import (
@@ -23,12 +23,13 @@ from .extract import (
     embed_records,
     extract_embedder,
     extract_workers,
+    keep_duplicate_data,
     ray_embed,
     thumbnail_dir,
 )
 from .filefacts import FileFacts, collect_facts, stat_facts
 from .model_handle import ModelFile
-from .paths import name_path, unescape_name
+from .paths import unescape_name
 from .scale import ShardError, in_shard, parse_shard
 from .staging import recover_uploads
 from .store import CollectionInfo, ConcurrentChangeError, Item, Store, open_store
@@ -211,21 +212,11 @@ def _update(
             "changed — run imgsim index --update again"
         )
     plan.embedded = sum(1 for item in plan.add if (item.facts.sha256 or "") in embedded)
-    _derive_added(store, plan, data_dir, config)
+    names = [item.name for item in plan.add]
+    keep_duplicate_data(store, config, names, "the index was updated")
     result = _finish(store, config, plan, failed, start)
     result.late = late
     return result
-
-
-def _derive_added(store: Store, plan: _Plan, data_dir: str, config: ExtractConfig) -> None:
-    """Keep the duplicate data of the images added beside their vectors (duplicates.stored),
-    so `imgsim duplicates` reads none of them again; after the commit, as a cache is."""
-    from .duplicates.stored import derive_into
-
-    records = [ImageRecord(i.name, category_of(i.name), name_path(data_dir, i.name))
-               for i in plan.add]  # fmt: skip
-    with storage_errors("the index was updated, but not its duplicate data"):
-        derive_into(store, records, extract_workers(config.workers))
 
 
 def _drop_unembedded(plan: _Plan, failed: set[str], known: Mapping[str, FileFacts]) -> int:

@@ -365,9 +365,8 @@ def _thumbnail_loader(
     store: Any, collection: Collection, kept: set[str]
 ) -> Callable[[list[int]], dict[int, np.ndarray | None]]:
     def load(rows: list[int]) -> dict[int, np.ndarray | None]:
-        names = [collection.names[i] for i in rows]
-        found = stored_thumbnails(store, names, [collection.paths[i] for i in rows], kept)
-        return {rows[j]: thumb for j, thumb in found.items()}
+        found = stored_thumbnails(store, [collection.names[i] for i in rows], kept)
+        return {i: found[collection.names[i]] for i in rows if collection.names[i] in found}
 
     return load
 

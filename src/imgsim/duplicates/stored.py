@@ -17,7 +17,6 @@ from ..errors import ImgsimError
 from ..filefacts import FileFacts
 from ..store.base import Derived, Store
 from .derived import ImageFacts, current, decode, encode, iter_derived
-from .views import thumbnail
 
 log = logging.getLogger("imgsim")
 
@@ -100,15 +99,9 @@ def _write_back(store: Store, rows: dict[str, Derived], out: StoredImages) -> No
     rows.clear()
 
 
-def stored_thumbnails(
-    store: Store, names: Sequence[str], paths: Sequence[Path], kept: set[str]
-) -> dict[int, np.ndarray | None]:
-    """Thumbnails of these images (by position): from the store where its row is current,
-    else decoded from the file (views.thumbnail)."""
+def stored_thumbnails(store: Store, names: Sequence[str], kept: set[str]) -> dict[str, np.ndarray]:
+    """The thumbnails the store holds for these images, by name, where their row is current;
+    the caller decodes the others (Collection.fill_thumbnails)."""
     rows = store.derived([n for n in names if n in kept], thumbs=True)
-    out: dict[int, np.ndarray | None] = {}
-    for i, (name, path) in enumerate(zip(names, paths, strict=True)):
-        row = rows.get(name)
-        found = decode(name, row).thumb if row is not None else None
-        out[i] = found if found is not None else thumbnail(path)
-    return out
+    found = {name: decode(name, row).thumb for name, row in rows.items()}
+    return {name: thumb for name, thumb in found.items() if thumb is not None}

@@ -18,7 +18,22 @@ from .base import Derived
 STRONG = {"consistency_level": "Strong"}
 TEXT_MAX = 65535  # Milvus's longest VARCHAR
 BATCH = 1000  # rows per call, as the vectors are written
-UNUSED = [0.0, 0.0]
+UNUSED = [0.0, 0.0]  # the vector of a row in a collection that holds no vectors
+
+
+def create_without_vectors(client: Any, call: Callable[..., Any], what: str, name: str,
+                           schema: Any) -> None:  # fmt: skip
+    """Create collection `name` of `schema` plus the one vector field Milvus requires, unused
+    (rows give it UNUSED); `what` names it in an error."""
+    from pymilvus import DataType
+
+    schema.add_field("unused", DataType.FLOAT_VECTOR, dim=len(UNUSED))
+    index = client.prepare_index_params()
+    index.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
+    call(
+        f"create its {what} collection", client.create_collection,
+        name, schema=schema, index_params=index, **STRONG,
+    )  # fmt: skip
 
 
 class MilvusDerived:
@@ -45,13 +60,7 @@ class MilvusDerived:
         schema.add_field("summary", DataType.VARCHAR, max_length=TEXT_MAX)
         schema.add_field("thumb", DataType.VARCHAR, max_length=TEXT_MAX)
         schema.add_field("views", DataType.VARCHAR, max_length=TEXT_MAX)
-        schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
-        index = self._client.prepare_index_params()
-        index.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
-        self._call(
-            "create its derived collection", self._client.create_collection,
-            self.name, schema=schema, index_params=index, **STRONG,
-        )  # fmt: skip
+        create_without_vectors(self._client, self._call, "derived", self.name, schema)
         self._ready = True
 
     def read(self, names: Sequence[str] | None, thumbs: bool) -> dict[str, Derived]:

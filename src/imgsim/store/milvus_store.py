@@ -38,12 +38,11 @@ from .base import (
     StoreError,
     StoreUnavailableError,
 )
-from .milvus_derived import MilvusDerived
+from .milvus_derived import STRONG, TEXT_MAX, UNUSED, MilvusDerived, create_without_vectors
 
 log = logging.getLogger("imgsim")
 
 T = TypeVar("T")
-STRONG = {"consistency_level": "Strong"}
 # Strong reads wait for Milvus's next time tick (about 400 ms a search here, benchmarks);
 # Bounded reads with a one-second grace answer in milliseconds and miss only changes younger
 # than a second. So reads are Bounded, except for a while after this process wrote (it must
@@ -117,14 +116,8 @@ class MilvusStore(Store):
             return
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
-        schema.add_field("value", DataType.VARCHAR, max_length=65535)
-        schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
-        index = self._client.prepare_index_params()
-        index.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
-        self._call(
-            "create its meta collection", self._client.create_collection,
-            self._meta, schema=schema, index_params=index, **STRONG,
-        )  # fmt: skip
+        schema.add_field("value", DataType.VARCHAR, max_length=TEXT_MAX)
+        create_without_vectors(self._client, self._call, "meta", self._meta, schema)
 
     def _get_meta(self, key: str, strong: bool = False) -> str | None:
         level = STRONG if strong else self._read()
@@ -135,7 +128,7 @@ class MilvusStore(Store):
         return rows[0]["value"] if rows else None
 
     def _put_meta(self, values: dict[str, str]) -> None:
-        rows = [{"key": k, "value": v, "unused": [0.0, 0.0]} for k, v in values.items()]
+        rows = [{"key": k, "value": v, "unused": UNUSED} for k, v in values.items()]
         self._call("write meta", self._client.upsert, self._meta, rows)
 
     def _cached(self, key: str, load: Callable[[], T]) -> T:
