@@ -12,9 +12,21 @@ import http.client
 import os
 from pathlib import Path
 
+WATCHER_MODULE = "imgsim.web.watcher_process"  # serve --watch's watcher: a child, not a worker
+
 
 def worker_pids(master: int) -> list[int]:
-    """The pids of gunicorn's worker processes: the children of its master `master`."""
+    """The pids of gunicorn's worker processes: the children of its master `master` (the
+    folder watcher's process left out)."""
+    return [pid for pid in _children(master) if WATCHER_MODULE not in _command(pid)]
+
+
+def watcher_pids(master: int) -> list[int]:
+    """The pid of serve --watch's watcher process, a child of `master` ([] while none runs)."""
+    return [pid for pid in _children(master) if WATCHER_MODULE in _command(pid)]
+
+
+def _children(master: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -27,6 +39,13 @@ def worker_pids(master: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == master:
             found.append(int(entry))
     return sorted(found)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _socket_inode(server_port: int, client_port: int) -> str:

@@ -290,3 +290,36 @@ def test_a_file_moved_out_is_handed_on_without_watchdogs_pairing_wait(tmp_path: 
         observer.stop()
         observer.join()
     assert events.take()[0] == {"red_1.png"}
+
+
+def test_new_images_duplicate_data_comes_after_their_batch(
+    watched, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Indexed first, duplicate data next (in chunks, while no event waits): a file moved out
+    during a large batch's duplicate data is not held behind it."""
+    import imgsim.extract
+    import imgsim.watch
+
+    work, data, watcher = watched
+    monkeypatch.setattr(imgsim.watch, "DUPLICATE_DATA_CHUNK", 2)
+    chunks: list[list[str]] = []
+    real = imgsim.extract.keep_duplicate_data
+
+    def keep(store, config, names, done) -> None:
+        chunks.append(list(names))
+        time.sleep(0.3)  # a slow chunk: the move below must not wait for all of them
+        real(store, config, names, done)
+
+    monkeypatch.setattr(imgsim.extract, "keep_duplicate_data", keep)
+    new = [f"circle_{i:05d}.png" for i in range(10, 16)]
+    for name in new:
+        shutil.copy(shapes_dir / name, data / name)
+    _until(lambda: set(new) <= _names(work), "the new files indexed")
+    assert not chunks or len(chunks[0]) <= 2  # indexed before any duplicate data
+    (data / "square_00001.png").unlink()
+    _until(lambda: "square_00001.png" not in _names(work), "the deleted file gone")
+    _until(lambda: not watcher.underived, "the duplicate data kept")
+    assert sorted(n for chunk in chunks for n in chunk) == sorted(new)
+    assert all(len(chunk) <= 2 for chunk in chunks)
+    with open_store(work) as store:
+        assert set(new) <= set(store.derived())

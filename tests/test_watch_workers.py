@@ -1,7 +1,7 @@
 """Issue 26's done-when cases on real processes: `serve --watch` with 2 gunicorn workers.
 
 100 files deleted or moved: 2 s later no search, from either worker, returns a missing file.
-kill -9 of the watching worker while it reads a batch: after the takeover every file is in the
+kill -9 of the watcher process while it reads a batch: after the takeover every file is in the
 index exactly once. Which worker answered is read from /proc (the worker holding the socket).
 """
 
@@ -110,10 +110,12 @@ def test_100_deletes_and_moves_reach_both_workers_within_2s(served) -> None:
                 assert len(found) == len(set(found)), f"worker {pid}: a name twice"
 
 
-def test_kill_9_of_the_watching_worker_mid_batch_loses_nothing(served, tmp_path: Path) -> None:
+def test_kill_9_of_the_watcher_mid_batch_loses_nothing(served, tmp_path: Path) -> None:
     work, data, port, proc = served
     watcher = int((work / WATCH_LOCK_FILE).read_text())
-    assert watcher in probe.worker_pids(proc.pid)
+    # A process of its own beside the workers: batches never wait on searches' GIL.
+    assert probe.watcher_pids(proc.pid) == [watcher]
+    assert watcher not in probe.worker_pids(proc.pid)
     incoming = tmp_path / "incoming"
     generate_shapes(incoming, per_class=75, size=32, seed=4, shapes=SHAPES, ext="jpg")
     new = {p.name for p in incoming.iterdir()}  # 300 files: one batch, read for a while
@@ -122,7 +124,7 @@ def test_kill_9_of_the_watching_worker_mid_batch_loses_nothing(served, tmp_path:
     caught = _kill_while_reading(watcher, new, data)
     on_disk = {p.name for p in data.iterdir()}
     assert not new <= _names(work), f"the batch had committed ({caught} read)"
-    # The other worker (or the one gunicorn starts instead) takes the lock and catches up.
+    # The master starts the watcher again; it takes the lock and catches up.
     _until(lambda: _names(work) == on_disk, "everything indexed after the takeover", 60)
     _exactly_once(work, on_disk)
     assert int((work / WATCH_LOCK_FILE).read_text()) != watcher

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .config import DEFAULT_DATA_DIR, MODEL_FILE, ONNX_FILE, Config
 from .errors import ImgsimError, storage_error
+from .logs import setup_logging
 
 if TYPE_CHECKING:
     from .config import DuplicatesConfig, ExtractConfig
@@ -980,37 +981,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to sys.stderr as it is when a record comes, not as it was when set up."""
-
-    # A stream kept from set-up may be closed or replaced since (a redirect, a test's capture).
-    @property  # type: ignore[override]
-    def stream(self) -> object:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
-def _setup_logging(quiet: bool) -> None:
-    handler = _StderrHandler()
-    handler.setFormatter(_Formatter())
-    log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        prefix = "warning: " if record.levelno == logging.WARNING else ""
-        prefix = "error: " if record.levelno >= logging.ERROR else prefix
-        text = prefix + record.getMessage()
-        if record.exc_info:  # a bug's traceback (the web app's unhandled errors) is kept
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imgsim` command; returns the exit code."""
     from . import interrupt
@@ -1020,7 +990,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _one_folder(parser, args)
-    _setup_logging(args.quiet)
+    setup_logging(args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -55,6 +55,7 @@ class UpdateResult:
     kind: str = "flat"
     failed: list[str] = field(default_factory=list)  # the unreadable files, by name
     late: int = 0  # files that appeared or changed while it ran: the next update's
+    added: list[str] = field(default_factory=list)  # the names it added, by name
 
 
 @dataclass
@@ -153,14 +154,16 @@ def update_pass(
     config: ExtractConfig,
     skip: AbstractSet[str] = frozenset(),
     embedder: Callable[[], Embedder] | None = None,
+    duplicate_data: bool = True,
 ) -> UpdateResult:
     """One incremental update of an open store, as `index --update` makes (the watcher's).
 
     Names in `skip` (files still being written, known-bad ones) are left as they are: not
     read, not added, not removed. `embedder` gives the runtime to embed with, so a
-    long-running caller builds it once.
+    long-running caller builds it once. Without `duplicate_data`, the added images' duplicate
+    data is left to the caller (the result's `added`; extract.keep_duplicate_data).
     """
-    return _update(store, model, config, False, model.model_id, skip, embedder)
+    return _update(store, model, config, False, model.model_id, skip, embedder, duplicate_data)
 
 
 def _update(
@@ -171,6 +174,7 @@ def _update(
     model_id: str,
     skip: AbstractSet[str] = frozenset(),
     embedder: Callable[[], Embedder] | None = None,
+    duplicate_data: bool = True,
 ) -> UpdateResult:
     start = time.perf_counter()
     embedded: dict[str, np.ndarray] = {}  # by content: the locked plan reuses them
@@ -213,9 +217,10 @@ def _update(
         )
     plan.embedded = sum(1 for item in plan.add if (item.facts.sha256 or "") in embedded)
     names = [item.name for item in plan.add]
-    keep_duplicate_data(store, config, names, "the index was updated")
+    if duplicate_data:
+        keep_duplicate_data(store, config, names, "the index was updated")
     result = _finish(store, config, plan, failed, start)
-    result.late = late
+    result.late, result.added = late, names
     return result
 
 

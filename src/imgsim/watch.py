@@ -30,6 +30,9 @@ SETTLE_SECONDS = 0.5
 MOVE_PAIRING_SECONDS = 0.05
 POLL_SECONDS = 2.0  # --poll: how often the polling observer lists the folder
 BAD_LISTED = 20  # unreadable files named in the status file (all are named once in the log)
+# New images' duplicate data is derived after their batch, this many at a time while no event
+# waits: 1,000 take about 2 s, which a file moved out meanwhile would otherwise wait for.
+DUPLICATE_DATA_CHUNK = 100
 
 
 class WatchLockHeld(ImgsimError, RuntimeError):
@@ -155,6 +158,7 @@ class FolderWatcher:
         self.events = _Events(self.root)
         self.waiting: dict[str, tuple[tuple[int, int] | None, float]] = {}  # name: (sig, since)
         self.bad: dict[str, tuple[int, int] | None] = {}  # unreadable files, by their signature
+        self.underived: dict[str, None] = {}  # added, duplicate data not yet kept (in order)
         self.last_change: float | None = None
         self.error = ""
         self._stop = threading.Event()
@@ -251,6 +255,9 @@ class FolderWatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.underived and not self.waiting and not self.events.wake.is_set():
+                self._keep_duplicate_data()  # the indexing is done: now, while nothing waits
+                continue
             self.events.wake.wait(SETTLE_SECONDS / 2 if self.waiting else None)
             if self._stop.is_set():
                 return
@@ -288,15 +295,31 @@ class FolderWatcher:
 
         skip = unsettled | self._still_bad()
         try:
-            result = update_pass(self._store, self._model, self.config, skip, self._runtime)
+            result = update_pass(
+                self._store, self._model, self.config, skip, self._runtime, duplicate_data=False
+            )
         except ImgsimError as exc:  # a model change, an unreachable Milvus: say so, keep going
             self.error = str(exc)
             log.error("watch: %s", exc)
             return
         self.error = ""
+        self.underived.update(dict.fromkeys(result.added))
         self._remember_bad(result.failed)
         if result.embedded or result.removed or result.reused:
             self.last_change = time.time()
+
+    def _keep_duplicate_data(self) -> None:
+        """Derive and keep the duplicate data of the next few added images (`imgsim duplicates`
+        derives what a stopped watcher left, as it does for any image without it)."""
+        from .extract import keep_duplicate_data
+
+        names = list(self.underived)[:DUPLICATE_DATA_CHUNK]
+        try:
+            keep_duplicate_data(self._store, self.config, names, "the batch was indexed")
+        except ImgsimError as exc:  # a full disk: the finder derives them when asked
+            log.warning("watch: %s", exc)
+        for name in names:
+            del self.underived[name]
 
     def _still_bad(self) -> set[str]:
         """Unreadable files not changed since they failed: not read again."""
@@ -349,39 +372,43 @@ def _iso(stamp: float | None) -> str | None:
     return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
 
 
-def watch_in_background(
-    workdir: str | Path,
-    make_config: Callable[[], ExtractConfig],
-    poll: bool,
-    retry_seconds: float = 5.0,
-) -> threading.Thread:
-    """In a server process: keep trying for the watch lock; the one that gets it watches.
+def keep_watching(
+    make_config: Callable[[], ExtractConfig], poll: bool, retry_seconds: float = 5.0
+) -> None:
+    """Keep trying for the watch lock, and watch while this process holds it; never returns.
 
-    Every worker runs this; the lock makes exactly one of them the watcher, and when that
-    worker dies (restarted by gunicorn, killed) another takes over within `retry_seconds`,
-    catching up first. A watcher that cannot start (no index yet) says why once and retries.
+    When the watching process dies (restarted, killed), another one that runs this takes
+    over within `retry_seconds`, catching up first. A watcher that cannot start (no index
+    yet) says why once and retries.
     """
+    said = ""
+    while True:
+        watcher = None
+        try:
+            watcher = FolderWatcher(make_config(), poll)
+            watcher.start()
+            watcher.wait()
+        except WatchLockHeld:
+            pass  # another process watches; take over if it stops
+        except Exception as exc:  # the loop must outlive any one watcher: say it, retry
+            if str(exc) != said:
+                log.error("watch: the folder watcher stopped: %s", exc)
+            said = str(exc)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+        time.sleep(retry_seconds)
 
-    def claim() -> None:
-        said = ""
-        while True:
-            watcher = None
-            try:
-                watcher = FolderWatcher(make_config(), poll)
-                watcher.start()
-                watcher.wait()
-            except WatchLockHeld:
-                pass  # another process watches; take over if it stops
-            except Exception as exc:  # a daemon thread dies unnoticed: say it, retry
-                if str(exc) != said:
-                    log.error("watch: the folder watcher stopped: %s", exc)
-                said = str(exc)
-            finally:
-                if watcher is not None:
-                    watcher.stop()
-            time.sleep(retry_seconds)
 
-    thread = threading.Thread(target=claim, name="imgsim-watch-claim", daemon=True)
+def watch_in_background(
+    make_config: Callable[[], ExtractConfig], poll: bool, retry_seconds: float = 5.0
+) -> threading.Thread:
+    """In a server process: `keep_watching` in a thread (`imgsim serve --dev`, or the app run
+    under a gunicorn of one's own, where every worker offers and the lock picks one)."""
+    thread = threading.Thread(
+        target=keep_watching, args=(make_config, poll, retry_seconds),
+        name="imgsim-watch-claim", daemon=True,
+    )  # fmt: skip
     thread.start()
     return thread
 

@@ -177,7 +177,7 @@ def test_unhandled_errors_are_json_500(make_app) -> None:
 def test_an_unhandled_error_logs_its_traceback(
     make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from imgsim.cli import _setup_logging
+    from imgsim.logs import setup_logging
 
     app = make_app()
 
@@ -186,7 +186,7 @@ def test_an_unhandled_error_logs_its_traceback(
         raise RuntimeError("a bug")
 
     app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production, not re-raise
-    _setup_logging(quiet=False)  # the CLI's formatter, as under imgsim serve
+    setup_logging(quiet=False)  # the CLI's formatter, as under imgsim serve
     response = app.test_client().get("/boom")
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal server error"}

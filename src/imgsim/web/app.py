@@ -50,11 +50,14 @@ def create_app(
     *,
     searcher: Searcher | None = None,
     flask_config: Mapping[str, Any] | None = None,
+    watch_here: bool = True,
 ) -> Flask:
     """Build the app; the model and index are loaded here, once per process.
 
     `config` defaults to the environment (IMGSIM_CONFIG, IMGSIM_WORKDIR, IMGSIM_TOKEN), which
     is how `gunicorn "imgsim.web:create_app()"` is configured. Tests may pass a ready `searcher`.
+    With `config.watch`, this process offers to watch the folder unless `watch_here` is False
+    (`imgsim serve`, whose master runs the watcher in a process of its own).
     """
     config = config or config_from_env()
     set_decode_limits(config.max_decode_mb * 1024 * 1024, config.max_concurrent_decodes)
@@ -76,7 +79,7 @@ def create_app(
     app.cli.add_command(check_command)
     # Outermost, so the deadline starts before Flask (or anything else) reads the body.
     app.wsgi_app = BodyDeadline(app.wsgi_app, config.request_timeout)  # type: ignore[method-assign]
-    if config.watch:
+    if config.watch and watch_here:  # `imgsim serve` watches in a process of its own
         from .watching import start_watching
 
         start_watching(config)

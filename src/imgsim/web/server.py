@@ -22,6 +22,7 @@ from ..modelfile import read_model_meta
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
+from .watcher_process import WatcherProcess
 
 log = logging.getLogger("imgsim")
 
@@ -81,8 +82,8 @@ def serve(
     `dev` (or `debug`) runs Flask's single-process development server instead.
     A config file's [search] section applies first; `workdir` overrides its workdir unless it
     is the default ".", so `imgsim serve --config x.toml` keeps the file's choice. IMGSIM_TOKEN
-    sets the update endpoints' token, over the file's. `watch`: one of the processes follows
-    the image folder (watch.py).
+    sets the update endpoints' token, over the file's. `watch`: the image folder is followed
+    (watch.py), under gunicorn by a process of its own beside the workers.
     """
     if debug and not is_loopback(host):
         # Werkzeug's debugger runs any Python a visitor types into an error page.
@@ -189,11 +190,14 @@ class Gunicorn(BaseApplication):
 
     def run(self) -> None:
         """gunicorn's master loop; a stop by Ctrl+C or SIGTERM raises interrupt.Stopped."""
-        _Arbiter(self).run()
+        arbiter = _Arbiter(self)
+        if self.search_config.watch:
+            arbiter.watcher = WatcherProcess(self.search_config)
+        arbiter.run()
 
     def load(self) -> Any:
         try:
-            return create_app(self.search_config)
+            return create_app(self.search_config, watch_here=False)
         except ImgsimError as exc:
             # One line rather than each worker's traceback; gunicorn then stops, saying that
             # the worker failed to boot (e.g. --device cuda on a machine without a GPU).
@@ -220,13 +224,24 @@ class _Arbiter(Arbiter):
     """gunicorn's master, which says which signal stopped it instead of exiting with 0."""
 
     stopped_by = 0
+    watcher: WatcherProcess | None = None  # serve --watch: the folder watcher's process
+
+    def manage_workers(self) -> None:
+        super().manage_workers()  # called about once a second, and at each signal
+        if self.watcher is not None:
+            self.watcher.keep_alive()
 
     def stop(self, graceful: bool = True) -> None:
         # A worker notices a stop within a second (its poll), then gives its requests
         # GRACEFUL_TIMEOUT_S: the master waits longer before it kills any (set here, after
         # the workers took their copy of the settings).
         self.cfg.set("graceful_timeout", MASTER_GRACE_S)
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None and watcher.process is not None:
+            watcher.process.terminate()  # it ends at once; it stops beside the workers
         super().stop(graceful)
+        if watcher is not None:
+            watcher.stop(MASTER_GRACE_S)
 
     def handle_int(self) -> None:
         self.stopped_by = signal.SIGINT

@@ -1,4 +1,4 @@
-"""serve --watch: every server process offers to watch the image folder; one holds the lock."""
+"""serve --watch: what a server's folder watcher indexes with, where it runs, what /health says."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from ..errors import EmbeddingsNotLoadedError
 
 
 def start_watching(config: SearchConfig) -> None:
-    """Start this process's claim on the folder watcher (it watches if it gets the lock)."""
+    """Offer to watch from a thread of this server process (it watches if it gets the lock)."""
     from ..watch import watch_in_background
 
-    watch_in_background(config.workdir, lambda: watch_config(config), config.watch_poll)
+    watch_in_background(lambda: watch_config(config), config.watch_poll)
+
+
+def start_watching_here(config: SearchConfig) -> None:
+    """Watch from this process's main thread, taking the lock when it is free; never returns."""
+    from ..watch import keep_watching
+
+    keep_watching(lambda: watch_config(config), config.watch_poll)
 
 
 def watch_config(config: SearchConfig) -> ExtractConfig:
