@@ -87,11 +87,11 @@ CROPS = (0.0, 0.02, 0.04, 0.06)  # per side: a copy cropped by up to ~12 % still
 # The aligned pair is then compared again region by region at THUMB_SIDE (detail_difference):
 DETAIL_BLUR = 0.7  # Gaussian sigma in pixels: evens out resampling and JPEG edges
 DETAIL_SHIFT = 1  # each pixel may match the other image's within this many pixels
-DETAIL_BLOCK = 4  # the worst DETAIL_BLOCK² block of the difference decides
+DETAIL_BLOCK = 2  # the worst DETAIL_BLOCK² block of the difference decides
 # At most this (levels of 255): chosen on the benchmark's --seed 0 planting (docs/benchmarks.md,
 # "Duplicates"), where 99 % of the true copies that pass the correlation stay below it and
 # most look-alikes that differ in one region (a face's mouth, an archive box's label) do not.
-MAX_DETAIL = 33.0
+MAX_DETAIL = 52.0
 
 
 def thumbnail(path: Path) -> np.ndarray | None:
