@@ -12,8 +12,8 @@ named: a copy of one would be a true copy of the others.
 Every setting then groups the folder. A planted pair counts as found when original and copy
 land in one group; precision is over every pair the groups make. Beside the confirmed method
 (the default: hashes of 8 views and embedding neighbours propose; the pretrained network's
-embedding in the matching view and the aligned 32-px thumbnails confirm), the plain pHash at
-10 bits, the default before.
+embedding in the matching view, the aligned 32-px thumbnails' correlation and their worst 64-px
+region confirm), the plain pHash at 10 bits, the default before.
 
 Prints markdown tables; `--write-docs` replaces the "Duplicates" section of
 docs/benchmarks.md. Not a test: the figures depend on the images.
