@@ -45,7 +45,5 @@ def test_the_planted_folder_holds_one_original_of_each_artwork(tmp_path: Path) -
     out = tmp_path / "out"
     out.mkdir()
     truth = bench.write_folder(source, out, seed=0)
-    assert sorted(original for original, _, _ in truth) == [
-        f"icons/icon_{i}.png" for i in range(4)
-    ]
+    assert sorted(original for original, _, _ in truth) == [f"icons/icon_{i}.png" for i in range(4)]
     assert not (out / "icons" / "icon_9.png").exists()
