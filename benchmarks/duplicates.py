@@ -42,11 +42,11 @@ from PIL import Image, ImageDraw, ImageEnhance
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgsim.config import DuplicatesConfig  # noqa: E402
-from imgsim.duplicates import Collection, find_groups  # noqa: E402
-from imgsim.duplicates.finder import fingerprint_all  # noqa: E402
-from imgsim.duplicates.groups import SAME  # noqa: E402
-from imgsim.errors import UnreadableImageError  # noqa: E402
+from imgsim.core.config import DuplicatesConfig  # noqa: E402
+from imgsim.core.errors import UnreadableImageError  # noqa: E402
+from imgsim.explore.duplicates import Collection, find_groups  # noqa: E402
+from imgsim.explore.duplicates.finder import fingerprint_all  # noqa: E402
+from imgsim.explore.duplicates.groups import SAME  # noqa: E402
 
 SECTION = "## Duplicates"
 TRANSFORMS = ("exact", "pixels", "jpeg", "half", "crop", "turn", "mirror", "colour")
@@ -81,7 +81,7 @@ def distinct_image(seed: int) -> Image.Image:
 
 def planted(path: Path, transform: str, rng: np.random.Generator) -> tuple[bytes, str]:
     """A copy of the image at `path` made by `transform`, and the file extension it takes."""
-    from imgsim.data import load_image
+    from imgsim.images.data import load_image
 
     if transform == "exact":
         return path.read_bytes(), "png"
@@ -113,7 +113,7 @@ def planted(path: Path, transform: str, rng: np.random.Generator) -> tuple[bytes
 def write_folder(source: Path, folder: Path, seed: int = 0) -> set[tuple[str, str, str]]:
     """The originals of `source` and a planted copy of each; (original, copy, transform)."""
     rng = np.random.default_rng(seed)
-    from imgsim.data import scan_images
+    from imgsim.images.data import scan_images
 
     records = scan_images(source / "index")
     _, skipped = fingerprint_all(records, 0)  # beyond the finder's decode budget: left out
@@ -179,7 +179,7 @@ class CachedViews:
     """A ViewEmbedder that embeds each (path, view) once across the settings compared."""
 
     def __init__(self, embedder: object) -> None:
-        from imgsim.duplicates.views import ViewEmbedder
+        from imgsim.explore.duplicates.views import ViewEmbedder
 
         self.views = ViewEmbedder(embedder)
         self.known: dict[tuple[Path, int], np.ndarray] = {}
@@ -194,9 +194,9 @@ class CachedViews:
 
 def collection_of(folder: Path, workers: int) -> tuple[Collection, CachedViews, dict]:
     """Fingerprints and pretrained embeddings of every image, and the seconds they took."""
-    from imgsim.data import scan_images
-    from imgsim.duplicates.finder import pretrained_embedder
-    from imgsim.extract import embed_records
+    from imgsim.embed.extract import embed_records
+    from imgsim.explore.duplicates.finder import pretrained_embedder
+    from imgsim.images.data import scan_images
 
     records = scan_images(folder)
     started = time.perf_counter()
@@ -258,8 +258,8 @@ def scale(count: int, threshold: int, cosine: float) -> str:
     image (the `decode+hash` figure above times count), the comparison is what could grow
     with count squared.
     """
-    from imgsim.duplicates.groups import stars
-    from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
+    from imgsim.explore.duplicates.groups import stars
+    from imgsim.explore.duplicates.neighbours import centred, pairs_above, pairs_within
 
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**64, count, dtype=np.uint64, endpoint=False)
@@ -302,8 +302,8 @@ def decode_cost(count: int, small: int = 200, large: int = 10) -> str:
     320-640 px JPEGs and on 12-megapixel camera-like ones; decoding is per image, so `count`
     images take count times as long, shared among the default worker processes.
     """
-    from imgsim.data import ImageRecord, default_workers
-    from imgsim.duplicates.fingerprint import fingerprint_records
+    from imgsim.explore.duplicates.fingerprint import fingerprint_records
+    from imgsim.images.data import ImageRecord, default_workers
 
     workers, rng, rows = default_workers(), np.random.default_rng(0), []
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,16 +40,16 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgsim.autosize import PRETRAINED_SIZE  # noqa: E402
-from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig  # noqa: E402
+from imgsim.core.config import DEFAULT_IMAGE_SIZE, ModelConfig  # noqa: E402
+from imgsim.train.autosize import PRETRAINED_SIZE  # noqa: E402
 
 # The network these figures were measured with (the default widths until the quality work).
 WIDTHS = (32, 64, 128, 256)
 from cputime import family_cpu  # noqa: E402
 from docs_section import write_section  # noqa: E402
 
-from imgsim.data import default_workers, load_image, scan_images, to_array  # noqa: E402
-from imgsim.model import EmbeddingNet  # noqa: E402
+from imgsim.images.data import default_workers, load_image, scan_images, to_array  # noqa: E402
+from imgsim.model.network import EmbeddingNet  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Extraction speed"
@@ -124,7 +124,7 @@ GOAL_KEEP_UP = 0.8  # extraction should run at ≥ 80 % of the all-cores decode 
 
 def _decode_chunk(records: list, size: int) -> int:
     """Decode a chunk to size×size arrays, as a worker does, without embedding; the count."""
-    from imgsim.data import decode_records
+    from imgsim.images.data import decode_records
 
     return len(decode_records(records, size)[0])
 
@@ -143,9 +143,9 @@ def keep_up_rates(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from imgsim.embed_pool import iter_embedded
-    from imgsim.embedder import Embedder
-    from imgsim.model import pretrained_model
+    from imgsim.embed.embed_pool import iter_embedded
+    from imgsim.model.embedder import Embedder
+    from imgsim.model.network import pretrained_model
 
     records = scan_images(data)
     chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
@@ -216,7 +216,7 @@ def keep_up_in_child(
 def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict[str, float]:
     """Median ms of Searcher.add_images for one image into a `collection`-image index,
     and of Searcher.embed for the same image (decode + forward)."""
-    from imgsim.search import Searcher
+    from imgsim.search.searcher import Searcher
     from imgsim.store import open_store
     from imgsim.store.exports import build_collection
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import imgsim.extract
-import imgsim.update
-from imgsim.config import ExtractConfig
-from imgsim.search import Searcher
+import imgsim.embed.extract
+import imgsim.embed.update
+from imgsim.core.config import ExtractConfig
+from imgsim.embed.update import update_index
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
-from imgsim.update import update_index
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def config(work: Path) -> ExtractConfig:
 def during_embedding(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Run `action` once, in the middle of the next embedding step (full or update)."""
     done: list[bool] = []
-    real = imgsim.extract.embed_records
+    real = imgsim.embed.extract.embed_records
 
     def embed(*args, **kwargs):
         result = real(*args, **kwargs)
@@ -51,8 +51,8 @@ def during_embedding(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
             action()
         return result
 
-    monkeypatch.setattr(imgsim.extract, "embed_records", embed)
-    monkeypatch.setattr(imgsim.update, "embed_records", embed)
+    monkeypatch.setattr(imgsim.embed.extract, "embed_records", embed)
+    monkeypatch.setattr(imgsim.embed.update, "embed_records", embed)
 
 
 def something_to_do(data: Path) -> None:
@@ -104,7 +104,7 @@ def test_a_delete_during_imgsim_index_stays_deleted(
 def test_an_upload_interrupted_after_its_commit_is_finished_at_start(
     workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim import staging
+    from imgsim.files import staging
 
     upload = (shapes_dir / "stripes_00004.png").read_bytes()
     server = Searcher.from_workdir(workdir)
@@ -136,7 +136,7 @@ def test_an_upload_interrupted_before_its_commit_is_dropped_at_start(
 
     monkeypatch.setattr(server.store, "add", crash)
     monkeypatch.setattr(  # dies before cleaning up: only its lock goes, with the process
-        "imgsim.staging.Staging.discard", lambda self, staged: os.close(staged.lock_fd)
+        "imgsim.files.staging.Staging.discard", lambda self, staged: os.close(staged.lock_fd)
     )
     with pytest.raises(KeyboardInterrupt):
         server.add_images({"stripes_00005.png": upload})
@@ -190,7 +190,7 @@ def test_same_name_uploads_and_deletes_from_two_servers(workdir: Path, shapes_di
 def test_a_failed_move_leaves_no_intent_and_no_entry(
     workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim import staging
+    from imgsim.files import staging
 
     server = Searcher.from_workdir(workdir)
     fds = _open_fds()
@@ -215,11 +215,11 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
     waits for the move, so it never indexes the deleted image again."""
     import threading
 
-    import imgsim.search
+    import imgsim.search.searcher
 
     server = Searcher.from_workdir(workdir)
     name = sorted(p.name for p in (workdir.parent / "data").iterdir())[0]
-    real_move = imgsim.search.finish  # the move of a trash item reserved before the commit
+    real_move = imgsim.search.searcher.finish  # the move of a trash item reserved before the commit
     updates: list[threading.Thread] = []
 
     def slow_move(*args: object) -> object:
@@ -230,7 +230,7 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
         assert update.is_alive()
         return real_move(*args)
 
-    monkeypatch.setattr(imgsim.search, "finish", slow_move)
+    monkeypatch.setattr(imgsim.search.searcher, "finish", slow_move)
     assert server.remove_images([name]) == [name]
     updates[0].join(timeout=60)
     server.store.close()  # type: ignore[union-attr]
@@ -257,13 +257,13 @@ def test_an_update_finishes_under_steady_uploads(
             added.append(path.name)
             time.sleep(0.1)
 
-    real_embed = imgsim.update.embed_records
+    real_embed = imgsim.embed.update.embed_records
 
     def slow_embed(*args, **kwargs):  # the update's embedding takes a while
         time.sleep(0.5)
         return real_embed(*args, **kwargs)
 
-    monkeypatch.setattr(imgsim.update, "embed_records", slow_embed)
+    monkeypatch.setattr(imgsim.embed.update, "embed_records", slow_embed)
     something_to_do(workdir.parent / "data")
     thread = threading.Thread(target=uploads)
     thread.start()
@@ -283,7 +283,7 @@ def test_an_update_finishes_under_steady_uploads(
 def test_a_file_copied_in_during_an_update_is_left_to_the_next_and_said_once(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from imgsim.model_handle import ModelFile
+    from imgsim.model.model_handle import ModelFile
 
     data = workdir.parent / "data"
     rng = np.random.default_rng(8)
@@ -303,7 +303,7 @@ def test_a_file_copied_in_during_an_update_is_left_to_the_next_and_said_once(
     during_embedding(monkeypatch, copy_in("noise_00003.png"))
     with caplog.at_level("INFO", logger="imgsim"), open_store(workdir) as store:
         model = ModelFile(str(workdir / "triplet_base_final.pt"))
-        result = imgsim.update.update_pass(store, model, config(workdir))
+        result = imgsim.embed.update.update_pass(store, model, config(workdir))
         assert result.late == 1 and "index --update" not in caplog.text
-        assert imgsim.update.update_pass(store, model, config(workdir)).late == 0
+        assert imgsim.embed.update.update_pass(store, model, config(workdir)).late == 0
     assert {"noise_00002.png", "noise_00003.png"} <= assert_consistent(workdir)

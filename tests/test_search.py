@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim.config import NEAR_COPY_SIMILARITY
-from imgsim.errors import NotReadyError, UnreadableImageError
-from imgsim.search import (
+from imgsim.core.config import NEAR_COPY_SIMILARITY
+from imgsim.core.errors import NotReadyError, UnreadableImageError
+from imgsim.search.searcher import (
     ImageNameError,
     Searcher,
     results_response,
@@ -36,7 +36,7 @@ def test_a_model_file_without_calibration_shows_cosine_similarity(
 ) -> None:
     import shutil
 
-    from imgsim.model import update_model_file
+    from imgsim.model.network import update_model_file
 
     work = tmp_path / "w"
     shutil.copytree(trained_workdir, work)
@@ -70,7 +70,7 @@ def test_threshold_drops_weak_results(trained_workdir: Path, shapes_dir: Path) -
 
 
 def test_response_has_the_originals_shape(trained_workdir: Path, shapes_dir: Path) -> None:
-    from imgsim.config import SearchConfig
+    from imgsim.core.config import SearchConfig
 
     response = search_image(
         shapes_dir / "circle_00002.png", SearchConfig(workdir=str(trained_workdir)), 3, 0
@@ -138,8 +138,8 @@ def writable(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
     """A workdir of its own (model + index of 12 shape images) that tests may change."""
     import shutil
 
-    from imgsim.config import ExtractConfig
-    from imgsim.extract import extract
+    from imgsim.core.config import ExtractConfig
+    from imgsim.embed.extract import extract
 
     data = tmp_path / "data"
     data.mkdir()
@@ -154,8 +154,8 @@ def writable(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
 
 
 def test_add_images_saves_embeds_and_indexes(writable: Path, shapes_dir: Path) -> None:
-    from imgsim.config import ExtractConfig
-    from imgsim.update import update_index
+    from imgsim.core.config import ExtractConfig
+    from imgsim.embed.update import update_index
 
     searcher = Searcher.from_workdir(writable)
     new = (shapes_dir / "stripes_00001.png").read_bytes()
@@ -256,8 +256,8 @@ def test_refused_upload_never_replaces_a_users_image(
 ) -> None:
     import shutil
 
-    from imgsim.config import ExtractConfig
-    from imgsim.extract import extract
+    from imgsim.core.config import ExtractConfig
+    from imgsim.embed.extract import extract
     from imgsim.store import ConcurrentChangeError
 
     data = tmp_path / "data"
@@ -289,7 +289,7 @@ def test_refused_upload_never_replaces_a_users_image(
 def test_category_filter_similar_and_unknown_categories(
     trained_workdir: Path, shapes_dir: Path
 ) -> None:
-    from imgsim.search import ImageNotIndexedError, UnknownCategoryError
+    from imgsim.search.searcher import ImageNotIndexedError, UnknownCategoryError
 
     searcher = Searcher.from_workdir(trained_workdir)
     query = shapes_dir / "square_00003.png"

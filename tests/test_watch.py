@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim.config import MANIFEST_FILE, MODEL_FILE, WATCH_STATUS_FILE, ExtractConfig
+from imgsim.core.config import MANIFEST_FILE, MODEL_FILE, WATCH_STATUS_FILE, ExtractConfig
+from imgsim.embed.watch import FolderWatcher, WatchLock, WatchLockHeld, run_watch, watch_status
 from imgsim.store import open_store
 from imgsim.store.database import Database
-from imgsim.watch import FolderWatcher, WatchLock, WatchLockHeld, run_watch, watch_status
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 WITHIN = 10.0  # seconds a change may take to reach the index here (2 busy cores, tests alongside)
@@ -196,7 +196,7 @@ def _get(url: str) -> dict:
 
 
 def test_serve_watch_with_two_workers(make_workdir, shapes_dir: Path) -> None:
-    from imgsim.update import update_index
+    from imgsim.embed.update import update_index
 
     work = make_workdir(per_shape=4)
     data = work.parent / "data"
@@ -269,7 +269,7 @@ def test_a_file_moved_out_is_handed_on_without_watchdogs_pairing_wait(tmp_path: 
     from watchdog.observers import Observer
     from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
-    from imgsim.watch import MOVE_PAIRING_SECONDS, _Events, _pair_moves_quickly
+    from imgsim.embed.watch import MOVE_PAIRING_SECONDS, _Events, _pair_moves_quickly
 
     folder, outside = tmp_path / "data", tmp_path / "held"
     folder.mkdir()

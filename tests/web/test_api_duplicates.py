@@ -10,11 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from imgsim import trash
-from imgsim.config import DUPLICATES_FILE, DuplicatesConfig
-from imgsim.duplicates import StoreFinder
-from imgsim.duplicates.dismissed import load_dismissed
-from imgsim.search import NotReadyError, Searcher
+from imgsim.core.config import DUPLICATES_FILE, DuplicatesConfig
+from imgsim.explore.duplicates import StoreFinder
+from imgsim.explore.duplicates.dismissed import load_dismissed
+from imgsim.files import trash
+from imgsim.search.searcher import NotReadyError, Searcher
 from imgsim.web.app import CSP
 from imgsim.web.duplicates import wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
@@ -77,7 +77,7 @@ def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
 def test_the_answer_is_kept_until_the_index_changes(
     dup_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim.duplicates import stored
+    from imgsim.explore.duplicates import stored
 
     calls, decoded = [], []
     real = StoreFinder.find

@@ -12,8 +12,8 @@ from conftest import build_workdir
 from flask import Flask
 from flask.testing import FlaskClient
 
-from imgsim.config import MAP_FILE
-from imgsim.search import Searcher
+from imgsim.core.config import MAP_FILE
+from imgsim.search.searcher import Searcher
 from imgsim.web.openapi import openapi_spec
 
 
@@ -89,7 +89,7 @@ def test_a_failed_map_is_a_json_error(make_app, own_workdir: Path, monkeypatch) 
     def broken(*args: object) -> None:
         raise ValueError("no memory left")
 
-    monkeypatch.setattr("imgsim.collection_map.compute_map", broken)
+    monkeypatch.setattr("imgsim.explore.collection_map.compute_map", broken)
     client = map_client(make_app, own_workdir)
     assert client.get("/map/points").status_code == 202
     client.application.extensions["imgsim.searcher"].map.wait(60)

@@ -11,9 +11,9 @@ import click
 from flask import Flask, Response
 from flask.cli import with_appcontext
 
-from ..config import ENV_CONFIG, SearchConfig, load_config, replace
-from ..data import set_decode_limits
-from ..search import Searcher
+from ..core.config import ENV_CONFIG, SearchConfig, load_config, replace
+from ..images.data import set_decode_limits
+from ..search.searcher import Searcher
 from . import (
     browse,
     duplicates,

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, url_for
 
-from ..search import results_response
+from ..search.searcher import results_response
 from .forms import read_categories, read_field, read_int, read_threshold, read_top_k
 from .search import with_urls
 from .searcher import get_searcher

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
-from ..config import (
+from ..core.config import (
     DUPLICATES_MAX_PER_PAGE,
     DUPLICATES_PER_PAGE,
     DUPLICATES_SORTS,
@@ -17,13 +17,13 @@ from ..config import (
     load_config,
     replace,
 )
-from ..duplicates.dismissed import change_dismissed, group_pairs
-from ..duplicates.finder import check_method
-from ..duplicates.kept import SETTINGS
-from ..duplicates.review import review_page
-from ..errors import ImgsimError, TrashError
-from ..kept_document import DocumentState
-from ..trash import find as find_in_trash
+from ..core.errors import ImgsimError, TrashError
+from ..explore.duplicates.dismissed import change_dismissed, group_pairs
+from ..explore.duplicates.finder import check_method
+from ..explore.duplicates.kept import SETTINGS
+from ..explore.duplicates.review import review_page
+from ..explore.kept_document import DocumentState
+from ..files.trash import find as find_in_trash
 from .errors import ApiError
 from .manage import require_token
 from .pending import pending_answer
@@ -31,7 +31,7 @@ from .searcher import get_searcher, searcher_of
 
 bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
 
-_KEY = "imgsim.duplicates"
+_KEY = "imgsim.explore.duplicates"
 SETTINGS_KEY = "IMGSIM_DUPLICATES"  # a DuplicatesConfig in app.config; else IMGSIM_CONFIG's
 MAX_NAMES = 10_000  # names one trash request may carry
 # A trash right after another waits this long for the new groups (known fingerprints are not

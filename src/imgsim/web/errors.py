@@ -12,8 +12,8 @@ from werkzeug.exceptions import (
     RequestTimeout,
 )
 
-from ..errors import DiskFullError, ReadOnlyError, UnsafePathError
-from ..search import (
+from ..core.errors import DiskFullError, ReadOnlyError, UnsafePathError
+from ..search.searcher import (
     ConcurrentChangeError,
     ImageNameError,
     ImageNotIndexedError,

@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from ..data import load_image
-from ..errors import UnsafePathError
-from ..paths import safe_path
+from ..core.errors import UnsafePathError
+from ..core.paths import safe_path
+from ..images.data import load_image
 from .errors import ApiError
 from .forms import read_field
 from .searcher import get_searcher

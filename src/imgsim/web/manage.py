@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from ..data import category_of
-from ..errors import ImgsimError
-from ..paths import safe_path
-from ..search import ImageNameError, UnreadableImageError, dataset_name
+from ..core.errors import ImgsimError
+from ..core.paths import safe_path
+from ..images.data import category_of
+from ..search.searcher import ImageNameError, UnreadableImageError, dataset_name
 from .errors import ApiError, error_response
 from .forms import limit_request, read_field, read_images
 from .search import name_unreadable

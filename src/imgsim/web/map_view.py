@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, url_for
 
-from ..collection_map import MapSettings
-from ..config import PAGE_TOP_K_RANGE
+from ..core.config import PAGE_TOP_K_RANGE
+from ..explore.collection_map import MapSettings
 from .pages import url_prefix
 from .pending import pending_answer
 from .searcher import get_searcher

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from ..errors import TrashError
-from ..untrash import restore_to_index
+from ..core.errors import TrashError
+from ..search.untrash import restore_to_index
 from .duplicates import MAX_NAMES, current_groups, trash_ids
 from .errors import ApiError
 from .manage import require_token

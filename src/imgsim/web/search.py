@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, current_app, jsonify, url_for
 
-from ..search import UnreadableImageError, results_response
+from ..search.searcher import UnreadableImageError, results_response
 from .forms import (
     limit_request,
     read_categories,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from ..config import SearchConfig
-from ..search import Searcher
+from ..core.config import SearchConfig
+from ..search.searcher import Searcher
 
 _KEY = "imgsim.searcher"
 

@@ -14,11 +14,11 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from ..config import MODEL_FILE, SearchConfig, load_config, replace
-from ..errors import ConfigError, ImgsimError, ModelNotLoadedError
-from ..export import kept_export_names
-from ..interrupt import Stopped
-from ..modelfile import read_model_meta
+from ..core.config import MODEL_FILE, SearchConfig, load_config, replace
+from ..core.errors import ConfigError, ImgsimError, ModelNotLoadedError
+from ..core.interrupt import Stopped
+from ..model.export import kept_export_names
+from ..model.modelfile import read_model_meta
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
