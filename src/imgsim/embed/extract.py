@@ -170,7 +170,7 @@ def _extract_with(
         len(names), features.shape[1], seconds, len(names) / seconds, config.output_dir,
     )  # fmt: skip
     if config.plot:
-        from ..train.plots import plot_embeddings
+        from ..explore.embedding_plot import plot_embeddings
 
         plot_path = Path(config.output_dir) / EMBEDDING_PLOT
         plot_embeddings(features, [category_of(n) or "?" for n in names], plot_path)

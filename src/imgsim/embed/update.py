@@ -17,7 +17,6 @@ from ..core.errors import DatasetError, storage_errors
 from ..core.paths import unescape_name
 from ..files.changes import changing
 from ..files.filefacts import FileFacts, collect_facts, stat_facts
-from ..files.staging import recover_uploads
 from ..images.data import ImageRecord, record_of, scan_names
 from ..model.embedder import Embedder
 from ..model.model_handle import ModelFile
@@ -35,6 +34,7 @@ from .extract import (
     thumbnail_dir,
 )
 from .scale import ShardError, in_shard, parse_shard
+from .uploads import recover_uploads
 
 log = logging.getLogger("imgsim")
 

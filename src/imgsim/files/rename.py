@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from ..images.data import IMAGE_EXTENSIONS, parse_category
+from ..core.names import IMAGE_EXTENSIONS, parse_category
 from .rename_journal import (
     JOURNAL_NAME,
     LOG_NAME,
@@ -67,7 +67,7 @@ def normalise_category(raw: str) -> str:
     """Return the category as used in file names, or raise RenameError saying what is wrong."""
     if "/" in raw or "\\" in raw or os.sep in raw:
         raise RenameError(f"Category {raw!r} contains a path separator.")
-    # Leading/trailing "_" or "-" would not survive imgsim.images.data.parse_category's round trip.
+    # Leading/trailing "_" or "-" would not survive imgsim.core.names.parse_category's round trip.
     name = "_".join(raw.split()).lower().strip("_-")
     if not name:
         raise RenameError(f"Category {raw!r} has no letters or digits.")

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import STAGING_DIR
-from ..store.base import Store
 from .filefacts import FileFacts
 
 log = logging.getLogger("imgsim")
@@ -187,24 +186,6 @@ def _release(intent: Path, fd: int) -> None:
     with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
-
-
-def recover_uploads(workdir: str | Path, store: Store) -> tuple[int, int]:
-    """Finish or drop the uploads a crash left in `workdir` for the collection in `store`.
-
-    The store's facts are read only if an upload is waiting: a start-up with none costs nothing.
-    """
-    collection = store.info()
-    if collection is None:
-        return 0, 0
-    facts: dict[str, FileFacts] | None = None
-
-    def committed(name: str, sha256: str) -> bool:
-        nonlocal facts
-        facts = facts if facts is not None else store.facts()
-        return name in facts and facts[name].sha256 == sha256
-
-    return Staging(workdir, collection.data_dir).recover(committed)
 
 
 def wait_for_uploads(workdir: str | Path, timeout: float = 30.0) -> None:

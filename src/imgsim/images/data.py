@@ -8,7 +8,6 @@ import io
 import logging
 import math
 import os
-import re
 import struct
 import threading
 import warnings
@@ -22,15 +21,18 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from ..core.errors import DatasetError, UnreadableImageError, UnsafePathError
-from ..core.paths import escape_name, name_path, unescape_name
+from ..core.errors import DatasetError, UnreadableImageError
+
+# What a name says (imgsim.core.names), also read here by the dataset's callers.
+from ..core.names import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
+from ..core.names import category_of, is_image_name
+from ..core.names import is_image_file as is_image_file
+from ..core.names import parse_category as parse_category
+from ..core.paths import name_path
 from ..files.folders import walk_names
 
 log = logging.getLogger("imgsim")
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-)
 # The declared size an image may have (16,384 x 16,384): a bound on decoding time, not on
 # memory. Memory is the decode budget below, counted at the size actually decoded, so a
 # 16,000 px JPEG (decoded at 1/8 scale) fits while a lossless one that size does not.
@@ -67,12 +69,6 @@ for _plugin in ("Jpeg", "Png", "WebP", "Bmp", "Gif", "Tiff", "Avif"):
 # before any check of ours: it stays on (warnings become errors in load_image), at our ceiling.
 Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
-# "everything before the last _ or - that is followed by a number": the greedy prefix finds the
-# last such separator, so long_sleeve_shirt_003 keeps its inner underscores. The number is a
-# whole word (it ends the name or a separator follows): summer_1am is a name, not summer #1.
-_CATEGORY_RE = re.compile(r"^(?P<category>.*[^_\-\s])[_-]\d+(?=$|[_\-\s.(])")
-_SEPARATORS = re.compile(r"[/\\]")
-
 NO_CATEGORIES_HELP = (
     "No categories detected: need at least 2 categories with at least 2 images each.\n"
     "Fix it by naming images category_number (shirt_001.jpg, pants_001.jpg), by putting them\n"
@@ -87,46 +83,6 @@ class ImageRecord:
     name: str  # POSIX path relative to the data folder, e.g. "shirt_001.jpg" or "shirt/a.jpg"
     category: str | None
     path: Path
-
-
-def parse_category(filename: str) -> str | None:
-    """Category from a file name: `long_sleeve_shirt_003.jpg` → `long_sleeve_shirt`."""
-    # Backslash counts as a folder separator too (a Windows path): a category never holds one.
-    match = _CATEGORY_RE.match(_stem(_SEPARATORS.split(filename)[-1]))
-    if not match:
-        return None
-    return match.group("category").strip().lower()
-
-
-def _stem(name: str) -> str:
-    """Path(name).stem for a name without separators, without building a Path (a scan of a
-    large folder asks for thousands)."""
-    dot = name.rfind(".")
-    return name[:dot] if 0 < dot < len(name) - 1 else name
-
-
-def category_of(name: str) -> str | None:
-    """Category of a dataset-relative name: its first folder if it has one, else its file name.
-
-    `name` may be escaped (imgsim.core.paths): the category is that of the file name, escaped too.
-    """
-    try:
-        raw = unescape_name(name)
-    except UnsafePathError:
-        raw = name  # not an escaped name (a Windows path from an upload): read it as it is
-    parts = _SEPARATORS.split(raw)
-    category = parts[0].strip().lower() if len(parts) > 1 else parse_category(parts[0])
-    return escape_name(category) if category else None
-
-
-def is_image_file(path: Path) -> bool:
-    """Whether a path looks like an image file imgsim reads (by extension, hidden files skipped)."""
-    return is_image_name(path.name)
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name (its last part) looks like an image file imgsim reads."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
 
 
 def scan_images(root: str | Path) -> list[ImageRecord]:

@@ -14,6 +14,15 @@ from ..core.errors import ModelNotLoadedError
 
 log = logging.getLogger("imgsim")
 
+# The loss names of TrainConfig.loss as people read them (train summaries, /stats).
+LOSS_TITLES = {
+    "triplet": "triplet",
+    "multisimilarity": "multi-similarity",
+    "proxyanchor": "proxy-anchor",
+    "normsoftmax": "normalized-softmax",
+    "arcface": "ArcFace",
+}
+
 MODEL_FORMAT = "imgsim-model"
 
 
@@ -102,10 +111,13 @@ def file_config(payload: dict[str, Any]) -> ModelConfig:
     return from_dict(ModelConfig, {"backbone": "scratch", **payload["model_config"]})
 
 
+def loss_title(loss: str | None) -> str:
+    """A loss's name for people: `multisimilarity` → `multi-similarity`; others pass through."""
+    return LOSS_TITLES.get(loss or "", loss or "unknown")
+
+
 def model_type(info: dict[str, Any] | None) -> str:
     """What /stats calls the network: after the loss it was trained with, or the backbone."""
-    from ..train.losses import loss_title
-
     config = (info or {}).get("model_config") or {}
     loss = ((info or {}).get("train_config") or {}).get("loss")
     if not loss or (info or {}).get("pretrained"):

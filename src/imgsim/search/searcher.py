@@ -21,12 +21,13 @@ from ..core.errors import (
     storage_errors,
 )
 from ..core.paths import name_path, safe_path
+from ..embed.uploads import recover_uploads
 from ..explore.collection_map import CollectionMap, MapSettings
 from ..explore.duplicates.derived import ImageFacts, derive_or_none, encode
 from ..explore.duplicates.kept import KeptDuplicates
 from ..explore.kept_document import DocumentState
 from ..files.changes import changing
-from ..files.staging import Staged, Staging, recover_uploads
+from ..files.staging import Staged, Staging
 from ..files.trash import finish, move_to_trash, reserve
 from ..images.data import (
     DEFAULT_MAX_PIXELS,

@@ -24,8 +24,8 @@ import numpy as np
 
 from ..core.config import FAISS_INDEX_FILE, MANIFEST_FILE
 from ..core.errors import storage_error
+from ..core.names import category_of
 from ..files.filefacts import FileFacts
-from ..images.data import category_of
 from . import vectors as vx
 from .base import CollectionInfo, Derived, Hit, Item, ModelMismatchError, Store
 from .database import (

@@ -24,8 +24,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ..core.names import category_of
 from ..files.filefacts import FileFacts
-from ..images.data import category_of
 from .base import (
     CollectionInfo,
     ConcurrentChangeError,

@@ -14,13 +14,6 @@ PROXY_LOSSES = ("proxyanchor", "normsoftmax", "arcface")
 # The proxy losses that are a cross-entropy over all categories: label smoothing applies.
 SOFTMAX_LOSSES = ("normsoftmax", "arcface")
 # Names shown to people: /stats, the history plot, logs.
-LOSS_TITLES = {
-    "triplet": "triplet",
-    "multisimilarity": "multi-similarity",
-    "proxyanchor": "proxy-anchor",
-    "normsoftmax": "normalized-softmax",
-    "arcface": "ArcFace",
-}
 
 
 def miner_name(config: TrainConfig) -> str:
@@ -96,8 +89,3 @@ def build_miner(config: TrainConfig) -> Any | None:
     if name == "multisimilarity":
         return miners.MultiSimilarityMiner(epsilon=0.1)
     return None
-
-
-def loss_title(loss: str | None) -> str:
-    """`multisimilarity` → `multi-similarity`, for people; unknown names pass through."""
-    return LOSS_TITLES.get(loss or "", loss or "unknown")

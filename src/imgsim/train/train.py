@@ -34,12 +34,13 @@ from ..core.errors import ConfigError, DatasetError
 from ..core.fileio import write_text_atomic
 from ..model.backbone import pretrained as pretrained_backbone
 from ..model.device import describe, resolve_device
+from ..model.modelfile import loss_title
 from ..model.network import pretrained_model, save_model
 from . import checkpoints, distributed
 from .autosize import collection_sides, resolve_backbone, resolve_image_size
 from .evaluation import embed, recall_at_1, sample_rows
 from .featurecache import cache_features, view_count
-from .losses import is_proxy_loss, loss_title, miner_name, uses_label_smoothing, uses_margin
+from .losses import is_proxy_loss, miner_name, uses_label_smoothing, uses_margin
 from .samplers import batch_shape
 from .threshold import MAX_QUERIES, MAX_REFERENCES, Tuning, choose_threshold, tuning_fields
 from .trainer import Plan, Split, Trainer
