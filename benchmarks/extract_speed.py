@@ -9,7 +9,8 @@ weights (speed does not depend on them):
    that each decode and embed with a one-thread runtime) with the torch and the onnx runtime,
    against the same number of processes only decoding the same JPEGs to the model's size
    (the rate the machine can decode), taking turns round by round; goal ≥ 80 % at 64 px;
-4. adding one image to a 10,000-image collection (`Searcher.add_images`) against embedding it.
+4. adding one image to a 10,000-image collection (`CollectionEditor.add_images`) against
+   embedding it.
 
 `--keep-up-only` runs step 3 alone (quick). `--pretrained` runs step 3 alone with the bundled
 ImageNet network (EfficientNet-Lite0, as `extract --pretrained` writes it) at its input size
@@ -214,8 +215,9 @@ def keep_up_in_child(
 
 
 def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict[str, float]:
-    """Median ms of Searcher.add_images for one image into a `collection`-image index,
+    """Median ms of CollectionEditor.add_images for one image into a `collection`-image index,
     and of Searcher.embed for the same image (decode + forward)."""
+    from imgsim.search.editor import CollectionEditor
     from imgsim.search.searcher import Searcher
     from imgsim.store import open_store
     from imgsim.store.exports import build_collection
@@ -229,6 +231,7 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
         store = open_store(work)
         build_collection(store, vectors, names, work / "dataset", "bench")
         searcher = Searcher(model, store, {"model_id": "bench"}, workdir=work)
+        editor = CollectionEditor(searcher)
         searcher.embed([jpegs[0]])
         embed, add = [], []
         for i, data in enumerate(jpegs):
@@ -236,7 +239,7 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
             searcher.embed([data])
             embed.append(time.perf_counter() - start)
             start = time.perf_counter()
-            searcher.add_images({f"new_{i:05d}.jpg": data})
+            editor.add_images({f"new_{i:05d}.jpg": data})
             add.append(time.perf_counter() - start)
         info = store.info()
         kind = info.kind if info else "?"
@@ -415,7 +418,7 @@ by batch size):
 Decoding one JPEG and resizing it to {s["size"]}×{s["size"]}: {s["decode"][True]:.2f} ms with
 Pillow's `draft()`, {s["decode"][False]:.2f} ms without.
 
-Adding one image to a 10,000-image collection (`Searcher.add_images`: decode, embed, save
+Adding one image to a 10,000-image collection (`CollectionEditor.add_images`: decode, embed, save
 the file with fsync, one SQLite commit, FAISS {s["add"]["kind"]} add; one torch thread; median
 of 20): **{s["add"]["add"]:.1f} ms**, against {s["add"]["embed"]:.1f} ms to embed the same
 image (the two alternate, so they saw the same load).

@@ -17,6 +17,7 @@ from imgsim.core.config import DuplicatesConfig, ExtractConfig
 from imgsim.embed.update import update_index
 from imgsim.explore.duplicates import StoreFinder, stored
 from imgsim.explore.duplicates.derived import DERIVED_VERSION, decode
+from imgsim.search.editor import CollectionEditor
 from imgsim.search.searcher import Searcher
 from imgsim.store import Store, open_store
 
@@ -117,8 +118,10 @@ def test_update_upload_and_delete_keep_it_in_step(workdir: Path, store_spec: str
     (data / "circle_00002.png").unlink()
     update_index(config(workdir, store_spec), progress=False)
     searcher = Searcher.from_workdir(workdir, store=store_spec)
-    searcher.add_images({"uploaded.png": (data / "square_00004.png").read_bytes()})
-    searcher.remove_images(["square_00001.png"])
+    CollectionEditor(searcher).add_images(
+        {"uploaded.png": (data / "square_00004.png").read_bytes()}
+    )
+    CollectionEditor(searcher).remove_images(["square_00001.png"])
     with open_store(workdir, store_spec) as store:
         rows = store.derived()
         assert set(rows) == set(store.facts())

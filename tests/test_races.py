@@ -19,6 +19,7 @@ import imgsim.embed.extract
 import imgsim.embed.update
 from imgsim.core.config import ExtractConfig
 from imgsim.embed.update import update_index
+from imgsim.search.editor import CollectionEditor
 from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
 
@@ -82,7 +83,9 @@ def test_an_upload_during_imgsim_index_is_kept(
 ) -> None:
     upload = (shapes_dir / "stripes_00003.png").read_bytes()
     server = Searcher.from_workdir(workdir)
-    during_embedding(monkeypatch, lambda: server.add_images({"stripes_00003.png": upload}))
+    during_embedding(
+        monkeypatch, lambda: CollectionEditor(server).add_images({"stripes_00003.png": upload})
+    )
     something_to_do(workdir.parent / "data")
     update_index(config(workdir), update=update, progress=False)
     names = assert_consistent(workdir)
@@ -94,7 +97,9 @@ def test_a_delete_during_imgsim_index_stays_deleted(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, update: bool
 ) -> None:
     server = Searcher.from_workdir(workdir)
-    during_embedding(monkeypatch, lambda: server.remove_images(["square_00002.png"]))
+    during_embedding(
+        monkeypatch, lambda: CollectionEditor(server).remove_images(["square_00002.png"])
+    )
     something_to_do(workdir.parent / "data")
     update_index(config(workdir), update=update, progress=False)
     names = assert_consistent(workdir)
@@ -115,11 +120,11 @@ def test_an_upload_interrupted_after_its_commit_is_finished_at_start(
 
     monkeypatch.setattr(staging.Staging, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
-        server.add_images({"stripes_00004.png": upload})
+        CollectionEditor(server).add_images({"stripes_00004.png": upload})
     monkeypatch.undo()
     # What a killed process leaves: the staged file and its intent, unlocked.
     restarted = Searcher.from_workdir(workdir)
-    restarted.recover_uploads()
+    CollectionEditor(restarted).recover_uploads()
     assert (workdir.parent / "data" / "stripes_00004.png").read_bytes() == upload
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert "stripes_00004.png" in assert_consistent(workdir)
@@ -139,10 +144,10 @@ def test_an_upload_interrupted_before_its_commit_is_dropped_at_start(
         "imgsim.files.staging.Staging.discard", lambda self, staged: os.close(staged.lock_fd)
     )
     with pytest.raises(KeyboardInterrupt):
-        server.add_images({"stripes_00005.png": upload})
+        CollectionEditor(server).add_images({"stripes_00005.png": upload})
     monkeypatch.undo()
     assert list((workdir / ".imgsim-staging").glob("*.png"))  # left behind by the "crash"
-    Searcher.from_workdir(workdir).recover_uploads()
+    CollectionEditor(Searcher.from_workdir(workdir)).recover_uploads()
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert "stripes_00005.png" not in assert_consistent(workdir)
 
@@ -168,9 +173,11 @@ def test_same_name_uploads_and_deletes_from_two_servers(workdir: Path, shapes_di
             for _ in range(8):
                 server = rng.choice(servers)
                 if rng.random() < 0.5:
-                    server.add_images({"stripes_07777.png": rng.choice(uploads)})
+                    CollectionEditor(server).add_images({"stripes_07777.png": rng.choice(uploads)})
                 else:
-                    server.remove_images(["stripes_07777.png"])  # [] when another won
+                    CollectionEditor(server).remove_images(
+                        ["stripes_07777.png"]
+                    )  # [] when another won
         except BaseException as exc:
             errors.append(exc)
 
@@ -200,7 +207,9 @@ def test_a_failed_move_leaves_no_intent_and_no_entry(
 
     monkeypatch.setattr(staging, "_move", fail)
     with pytest.raises(OSError):
-        server.add_images({"stripes_00004.png": (shapes_dir / "stripes_00004.png").read_bytes()})
+        CollectionEditor(server).add_images(
+            {"stripes_00004.png": (shapes_dir / "stripes_00004.png").read_bytes()}
+        )
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert _open_fds() == fds
     assert not server.store.contains("stripes_00004.png")  # type: ignore[union-attr]
@@ -215,11 +224,11 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
     waits for the move, so it never indexes the deleted image again."""
     import threading
 
-    import imgsim.search.searcher
+    import imgsim.search.editor
 
     server = Searcher.from_workdir(workdir)
     name = sorted(p.name for p in (workdir.parent / "data").iterdir())[0]
-    real_move = imgsim.search.searcher.finish  # the move of a trash item reserved before the commit
+    real_move = imgsim.search.editor.finish  # the move of a trash item reserved before the commit
     updates: list[threading.Thread] = []
 
     def slow_move(*args: object) -> object:
@@ -230,8 +239,8 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
         assert update.is_alive()
         return real_move(*args)
 
-    monkeypatch.setattr(imgsim.search.searcher, "finish", slow_move)
-    assert server.remove_images([name]) == [name]
+    monkeypatch.setattr(imgsim.search.editor, "finish", slow_move)
+    assert CollectionEditor(server).remove_images([name]) == [name]
     updates[0].join(timeout=60)
     server.store.close()  # type: ignore[union-attr]
     assert name not in assert_consistent(workdir)
@@ -253,7 +262,7 @@ def test_an_update_finishes_under_steady_uploads(
         for path in sources:
             if done.is_set():
                 break
-            server.add_images({path.name: path.read_bytes()})
+            CollectionEditor(server).add_images({path.name: path.read_bytes()})
             added.append(path.name)
             time.sleep(0.1)
 

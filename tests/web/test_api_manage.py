@@ -275,12 +275,12 @@ def test_changes_by_another_process_are_seen_at_once(
 def test_embeddings_of_another_model_are_409(
     client_w: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    searcher = client_w.application.extensions["imgsim.searcher"]
+    editor = client_w.application.extensions["imgsim.editor"]
 
     def mismatch(images: object) -> list[str]:
         raise ModelMismatchError("These embeddings come from model a but the index holds b's")
 
-    monkeypatch.setattr(searcher, "add_images", mismatch)
+    monkeypatch.setattr(editor, "add_images", mismatch)
     response = post_images(client_w, [("yellow_001.png", new_png())])
     assert response.status_code == 409
     assert "model" in response.get_json()["error"]

@@ -21,7 +21,7 @@ from flask import Flask
 from webtest_images import image_bytes, make_image
 
 import imgsim.explore.kept_document
-import imgsim.search.searcher
+import imgsim.search.editor
 import imgsim.store.database
 from imgsim.files.changes import CHANGES_LOCK
 
@@ -55,7 +55,7 @@ def read_only(monkeypatch: pytest.MonkeyPatch, own_workdir: Path) -> Path:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(imgsim.store.database.sqlite3, "connect", connect)
-    monkeypatch.setattr(imgsim.search.searcher, "changing", changing)
+    monkeypatch.setattr(imgsim.search.editor, "changing", changing)
     monkeypatch.setattr(imgsim.explore.kept_document, "write_document", write_document)
     return own_workdir
 

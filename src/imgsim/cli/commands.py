@@ -502,10 +502,11 @@ def _trash_mover(args: argparse.Namespace, names: list[str]) -> Callable[[str], 
             trash.move_to_trash(args.workdir, args.folder, name)
 
         return move
+    from ..search.editor import CollectionEditor
     from ..search.searcher import Searcher
 
     searcher = Searcher.from_workdir(args.workdir, args.model_path, store=args.store, warn=False)
-    removed = set(searcher.remove_images(names))
+    removed = set(CollectionEditor(searcher).remove_images(names))
 
     def check(name: str) -> None:
         if name not in removed:

@@ -1,38 +1,31 @@
-"""Query image → most similar indexed images, with similarity percentages (library and CLI)."""
+"""Query image → most similar indexed images, with similarity percentages (library and CLI).
+
+The Searcher answers queries only; changes to the collection go through
+imgsim.search.editor.CollectionEditor, and the map and the duplicate groups belong to their
+views (imgsim.web.map_view, imgsim.web.duplicates).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from ..core.config import MODEL_FILE, NEAR_COPY_SIMILARITY, DuplicatesConfig, SearchConfig
+from ..core.config import MODEL_FILE, NEAR_COPY_SIMILARITY, SearchConfig
 from ..core.errors import (
     EmbeddingsNotLoadedError,
     ImgsimError,
     ModelNotLoadedError,
     NotReadyError,
-    storage_errors,
 )
-from ..core.paths import name_path, safe_path
-from ..embed.uploads import recover_uploads
-from ..explore.collection_map import CollectionMap, MapSettings
-from ..explore.duplicates.derived import ImageFacts, derive_or_none, encode
-from ..explore.duplicates.kept import KeptDuplicates
-from ..explore.kept_document import DocumentState
-from ..files.changes import changing
-from ..files.staging import Staged, Staging
-from ..files.trash import finish, move_to_trash, reserve
 from ..images.data import (
     DEFAULT_MAX_PIXELS,
     UnreadableImageError,
-    is_image_file,
     load_image,
     to_array,
 )
@@ -44,7 +37,6 @@ from ..model.modelfile import model_type
 from ..store import (
     ConcurrentChangeError,
     Hit,
-    Item,
     ModelMismatchError,
     Store,
     StoreError,
@@ -62,27 +54,6 @@ SIMILARITY_METRIC = "Euclidean Distance"
 MODEL_MISSING = "Model not loaded — run training first (imgsim train)"
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
-FileSource = str | Path | bytes | BinaryIO
-
-
-class ImageNameError(ImgsimError, ValueError):
-    """A name that cannot be an image of the dataset (absolute, '..', hidden, not an image)."""
-
-
-def dataset_name(name: str) -> str:
-    """`name` if it is a safe dataset-relative image name (`shirt_001.jpg`, `shirt/a.jpg`).
-
-    Raises ImageNameError otherwise, so a name from a request can never reach outside the
-    data folder or hide from the folder scan.
-    """
-    parts = name.split("/")
-    bad_part = any(not p or p.startswith(".") or p.strip() != p for p in parts)
-    if bad_part or "\\" in name or not name.isprintable() or not is_image_file(Path(name)):
-        raise ImageNameError(
-            f"not a usable image name: {name[:200]!r} (a relative path such as shirt_001.jpg "
-            "or shirt/a.jpg, no '..' or hidden parts, with an image extension)"
-        )
-    return name
 
 
 class ImageNotIndexedError(ImgsimError, LookupError):
@@ -170,9 +141,6 @@ class Searcher:
                 else Embedder.from_model(model)
             )
         self.embedder = embedder
-        self.map = CollectionMap(self.workdir)  # the 2-D map, computed in the background
-        # The groups, found in the background; turned copies embedded by this network.
-        self.duplicates = KeptDuplicates(self.workdir, self._embed_views)
 
     @classmethod
     def from_workdir(
@@ -246,24 +214,34 @@ class Searcher:
         # No distance kept: a bare threshold, already on the similarity scale.
         return min(NEAR_COPY_SIMILARITY, float(self.model_info.get("threshold") or 0.0))
 
-    def require_ready(self) -> None:
-        """Raise NotReadyError with the original's advice if a search cannot run."""
-        if not self.model_loaded:
+    def ready(self, *, model: bool = True, vectors: bool = True) -> Store:
+        """The store, once the caller can run; else NotReadyError saying what to run first.
+
+        The one readiness check of every use. `model`: the caller embeds images (a search,
+        an upload, a removal); `vectors`: it reads the collection's vectors (a search, the
+        map, the duplicates), so the collection must hold some, of the model's dimension.
+        Browsing needs neither: only a collection.
+        """
+        if model and not self.model_loaded:
             raise NotReadyError(MODEL_MISSING)
         if self.store is None:
             raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
         info = self.store.info()
         if info is None:
             raise NotReadyError(self.store.why_empty())
+        if not vectors:
+            return self.store
         if self.store.count() == 0:
             raise NotReadyError(EMBEDDINGS_MISSING)
-        assert self.model is not None
-        if info.dim != self.model.config.embedding_dim:
-            raise NotReadyError(
-                f"No embeddings loaded for this model: the index has {info.dim} dimensions, "
-                f"the model makes {self.model.config.embedding_dim} — run extraction again "
-                "(imgsim extract)"
-            )
+        if model:
+            assert self.model is not None
+            if info.dim != self.model.config.embedding_dim:
+                raise NotReadyError(
+                    f"No embeddings loaded for this model: the index has {info.dim} "
+                    f"dimensions, the model makes {self.model.config.embedding_dim} — run "
+                    "extraction again (imgsim extract)"
+                )
+        return self.store
 
     def embed(self, images: list[ImageSource]) -> np.ndarray:
         """Embeddings (N×D float32) of query images; UnreadableImageError for a bad one."""
@@ -303,7 +281,7 @@ class Searcher:
         The filter runs inside the store's search (k results of those categories, not k
         results cut down); a category the collection does not hold is UnknownCategoryError.
         """
-        self.require_ready()
+        self.ready()
         categories = self.check_categories(categories)
         return self._search_vectors(self.embed(images), top_k, threshold, categories)
 
@@ -319,10 +297,9 @@ class Searcher:
         Its stored vector is the query: nothing is read or decoded. ImageNotIndexedError for
         a name the collection does not hold.
         """
-        self.require_ready()
+        store = self.ready()
         categories = self.check_categories(categories)
-        assert self.store is not None
-        vector = self.store.vectors_of([name]).get(name)
+        vector = store.vectors_of([name]).get(name)
         if vector is None:
             raise ImageNotIndexedError(f"no indexed image named {name[:200]!r}")
         return self._search_vectors(vector[None, :], top_k, threshold, categories)[0]
@@ -347,7 +324,7 @@ class Searcher:
         if not categories:
             return None
         wanted = list(dict.fromkeys(categories))
-        known = self.collection().categories()
+        known = self.ready(model=False, vectors=False).categories()
         unknown = [c for c in wanted if c not in known]
         if unknown:
             names = [repr(c) for c in known if c][:CATEGORIES_LISTED]
@@ -358,14 +335,6 @@ class Searcher:
                 + (listed or "no categories")
             )
         return wanted
-
-    def collection(self) -> Store:
-        """The store, once it holds a collection (browsing needs no model); else NotReadyError."""
-        if self.store is None:
-            raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
-        if self.store.info() is None:
-            raise NotReadyError(self.store.why_empty())
-        return self.store
 
     def _results(self, hits: list[Hit], cutoff: float) -> Results:
         out, calibration = Results(threshold=cutoff), self.calibration
@@ -380,164 +349,6 @@ class Searcher:
                 SearchResult(hit.name, sim, round(hit.distance, 4), hit.category, confidence)
             )
         return out
-
-    @property
-    def data_dir(self) -> Path | None:
-        """The data folder of the collection, or None without one."""
-        info = self.store.info() if self.store is not None else None
-        return Path(info.data_dir) if info is not None else None
-
-    def staging(self) -> Staging:
-        """Where uploads wait until they are indexed (in the workdir, outside the data folder)."""
-        data_dir = self.data_dir
-        if data_dir is None:
-            raise NotReadyError(EMBEDDINGS_MISSING)
-        return Staging(self.workdir, data_dir)
-
-    def recover_uploads(self) -> None:
-        """Finish or drop the uploads a crash interrupted (called when a server starts)."""
-        if self.store is not None:
-            recover_uploads(self.workdir, self.store)
-
-    def add_images(self, images: Mapping[str, FileSource]) -> list[str]:
-        """Add images, or replace them, under dataset-relative names; returns the names.
-
-        Every image is decoded and embedded first (ImageNameError or UnreadableImageError and
-        nothing changes), staged outside the data folder, indexed in one atomic change, then
-        moved to its name. A crash at any point leaves file and entry together or neither
-        (`Staging.recover`). Writers of every process take turns in the store.
-        """
-        self._require_store()  # NotReadyError before anything is read or embedded
-        names = [dataset_name(n) for n in images]
-        staging = self.staging()
-        for name in names:
-            safe_path(staging.data_dir, name)  # no write through a symlink out of the folder
-        data = [_read_bytes(source) for source in images.values()]
-        vectors = self.embed(list(data))  # the slow part, before the lock
-        # Kept beside the vectors, so `imgsim duplicates` never decodes these files again.
-        derived = [derive_or_none(n, blob) for n, blob in zip(names, data, strict=True)]
-        # A full disk or a read-only folder: _add_staged takes back what it began.
-        with storage_errors("nothing was added"), changing(self.workdir):
-            self._add_staged(staging, names, data, vectors, derived)
-        return names
-
-    def _add_staged(
-        self,
-        staging: Staging,
-        names: list[str],
-        data: list[bytes],
-        vectors: np.ndarray,
-        derived: list[ImageFacts | None],
-    ) -> None:
-        """Stage, commit, then move each file to its name; whatever raises, no intent stays."""
-        store = self._require_store()
-        staged: list[Staged] = []
-        committed = False
-        try:
-            for name, blob in zip(names, data, strict=True):
-                staged.append(staging.stage(name, blob))
-            # A replaced image goes to the trash, never overwritten; its record is written
-            # before the commit, so a full disk stops the add while nothing has changed.
-            replaced = {
-                s.name: reserve(self.workdir, staging.data_dir, s.name)
-                for s in staged
-                if s.target.is_file()
-            }
-            items = [
-                Item(s.name, v, s.facts, encode(d, s.facts) if d is not None else None)
-                for s, v, d in zip(staged, vectors, derived, strict=True)
-            ]
-            store.add(items, self.model_info.get("model_id", ""))
-            committed = True
-            while staged:
-                item = replaced.get(staged[0].name)
-                trash = (
-                    partial(finish, self.workdir, staging.data_dir, item)
-                    if item is not None
-                    else partial(move_to_trash, self.workdir, staging.data_dir, staged[0].name)
-                )
-                staging.publish(staged[0], lambda _old, trash=trash: trash())
-                staged.pop(0)
-        except Exception:
-            if committed and staged:  # indexed but not moved in: take the entries back out
-                store.remove([s.name for s in staged])
-            for s in staged:
-                staging.discard(s)
-            raise
-        except BaseException:
-            # The process is going (KeyboardInterrupt, SystemExit): what was committed is
-            # left to Staging.recover at the next start, as after a kill.
-            for s in staged if not committed else []:
-                staging.discard(s)
-            raise
-
-    def remove_images(self, names: Iterable[str], trash_files: bool = True) -> list[str]:
-        """Remove images from the index and move their files to the trash (never unlinked).
-
-        Returns the names that were indexed. The index change is committed before any file
-        moves: a crash in between leaves a file that `imgsim index --update` indexes again,
-        never a result without a file. `imgsim trash restore NAME` brings a file back.
-        """
-        store = self._require_store()
-        data_dir = self.data_dir
-        # Unknown names (a typo, a probe from a request) change nothing, not even the
-        # generation: other workers keep their state.
-        known = [n for n in dict.fromkeys(names) if store.contains(n)]
-        if not known:
-            return []  # nothing written, not even the lock file
-        if data_dir is not None:
-            for name in known:
-                safe_path(data_dir, name)  # UnsafePathError before anything changes
-        # Under the change lock: no upload of the same name, and no index update, comes
-        # between the commit and the file's move to the trash. The trash's records are
-        # written first: a full disk stops the removal before the commit, never after it.
-        with storage_errors("nothing was removed"), changing(self.workdir):
-            known = [n for n in known if store.contains(n)]  # another request may have won
-            moving = known if trash_files and data_dir is not None else []
-            files = [n for n in moving if name_path(data_dir, n).is_file()]  # type: ignore[arg-type]
-            reserved = {n: reserve(self.workdir, data_dir, n) for n in files}  # type: ignore[arg-type]
-            removed = store.remove(known) if known else []  # a 404 if another request won
-            for name in removed:
-                if name in reserved:
-                    finish(self.workdir, data_dir, reserved[name])  # type: ignore[arg-type]
-        return removed
-
-    def _require_store(self) -> Store:
-        if self.model is None:
-            raise NotReadyError(MODEL_MISSING)
-        if self.store is None or self.store.info() is None:
-            raise NotReadyError(EMBEDDINGS_MISSING)
-        return self.store
-
-    def image_path(self, name: str) -> Path | None:
-        """The file of an indexed image, or None: names not in the index are never opened."""
-        if self.store is None or not self.store.contains(name):
-            return None
-        data_dir = self.data_dir
-        path = name_path(data_dir, name) if data_dir is not None else None
-        return path if path is not None and path.is_file() else None
-
-    def collection_map(self, settings: MapSettings) -> DocumentState:
-        """The 2-D map of the collection; NotReadyError while there is no collection."""
-        if self.store is None:
-            raise NotReadyError(self.problems[-1] if self.problems else EMBEDDINGS_MISSING)
-        if self.store.info() is None or self.store.count() == 0:
-            raise NotReadyError(self.store.why_empty())
-        return self.map.current(self.store, settings)
-
-    def _embed_views(self, paths: Sequence[Path], views: Sequence[int]) -> np.ndarray:
-        from ..explore.duplicates.views import ViewEmbedder
-
-        if self.embedder is None:
-            raise NotReadyError("no model to embed images with")
-        return ViewEmbedder(self.embedder)(paths, views)
-
-    def duplicate_groups(self, settings: DuplicatesConfig) -> DocumentState:
-        """The collection's duplicate groups for `settings`, found in the background, never
-        here; NotReadyError while a search could not run."""
-        self.require_ready()
-        assert self.store is not None
-        return self.duplicates.current(self.store, settings)
 
     def stats(self) -> dict[str, Any]:
         """The original's /stats keys plus categories with counts and the tuned threshold."""
@@ -577,14 +388,6 @@ def _check_same_model(
         )
 
 
-def _read_bytes(source: FileSource) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, str | Path):
-        return Path(source).read_bytes()
-    return source.read()
-
-
 def search_image(
     image: str | Path,
     config: SearchConfig | None = None,
@@ -617,7 +420,6 @@ __all__ = [
     "EMBEDDINGS_MISSING",
     "MODEL_MISSING",
     "ConcurrentChangeError",
-    "ImageNameError",
     "ImageNotIndexedError",
     "ModelMismatchError",
     "NotReadyError",
@@ -626,7 +428,6 @@ __all__ = [
     "StoreUnavailableError",
     "UnknownCategoryError",
     "UnreadableImageError",
-    "dataset_name",
     "results_response",
     "search_image",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.errors import TrashError
 from ..core.paths import name_path, unescape_name
 from ..files import trash
-from .searcher import Searcher
+from .editor import CollectionEditor
 
 
 def trashed_items(workdir: str | os.PathLike[str], ids: Sequence[str]) -> list[trash.TrashItem]:
@@ -21,7 +21,7 @@ def trashed_items(workdir: str | os.PathLike[str], ids: Sequence[str]) -> list[t
     return [by_id[i] for i in dict.fromkeys(ids)]
 
 
-def restore_to_index(searcher: Searcher, ids: Sequence[str]) -> list[str]:
+def restore_to_index(editor: CollectionEditor, ids: Sequence[str]) -> list[str]:
     """Put trashed images back in their place and in the index; returns their names.
 
     Everything is checked before anything changes (TrashError): each item came from the
@@ -30,8 +30,8 @@ def restore_to_index(searcher: Searcher, ids: Sequence[str]) -> list[str]:
     trashed file; only once the bytes are back is the trashed copy dropped, so a crash in
     between leaves the picture twice, never nowhere. The file keeps its modification time.
     """
-    data_dir = searcher.data_dir
-    items = trashed_items(searcher.workdir, ids)
+    data_dir = editor.data_dir
+    items = trashed_items(editor.workdir, ids)
     for item in items:
         if data_dir is None or Path(unescape_name(item.data_dir)) != data_dir.resolve():
             raise TrashError(f"{item.name!r} was trashed from another folder than the index's")
@@ -40,10 +40,10 @@ def restore_to_index(searcher: Searcher, ids: Sequence[str]) -> list[str]:
                 f"cannot restore {item.name!r}: a file has that name now; move it away first"
             )
     times = {item.name: os.stat(item.stored).st_mtime for item in items}
-    names = searcher.add_images({item.name: Path(item.stored) for item in items})
+    names = editor.add_images({item.name: Path(item.stored) for item in items})
     for item in items:
         assert data_dir is not None
         mtime = times[item.name]
         os.utime(name_path(data_dir, item.name), (mtime, mtime))
-        trash.drop_restored(searcher.workdir, item.id)
+        trash.drop_restored(editor.workdir, item.id)
     return names

@@ -68,6 +68,8 @@ def create_app(
     app.config.update(flask_config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
     init_app(app, config, searcher)
+    map_view.init_app(app)  # each view owns its helper
+    duplicates.init_app(app)
     views = (pages, search, status, images, manage, openapi, browse, map_view, duplicates, review)
     for view in views:
         app.register_blueprint(view.bp)

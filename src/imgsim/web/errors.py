@@ -13,9 +13,9 @@ from werkzeug.exceptions import (
 )
 
 from ..core.errors import DiskFullError, ReadOnlyError, UnsafePathError
+from ..search.editor import ImageNameError
 from ..search.searcher import (
     ConcurrentChangeError,
-    ImageNameError,
     ImageNotIndexedError,
     ModelMismatchError,
     NotReadyError,
