@@ -51,6 +51,21 @@ def stop(job: Dist) -> None:
         dist.destroy_process_group()
 
 
+def wrap(model: torch.nn.Module, job: Dist, device: torch.device) -> torch.nn.Module:
+    """The module a training step runs: `model` itself alone, DistributedDataParallel (with
+    batch statistics over the global batch on GPUs) in a job of several processes. Both
+    share `model`'s parameters, so its state_dict is the trained network's either way."""
+    if not job.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    net = model
+    if device.type == "cuda":  # batch statistics over the global batch
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(net, device_ids=ids)
+
+
 def barrier(job: Dist) -> None:
     if job.enabled:
         dist.barrier()

@@ -33,12 +33,12 @@ from ..core.config import (
 from ..core.errors import ConfigError, DatasetError
 from ..core.fileio import write_text_atomic
 from ..model.backbone import pretrained as pretrained_backbone
-from ..model.device import describe, resolve_device
+from ..model.device import resolve_device
 from ..model.modelfile import loss_title
 from ..model.network import pretrained_model, save_model
 from . import checkpoints, distributed
 from .autosize import collection_sides, resolve_backbone, resolve_image_size
-from .evaluation import embed, recall_at_1, sample_rows
+from .evaluation import recall_at_1, sample_rows
 from .featurecache import cache_features, view_count
 from .losses import is_proxy_loss, miner_name, uses_label_smoothing, uses_margin
 from .samplers import batch_shape
@@ -216,7 +216,7 @@ def _train(
                                              device, progress)  # fmt: skip
     trainer = Trainer(resolved, model_config, Split(data, train_rows, val_rows), plan, job,
                       device, progress)  # fmt: skip
-    _log_plan(trainer)
+    trainer.log_plan()
     if found:
         run_dir, payload = found
         trainer.load_state(payload)
@@ -260,21 +260,6 @@ def repeatable(config: TrainConfig) -> TrainConfig:
     )
 
 
-def _log_plan(trainer: Trainer) -> None:
-    """The run's plan in one line, before the first step; the time comes after epoch one."""
-    split, config, job, plan = trainer.split, trainer.config, trainer.job, trainer.plan
-    model = trainer.model_config
-    log.info(
-        "Plan: %d training images in %d categories (%d held out for validation); %s backbone "
-        "at %d px; %d epochs × %d steps per epoch × batch %d; on %s%s; %s loss, %s miner, "
-        "%s sampler; the time is estimated after the first epoch",
-        len(split.train_rows), len(split.data.categories), len(split.val_rows), model.backbone,
-        model.image_size, plan.epochs, plan.steps_per_epoch, plan.batch,
-        describe(trainer.device, trainer.amp_dtype), f", {job.world} processes" if job.enabled
-        else "", loss_title(config.loss), miner_name(config), config.sampler,
-    )  # fmt: skip
-
-
 def _checkpointer(trainer: Trainer, run_dir: Path, requested: TrainConfig) -> Callable[[int], None]:
     """Writes the run's state at an epoch: everything --resume needs, in the run's folder."""
     data = trainer.split.data
@@ -282,12 +267,7 @@ def _checkpointer(trainer: Trainer, run_dir: Path, requested: TrainConfig) -> Ca
              "run_id": run_dir.name}  # fmt: skip
 
     def save(epoch: int) -> None:
-        payload = checkpoints.make_payload(
-            trainer.model, trainer.optimizer, trainer.scaler_state(), trainer.config, requested,
-            {**extra, "history": trainer.history, "loss_state": trainer.loss_state(),
-             "stopping": trainer.stopping.to_dict()},
-        )  # fmt: skip
-        checkpoints.store(run_dir, epoch, payload)
+        checkpoints.store(run_dir, epoch, trainer.checkpoint_payload(requested, extra))
 
     return save
 
@@ -349,7 +329,7 @@ def _keep_untrained_if_better(trainer: Trainer) -> None:
     ahead of them on the held-out images (it can over-fit a small, varied folder)."""
     size, frozen = trainer.model_config.image_size, trainer.model.backbone  # never trained
     untrained = pretrained_model(size, frozen).to(trainer.device)
-    trained_r1, untrained_r1 = (_held_out_recall(trainer, m) for m in (trainer.model, untrained))
+    trained_r1, untrained_r1 = (_held_out_recall(trainer, m) for m in (None, untrained))
     if trained_r1 > untrained_r1:
         log.info("Validation Recall@1 %.3f with the trained head, %.3f with the pretrained "
                  "features alone: keeping the trained head", trained_r1, untrained_r1)  # fmt: skip
@@ -357,20 +337,19 @@ def _keep_untrained_if_better(trainer: Trainer) -> None:
     log.warning("Validation Recall@1 %.3f with the trained head, %.3f with the pretrained "
                 "features alone: keeping the pretrained features (the head did not help on "
                 "this folder)", trained_r1, untrained_r1)  # fmt: skip
-    trainer.model = untrained  # training_config.json keeps the settings that repeat the run
-    trainer.kept_epoch = 0  # no epoch's weights: the network as it came
-    trainer.kept_reason = (
+    # training_config.json keeps the settings that repeat the run
+    trainer.keep_network(
+        untrained,
         "none of the trained head's: the pretrained features alone searched the held-out "
-        "images better"
+        "images better",
     )
 
 
-def _held_out_recall(trainer: Trainer, model: torch.nn.Module) -> float:
+def _held_out_recall(trainer: Trainer, model: torch.nn.Module | None) -> float:
+    """Recall@1 of held-out queries among training images, by `model` (the run's without)."""
     split, labels, seed = trainer.split, trainer.split.data.labels, trainer.config.seed
-    q, q_rows = embed(model, trainer.loader, sample_rows(split.val_rows, MAX_QUERIES, seed),
-                      trainer.device)  # fmt: skip
-    r, r_rows = embed(model, trainer.loader, sample_rows(split.train_rows, MAX_REFERENCES, seed),
-                      trainer.device)  # fmt: skip
+    q, q_rows = trainer.embed_rows(sample_rows(split.val_rows, MAX_QUERIES, seed), model)
+    r, r_rows = trainer.embed_rows(sample_rows(split.train_rows, MAX_REFERENCES, seed), model)
     return recall_at_1(q, labels[q_rows], r, labels[r_rows])
 
 
@@ -379,8 +358,8 @@ def _tune(trainer: Trainer) -> Tuning | None:
     split, config, labels = trainer.split, trainer.config, trainer.split.data.labels
     refs = sample_rows(split.train_rows, MAX_REFERENCES, config.seed)
     queries = sample_rows(split.val_rows, MAX_QUERIES, config.seed)
-    q, q_rows = embed(trainer.model, trainer.loader, queries, trainer.device)
-    r, r_rows = embed(trainer.model, trainer.loader, refs, trainer.device)
+    q, q_rows = trainer.embed_rows(queries)
+    r, r_rows = trainer.embed_rows(refs)
     return choose_threshold(
         q.numpy(), labels[q_rows].numpy(), r.numpy(), labels[r_rows].numpy(),
         target=config.threshold_precision, top_k=SearchConfig().top_k, seed=config.seed,
@@ -401,7 +380,7 @@ def _write_outputs(
         ),
         "history": history,
     }
-    metrics["best_epoch"] = trainer.stopping.best_epoch or None  # best validation Recall@1
+    metrics["best_epoch"] = trainer.best_epoch or None  # best validation Recall@1
     metrics["kept_epoch"] = trainer.kept_epoch or None  # the weights in the file
     extra = {**extra, **tuning_fields(tuning)}
     path = out / MODEL_FILE

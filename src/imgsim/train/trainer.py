@@ -18,13 +18,15 @@ import numpy as np
 import torch
 
 from ..core.config import ModelConfig, TrainConfig
-from ..model.device import autocast_dtype
+from ..model.device import autocast_dtype, describe
 from ..model.init_weights import load_init_weights
+from ..model.modelfile import loss_title
 from ..model.network import build_network
+from . import checkpoints
 from .augment import augment_batch, flip_batch, pick_views
-from .distributed import Dist, agree, barrier, gather
-from .evaluation import MAX_QUERIES, evaluate, validation_interval
-from .losses import build_loss, build_miner
+from .distributed import Dist, agree, barrier, gather, wrap
+from .evaluation import MAX_QUERIES, embed, evaluate, validation_interval
+from .losses import build_loss, build_miner, miner_name
 from .run_clock import RunClock
 from .samplers import GlobalBatches, build_sampler
 from .stopping import Stopping, noise_margin, patience_for
@@ -70,8 +72,99 @@ class Split:
 
 
 @dataclass
+class Parts:
+    """What a run trains and how: the network, the loss and its miner, the optimizer, mixed
+    precision, the batches and the stopping rule. Built by `build_parts` alone."""
+
+    model: torch.nn.Module  # the network whose weights the model file keeps
+    net: torch.nn.Module  # what a step runs: the model, or its DDP wrapper (distributed.wrap)
+    loss_fn: torch.nn.Module
+    miner: Any
+    optimizer: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    sampler: GlobalBatches
+    loader: ImageLoader
+    validate_every: int
+    stopping: Stopping
+
+
+def build_parts(
+    config: TrainConfig, model_config: ModelConfig, split: Split, plan: Plan, job: Dist,
+    device: torch.device,
+) -> Parts:  # fmt: skip
+    """The one factory of a run's parts, each chosen by the config on its own."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)  # the same initial weights in every process
+    model = build_network(model_config)
+    if config.init_weights:
+        load_init_weights(model, config.init_weights)
+    # Channels-last: the CPU's convolutions ran the training step 1.7× faster (batch 63,
+    # 32 px, 2 cores; docs/benchmarks.md); the weights saved are the same numbers.
+    model = model.to(device, memory_format=torch.channels_last)
+    net = wrap(model, job, device)
+    loss_fn = build_loss(config, len(split.data.categories), model_config.embedding_dim)
+    loss_fn = loss_fn.to(device)
+    amp_dtype = autocast_dtype(device, config.mixed_precision)
+    data, rows = split.data, split.train_rows
+    return Parts(
+        model=model,
+        net=net,
+        loss_fn=loss_fn,
+        miner=build_miner(config),
+        optimizer=build_optimizer(config, model, loss_fn),
+        amp_dtype=amp_dtype,
+        # Loss scaling only for float16: bfloat16 has float32's range.
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        sampler=build_sampler(
+            config.sampler,
+            data.labels[rows],
+            plan.batch,
+            config.m_per_class,
+            plan.steps_per_epoch,
+            config.seed,
+            job.rank,
+            job.world,
+        ),
+        loader=ImageLoader(
+            data.dataset(model_config.image_size, config.cache_mb),
+            data.workers(config.workers),
+            pin_memory=device.type == "cuda",  # lets the copy to the GPU overlap compute
+        ),
+        validate_every=config.validate_every
+        or validation_interval(len(split.train_rows), len(split.val_rows)),
+        stopping=Stopping(
+            patience_for(config.patience, plan.epochs),
+            config.early_stop,
+            queries=min(len(split.val_rows), MAX_QUERIES),
+        ),
+    )
+
+
+def build_optimizer(
+    config: TrainConfig, model: torch.nn.Module, loss_fn: torch.nn.Module
+) -> torch.optim.Optimizer:
+    """Adam(W) over the network, and over the loss's proxies at a higher learning rate.
+
+    Proxies start random and must move far, while the network's weights must move little:
+    the Proxy Anchor authors train them at 100 times the network's rate (for normalized
+    softmax too: 10 times measured worse on Fashion-MNIST).
+    """
+    trained = [p for p in model.parameters() if p.requires_grad]  # not a frozen backbone
+    groups = [{"params": trained, "lr_scale": 1.0}]
+    proxies = [p for p in loss_fn.parameters() if p.requires_grad]
+    if proxies:
+        groups.append({"params": proxies, "lr_scale": config.proxy_lr_scale, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+@dataclass
 class Trainer:
-    """One run: the network, its optimizer, the parts of the loss, the data, and the history."""
+    """One run: the network, its optimizer, the parts of the loss, the data, and the history.
+
+    Its parts come from `build_parts`; train.py drives it through its public methods.
+    """
 
     config: TrainConfig
     model_config: ModelConfig
@@ -87,70 +180,16 @@ class Trainer:
     kept_reason: str = ""  # why those weights, in words for the summary
 
     def __post_init__(self) -> None:
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        seed_everything(self.config.seed)  # the same initial weights in every process
-        self.model = build_network(self.model_config)
-        if self.config.init_weights:
-            load_init_weights(self.model, self.config.init_weights)
-        # Channels-last: the CPU's convolutions ran the training step 1.7× faster (batch 63,
-        # 32 px, 2 cores; docs/benchmarks.md); the weights saved are the same numbers.
-        self.model = self.model.to(self.device, memory_format=torch.channels_last)
-        self.net: torch.nn.Module = self.model
-        if self.job.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            if self.device.type == "cuda":  # batch statistics over the global batch
-                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.net, device_ids=ids)
-        n_classes = len(self.split.data.categories)
-        self.loss_fn = build_loss(self.config, n_classes, self.model_config.embedding_dim)
-        self.loss_fn = self.loss_fn.to(self.device)
-        self.miner = build_miner(self.config)
-        self.optimizer = self.build_optimizer()
-        self.amp_dtype = autocast_dtype(self.device, self.config.mixed_precision)
-        # Loss scaling only for float16: bfloat16 has float32's range.
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
+        parts = build_parts(
+            self.config, self.model_config, self.split, self.plan, self.job, self.device
         )
-        data, rows = self.split.data, self.split.train_rows
-        self.sampler: GlobalBatches = build_sampler(
-            self.config.sampler, data.labels[rows], self.plan.batch, self.config.m_per_class,
-            self.plan.steps_per_epoch, self.config.seed, self.job.rank, self.job.world,
-        )  # fmt: skip
-        self.loader = ImageLoader(
-            data.dataset(self.model_config.image_size, self.config.cache_mb),
-            data.workers(self.config.workers),
-            pin_memory=self.device.type == "cuda",  # lets the copy to the GPU overlap compute
-        )
-        self.validate_every = self.config.validate_every or validation_interval(
-            len(self.split.train_rows), len(self.split.val_rows)
-        )
-        self.stopping = Stopping(
-            patience_for(self.config.patience, self.plan.epochs), self.config.early_stop,
-            queries=min(len(self.split.val_rows), MAX_QUERIES),
-        )  # fmt: skip
+        self.model, self.net = parts.model, parts.net
+        self.loss_fn, self.miner, self.optimizer = parts.loss_fn, parts.miner, parts.optimizer
+        self.amp_dtype, self.scaler = parts.amp_dtype, parts.scaler
+        self.sampler, self.loader = parts.sampler, parts.loader
+        self.validate_every, self.stopping = parts.validate_every, parts.stopping
         budget = self.config.time_budget_min
         self.deadline = time.monotonic() + budget * 60 if budget > 0 else None
-
-    def build_optimizer(self) -> torch.optim.Optimizer:
-        """Adam(W) over the network, and over the loss's proxies at a higher learning rate.
-
-        Proxies start random and must move far, while the network's weights must move little:
-        the Proxy Anchor authors train them at 100 times the network's rate (for normalized
-        softmax too: 10 times measured worse on Fashion-MNIST).
-        """
-        trained = [p for p in self.model.parameters() if p.requires_grad]  # not a frozen backbone
-        groups = [{"params": trained, "lr_scale": 1.0}]
-        proxies = [p for p in self.loss_fn.parameters() if p.requires_grad]
-        if proxies:
-            groups.append(
-                {"params": proxies, "lr_scale": self.config.proxy_lr_scale, "weight_decay": 0.0}
-            )
-        return torch.optim.AdamW(
-            groups, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -180,6 +219,11 @@ class Trainer:
                 break
         self.keep_best()
         return self.history
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch of the best validation Recall@1 so far (0 before any validation)."""
+        return self.stopping.best_epoch
 
     def weights(self) -> dict[str, Any]:
         """The network's and the loss's parameters, as the best epoch keeps them."""
@@ -307,6 +351,34 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def embed_rows(
+        self, rows: torch.Tensor, model: torch.nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of these rows of the collection by `model` (the run's network without
+        one), with the rows they belong to; unreadable rows drop out."""
+        return embed(self.model if model is None else model, self.loader, rows, self.device)
+
+    def keep_network(self, model: torch.nn.Module, reason: str) -> None:
+        """Keep `model` (no epoch's weights: a network as it came) instead of the trained one."""
+        self.model = model
+        self.kept_epoch = 0
+        self.kept_reason = reason
+
+    def log_plan(self) -> None:
+        """The run's plan in one line, before the first step; the time comes after epoch one."""
+        split, config, job, plan, model = (
+            self.split, self.config, self.job, self.plan, self.model_config
+        )  # fmt: skip
+        log.info(
+            "Plan: %d training images in %d categories (%d held out for validation); %s "
+            "backbone at %d px; %d epochs × %d steps per epoch × batch %d; on %s%s; %s loss, "
+            "%s miner, %s sampler; the time is estimated after the first epoch",
+            len(split.train_rows), len(split.data.categories), len(split.val_rows),
+            model.backbone, model.image_size, plan.epochs, plan.steps_per_epoch, plan.batch,
+            describe(self.device, self.amp_dtype), f", {job.world} processes" if job.enabled
+            else "", loss_title(config.loss), miner_name(config), config.sampler,
+        )  # fmt: skip
+
     def evaluate(self) -> dict[str, float | None]:
         """Held-out figures for the history (rank 0 only; the others wait at the barrier)."""
         s = self.split
@@ -327,6 +399,15 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler_state"])
         self.history = list(payload["history"])
         self.stopping.load(payload.get("stopping") or {})
+
+    def checkpoint_payload(self, requested: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
+        """What `load_state` reads back: the run's state now, with `extra` (the collection's
+        categories and fingerprint, the run's id) and the settings as `requested`."""
+        return checkpoints.make_payload(
+            self.model, self.optimizer, self.scaler_state(), self.config, requested,
+            {**extra, "history": self.history, "loss_state": self.loss_state(),
+             "stopping": self.stopping.to_dict()},
+        )  # fmt: skip
 
     def loss_state(self) -> dict[str, torch.Tensor]:
         """The loss's learned proxies (empty for losses without parameters)."""
