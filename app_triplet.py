@@ -2,6 +2,6 @@
 
 import sys
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 
 raise SystemExit(main(["serve", *sys.argv[1:]]))

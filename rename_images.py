@@ -6,7 +6,7 @@ from pathlib import Path
 # Lets `python rename_images.py` work from a checkout that was never pip-installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["rename", *sys.argv[1:]]))

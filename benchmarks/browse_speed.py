@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsim.config import SearchConfig
-from imgsim.search import Searcher
+from imgsim.core.config import SearchConfig
+from imgsim.search.searcher import Searcher
 from imgsim.store import Item, Store, open_store
 from imgsim.store.exports import build_collection
 from imgsim.web import create_app

@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from quality import QualitySettings, embed_all, load_splits, to_rgb_batch  # noqa: E402
 
-from imgsim.config import ModelConfig, from_dict  # noqa: E402
-from imgsim.metrics import retrieval_metrics  # noqa: E402
-from imgsim.model import EmbeddingNet  # noqa: E402
+from imgsim.core.config import ModelConfig, from_dict  # noqa: E402
+from imgsim.model.network import EmbeddingNet  # noqa: E402
+from imgsim.train.metrics import retrieval_metrics  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -13,7 +13,7 @@ never changed) into
 
 What is kept: PNG rasters only (the packages' SVGs are not rendered); colour images only (at
 least 5 % of the opaque pixels of a 64 px thumbnail visibly coloured); 64 px or more on the
-long side and at most imgsim's decode limit (imgsim.data.DEFAULT_MAX_PIXELS, 40 MP); one
+long side and at most imgsim's decode limit (imgsim.images.data.DEFAULT_MAX_PIXELS, 40 MP); one
 file per byte content, per file stem and per series (the stem less colour words and trailing
 numbers, so that people_juliane_krug_01a ... _09c and balloon-red-aj, balloon-blue-aj count
 once); no near copy of an image already taken (same pHash within 6 bits and about the same
@@ -58,8 +58,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgsim.data import DEFAULT_MAX_PIXELS
-from imgsim.duplicates.fingerprint import perceptual_hash
+from imgsim.explore.duplicates.fingerprint import perceptual_hash
+from imgsim.images.data import DEFAULT_MAX_PIXELS
 
 Image.MAX_IMAGE_PIXELS = None  # headers of the few huge clip-art files are read, never decoded
 

@@ -45,12 +45,12 @@ from PIL import Image, ImageDraw, ImageEnhance
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgsim.config import DuplicatesConfig  # noqa: E402
-from imgsim.duplicates import Collection, find_groups  # noqa: E402
-from imgsim.duplicates import views as dup_views  # noqa: E402
-from imgsim.duplicates.finder import fingerprint_all  # noqa: E402
-from imgsim.duplicates.groups import SAME  # noqa: E402
-from imgsim.errors import UnreadableImageError  # noqa: E402
+from imgsim.core.config import DuplicatesConfig  # noqa: E402
+from imgsim.core.errors import UnreadableImageError  # noqa: E402
+from imgsim.explore.duplicates import Collection, find_groups  # noqa: E402
+from imgsim.explore.duplicates import views as dup_views  # noqa: E402
+from imgsim.explore.duplicates.finder import fingerprint_all  # noqa: E402
+from imgsim.explore.duplicates.groups import SAME  # noqa: E402
 
 SECTION = "## Duplicates"
 TRANSFORMS = ("exact", "pixels", "jpeg", "half", "crop", "turn", "mirror", "colour")
@@ -91,7 +91,7 @@ def distinct_image(seed: int) -> Image.Image:
 
 def planted(path: Path, transform: str, rng: np.random.Generator) -> tuple[bytes, str]:
     """A copy of the image at `path` made by `transform`, and the file extension it takes."""
-    from imgsim.data import load_image
+    from imgsim.images.data import load_image
 
     if transform == "exact":
         return path.read_bytes(), "png"
@@ -123,7 +123,7 @@ def planted(path: Path, transform: str, rng: np.random.Generator) -> tuple[bytes
 def write_folder(source: Path, folder: Path, seed: int = 0) -> set[tuple[str, str, str]]:
     """The originals of `source` and a planted copy of each; (original, copy, transform)."""
     rng = np.random.default_rng(seed)
-    from imgsim.data import scan_images
+    from imgsim.images.data import scan_images
 
     records = scan_images(source / "index")
     prints, skipped = fingerprint_all(records, 0)  # beyond the finder's decode budget: left out
@@ -164,8 +164,8 @@ def artwork_views(path: Path) -> tuple[np.ndarray, float]:
     """The image as imgsim sees it (RGB, transparency on white) in each of the 8 views, turned
     and mirrored before it is reduced to ARTWORK_SIDE² (so the reduction's pixel grid cannot
     tell a mirror from the original), and its width / height."""
-    from imgsim.data import load_image
-    from imgsim.duplicates.views import dihedral_view
+    from imgsim.explore.duplicates.views import dihedral_view
+    from imgsim.images.data import load_image
 
     pixels = np.asarray(load_image(path))
     side = (ARTWORK_SIDE, ARTWORK_SIDE)
@@ -187,7 +187,7 @@ def same_artwork(records: list, prints: dict, bits: int = ARTWORK_BITS) -> dict[
     look-alike (an archive box with another label, a face with another mouth differ by far
     more in that small region). Of each set of such originals the first name is kept.
     """
-    from imgsim.duplicates.neighbours import view_pairs
+    from imgsim.explore.duplicates.neighbours import view_pairs
 
     hashes = np.array([prints[r.name].views for r in records], np.uint64).reshape(-1, 8)
     pairs, views, _ = view_pairs(hashes, bits)
@@ -262,7 +262,7 @@ class CachedViews:
     """A ViewEmbedder that embeds each (path, view) once across the settings compared."""
 
     def __init__(self, embedder: object) -> None:
-        from imgsim.duplicates.views import ViewEmbedder
+        from imgsim.explore.duplicates.views import ViewEmbedder
 
         self.views = ViewEmbedder(embedder)
         self.known: dict[tuple[Path, int], np.ndarray] = {}
@@ -277,9 +277,9 @@ class CachedViews:
 
 def collection_of(folder: Path, workers: int) -> tuple[Collection, CachedViews, dict]:
     """Fingerprints and pretrained embeddings of every image, and the seconds they took."""
-    from imgsim.data import scan_images
-    from imgsim.duplicates.finder import pretrained_embedder
-    from imgsim.extract import embed_records
+    from imgsim.embed.extract import embed_records
+    from imgsim.explore.duplicates.finder import pretrained_embedder
+    from imgsim.images.data import scan_images
 
     records = scan_images(folder)
     started = time.perf_counter()
@@ -348,8 +348,8 @@ def scale(count: int, threshold: int, cosine: float) -> str:
     image (the `decode+hash` figure above times count), the comparison is what could grow
     with count squared.
     """
-    from imgsim.duplicates.groups import stars
-    from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
+    from imgsim.explore.duplicates.groups import stars
+    from imgsim.explore.duplicates.neighbours import centred, pairs_above, pairs_within
 
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**64, count, dtype=np.uint64, endpoint=False)
@@ -392,8 +392,8 @@ def decode_cost(count: int, small: int = 200, large: int = 10) -> str:
     320-640 px JPEGs and on 12-megapixel camera-like ones; decoding is per image, so `count`
     images take count times as long, shared among the default worker processes.
     """
-    from imgsim.data import ImageRecord, default_workers
-    from imgsim.duplicates.fingerprint import fingerprint_records
+    from imgsim.explore.duplicates.fingerprint import fingerprint_records
+    from imgsim.images.data import ImageRecord, default_workers
 
     workers, rng, rows = default_workers(), np.random.default_rng(0), []
     with tempfile.TemporaryDirectory() as tmp:

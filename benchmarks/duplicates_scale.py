@@ -98,7 +98,7 @@ def measured(args: list[str]) -> dict:
 def child(args: list[str]) -> dict:
     # RUSAGE_CHILDREN's maxrss is the largest child's: this wrapper has only this one.
     start = time.perf_counter()
-    code = f"import sys; from imgsim.cli import main; sys.exit(main({args!r}))"
+    code = f"import sys; from imgsim.cli.commands import main; sys.exit(main({args!r}))"
     subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL, check=True)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -9,7 +9,8 @@ weights (speed does not depend on them):
    that each decode and embed with a one-thread runtime) with the torch and the onnx runtime,
    against the same number of processes only decoding the same JPEGs to the model's size
    (the rate the machine can decode), taking turns round by round; goal ≥ 80 % at 64 px;
-4. adding one image to a 10,000-image collection (`Searcher.add_images`) against embedding it.
+4. adding one image to a 10,000-image collection (`CollectionEditor.add_images`) against
+   embedding it.
 
 `--keep-up-only` runs step 3 alone (quick). `--pretrained` runs step 3 alone with the bundled
 ImageNet network (EfficientNet-Lite0, as `extract --pretrained` writes it) at its input size
@@ -40,16 +41,16 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgsim.autosize import PRETRAINED_SIZE  # noqa: E402
-from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig  # noqa: E402
+from imgsim.core.config import DEFAULT_IMAGE_SIZE, ModelConfig  # noqa: E402
+from imgsim.train.autosize import PRETRAINED_SIZE  # noqa: E402
 
 # The network these figures were measured with (the default widths until the quality work).
 WIDTHS = (32, 64, 128, 256)
 from cputime import family_cpu  # noqa: E402
 from docs_section import write_section  # noqa: E402
 
-from imgsim.data import default_workers, load_image, scan_images, to_array  # noqa: E402
-from imgsim.model import EmbeddingNet  # noqa: E402
+from imgsim.images.data import default_workers, load_image, scan_images, to_array  # noqa: E402
+from imgsim.model.network import EmbeddingNet  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Extraction speed"
@@ -124,7 +125,7 @@ GOAL_KEEP_UP = 0.8  # extraction should run at ≥ 80 % of the all-cores decode 
 
 def _decode_chunk(records: list, size: int) -> int:
     """Decode a chunk to size×size arrays, as a worker does, without embedding; the count."""
-    from imgsim.data import decode_records
+    from imgsim.images.data import decode_records
 
     return len(decode_records(records, size)[0])
 
@@ -143,9 +144,9 @@ def keep_up_rates(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from imgsim.embed_pool import iter_embedded
-    from imgsim.embedder import Embedder
-    from imgsim.model import pretrained_model
+    from imgsim.embed.embed_pool import iter_embedded
+    from imgsim.model.embedder import Embedder
+    from imgsim.model.network import pretrained_model
 
     records = scan_images(data)
     chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
@@ -214,9 +215,10 @@ def keep_up_in_child(
 
 
 def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict[str, float]:
-    """Median ms of Searcher.add_images for one image into a `collection`-image index,
+    """Median ms of CollectionEditor.add_images for one image into a `collection`-image index,
     and of Searcher.embed for the same image (decode + forward)."""
-    from imgsim.search import Searcher
+    from imgsim.search.editor import CollectionEditor
+    from imgsim.search.searcher import Searcher
     from imgsim.store import open_store
     from imgsim.store.exports import build_collection
 
@@ -229,6 +231,7 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
         store = open_store(work)
         build_collection(store, vectors, names, work / "dataset", "bench")
         searcher = Searcher(model, store, {"model_id": "bench"}, workdir=work)
+        editor = CollectionEditor(searcher)
         searcher.embed([jpegs[0]])
         embed, add = [], []
         for i, data in enumerate(jpegs):
@@ -236,7 +239,7 @@ def add_one_ms(model: EmbeddingNet, jpegs: list[bytes], collection: int) -> dict
             searcher.embed([data])
             embed.append(time.perf_counter() - start)
             start = time.perf_counter()
-            searcher.add_images({f"new_{i:05d}.jpg": data})
+            editor.add_images({f"new_{i:05d}.jpg": data})
             add.append(time.perf_counter() - start)
         info = store.info()
         kind = info.kind if info else "?"
@@ -415,7 +418,7 @@ by batch size):
 Decoding one JPEG and resizing it to {s["size"]}×{s["size"]}: {s["decode"][True]:.2f} ms with
 Pillow's `draft()`, {s["decode"][False]:.2f} ms without.
 
-Adding one image to a 10,000-image collection (`Searcher.add_images`: decode, embed, save
+Adding one image to a 10,000-image collection (`CollectionEditor.add_images`: decode, embed, save
 the file with fsync, one SQLite commit, FAISS {s["add"]["kind"]} add; one torch thread; median
 of 20): **{s["add"]["add"]:.1f} ms**, against {s["add"]["embed"]:.1f} ms to embed the same
 image (the two alternate, so they saw the same load).

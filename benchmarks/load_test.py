@@ -323,7 +323,7 @@ def curve_report(args: argparse.Namespace, curves: dict[str, list[dict]], load: 
         goal = (
             f"16 clients against 1, batched: **{gain:.1f}×** (goal ≥ 3× with 0 errors: {verdict})."
         )
-    from imgsim.config import SearchConfig
+    from imgsim.core.config import SearchConfig
 
     date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     command = " ".join(["benchmarks/load_test.py", *sys.argv[1:]])

@@ -20,7 +20,7 @@ import numpy as np
 import sklearn
 from docs_section import write_section
 
-from imgsim.projection import project
+from imgsim.explore.projection import project
 
 DIM, CATEGORIES = 128, 20
 SECTION = "## Map projection"

@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgsim.config import MODEL_FILE, ModelConfig, TrainConfig
-from imgsim.data import decode_file, scan_images
-from imgsim.embedder import Embedder
-from imgsim.extract import embed_records
-from imgsim.metrics import retrieval_metrics
-from imgsim.model import ensure_pretrained, load_model, pretrained_model
-from imgsim.train import train
+from imgsim.core.config import MODEL_FILE, ModelConfig, TrainConfig
+from imgsim.embed.extract import embed_records
+from imgsim.images.data import decode_file, scan_images
+from imgsim.model.embedder import Embedder
+from imgsim.model.network import ensure_pretrained, load_model, pretrained_model
+from imgsim.train.metrics import retrieval_metrics
+from imgsim.train.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from web_latency import free_port, multipart, wait_ready

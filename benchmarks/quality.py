@@ -28,13 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imgsim.autosize import PRETRAINED_SIZE, choose_image_size, resolve_backbone
-from imgsim.config import PRETRAINED, ModelConfig, TrainConfig, replace
-from imgsim.metrics import retrieval_metrics
-from imgsim.model import EmbeddingNet, load_model, pretrained_model
-from imgsim.sample import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
-from imgsim.train import train
-from imgsim.trainset import in_memory
+from imgsim.core.config import PRETRAINED, ModelConfig, TrainConfig, replace
+from imgsim.images.sample import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
+from imgsim.model.network import EmbeddingNet, load_model, pretrained_model
+from imgsim.train.autosize import PRETRAINED_SIZE, choose_image_size, resolve_backbone
+from imgsim.train.metrics import retrieval_metrics
+from imgsim.train.train import train
+from imgsim.train.trainset import in_memory
 
 log = logging.getLogger("imgsim")
 

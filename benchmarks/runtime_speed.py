@@ -1,7 +1,7 @@
 """Runtime speed: PyTorch eager against onnxruntime, same network, batch 1 and 64, side by side.
 
 Builds the default network (untrained: speed does not depend on the weights), wraps it in
-`imgsim.embedder.Embedder` once per runtime and times `embed()` on ready uint8 batches. The
+`imgsim.model.embedder.Embedder` once per runtime and times `embed()` on ready uint8 batches. The
 runtimes take turns round by round, so both see the same load from the machine's other
 users; medians are reported. Also checks that both give the same embeddings. Run it alone on
 the machine: timings taken beside other jobs say little. `--write-docs` replaces the
@@ -59,9 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_embedders(args: argparse.Namespace, threads: int) -> dict:
     import torch
 
-    from imgsim.config import ModelConfig, replace
-    from imgsim.embedder import Embedder
-    from imgsim.model import EmbeddingNet, pretrained_model
+    from imgsim.core.config import ModelConfig, replace
+    from imgsim.model.embedder import Embedder
+    from imgsim.model.network import EmbeddingNet, pretrained_model
 
     torch.manual_seed(0)
     config = ModelConfig(image_size=args.image_size, test_flip=args.test_flip)

@@ -2,7 +2,7 @@
 
 Generates clustered unit vectors shaped like trained embeddings (each cluster a category whose
 images vary along a few directions: centre + a random 32-d subspace + a little noise), then
-measures through imgsim.vectors, the code the index uses:
+measures through imgsim.store.vectors, the code the index uses:
 
 - exact (FAISS flat L2) ms/query, one thread, at growing sizes (where `auto` switches to HNSW);
 - HNSW build time and memory, and per efSearch: ms/query (one thread) and recall@10 against
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from docs_section import write_section  # noqa: E402
 
-from imgsim import vectors  # noqa: E402
+from imgsim.store import vectors  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Vector search at scale"
@@ -170,7 +170,7 @@ def render(s: dict) -> str:
   variation along its own random {a.latent}-d subspace plus small noise (meant to resemble
   trained embeddings of categories; uniform noise has no neighbours worth finding);
   {a.queries:,} held-out queries from the same clusters. Top-10, L2.
-- Timings are medians of single-query searches on one thread (`imgsim.vectors.search`, as the
+- Timings are medians of single-query searches on one thread (`imgsim.store.vectors.search`, as the
   index calls it); recall@10 is against exact search.
 
 Exact search (FAISS flat) by collection size — why `auto` switches to HNSW at

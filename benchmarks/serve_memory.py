@@ -1,7 +1,7 @@
 """Memory of `imgsim serve` with its default workers on the demo's 2,000 images, idle and after
 50 searches: PSS and RSS of the whole process tree (gunicorn's master and every worker).
 
-Builds (once, in --root) the demo's image folder (imgsim.demo.prepare_data: 200 Fashion-MNIST
+Builds (once, in --root) the demo's image folder (imgsim.cli.demo.prepare_data: 200 Fashion-MNIST
 images per category when the dataset is installed, else generated shapes), a model file of the
 demo's shape (32 px, scratch backbone; untrained: memory does not depend on what it learnt),
 its kept ONNX export and the index. Then starts `imgsim serve` as a user would (no --workers:
@@ -46,11 +46,11 @@ def build(root: Path, per_class: int) -> Path:
         return work
     import torch
 
-    from imgsim.config import MODEL_FILE, ExtractConfig, ModelConfig
-    from imgsim.data import scan_images
-    from imgsim.demo import prepare_data
-    from imgsim.extract import extract
-    from imgsim.model import EmbeddingNet, save_model
+    from imgsim.cli.demo import prepare_data
+    from imgsim.core.config import MODEL_FILE, ExtractConfig, ModelConfig
+    from imgsim.embed.extract import extract
+    from imgsim.images.data import scan_images
+    from imgsim.model.network import EmbeddingNet, save_model
 
     data = prepare_data(root, per_class)  # root/dataset, as `imgsim demo --dir root`
     torch.manual_seed(0)

@@ -29,9 +29,9 @@ def build(root: Path, images: int) -> None:
         return
     import torch
 
-    from imgsim.config import ModelConfig
-    from imgsim.model import EmbeddingNet, save_model
-    from imgsim.sample import generate_shapes
+    from imgsim.core.config import ModelConfig
+    from imgsim.images.sample import generate_shapes
+    from imgsim.model.network import EmbeddingNet, save_model
 
     shapes = ("circle", "square", "triangle", "stripes")
     generate_shapes(root / "data", per_class=images // 4, size=64, seed=1, shapes=shapes)

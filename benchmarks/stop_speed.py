@@ -45,7 +45,7 @@ def imgsim(*args: str) -> list[str]:
 
 def build(root: Path, images: int) -> None:
     """The image folder, a tiny model trained on it and its index, unless already there."""
-    from imgsim.sample import generate_shapes
+    from imgsim.images.sample import generate_shapes
 
     if (root / "work" / "triplet_manifest.sqlite").exists():
         return

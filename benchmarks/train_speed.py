@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_section import write_section
 
-from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig, TrainConfig
-from imgsim.device import autocast_dtype, describe, resolve_device
-from imgsim.sample import SHAPES, draw_shape
-from imgsim.train import train
-from imgsim.trainset import in_memory
+from imgsim.core.config import DEFAULT_IMAGE_SIZE, ModelConfig, TrainConfig
+from imgsim.images.sample import SHAPES, draw_shape
+from imgsim.model.device import autocast_dtype, describe, resolve_device
+from imgsim.train.train import train
+from imgsim.train.trainset import in_memory
 
 TITLE = "## Training speed by device"
 

@@ -3,7 +3,7 @@
 Each case runs in a fresh process: it loads the model (an untrained EmbeddingNet of the default
 shape) and starts N threads, as a server's; each decodes and embeds a small image to warm up.
 Then it resets the kernel's peak-RSS mark (/proc/self/clear_refs) and the N threads send the
-case's image at once through the path every search and upload takes (imgsim.data.load_image
+case's image at once through the path every search and upload takes (imgsim.images.data.load_image
 with the model's input size, to_array, one forward pass under the model lock); the figure is
 VmHWM after minus VmRSS before.
 Linux only (/proc). Prints a markdown table; `--write-docs` also replaces the "Upload memory"
@@ -70,10 +70,10 @@ def child(case: str, side: int, threads: int, concurrent: int) -> dict:
     import torch
     from PIL import Image
 
-    from imgsim.config import DEFAULT_IMAGE_SIZE, ModelConfig, SearchConfig
-    from imgsim.data import load_image, set_decode_limits, to_array
-    from imgsim.errors import UnreadableImageError
-    from imgsim.model import EmbeddingNet
+    from imgsim.core.config import DEFAULT_IMAGE_SIZE, ModelConfig, SearchConfig
+    from imgsim.core.errors import UnreadableImageError
+    from imgsim.images.data import load_image, set_decode_limits, to_array
+    from imgsim.model.network import EmbeddingNet
 
     torch.set_num_threads(1)
     config = SearchConfig()
@@ -175,7 +175,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.side, args.threads, args.concurrent)))
         return
     sys.path.insert(0, str(ROOT / "src"))
-    from imgsim.config import SearchConfig
+    from imgsim.core.config import SearchConfig
 
     load = os.getloadavg()[0]
     default = SearchConfig().max_concurrent_decodes

@@ -38,7 +38,7 @@ from start_speed import build
 from web_latency import free_port, multipart, wait_ready
 from worker_probe import connection_owner, worker_pids
 
-from imgsim.config import MODEL_FILE, ONNX_FILE
+from imgsim.core.config import MODEL_FILE, ONNX_FILE
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SHAPES = ("circle", "square", "triangle", "stripes")  # start_speed's categories
@@ -93,7 +93,7 @@ def _env() -> dict[str, str]:
 def new_jpegs(folder: Path, count: int, seed: int, tag: str) -> list[Path]:
     """`count` new pictures as JPEGs named like the folder's (circle_<tag>00001.jpg): new
     content, so each is embedded, not found again by its hash."""
-    from imgsim.sample import generate_shapes
+    from imgsim.images.sample import generate_shapes
 
     made = folder / f"made-{tag}"
     if not made.exists():

@@ -40,8 +40,8 @@ def build_workdir(
     """An untrained model and `images` random unit embeddings; returns the model id."""
     import torch
 
-    from imgsim.config import MODEL_FILE, ModelConfig
-    from imgsim.model import EmbeddingNet, save_model
+    from imgsim.core.config import MODEL_FILE, ModelConfig
+    from imgsim.model.network import EmbeddingNet, save_model
     from imgsim.store import open_store
     from imgsim.store.exports import build_collection
 
@@ -154,7 +154,7 @@ def concurrent_requests(
 
 def in_process(workdir: Path, image: bytes, top_k: int, count: int) -> list[float]:
     """Seconds per Searcher.search in this process: the part of the latency that is not HTTP."""
-    from imgsim.search import Searcher
+    from imgsim.search.searcher import Searcher
 
     searcher = Searcher.from_workdir(workdir)
     for _ in range(10):

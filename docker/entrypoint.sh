@@ -13,7 +13,7 @@ fi
 config="--config=$IMGSIM_CONTAINER_CONFIG"
 
 if [ "${1:-}" = serve ] && [ "${IMGSIM_AUTO_INDEX:-1}" != 0 ]; then
-    model=$(python3 -c 'from imgsim.config import MODEL_FILE; print(MODEL_FILE)')
+    model=$(python3 -c 'from imgsim.core.config import MODEL_FILE; print(MODEL_FILE)')
     if [ ! -f "$IMGSIM_WORKDIR/$model" ]; then
         echo "imgsim: no model in $IMGSIM_WORKDIR yet: training one on /data first" >&2
         # shellcheck disable=SC2086  # IMGSIM_TRAIN_ARGS is a list of flags

@@ -2,7 +2,7 @@
 
 The property: the result is None or a non-empty, lower-case string with no path separator
 ('/' or '\\') once its escapes are read back (category_of escapes bytes that are not UTF-8 as
-imgsim.paths does: "caf\\xe9"), so a category can name a folder or a label without reaching
+imgsim.core.paths does: "caf\\xe9"), so a category can name a folder or a label without reaching
 elsewhere.
 
     .venv/bin/python fuzz/fuzz_category.py -max_total_time=60
@@ -17,8 +17,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["imgsim"]):
-    from imgsim.data import category_of, parse_category
-    from imgsim.paths import unescape_name
+    from imgsim.core.paths import unescape_name
+    from imgsim.images.data import category_of, parse_category
 
 SEEDS = [
     "shirt_001.jpg",

@@ -34,8 +34,8 @@ with atheris.instrument_imports(include=["PIL", "imgsim"]):
         WebPImagePlugin,  # noqa: F401
     )
 
-    from imgsim.data import load_image, to_array
-    from imgsim.errors import UnreadableImageError
+    from imgsim.core.errors import UnreadableImageError
+    from imgsim.images.data import load_image, to_array
 
 # Small on purpose: a few-byte header may declare any size up to this, and decoding 40 M
 # pixels per input (the server's limit) would leave the fuzzer a handful of runs a second.
@@ -66,7 +66,7 @@ def seed_images() -> dict[str, bytes]:
         "rgb.bmp": (rgb, "BMP", {}),
         "anim.gif": (rgb.convert("P"), "GIF", {"save_all": True, "append_images": [rgb]}),
         "rgb.tif": (rgb, "TIFF", {"compression": "tiff_deflate"}),
-        "rgb.heic": (rgb, "HEIF", {}),  # pillow-heif, registered by imgsim.data
+        "rgb.heic": (rgb, "HEIF", {}),  # pillow-heif, registered by imgsim.images.data
         "rgba.avif": (rgb.convert("RGBA"), "AVIF", {}),
     }
     seeds = {}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from imgsim.config import MODEL_FILE, ModelConfig
-from imgsim.model import EmbeddingNet, save_model
-from imgsim.sample import SHAPES, generate_shapes
+from imgsim.core.config import MODEL_FILE, ModelConfig
+from imgsim.images.sample import SHAPES, generate_shapes
+from imgsim.model.network import EmbeddingNet, save_model
 
 TINY = ModelConfig(image_size=32, widths=(8, 16), blocks=(1, 1), head_hidden=16, embedding_dim=8)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.config import ExtractConfig, ModelConfig, TrainConfig
-from imgsim.sample import generate_shapes
+from imgsim.core.config import ExtractConfig, ModelConfig, TrainConfig
+from imgsim.images.sample import generate_shapes
 
 SHAPES = ("circle", "square", "triangle", "stripes")
 
@@ -63,8 +63,8 @@ def shapes_queries(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> Path:
     """A workdir with a trained tiny model and its extracted index."""
-    from imgsim.extract import extract
-    from imgsim.train import train
+    from imgsim.embed.extract import extract
+    from imgsim.train.train import train
 
     out = tmp_path_factory.mktemp("workdir")
     config = tiny_train_config(shapes_dir, out, epochs=4, steps_per_epoch=8)

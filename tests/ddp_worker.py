@@ -11,7 +11,7 @@ import sys
 
 from torch import nn
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 
 
 def _frozen_train(self: nn.Module, mode: bool = True) -> nn.Module:
@@ -23,7 +23,7 @@ def _frozen_train(self: nn.Module, mode: bool = True) -> nn.Module:
 
 
 if __name__ == "__main__":
-    import imgsim.model
+    import imgsim.model.network
 
-    imgsim.model.EmbeddingNet.train = _frozen_train  # type: ignore[method-assign]
+    imgsim.model.network.EmbeddingNet.train = _frozen_train  # type: ignore[method-assign]
     raise SystemExit(main(sys.argv[1:]))

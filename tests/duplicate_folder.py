@@ -8,10 +8,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from imgsim.config import MODEL_FILE, ModelConfig
-from imgsim.data import scan_images
-from imgsim.model import EmbeddingNet, save_model
-from imgsim.search import Searcher
+from imgsim.core.config import MODEL_FILE, ModelConfig
+from imgsim.images.data import scan_images
+from imgsim.model.network import EmbeddingNet, save_model
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
 from imgsim.store.exports import build_collection
 

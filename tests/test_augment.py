@@ -1,11 +1,11 @@
-"""Tests for imgsim.augment: shapes, ranges, repeatability and what each transform may change."""
+"""Tests for imgsim.train.augment: shapes, ranges, repeatability and what each transform changes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from imgsim.augment import augment_batch
+from imgsim.train.augment import augment_batch
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -91,7 +91,7 @@ def test_horizontal_flip_happens_sometimes() -> None:
 
 
 def test_flip_mirrors_about_half_and_changes_nothing_else() -> None:
-    from imgsim.augment import flip_batch
+    from imgsim.train.augment import flip_batch
 
     images = random_batch(n=64)
     out = flip_batch(images, seeded(5))
@@ -103,7 +103,7 @@ def test_flip_mirrors_about_half_and_changes_nothing_else() -> None:
 
 
 def test_flip_slices_of_a_global_batch_match_the_whole() -> None:
-    from imgsim.augment import flip_batch
+    from imgsim.train.augment import flip_batch
 
     images = random_batch(n=8)
     whole = flip_batch(images, seeded(3))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from imgsim import checkpoints
-from imgsim.config import ModelConfig, TrainConfig, to_dict
-from imgsim.errors import CheckpointError
+from imgsim.core.config import ModelConfig, TrainConfig, to_dict
+from imgsim.core.errors import CheckpointError
+from imgsim.train import checkpoints
 
 
 def _payload(**train: object) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

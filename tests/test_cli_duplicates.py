@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 
 from .duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import build_parser, main
+from imgsim.cli.commands import build_parser, main
 
 
 @pytest.mark.parametrize(

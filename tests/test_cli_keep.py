@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from imgsim import trash
-from imgsim.cli import main
-from imgsim.duplicates.groups import Group, Member
-from imgsim.duplicates.plan import carry_out, plan_of
-from imgsim.duplicates.text import plan_lines
-from imgsim.errors import TrashError
+from imgsim.cli.commands import main
+from imgsim.core.errors import TrashError
+from imgsim.explore.duplicates.groups import Group, Member
+from imgsim.explore.duplicates.plan import carry_out, plan_of
+from imgsim.explore.duplicates.text import plan_lines
+from imgsim.files import trash
 from imgsim.store import open_store
 
 from .duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder

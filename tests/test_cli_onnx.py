@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.cli import build_parser, main
-from imgsim.config import ONNX_FILE, SearchConfig
-from imgsim.export import onnx_metadata
-from imgsim.model import read_model_file
-from imgsim.search import Searcher
+from imgsim.cli.commands import build_parser, main
+from imgsim.core.config import ONNX_FILE, SearchConfig
+from imgsim.model.export import onnx_metadata
+from imgsim.model.network import read_model_file
+from imgsim.search.searcher import Searcher
 from imgsim.web.app import config_from_env
 
 

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from imgsim.cli import build_parser
-from imgsim.cliflags import add_dataclass_flags, field_help, given
-from imgsim.config import (
+from imgsim.cli.cliflags import add_dataclass_flags, field_help, given
+from imgsim.cli.commands import build_parser
+from imgsim.core.config import (
     DuplicatesConfig,
     ExtractConfig,
     ModelConfig,
@@ -104,7 +104,7 @@ def test_generated_flags_keep_their_spellings() -> None:
 
 def test_help_names_the_default_loss_and_its_choices() -> None:
     text = " ".join(_subparser("train").format_help().split())
-    from imgsim.config import LOSSES, TrainConfig
+    from imgsim.core.config import LOSSES, TrainConfig
 
     assert f"(default: {TrainConfig().loss})" in text and "{" + ",".join(LOSSES) + "}" in text
     assert "--no-augment" in text and "--lr" in text and "--device" in text

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.collection_map import CollectionMap, MapSettings, compute_map
-from imgsim.config import MAP_FILE
-from imgsim.kept_document import read_document, write_document
+from imgsim.core.config import MAP_FILE
+from imgsim.explore.collection_map import CollectionMap, MapSettings, compute_map
+from imgsim.explore.kept_document import read_document, write_document
 from imgsim.store import Item, Store, open_store
 from imgsim.store.exports import build_collection
 
@@ -86,7 +86,7 @@ def test_a_failed_computation_is_reported_not_retried(
         calls.append(args)
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr("imgsim.collection_map.compute_map", broken)
+    monkeypatch.setattr("imgsim.explore.collection_map.compute_map", broken)
     cache = CollectionMap(tmp_path)
     cache.current(store, PCA)
     cache.wait(60)
@@ -118,7 +118,7 @@ def test_map_is_computed_on_one_openmp_thread(
         threads.append(_openmp_effective_n_threads())
         return compute_map(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("imgsim.collection_map.compute_map", recording)
+    monkeypatch.setattr("imgsim.explore.collection_map.compute_map", recording)
     cache = CollectionMap(tmp_path)
     cache.current(store, PCA)
     cache.wait(60)

@@ -1,4 +1,4 @@
-"""Tests for imgsim.config: loading TOML/YAML/JSON files, checking names, coercing values."""
+"""Tests for imgsim.core.config: loading TOML/YAML/JSON files, checking names, coercing values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.config import (
+from imgsim.core.config import (
     Config,
     ExtractConfig,
     ModelConfig,
@@ -18,7 +18,7 @@ from imgsim.config import (
     replace,
     to_dict,
 )
-from imgsim.errors import ConfigError
+from imgsim.core.errors import ConfigError
 
 TOML = """
 [model]

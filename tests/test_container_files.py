@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imgsim.cli import build_parser
-from imgsim.config import load_config
+from imgsim.cli.commands import build_parser
+from imgsim.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from imgsim.config import CHECKPOINT_DIR, MODEL_FILE, ExtractConfig
-from imgsim.model import EmbeddingNet, load_model, save_model
-from imgsim.sample import generate_shapes
-from imgsim.search import Searcher
+from imgsim.core.config import CHECKPOINT_DIR, MODEL_FILE, ExtractConfig
+from imgsim.embed.update import update_index
+from imgsim.images.sample import generate_shapes
+from imgsim.model.network import EmbeddingNet, load_model, save_model
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
-from imgsim.update import update_index
 
 from .conftest import tiny_model_config
 
@@ -116,7 +116,7 @@ def apply(self, *args, **kwargs):
         pause("commit")
     return real_apply(self, *args, **kwargs)
 os.replace, FaissStore.apply = replace, apply
-from imgsim.cli import main
+from imgsim.cli.commands import main
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -226,7 +226,7 @@ def test_every_output_is_written_through_atomic_path() -> None:
         for path in sorted(SRC.rglob("*.py"))
         if path.name not in EXEMPT and (lines := unprotected_writes(path.read_text()))
     }
-    assert offenders == {}, "write these through imgsim.fileio.atomic_path"
+    assert offenders == {}, "write these through imgsim.core.fileio.atomic_path"
     # The check itself works:
     assert unprotected_writes("torch.save(x, 'm.pt')\nopen(p, 'wb')\nopen(p, mode='a')") == [
         1,

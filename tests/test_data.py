@@ -1,4 +1,4 @@
-"""Tests for imgsim.data: category names, folder scanning, safe decoding to RGB, batch decoding."""
+"""Tests for imgsim.images.data: category names, folder scans, safe decoding, batch decoding."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsim.data import (
+from imgsim.core.errors import DatasetError, UnreadableImageError
+from imgsim.images.data import (
     IMAGE_EXTENSIONS,
     ImageRecord,
     category_of,
@@ -29,7 +30,6 @@ from imgsim.data import (
     scan_images,
     to_array,
 )
-from imgsim.errors import DatasetError, UnreadableImageError
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -625,7 +625,8 @@ def test_a_first_decode_loads_only_the_plugins_of_the_decoded_formats(tmp_path: 
     path = tmp_path / "a.png"
     Image.new("RGB", (4, 4), RED).save(path)
     probe = (
-        "import sys; from PIL import Image; from imgsim.data import DECODE_FORMATS, load_image; "
+        "import sys; from PIL import Image; "
+        "from imgsim.images.data import DECODE_FORMATS, load_image; "
         "load_image(sys.argv[1]); "
         "print(set(DECODE_FORMATS) <= set(Image.OPEN), 'EPS' in Image.OPEN)"
     )

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgsim import data
-from imgsim.data import decode_limits, decoded_bytes, load_image, set_decode_limits, to_array
-from imgsim.errors import UnreadableImageError
+from imgsim.core.errors import UnreadableImageError
+from imgsim.images import data
+from imgsim.images.data import decode_limits, decoded_bytes, load_image, set_decode_limits, to_array
 
 
 @pytest.fixture(autouse=True)

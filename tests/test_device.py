@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgsim import device as device_mod
-from imgsim.device import autocast_dtype, resolve_device
-from imgsim.errors import DeviceError
+from imgsim.core.errors import DeviceError
+from imgsim.model import device as device_mod
+from imgsim.model.device import autocast_dtype, resolve_device
 
 
 def test_cpu_is_always_there() -> None:
@@ -51,7 +51,7 @@ def test_mixed_precision_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_auto_for_the_onnx_runtime_picks_only_what_onnxruntime_can_use(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from imgsim.device import inference_device
+    from imgsim.model.device import inference_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(device_mod, "_onnx_has_cuda", lambda: False)  # the CPU onnxruntime

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
@@ -50,7 +50,7 @@ def test_auto_on_a_gpu_without_onnxruntime_gpu_searches_on_the_cpu(
 ) -> None:
     import torch
 
-    from imgsim import device as device_mod
+    from imgsim.model import device as device_mod
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU torch can use...
     monkeypatch.setattr(device_mod, "_onnx_has_cuda", lambda: False)  # ...the CPU onnxruntime

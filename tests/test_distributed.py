@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from imgsim.distributed import Dist, from_env, gather
-from imgsim.model import EmbeddingNet, load_model
-from imgsim.trainer import seed_everything
+from imgsim.model.network import EmbeddingNet, load_model
+from imgsim.train.distributed import Dist, from_env, gather
+from imgsim.train.trainer import seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = str(ROOT / "tests" / "ddp_worker.py")

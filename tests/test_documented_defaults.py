@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from imgsim.config import Config
+from imgsim.core.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

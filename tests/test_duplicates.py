@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsim.config import DuplicatesConfig
-from imgsim.duplicates import Collection, Fingerprint, find_groups, find_in_folder
-from imgsim.duplicates.groups import Member, keep_reason, keeper_first, stars
-from imgsim.duplicates.neighbours import centred, pairs_above, pairs_within
-from imgsim.errors import ConfigError
+from imgsim.core.config import DuplicatesConfig
+from imgsim.core.errors import ConfigError
+from imgsim.explore.duplicates import Collection, Fingerprint, find_groups, find_in_folder
+from imgsim.explore.duplicates.groups import Member, keep_reason, keeper_first, stars
+from imgsim.explore.duplicates.neighbours import centred, pairs_above, pairs_within
 
 from .duplicate_folder import PLANTED, bench, make_planted_folder
 
@@ -187,8 +187,8 @@ def test_bad_settings_are_refused(planted_folder: Path) -> None:
 def test_worker_processes_give_the_same_fingerprints(
     planted_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim.data import scan_images
-    from imgsim.duplicates import fingerprint
+    from imgsim.explore.duplicates import fingerprint
+    from imgsim.images.data import scan_images
 
     (planted_folder / "broken_001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     records = scan_images(planted_folder)
@@ -203,7 +203,7 @@ def test_worker_processes_give_the_same_fingerprints(
 
 
 def test_the_inverted_file_search_finds_the_near_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgsim.duplicates import neighbours
+    from imgsim.explore.duplicates import neighbours
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3000, 32)).astype(np.float32)
@@ -219,7 +219,7 @@ def test_the_hash_is_imagehash_phash_as_an_integer() -> None:
     import imagehash
     from PIL import Image
 
-    from imgsim.duplicates.fingerprint import perceptual_hash
+    from imgsim.explore.duplicates.fingerprint import perceptual_hash
 
     for seed in range(3):
         im = bench.distinct_image(seed)
@@ -230,15 +230,15 @@ def test_the_hash_is_imagehash_phash_as_an_integer() -> None:
 
 @pytest.fixture(scope="module")
 def pretrained():
-    from imgsim.duplicates.finder import pretrained_embedder
+    from imgsim.explore.duplicates.finder import pretrained_embedder
 
     return pretrained_embedder()
 
 
 def confirmed(folder: Path, embedder) -> object:
     """The default method on `folder`, with the pretrained network as the CLI uses it."""
-    from imgsim.duplicates.views import ViewEmbedder
-    from imgsim.extract import embed_records
+    from imgsim.embed.extract import embed_records
+    from imgsim.explore.duplicates.views import ViewEmbedder
 
     def embed(records: list) -> tuple[np.ndarray, list[int]]:
         return embed_records(embedder, embedder.image_size, records, progress=False)
@@ -284,8 +284,8 @@ def test_confirmed_method_finds_turned_mirrored_recoloured_copies_not_lookalikes
 
 
 def test_view_pairs_find_the_closest_view_of_each_pair() -> None:
-    from imgsim.duplicates.neighbours import INVERSE_VIEW, view_pairs
-    from imgsim.duplicates.views import dihedral_view
+    from imgsim.explore.duplicates.neighbours import INVERSE_VIEW, view_pairs
+    from imgsim.explore.duplicates.views import dihedral_view
 
     x = np.arange(12).reshape(3, 4)
     for view in range(8):  # each view's inverse undoes it
@@ -302,7 +302,7 @@ def test_view_pairs_find_the_closest_view_of_each_pair() -> None:
 def test_view_pairs_through_the_binary_index_agree_with_the_band_search(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from imgsim.duplicates import neighbours
+    from imgsim.explore.duplicates import neighbours
 
     rng = np.random.default_rng(3)
     hashes = rng.integers(0, 2**64, (2000, 8), dtype=np.uint64, endpoint=False)
@@ -319,7 +319,7 @@ def test_view_pairs_through_the_binary_index_agree_with_the_band_search(
 
 
 def test_the_view_hashes_of_a_turned_image_match_the_original() -> None:
-    from imgsim.duplicates.views import view_hashes
+    from imgsim.explore.duplicates.views import view_hashes
 
     im = bench.distinct_image(7)
     original = view_hashes(im)[0]
@@ -331,7 +331,7 @@ def test_the_view_hashes_of_a_turned_image_match_the_original() -> None:
 
 
 def test_dismissed_pairs_are_never_grouped(tmp_path: Path) -> None:
-    from imgsim.duplicates.dismissed import change_dismissed, group_pairs, load_dismissed
+    from imgsim.explore.duplicates.dismissed import change_dismissed, group_pairs, load_dismissed
 
     assert load_dismissed(tmp_path) == set()
     pairs = change_dismissed(tmp_path, add=group_pairs("b", ["a", "c"]))

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from imgsim.config import DuplicatesConfig
-from imgsim.duplicates import Collection, find_groups
-from imgsim.duplicates.finder import fingerprint_all
-from imgsim.duplicates.views import MAX_DETAIL, aligned_measures, detail_difference, thumbnail
+from imgsim.core.config import DuplicatesConfig
+from imgsim.explore.duplicates import Collection, find_groups
+from imgsim.explore.duplicates.finder import fingerprint_all
+from imgsim.explore.duplicates.views import (
+    MAX_DETAIL,
+    aligned_measures,
+    detail_difference,
+    thumbnail,
+)
 
 from .benchmark_import import load_benchmark
 
@@ -84,7 +89,7 @@ def test_the_finder_groups_the_copies_and_not_the_lookalike(tmp_path: Path) -> N
         (tmp_path / f"c_{transform}.{ext}").write_bytes(data)
     paths = sorted(tmp_path.iterdir())
     names = [p.name for p in paths]
-    from imgsim.data import ImageRecord
+    from imgsim.images.data import ImageRecord
 
     prints, skipped = fingerprint_all([ImageRecord(p.name, None, p) for p in paths], 1)
     assert not skipped

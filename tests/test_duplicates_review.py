@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim import trash
-from imgsim.duplicates.captured import DATE_TIME_ORIGINAL, EXIF_IFD, capture_time, exif_taken
-from imgsim.duplicates.groups import Group, Member, keeper_first
-from imgsim.duplicates.review import group_date, review_page, sorted_groups
-from imgsim.errors import ConfigError, TrashError
+from imgsim.core.errors import ConfigError, TrashError
+from imgsim.explore.duplicates.captured import (
+    DATE_TIME_ORIGINAL,
+    EXIF_IFD,
+    capture_time,
+    exif_taken,
+)
+from imgsim.explore.duplicates.groups import Group, Member, keeper_first
+from imgsim.explore.duplicates.review import group_date, review_page, sorted_groups
+from imgsim.files import trash
 
 
 def photo(path: Path, taken: str | None, size: tuple[int, int] = (32, 24)) -> Path:
@@ -108,8 +113,8 @@ def test_drop_restored_only_once_the_same_bytes_are_back(tmp_path: Path) -> None
 
 
 def test_the_finder_keeps_the_copy_taken_first(tmp_path: Path) -> None:
-    from imgsim.config import DuplicatesConfig
-    from imgsim.duplicates import find_in_folder
+    from imgsim.core.config import DuplicatesConfig
+    from imgsim.explore.duplicates import find_in_folder
 
     folder = tmp_path / "photos"
     folder.mkdir()

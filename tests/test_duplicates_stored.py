@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim.cli import main
-from imgsim.config import DuplicatesConfig, ExtractConfig
-from imgsim.duplicates import StoreFinder, stored
-from imgsim.duplicates.derived import DERIVED_VERSION, decode
-from imgsim.search import Searcher
+from imgsim.cli.commands import main
+from imgsim.core.config import DuplicatesConfig, ExtractConfig
+from imgsim.embed.update import update_index
+from imgsim.explore.duplicates import StoreFinder, stored
+from imgsim.explore.duplicates.derived import DERIVED_VERSION, decode
+from imgsim.search.editor import CollectionEditor
+from imgsim.search.searcher import Searcher
 from imgsim.store import Store, open_store
-from imgsim.update import update_index
 
 CONFIRMED = DuplicatesConfig(method="confirmed", workers=1)
 
@@ -117,8 +118,10 @@ def test_update_upload_and_delete_keep_it_in_step(workdir: Path, store_spec: str
     (data / "circle_00002.png").unlink()
     update_index(config(workdir, store_spec), progress=False)
     searcher = Searcher.from_workdir(workdir, store=store_spec)
-    searcher.add_images({"uploaded.png": (data / "square_00004.png").read_bytes()})
-    searcher.remove_images(["square_00001.png"])
+    CollectionEditor(searcher).add_images(
+        {"uploaded.png": (data / "square_00004.png").read_bytes()}
+    )
+    CollectionEditor(searcher).remove_images(["square_00001.png"])
     with open_store(workdir, store_spec) as store:
         rows = store.derived()
         assert set(rows) == set(store.facts())
@@ -156,8 +159,8 @@ def test_another_algorithm_version_is_derived_again(
 
 @pytest.mark.parametrize("store_spec", ["faiss"])
 def test_the_watchers_update_pass_keeps_it_too(workdir: Path) -> None:
-    from imgsim.model_handle import ModelFile
-    from imgsim.update import update_pass
+    from imgsim.embed.update import update_pass
+    from imgsim.model.model_handle import ModelFile
 
     data = workdir.parent / "data"
     shutil.copy(data / "square_00005.png", data / "watched.png")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from imgsim.data import scan_images
-from imgsim.duplicates.finder import fingerprint_all
+from imgsim.explore.duplicates.finder import fingerprint_all
+from imgsim.images.data import scan_images
 
 from .benchmark_import import load_benchmark
 

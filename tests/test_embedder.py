@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.config import ONNX_FILE, SearchConfig
-from imgsim.data import decode_file, scan_images
-from imgsim.embedder import BatchingEmbedder, Embedder, search_embedder
-from imgsim.errors import ConfigError
-from imgsim.export import export_onnx, onnx_metadata
-from imgsim.model import load_model
+from imgsim.core.config import ONNX_FILE, SearchConfig
+from imgsim.core.errors import ConfigError
+from imgsim.images.data import decode_file, scan_images
+from imgsim.model.embedder import BatchingEmbedder, Embedder, search_embedder
+from imgsim.model.export import export_onnx, onnx_metadata
+from imgsim.model.network import load_model
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_a_failed_decode_does_not_hold_up_the_pass() -> None:
 def test_concurrent_searches_through_the_batcher_match_one_at_a_time(
     trained_workdir: Path, shapes_queries: Path
 ) -> None:
-    from imgsim.search import Searcher
+    from imgsim.search.searcher import Searcher
 
     queries = sorted(shapes_queries.glob("*.png"))[:12]
     alone = Searcher.from_workdir(trained_workdir, config=SearchConfig(batch_max_size=1))

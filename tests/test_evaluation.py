@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from imgsim import evaluation
-from imgsim.evaluation import embed, evaluate, recall_at_1, sample_rows
-from imgsim.model import EmbeddingNet
-from imgsim.trainset import ImageLoader, in_memory
+from imgsim.model.network import EmbeddingNet
+from imgsim.train import evaluation
+from imgsim.train.evaluation import embed, evaluate, recall_at_1, sample_rows
+from imgsim.train.trainset import ImageLoader, in_memory
 
 from .conftest import tiny_model_config
 
@@ -48,7 +48,7 @@ def test_recall_at_1_of_many_queries_keeps_memory_flat() -> None:
     # run): a fresh 20 MB block per chunk of queries then adds up, +360 MB at 20,000 queries.
     script = textwrap.dedent("""
         import torch
-        from imgsim.evaluation import recall_at_1
+        from imgsim.train.evaluation import recall_at_1
         def peak_mb():
             for line in open("/proc/self/status"):
                 if line.startswith("VmHWM:"):

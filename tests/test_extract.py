@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim.config import ExtractConfig
-from imgsim.errors import DeviceError, ModelNotLoadedError
-from imgsim.extract import extract, extract_reference
+from imgsim.core.config import ExtractConfig
+from imgsim.core.errors import DeviceError, ModelNotLoadedError
+from imgsim.embed.extract import extract, extract_reference
 
 
 def _copy(src: Path, dst: Path, pattern: str, n: int) -> None:
@@ -96,11 +96,11 @@ def test_workers_that_decode_and_embed_give_the_inline_results_in_order(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import imgsim.embed_pool
-    from imgsim.data import scan_images
-    from imgsim.embedder import Embedder
-    from imgsim.extract import embed_records
-    from imgsim.model import load_model
+    import imgsim.embed.embed_pool
+    from imgsim.embed.extract import embed_records
+    from imgsim.images.data import scan_images
+    from imgsim.model.embedder import Embedder
+    from imgsim.model.network import load_model
 
     data = tmp_path / "data"
     shutil.copytree(shapes_dir, data)
@@ -109,11 +109,11 @@ def test_workers_that_decode_and_embed_give_the_inline_results_in_order(
     model, info = load_model(trained_workdir / "triplet_base_final.pt")
     inline, rows = embed_records(model, 32, records, batch_size=8, workers=1, progress=False)
     onnx = Embedder.from_model(model, "onnx", model_id=info["model_id"])
-    monkeypatch.setattr(imgsim.embed_pool, "MIN_IMAGES_PER_WORKER", 8)  # 96 images: 2 workers
+    monkeypatch.setattr(imgsim.embed.embed_pool, "MIN_IMAGES_PER_WORKER", 8)  # 96 images: 2 workers
     started = []
-    real_pool = imgsim.embed_pool.ProcessPoolExecutor
+    real_pool = imgsim.embed.embed_pool.ProcessPoolExecutor
     monkeypatch.setattr(
-        imgsim.embed_pool,
+        imgsim.embed.embed_pool,
         "ProcessPoolExecutor",
         lambda count, **kw: started.append(count) or real_pool(count, **kw),
     )
@@ -128,7 +128,7 @@ def test_workers_that_decode_and_embed_give_the_inline_results_in_order(
 def test_the_thumbnail_cache_skips_decoding_the_second_time(
     trained_workdir: Path, shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imgsim.data
+    import imgsim.images.data
 
     data = tmp_path / "data"
     _copy(shapes_dir, data, "circle_*", 6)
@@ -146,7 +146,7 @@ def test_the_thumbnail_cache_skips_decoding_the_second_time(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded although the thumbnail is cached")
 
-    monkeypatch.setattr(imgsim.data, "decode_file", no_decoding)
+    monkeypatch.setattr(imgsim.images.data, "decode_file", no_decoding)
     extract(config, progress=False)
     assert np.array_equal(np.load(tmp_path / "out" / "triplet_features.npy"), first)
     # A changed file is decoded again, never served from the cache.

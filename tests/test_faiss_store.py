@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim import vectors
-from imgsim.errors import EmbeddingsNotLoadedError
-from imgsim.store import Item, open_store
+from imgsim.core.errors import EmbeddingsNotLoadedError
+from imgsim.store import Item, open_store, vectors
 from imgsim.store.exports import build_collection, write_exports
 from imgsim.store.faiss_store import FaissStore
 
@@ -74,7 +73,7 @@ def test_a_missing_damaged_or_foreign_cache_costs_time_not_answers(tmp_path: Pat
 
 KILLED_WHILE_CACHING = """
 import os, sys
-from imgsim import vectors
+from imgsim.store import vectors
 from imgsim.store import Item, open_store
 import numpy as np
 def half_write(path, data):

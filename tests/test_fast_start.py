@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.config import MODEL_FILE, ONNX_FILE
-from imgsim.errors import ModelNotLoadedError
-from imgsim.model import read_model_file
-from imgsim.modelfile import read_model_meta
+from imgsim.core.config import MODEL_FILE, ONNX_FILE
+from imgsim.core.errors import ModelNotLoadedError
+from imgsim.model.modelfile import read_model_meta
+from imgsim.model.network import read_model_file
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Runs the CLI in a fresh interpreter and says whether torch was imported.
 PROBE = """
 import sys
-from imgsim.cli import main
+from imgsim.cli.commands import main
 code = main(sys.argv[1:])
 print("TORCH" if "torch" in sys.modules else "NO-TORCH", code)
 """
@@ -72,7 +72,7 @@ def test_search_keeps_the_export_then_runs_without_torch(workdir: Path) -> None:
 
 
 def test_an_export_of_another_model_is_replaced(workdir: Path) -> None:
-    from imgsim.export import onnx_metadata
+    from imgsim.model.export import onnx_metadata
 
     query = str(workdir.parent / "data" / "circle_00001.png")
     _cli("-q", "search", query, "--workdir", str(workdir))

@@ -1,4 +1,4 @@
-"""Tests for imgsim.fileio: writes replace the target only when they complete."""
+"""Tests for imgsim.core.fileio: writes replace the target only when they complete."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.fileio import (
+from imgsim.core.fileio import (
     STALE_TEMP_SECONDS,
     atomic_path,
     clean_stale_temps,
@@ -100,7 +100,7 @@ def test_write_text_atomic(tmp_path: Path) -> None:
 @pytest.fixture
 def umask(request: pytest.FixtureRequest) -> Iterator[int]:
     """Run the test under the umask given by parametrize, restoring the old one after."""
-    from imgsim import fileio
+    from imgsim.core import fileio
 
     old = os.umask(request.param)
     fileio._umask.cache_clear()
@@ -156,7 +156,7 @@ def test_index_extract_and_serve_clean_stale_temps_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
     import imgsim.web
-    from imgsim.cli import main
+    from imgsim.cli.commands import main
 
     monkeypatch.setattr(imgsim.web, "serve", lambda **kwargs: None)
     work = tmp_path / "work"

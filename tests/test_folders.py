@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import imgsim.folders
-from imgsim.data import is_image_name
-from imgsim.folders import walk_names
+import imgsim.files.folders
+from imgsim.files.folders import walk_names
+from imgsim.images.data import is_image_name
 
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(imgsim.folders, "_warned", set())  # once per process: per test here
+    monkeypatch.setattr(imgsim.files.folders, "_warned", set())  # once per process: per test here
 
 
 def deny(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -63,7 +63,7 @@ def test_every_command_skips_an_unreadable_folder_and_a_loop(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from imgsim.cli import main
+    from imgsim.cli.commands import main
 
     work = make_workdir(shapes=("circle", "square", "triangle", "stripes"))
     data = work.parent / "data"
@@ -85,7 +85,7 @@ def test_every_command_skips_an_unreadable_folder_and_a_loop(
     }  # fmt: skip
     printed = ""
     for command, args in commands.items():
-        imgsim.folders._warned.clear()
+        imgsim.files.folders._warned.clear()
         assert main(args) == 0, command
         out, err = capsys.readouterr()
         printed += out
@@ -99,7 +99,7 @@ def test_every_command_skips_an_unreadable_folder_and_a_loop(
 def test_the_rename_journal_check_skips_an_unreadable_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from imgsim.rename_journal import check_folder
+    from imgsim.files.rename_journal import check_folder
 
     (tmp_path / "locked").mkdir()
     (tmp_path / "open").mkdir()

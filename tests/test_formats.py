@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from imgsim.data import (
+from imgsim.core.errors import UnreadableImageError
+from imgsim.images.data import (
     DEFAULT_MAX_PIXELS,
     decode_file,
     decode_limits,
@@ -23,7 +24,6 @@ from imgsim.data import (
     scan_images,
     set_decode_limits,
 )
-from imgsim.errors import UnreadableImageError
 
 RED = (220, 20, 20)
 
@@ -166,7 +166,7 @@ def test_bombs_over_the_pixel_ceiling_are_refused_before_decoding(
 
 
 def test_the_server_default_is_the_same_ceiling() -> None:
-    from imgsim.config import SearchConfig
+    from imgsim.core.config import SearchConfig
 
     assert SearchConfig().max_image_pixels == DEFAULT_MAX_PIXELS
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim.cli import main
+from imgsim.cli.commands import main
 from tests.conftest import tiny_model_config, tiny_train_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_a_model_trained_on_the_gpu_embeds_the_same_on_the_cpu(
     shapes_dir: Path, tmp_path: Path, mixed_precision: bool
 ) -> None:
-    from imgsim.data import decode_file, scan_images
-    from imgsim.embedder import Embedder
-    from imgsim.model import load_model
-    from imgsim.train import train
+    from imgsim.images.data import decode_file, scan_images
+    from imgsim.model.embedder import Embedder
+    from imgsim.model.network import load_model
+    from imgsim.train.train import train
 
     config = tiny_train_config(
         shapes_dir, tmp_path, device="cuda", mixed_precision=mixed_precision, epochs=4,
@@ -49,9 +49,9 @@ class _Interrupt(Exception):
 def test_a_gpu_run_resumes_from_its_checkpoint(
     shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim.model import load_model
-    from imgsim.train import train
-    from imgsim.trainer import Trainer
+    from imgsim.model.network import load_model
+    from imgsim.train.train import train
+    from imgsim.train.trainer import Trainer
 
     real_train_epoch = Trainer.train_epoch
 

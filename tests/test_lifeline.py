@@ -17,9 +17,9 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 EXTRACT = """
-from imgsim.data import scan_images
-from imgsim.extract import embed_records
-from imgsim.model import load_model
+from imgsim.images.data import scan_images
+from imgsim.embed.extract import embed_records
+from imgsim.model.network import load_model
 model, _ = load_model({model!r})
 records = scan_images({data!r}) * 400  # long enough to be killed in the middle
 print("started", flush=True)
@@ -28,7 +28,7 @@ embed_records(model, model.config.image_size, records, batch_size=4, workers=2, 
 
 DECODE = """
 import time
-from imgsim.data import iter_decoded, scan_images
+from imgsim.images.data import iter_decoded, scan_images
 records = scan_images({data!r}) * 400
 print("started", flush=True)
 for _ in iter_decoded(records, 32, batch_size=4, workers=2):
@@ -120,7 +120,7 @@ def test_kill_9_leaves_no_worker_alive(
 def test_the_watchdog_alone_ends_a_worker_whose_parent_died() -> None:
     # The fallback where PR_SET_PDEATHSIG is missing: the worker notices its new parent.
     grandchild = (
-        "from imgsim.lifeline import bind_to_parent; import time; "
+        "from imgsim.core.lifeline import bind_to_parent; import time; "
         "bind_to_parent(use_prctl=False, interval=0.1); print('bound', flush=True); time.sleep(60)"
     )
     parent = textwrap.dedent(f"""

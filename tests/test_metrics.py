@@ -1,4 +1,4 @@
-"""Tests for imgsim.metrics against values worked out by hand on a few 2-D points.
+"""Tests for imgsim.train.metrics against values worked out by hand on a few 2-D points.
 
 Every example puts its points on the x axis at positions whose pairwise distances are all
 different (a Golomb ruler: 0 1 4 10 12 17), so each query's neighbour order is unambiguous and
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim.metrics import DEFAULT_METRICS, recall_at_k, retrieval_metrics
+from imgsim.train.metrics import DEFAULT_METRICS, recall_at_k, retrieval_metrics
 
 
 def on_x_axis(*xs: float) -> np.ndarray:

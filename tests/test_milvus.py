@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
-from imgsim.config import ExtractConfig, SearchConfig
-from imgsim.search import Searcher
+from imgsim.cli.commands import main
+from imgsim.core.config import ExtractConfig, SearchConfig
+from imgsim.embed.update import update_index
+from imgsim.search.searcher import Searcher
 from imgsim.store import StoreUnavailableError, open_store
-from imgsim.update import update_index
 from tests import milvus_server
 
 
@@ -88,7 +88,7 @@ def test_a_collection_of_another_model_is_refused(
 ) -> None:
     import torch
 
-    from imgsim.model import load_model, save_model
+    from imgsim.model.network import load_model, save_model
 
     update_index(config(workdir, milvus_spec), progress=False)
     model, info = load_model(workdir / "triplet_base_final.pt")
@@ -111,7 +111,7 @@ def apply(self, *args, **kwargs):
     open(marker, "w").write("x")
     time.sleep(600)
 MilvusStore.apply = apply
-from imgsim.cli import main
+from imgsim.cli.commands import main
 sys.exit(main(sys.argv[2:]))
 """
 

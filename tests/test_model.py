@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 
-from imgsim.errors import ModelNotLoadedError
-from imgsim.model import EmbeddingNet, load_model, read_model_file, save_model, stem_stride
+from imgsim.core.errors import ModelNotLoadedError
+from imgsim.model.network import EmbeddingNet, load_model, read_model_file, save_model, stem_stride
 
 from .conftest import tiny_model_config
 
@@ -101,7 +101,7 @@ def test_test_flip_embeds_an_image_as_its_mirror() -> None:
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_the_onnx_export_keeps_the_flip_at_any_batch(batch: int) -> None:
-    from imgsim.embedder import Embedder
+    from imgsim.model.embedder import Embedder
 
     model = EmbeddingNet(tiny_model_config(test_flip="on")).eval()
     images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)

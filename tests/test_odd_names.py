@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
-from imgsim.data import category_of, scan_images
-from imgsim.errors import UnsafePathError
-from imgsim.paths import escape_name, name_path, safe_path, unescape_name
+from imgsim.cli.commands import main
+from imgsim.core.errors import UnsafePathError
+from imgsim.core.paths import escape_name, name_path, safe_path, unescape_name
+from imgsim.images.data import category_of, scan_images
 from imgsim.store import open_store
 
 # b"\xff" and b"\xe9" alone are not UTF-8: Python names them with lone surrogates.
@@ -83,7 +83,7 @@ def test_index_update_and_search_odd_names(
 
 
 def test_train_on_odd_names(make_workdir, tmp_path: Path) -> None:
-    from imgsim.trainset import scan_collection
+    from imgsim.train.trainset import scan_collection
 
     work = make_workdir()
     data = work.parent / "data"

@@ -1,4 +1,4 @@
-"""Tests for imgsim.paths: names resolve inside the data folder or are refused."""
+"""Tests for imgsim.core.paths: names resolve inside the data folder or are refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.errors import ImgsimError, UnsafePathError
-from imgsim.paths import is_inside, safe_path
+from imgsim.core.errors import ImgsimError, UnsafePathError
+from imgsim.core.paths import is_inside, safe_path
 
 
 @pytest.fixture

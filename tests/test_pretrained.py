@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from imgsim import backbone
-from imgsim.autosize import PRETRAINED_SIZE, SCRATCH_FROM, resolve_backbone
-from imgsim.config import PRETRAINED, ModelConfig
-from imgsim.errors import ModelNotLoadedError
-from imgsim.model import (
+from imgsim.core.config import PRETRAINED, ModelConfig
+from imgsim.core.errors import ModelNotLoadedError
+from imgsim.images.sample import generate_shapes
+from imgsim.model import backbone
+from imgsim.model.network import (
     EmbeddingNet,
     ensure_pretrained,
     load_model,
@@ -24,8 +24,8 @@ from imgsim.model import (
     read_model_file,
     save_model,
 )
-from imgsim.sample import generate_shapes
-from imgsim.trainset import in_memory
+from imgsim.train.autosize import PRETRAINED_SIZE, SCRATCH_FROM, resolve_backbone
+from imgsim.train.trainset import in_memory
 
 from .conftest import tiny_train_config
 
@@ -153,8 +153,8 @@ def test_extract_pretrained_searches_an_unlabelled_folder_at_once(tmp_path: Path
 def test_train_on_the_pretrained_backbone_decodes_each_image_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim import trainset
-    from imgsim.train import train
+    from imgsim.train import trainset
+    from imgsim.train.train import train
 
     data = tmp_path / "photos"
     generate_shapes(data, per_class=10, size=64, seed=4, shapes=("circle", "square", "stripes"))
@@ -180,7 +180,7 @@ def test_train_on_the_pretrained_backbone_decodes_each_image_once(
 
 @pytest.mark.parametrize("test_flip", ["off", "on"])
 def test_onnx_export_of_the_pretrained_network_matches_torch(test_flip: str) -> None:
-    from imgsim.embedder import Embedder
+    from imgsim.model.embedder import Embedder
 
     model = EmbeddingNet(ModelConfig(backbone=PRETRAINED, image_size=96, test_flip=test_flip))
     model.backbone = backbone.pretrained(96)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsim.cli import main
-from imgsim.config import MODEL_FILE, PRETRAINED, SearchConfig
-from imgsim.model import read_model_meta
-from imgsim.search import Searcher
+from imgsim.cli.commands import main
+from imgsim.core.config import MODEL_FILE, PRETRAINED, SearchConfig
+from imgsim.model.network import read_model_meta
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
 from tests import milvus_server
 

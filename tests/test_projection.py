@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from imgsim.projection import project, stratified_sample, unit_square
+from imgsim.explore.projection import project, stratified_sample, unit_square
 
 
 def clustered(n: int, k: int = 3, d: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.config import ModelConfig, TrainConfig
-from imgsim.sample import FASHION_MNIST_DIR, fashion_mnist_available
+from imgsim.core.config import ModelConfig, TrainConfig
+from imgsim.images.sample import FASHION_MNIST_DIR, fashion_mnist_available
 
 from .benchmark_import import load_benchmark
 
@@ -52,7 +52,7 @@ def test_trained_model_beats_raw_pixels(tmp_path: Path) -> None:
 def test_checkpoint_quality_reads_model_files_and_checkpoints(tmp_path: Path) -> None:
     import torch
 
-    from imgsim.model import EmbeddingNet, save_model
+    from imgsim.model.network import EmbeddingNet, save_model
 
     from .conftest import tiny_model_config
 

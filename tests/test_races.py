@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import imgsim.extract
-import imgsim.update
-from imgsim.config import ExtractConfig
-from imgsim.search import Searcher
+import imgsim.embed.extract
+import imgsim.embed.update
+from imgsim.core.config import ExtractConfig
+from imgsim.embed.update import update_index
+from imgsim.search.editor import CollectionEditor
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
-from imgsim.update import update_index
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def config(work: Path) -> ExtractConfig:
 def during_embedding(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Run `action` once, in the middle of the next embedding step (full or update)."""
     done: list[bool] = []
-    real = imgsim.extract.embed_records
+    real = imgsim.embed.extract.embed_records
 
     def embed(*args, **kwargs):
         result = real(*args, **kwargs)
@@ -51,8 +52,8 @@ def during_embedding(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
             action()
         return result
 
-    monkeypatch.setattr(imgsim.extract, "embed_records", embed)
-    monkeypatch.setattr(imgsim.update, "embed_records", embed)
+    monkeypatch.setattr(imgsim.embed.extract, "embed_records", embed)
+    monkeypatch.setattr(imgsim.embed.update, "embed_records", embed)
 
 
 def something_to_do(data: Path) -> None:
@@ -82,7 +83,9 @@ def test_an_upload_during_imgsim_index_is_kept(
 ) -> None:
     upload = (shapes_dir / "stripes_00003.png").read_bytes()
     server = Searcher.from_workdir(workdir)
-    during_embedding(monkeypatch, lambda: server.add_images({"stripes_00003.png": upload}))
+    during_embedding(
+        monkeypatch, lambda: CollectionEditor(server).add_images({"stripes_00003.png": upload})
+    )
     something_to_do(workdir.parent / "data")
     update_index(config(workdir), update=update, progress=False)
     names = assert_consistent(workdir)
@@ -94,7 +97,9 @@ def test_a_delete_during_imgsim_index_stays_deleted(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, update: bool
 ) -> None:
     server = Searcher.from_workdir(workdir)
-    during_embedding(monkeypatch, lambda: server.remove_images(["square_00002.png"]))
+    during_embedding(
+        monkeypatch, lambda: CollectionEditor(server).remove_images(["square_00002.png"])
+    )
     something_to_do(workdir.parent / "data")
     update_index(config(workdir), update=update, progress=False)
     names = assert_consistent(workdir)
@@ -104,7 +109,7 @@ def test_a_delete_during_imgsim_index_stays_deleted(
 def test_an_upload_interrupted_after_its_commit_is_finished_at_start(
     workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim import staging
+    from imgsim.files import staging
 
     upload = (shapes_dir / "stripes_00004.png").read_bytes()
     server = Searcher.from_workdir(workdir)
@@ -115,11 +120,11 @@ def test_an_upload_interrupted_after_its_commit_is_finished_at_start(
 
     monkeypatch.setattr(staging.Staging, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
-        server.add_images({"stripes_00004.png": upload})
+        CollectionEditor(server).add_images({"stripes_00004.png": upload})
     monkeypatch.undo()
     # What a killed process leaves: the staged file and its intent, unlocked.
     restarted = Searcher.from_workdir(workdir)
-    restarted.recover_uploads()
+    CollectionEditor(restarted).recover_uploads()
     assert (workdir.parent / "data" / "stripes_00004.png").read_bytes() == upload
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert "stripes_00004.png" in assert_consistent(workdir)
@@ -136,13 +141,13 @@ def test_an_upload_interrupted_before_its_commit_is_dropped_at_start(
 
     monkeypatch.setattr(server.store, "add", crash)
     monkeypatch.setattr(  # dies before cleaning up: only its lock goes, with the process
-        "imgsim.staging.Staging.discard", lambda self, staged: os.close(staged.lock_fd)
+        "imgsim.files.staging.Staging.discard", lambda self, staged: os.close(staged.lock_fd)
     )
     with pytest.raises(KeyboardInterrupt):
-        server.add_images({"stripes_00005.png": upload})
+        CollectionEditor(server).add_images({"stripes_00005.png": upload})
     monkeypatch.undo()
     assert list((workdir / ".imgsim-staging").glob("*.png"))  # left behind by the "crash"
-    Searcher.from_workdir(workdir).recover_uploads()
+    CollectionEditor(Searcher.from_workdir(workdir)).recover_uploads()
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert "stripes_00005.png" not in assert_consistent(workdir)
 
@@ -168,9 +173,11 @@ def test_same_name_uploads_and_deletes_from_two_servers(workdir: Path, shapes_di
             for _ in range(8):
                 server = rng.choice(servers)
                 if rng.random() < 0.5:
-                    server.add_images({"stripes_07777.png": rng.choice(uploads)})
+                    CollectionEditor(server).add_images({"stripes_07777.png": rng.choice(uploads)})
                 else:
-                    server.remove_images(["stripes_07777.png"])  # [] when another won
+                    CollectionEditor(server).remove_images(
+                        ["stripes_07777.png"]
+                    )  # [] when another won
         except BaseException as exc:
             errors.append(exc)
 
@@ -190,7 +197,7 @@ def test_same_name_uploads_and_deletes_from_two_servers(workdir: Path, shapes_di
 def test_a_failed_move_leaves_no_intent_and_no_entry(
     workdir: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim import staging
+    from imgsim.files import staging
 
     server = Searcher.from_workdir(workdir)
     fds = _open_fds()
@@ -200,7 +207,9 @@ def test_a_failed_move_leaves_no_intent_and_no_entry(
 
     monkeypatch.setattr(staging, "_move", fail)
     with pytest.raises(OSError):
-        server.add_images({"stripes_00004.png": (shapes_dir / "stripes_00004.png").read_bytes()})
+        CollectionEditor(server).add_images(
+            {"stripes_00004.png": (shapes_dir / "stripes_00004.png").read_bytes()}
+        )
     assert not list((workdir / ".imgsim-staging").iterdir())
     assert _open_fds() == fds
     assert not server.store.contains("stripes_00004.png")  # type: ignore[union-attr]
@@ -215,11 +224,11 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
     waits for the move, so it never indexes the deleted image again."""
     import threading
 
-    import imgsim.search
+    import imgsim.search.editor
 
     server = Searcher.from_workdir(workdir)
     name = sorted(p.name for p in (workdir.parent / "data").iterdir())[0]
-    real_move = imgsim.search.finish  # the move of a trash item reserved before the commit
+    real_move = imgsim.search.editor.finish  # the move of a trash item reserved before the commit
     updates: list[threading.Thread] = []
 
     def slow_move(*args: object) -> object:
@@ -230,8 +239,8 @@ def test_a_delete_is_never_undone_by_an_update_in_its_window(
         assert update.is_alive()
         return real_move(*args)
 
-    monkeypatch.setattr(imgsim.search, "finish", slow_move)
-    assert server.remove_images([name]) == [name]
+    monkeypatch.setattr(imgsim.search.editor, "finish", slow_move)
+    assert CollectionEditor(server).remove_images([name]) == [name]
     updates[0].join(timeout=60)
     server.store.close()  # type: ignore[union-attr]
     assert name not in assert_consistent(workdir)
@@ -253,17 +262,17 @@ def test_an_update_finishes_under_steady_uploads(
         for path in sources:
             if done.is_set():
                 break
-            server.add_images({path.name: path.read_bytes()})
+            CollectionEditor(server).add_images({path.name: path.read_bytes()})
             added.append(path.name)
             time.sleep(0.1)
 
-    real_embed = imgsim.update.embed_records
+    real_embed = imgsim.embed.update.embed_records
 
     def slow_embed(*args, **kwargs):  # the update's embedding takes a while
         time.sleep(0.5)
         return real_embed(*args, **kwargs)
 
-    monkeypatch.setattr(imgsim.update, "embed_records", slow_embed)
+    monkeypatch.setattr(imgsim.embed.update, "embed_records", slow_embed)
     something_to_do(workdir.parent / "data")
     thread = threading.Thread(target=uploads)
     thread.start()
@@ -283,7 +292,7 @@ def test_an_update_finishes_under_steady_uploads(
 def test_a_file_copied_in_during_an_update_is_left_to_the_next_and_said_once(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from imgsim.model_handle import ModelFile
+    from imgsim.model.model_handle import ModelFile
 
     data = workdir.parent / "data"
     rng = np.random.default_rng(8)
@@ -303,7 +312,7 @@ def test_a_file_copied_in_during_an_update_is_left_to_the_next_and_said_once(
     during_embedding(monkeypatch, copy_in("noise_00003.png"))
     with caplog.at_level("INFO", logger="imgsim"), open_store(workdir) as store:
         model = ModelFile(str(workdir / "triplet_base_final.pt"))
-        result = imgsim.update.update_pass(store, model, config(workdir))
+        result = imgsim.embed.update.update_pass(store, model, config(workdir))
         assert result.late == 1 and "index --update" not in caplog.text
-        assert imgsim.update.update_pass(store, model, config(workdir)).late == 0
+        assert imgsim.embed.update.update_pass(store, model, config(workdir)).late == 0
     assert {"noise_00002.png", "noise_00003.png"} <= assert_consistent(workdir)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim.autosize import choose_image_size, collection_sides, resolve_image_size
-from imgsim.errors import ConfigError
-from imgsim.init_weights import load_init_weights
-from imgsim.model import EmbeddingNet, load_model
-from imgsim.stopping import Stopping, noise_margin, patience_for
-from imgsim.train import train
-from imgsim.trainset import scan_collection
+from imgsim.core.errors import ConfigError
+from imgsim.model.init_weights import load_init_weights
+from imgsim.model.network import EmbeddingNet, load_model
+from imgsim.train.autosize import choose_image_size, collection_sides, resolve_image_size
+from imgsim.train.stopping import Stopping, noise_margin, patience_for
+from imgsim.train.train import train
+from imgsim.train.trainset import scan_collection
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -33,7 +33,7 @@ def test_proxy_losses_train_and_learn_their_proxies(
 
 
 def test_proxies_learn_at_their_own_rate(shapes_dir: Path, tmp_path: Path) -> None:
-    from imgsim.trainer import Trainer
+    from imgsim.train.trainer import Trainer
 
     seen = {}
     original = Trainer.train_step
@@ -94,23 +94,23 @@ def _scripted_run(
     shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recalls: list[float]
 ) -> tuple[Any, dict, dict[int, dict]]:
     """Train with validation Recall@1 scripted; the model, its info and each epoch's weights."""
-    import imgsim.trainer
+    import imgsim.train.trainer
 
     scores = iter(recalls)
 
     def scripted(*args, **kwargs):
         return {"val_loss": 1.0, "val_recall_at_1": next(scores), "val_mean_distance": 1.0}
 
-    monkeypatch.setattr(imgsim.trainer, "evaluate", scripted)
+    monkeypatch.setattr(imgsim.train.trainer, "evaluate", scripted)
     snapshots = {}
-    original = imgsim.trainer.Trainer.weights
+    original = imgsim.train.trainer.Trainer.weights
 
     def remember(self):
         state = original(self)
         snapshots[len(self.history)] = {k: v.clone() for k, v in state["model"].items()}
         return state
 
-    monkeypatch.setattr(imgsim.trainer.Trainer, "weights", remember)
+    monkeypatch.setattr(imgsim.train.trainer.Trainer, "weights", remember)
     config = tiny_train_config(shapes_dir, tmp_path, epochs=len(recalls), steps_per_epoch=1,
                                early_stop=True, patience=2, validate_every=1)  # fmt: skip
     result = train(config, tiny_model_config(), progress=False)
@@ -233,8 +233,8 @@ def test_train_starts_from_a_trained_model_file(
 
 
 def test_small_folders_are_augmented_and_say_so(caplog: pytest.LogCaptureFixture) -> None:
-    from imgsim.config import TrainConfig
-    from imgsim.train import choose_augment
+    from imgsim.core.config import TrainConfig
+    from imgsim.train.train import choose_augment
 
     with caplog.at_level("INFO", logger="imgsim"):
         assert choose_augment(TrainConfig(augment_below=1000), 2700, 10) is True
@@ -247,8 +247,8 @@ def test_small_folders_are_augmented_and_say_so(caplog: pytest.LogCaptureFixture
 def test_large_folders_are_mirrored_and_embed_with_the_mirror(
     shapes_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
-    import imgsim.trainer
-    from imgsim.augment import flip_batch
+    import imgsim.train.trainer
+    from imgsim.train.augment import flip_batch
 
     batches = []
 
@@ -256,7 +256,7 @@ def test_large_folders_are_mirrored_and_embed_with_the_mirror(
         batches.append(len(images))
         return flip_batch(images, *args, **kwargs)
 
-    monkeypatch.setattr(imgsim.trainer, "flip_batch", spy)
+    monkeypatch.setattr(imgsim.train.trainer, "flip_batch", spy)
     config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2, flip=True)
     with caplog.at_level("INFO", logger="imgsim"):
         result = train(config, tiny_model_config(), progress=False)
@@ -269,9 +269,9 @@ def test_large_folders_are_mirrored_and_embed_with_the_mirror(
 
 
 def test_label_smoothing_reaches_the_softmax_losses_only() -> None:
-    from imgsim.config import TrainConfig
-    from imgsim.losses import build_loss
-    from imgsim.train import check_settings
+    from imgsim.core.config import TrainConfig
+    from imgsim.train.losses import build_loss
+    from imgsim.train.train import check_settings
 
     for loss in ("normsoftmax", "arcface"):
         built = build_loss(TrainConfig(loss=loss, label_smoothing=0.2), 4, 8)
@@ -293,7 +293,7 @@ def test_the_resolved_choice_is_stored(shapes_dir: Path, tmp_path: Path) -> None
 
 
 def test_validation_takes_about_a_tenth_of_the_run() -> None:
-    from imgsim.evaluation import validation_interval
+    from imgsim.train.evaluation import validation_interval
 
     assert validation_interval(54_000, 6_000) == 1  # big folders: every epoch
     assert validation_interval(2_700, 300) == 4  # 3,000 embedded for 2,700 trained on

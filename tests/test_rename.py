@@ -1,4 +1,4 @@
-"""Tests for imgsim.rename: planning, collision-safe renames, the log and undo."""
+"""Tests for imgsim.files.rename: planning, collision-safe renames, the log and undo."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imgsim import rename
-from imgsim.data import parse_category
-from imgsim.rename import JOURNAL_NAME, LOG_NAME, TMP_PREFIX, Rename
+from imgsim.files import rename
+from imgsim.files.rename import JOURNAL_NAME, LOG_NAME, TMP_PREFIX, Rename
+from imgsim.images.data import parse_category
 
 
 def make_files(folder: Path, names: Iterable[str]) -> dict[str, bytes]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsim import rename
-from imgsim.cli import main
-from imgsim.rename import JOURNAL_NAME, LOG_NAME, TMP_PREFIX, list_images
-from imgsim.rename_journal import InterruptedRenameError, check_folder
+from imgsim.cli.commands import main
+from imgsim.files import rename
+from imgsim.files.rename import JOURNAL_NAME, LOG_NAME, TMP_PREFIX, list_images
+from imgsim.files.rename_journal import InterruptedRenameError, check_folder
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -1,4 +1,4 @@
-"""Tests for imgsim.sample: IDX reading, Fashion-MNIST export from a fake tiny copy, shapes."""
+"""Tests for imgsim.images.sample: IDX reading, Fashion-MNIST export from a fake copy, shapes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsim import sample
-from imgsim.data import parse_category, scan_images
-from imgsim.sample import (
+from imgsim.images import sample
+from imgsim.images.data import parse_category, scan_images
+from imgsim.images.sample import (
     FASHION_MNIST_CLASSES,
     SHAPES,
     build_sample_dataset,

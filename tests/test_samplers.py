@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgsim.errors import ConfigError
-from imgsim.samplers import MPerClassBatches, RandomBatches, build_sampler
+from imgsim.core.errors import ConfigError
+from imgsim.train.samplers import MPerClassBatches, RandomBatches, build_sampler
 
 LABELS = torch.tensor([0] * 10 + [1] * 7 + [2] * 3 + [3] * 12 + [4] * 5)
 

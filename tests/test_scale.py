@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.cli import main
-from imgsim.config import ExtractConfig
-from imgsim.scale import ShardError, in_shard, parse_shard
+from imgsim.cli.commands import main
+from imgsim.core.config import ExtractConfig
+from imgsim.embed.scale import ShardError, in_shard, parse_shard
+from imgsim.embed.update import update_index
 from imgsim.store import open_store
-from imgsim.update import update_index
 
 
 @pytest.fixture

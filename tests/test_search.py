@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim.config import NEAR_COPY_SIMILARITY
-from imgsim.errors import NotReadyError, UnreadableImageError
-from imgsim.search import (
-    ImageNameError,
+from imgsim.core.config import NEAR_COPY_SIMILARITY
+from imgsim.core.errors import NotReadyError, UnreadableImageError
+from imgsim.search.editor import CollectionEditor, ImageNameError
+from imgsim.search.searcher import (
     Searcher,
     results_response,
     search_image,
@@ -36,7 +36,7 @@ def test_a_model_file_without_calibration_shows_cosine_similarity(
 ) -> None:
     import shutil
 
-    from imgsim.model import update_model_file
+    from imgsim.model.network import update_model_file
 
     work = tmp_path / "w"
     shutil.copytree(trained_workdir, work)
@@ -70,7 +70,7 @@ def test_threshold_drops_weak_results(trained_workdir: Path, shapes_dir: Path) -
 
 
 def test_response_has_the_originals_shape(trained_workdir: Path, shapes_dir: Path) -> None:
-    from imgsim.config import SearchConfig
+    from imgsim.core.config import SearchConfig
 
     response = search_image(
         shapes_dir / "circle_00002.png", SearchConfig(workdir=str(trained_workdir)), 3, 0
@@ -122,9 +122,11 @@ def test_stats_keys_and_image_paths(trained_workdir: Path, shapes_dir: Path) -> 
     assert stats["total_images"] == 96 and stats["embedding_dimension"] == 16
     assert stats["categories"] == {"circle": 24, "square": 24, "stripes": 24, "triangle": 24}
     assert stats["model_type"] == "Triplet Network"
-    assert searcher.image_path("circle_00001.png") == shapes_dir / "circle_00001.png"
-    assert searcher.image_path("../circle_00001.png") is None
-    assert searcher.image_path("/etc/passwd") is None
+    assert (
+        CollectionEditor(searcher).image_path("circle_00001.png") == shapes_dir / "circle_00001.png"
+    )
+    assert CollectionEditor(searcher).image_path("../circle_00001.png") is None
+    assert CollectionEditor(searcher).image_path("/etc/passwd") is None
 
 
 def test_results_response_of_nothing() -> None:
@@ -138,8 +140,8 @@ def writable(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
     """A workdir of its own (model + index of 12 shape images) that tests may change."""
     import shutil
 
-    from imgsim.config import ExtractConfig
-    from imgsim.extract import extract
+    from imgsim.core.config import ExtractConfig
+    from imgsim.embed.extract import extract
 
     data = tmp_path / "data"
     data.mkdir()
@@ -154,12 +156,14 @@ def writable(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> Path:
 
 
 def test_add_images_saves_embeds_and_indexes(writable: Path, shapes_dir: Path) -> None:
-    from imgsim.config import ExtractConfig
-    from imgsim.update import update_index
+    from imgsim.core.config import ExtractConfig
+    from imgsim.embed.update import update_index
 
     searcher = Searcher.from_workdir(writable)
     new = (shapes_dir / "stripes_00001.png").read_bytes()
-    assert searcher.add_images({"stripes/new_1.png": new}) == ["stripes/new_1.png"]
+    assert CollectionEditor(searcher).add_images({"stripes/new_1.png": new}) == [
+        "stripes/new_1.png"
+    ]
     assert (writable / "data" / "stripes" / "new_1.png").read_bytes() == new
     hit = searcher.search(new, top_k=1)[0]
     assert (hit.filename, hit.category) == ("stripes/new_1.png", "stripes")
@@ -177,19 +181,21 @@ def test_add_images_saves_embeds_and_indexes(writable: Path, shapes_dir: Path) -
 def test_add_replaces_an_image_of_the_same_name(writable: Path, shapes_dir: Path) -> None:
     searcher = Searcher.from_workdir(writable)
     other = (shapes_dir / "triangle_00020.png").read_bytes()
-    searcher.add_images({"circle_00001.png": other})
+    CollectionEditor(searcher).add_images({"circle_00001.png": other})
     assert searcher.search(other, top_k=1)[0].filename == "circle_00001.png"
     assert searcher.stats()["total_images"] == 12
 
 
 def test_remove_images_drops_results_and_files(writable: Path, shapes_dir: Path) -> None:
     searcher = Searcher.from_workdir(writable)
-    assert searcher.remove_images(["square_00002.png", "nothing.png"]) == ["square_00002.png"]
+    assert CollectionEditor(searcher).remove_images(["square_00002.png", "nothing.png"]) == [
+        "square_00002.png"
+    ]
     assert not (writable / "data" / "square_00002.png").exists()
     for s in (searcher, Searcher.from_workdir(writable)):
         hits = s.search(shapes_dir / "square_00002.png", top_k=12, threshold=0)
         assert "square_00002.png" not in {h.filename for h in hits} and len(hits) == 11
-        assert s.image_path("square_00002.png") is None
+        assert CollectionEditor(s).image_path("square_00002.png") is None
 
 
 @pytest.mark.parametrize(
@@ -198,14 +204,16 @@ def test_remove_images_drops_results_and_files(writable: Path, shapes_dir: Path)
 def test_add_refuses_unsafe_names(writable: Path, shapes_dir: Path, name: str) -> None:
     searcher = Searcher.from_workdir(writable)
     with pytest.raises(ImageNameError):
-        searcher.add_images({name: (shapes_dir / "circle_00001.png").read_bytes()})
+        CollectionEditor(searcher).add_images(
+            {name: (shapes_dir / "circle_00001.png").read_bytes()}
+        )
     assert searcher.stats()["total_images"] == 12
 
 
 def test_add_refuses_an_unreadable_image_and_changes_nothing(writable: Path) -> None:
     searcher = Searcher.from_workdir(writable)
     with pytest.raises(UnreadableImageError):
-        searcher.add_images({"ok_1.png": b"\x89PNG\r\n\x1a\n broken"})
+        CollectionEditor(searcher).add_images({"ok_1.png": b"\x89PNG\r\n\x1a\n broken"})
     assert not (writable / "data" / "ok_1.png").exists()
     assert searcher.stats()["total_images"] == 12
 
@@ -224,9 +232,11 @@ def test_writers_and_searches_in_threads(writable: Path, shapes_dir: Path) -> No
         except BaseException as exc:  # re-raised below: pytest does not see thread errors
             errors.append(exc)
 
-    jobs = [lambda n=n, d=d: searcher.add_images({n: d}) for n, d in images.items()]
+    jobs = [
+        lambda n=n, d=d: CollectionEditor(searcher).add_images({n: d}) for n, d in images.items()
+    ]
     jobs += [lambda: searcher.search(shapes_dir / "circle_00001.png", top_k=5)] * 6
-    jobs.append(lambda: searcher.remove_images(["circle_00002.png"]))
+    jobs.append(lambda: CollectionEditor(searcher).remove_images(["circle_00002.png"]))
     threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
     for t in threads:
         t.start()
@@ -256,8 +266,8 @@ def test_refused_upload_never_replaces_a_users_image(
 ) -> None:
     import shutil
 
-    from imgsim.config import ExtractConfig
-    from imgsim.extract import extract
+    from imgsim.core.config import ExtractConfig
+    from imgsim.embed.extract import extract
     from imgsim.store import ConcurrentChangeError
 
     data = tmp_path / "data"
@@ -275,7 +285,9 @@ def test_refused_upload_never_replaces_a_users_image(
 
     monkeypatch.setattr(searcher.store, "add", refuse)
     with pytest.raises(ConcurrentChangeError):
-        searcher.add_images({"circle_00001.png": (shapes_dir / "square_00009.png").read_bytes()})
+        CollectionEditor(searcher).add_images(
+            {"circle_00001.png": (shapes_dir / "square_00009.png").read_bytes()}
+        )
     assert (data / "circle_00001.png").read_bytes() == original
     assert sorted(p.name for p in data.iterdir()) == sorted(
         p.name
@@ -289,7 +301,7 @@ def test_refused_upload_never_replaces_a_users_image(
 def test_category_filter_similar_and_unknown_categories(
     trained_workdir: Path, shapes_dir: Path
 ) -> None:
-    from imgsim.search import ImageNotIndexedError, UnknownCategoryError
+    from imgsim.search.searcher import ImageNotIndexedError, UnknownCategoryError
 
     searcher = Searcher.from_workdir(trained_workdir)
     query = shapes_dir / "square_00003.png"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.sample import generate_shapes
+from imgsim.images.sample import generate_shapes
 
 from .conftest import SHAPES
 
@@ -104,7 +104,7 @@ def test_a_stopped_extraction_keeps_the_old_index(
 ) -> None:
     import shutil
 
-    from imgsim.search import Searcher
+    from imgsim.search.searcher import Searcher
 
     data, work, log = tmp_path / "data", tmp_path / "work", tmp_path / "extract.log"
     shutil.copytree(trained_workdir, work)  # its index: 96 images of another folder

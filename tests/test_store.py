@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.filefacts import FileFacts
+from imgsim.files.filefacts import FileFacts
 from imgsim.store import (
     ConcurrentChangeError,
     Item,

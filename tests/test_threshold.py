@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim.calibration import cosine_percent, fit, similarity_percent, tuned_threshold
-from imgsim.cli import main
-from imgsim.config import NEAR_COPY_SIMILARITY
-from imgsim.model import load_model
-from imgsim.search import Searcher
-from imgsim.threshold import choose_threshold, precision_cutoff
+from imgsim.cli.commands import main
+from imgsim.core.config import NEAR_COPY_SIMILARITY
+from imgsim.model.calibration import cosine_percent, fit, similarity_percent, tuned_threshold
+from imgsim.model.network import load_model
+from imgsim.search.searcher import Searcher
+from imgsim.train.threshold import choose_threshold, precision_cutoff
 
 
 def test_precision_cutoff_keeps_the_largest_prefix_that_meets_the_target() -> None:
@@ -142,7 +142,7 @@ def test_tune_threshold_command_rewrites_the_model(
 
 
 def test_the_model_file_names_its_validation_images(trained_workdir: Path) -> None:
-    from imgsim.trainset import scan_collection, stratified_split
+    from imgsim.train.trainset import scan_collection, stratified_split
 
     _, info = load_model(trained_workdir / "triplet_base_final.pt")
     data = scan_collection(info["train_config"]["data_dir"], workers=1)
@@ -167,7 +167,7 @@ def test_tune_threshold_needs_images_besides_the_held_out_ones(
 
 
 def test_model_type_names_the_loss() -> None:
-    from imgsim.model import model_type
+    from imgsim.model.network import model_type
 
     assert model_type({"train_config": {"loss": "triplet"}}) == "Triplet Network"
     assert model_type({"train_config": {"loss": "multisimilarity"}}) == "Multi-Similarity Network"
@@ -179,7 +179,7 @@ def test_model_type_names_the_loss() -> None:
 def test_an_older_model_file_without_a_stored_split_redoes_it(
     trained_workdir: Path, shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from imgsim.model import update_model_file
+    from imgsim.model.network import update_model_file
 
     model = tmp_path / "m.pt"
     shutil.copy(trained_workdir / "triplet_base_final.pt", model)

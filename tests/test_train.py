@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim.config import TrainConfig
-from imgsim.errors import ConfigError, DatasetError
-from imgsim.metrics import retrieval_metrics
-from imgsim.model import load_model
-from imgsim.samplers import batch_shape
-from imgsim.search import Searcher
-from imgsim.train import plan_run, train
-from imgsim.trainer import Trainer, learning_rate, report_epoch
-from imgsim.trainset import stratified_split
+from imgsim.core.config import TrainConfig
+from imgsim.core.errors import ConfigError, DatasetError
+from imgsim.model.network import load_model
+from imgsim.search.searcher import Searcher
+from imgsim.train.metrics import retrieval_metrics
+from imgsim.train.samplers import batch_shape
+from imgsim.train.train import plan_run, train
+from imgsim.train.trainer import Trainer, learning_rate, report_epoch
+from imgsim.train.trainset import stratified_split
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -153,10 +153,12 @@ def test_every_mining_mode_trains(shapes_dir: Path, tmp_path: Path, mining: str)
 def test_multisimilarity_loss_trains(
     shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imgsim.plots
+    import imgsim.train.plots
 
     named = []
-    monkeypatch.setattr(imgsim.plots, "plot_history", lambda h, p, name, best: named.append(name))
+    monkeypatch.setattr(
+        imgsim.train.plots, "plot_history", lambda h, p, name, best: named.append(name)
+    )
     result = train(
         tiny_train_config(
             shapes_dir, tmp_path, epochs=2, steps_per_epoch=3, loss="multisimilarity"
@@ -261,8 +263,8 @@ def test_auto_epochs_are_stored_resolved(shapes_dir: Path, tmp_path: Path) -> No
     assert model.config.test_flip == "off"  # resolved too: tiny_train_config does not augment
     # training_config.json repeats the run as a config file: epochs fixed, and no auto-epoch
     # setting beside them that check_settings would refuse as ignored.
-    from imgsim.config import load_config
-    from imgsim.train import check_settings
+    from imgsim.core.config import load_config
+    from imgsim.train.train import check_settings
 
     again = load_config(tmp_path / "training_config.json").train
     check_settings(again)
@@ -301,12 +303,12 @@ def test_a_slowed_run_trains_the_same_model(
 ) -> None:
     import time
 
-    import imgsim.trainset
+    import imgsim.train.trainset
 
     kwargs = dict(epochs=2, steps_per_epoch=2, augment=True)
     fast = train(tiny_train_config(shapes_dir, tmp_path / "fast", **kwargs), tiny_model_config(),
                  progress=False)  # fmt: skip
-    real_decode, real_step = imgsim.trainset.decode_file, Trainer.train_step
+    real_decode, real_step = imgsim.train.trainset.decode_file, Trainer.train_step
 
     def slow_decode(*args, **kw):  # runs in the decode worker (forked after the patch)
         time.sleep(0.005)
@@ -316,7 +318,7 @@ def test_a_slowed_run_trains_the_same_model(
         time.sleep(0.2)
         return real_step(self, *args, **kw)
 
-    monkeypatch.setattr(imgsim.trainset, "decode_file", slow_decode)
+    monkeypatch.setattr(imgsim.train.trainset, "decode_file", slow_decode)
     monkeypatch.setattr(Trainer, "train_step", slow_step)
     slow = train(tiny_train_config(shapes_dir, tmp_path / "slow", **kwargs), tiny_model_config(),
                  progress=False)  # fmt: skip
@@ -358,14 +360,14 @@ def test_time_budget_stops_early_and_says_so(
     ],
 )
 def test_settings_that_would_be_ignored_are_refused(settings: dict, message: str) -> None:
-    from imgsim.train import check_settings
+    from imgsim.train.train import check_settings
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_settings(tiny_train_config(Path("."), Path("."), **settings))
 
 
 def test_settings_that_are_used_are_accepted() -> None:
-    from imgsim.train import check_settings
+    from imgsim.train.train import check_settings
 
     for settings in ({"loss": "multisimilarity", "mining": "semihard", "margin": 0.3},
                      {"loss": "triplet", "mining": "multisimilarity", "margin": 0.1},
@@ -381,7 +383,7 @@ def test_settings_that_are_used_are_accepted() -> None:
 def test_cli_resume_keeps_the_runs_settings_and_refuses_changes(
     shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from imgsim.cli import main
+    from imgsim.cli.commands import main
 
     out = tmp_path / "out"
     tiny = "--image-size 32 --widths 8,16 --blocks 1,1 --head-hidden 32 --embedding-dim 16 "
@@ -400,7 +402,7 @@ def test_cli_resume_keeps_the_runs_settings_and_refuses_changes(
 def test_validation_loss_mixes_categories() -> None:
     from pytorch_metric_learning.losses import TripletMarginLoss
 
-    from imgsim.evaluation import validation_loss
+    from imgsim.train.evaluation import validation_loss
 
     gen = torch.Generator().manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(40, 8, generator=gen), dim=1)
@@ -418,9 +420,9 @@ def test_the_mixed_precision_path_trains_and_saves_float32(
     shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
 ) -> None:
     """The GPU's autocast and loss scaling, exercised on the CPU (which runs both dtypes)."""
-    import imgsim.trainer
+    import imgsim.train.trainer
 
-    monkeypatch.setattr(imgsim.trainer, "autocast_dtype", lambda device, enabled=True: dtype)
+    monkeypatch.setattr(imgsim.train.trainer, "autocast_dtype", lambda device, enabled=True: dtype)
     config = tiny_train_config(shapes_dir, tmp_path, epochs=1, steps_per_epoch=2)
     result = train(config, tiny_model_config(), progress=False)
     assert np.isfinite(result.history[0]["loss"])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
-from imgsim.run_clock import RunClock, duration
-from imgsim.threshold import ThresholdChoice
+from imgsim.cli.commands import main
+from imgsim.train.run_clock import RunClock, duration
+from imgsim.train.threshold import ThresholdChoice
 
 TINY = ["--image-size", "32", "--backbone", "scratch", "--widths", "8,16", "--blocks", "1,1",
         "--embedding-dim", "16", "--head-hidden", "32", "--threads", "1", "--workers", "0",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim.data import decode_file
-from imgsim.trainset import FolderImages, ImageLoader, in_memory, scan_collection
+from imgsim.images.data import decode_file
+from imgsim.train.trainset import FolderImages, ImageLoader, in_memory, scan_collection
 
 
 def test_a_collection_holds_names_and_labels_not_pixels(shapes_dir: Path) -> None:
@@ -60,8 +60,8 @@ def test_in_memory_collections_serve_their_tensors() -> None:
 
 
 def test_scan_names_finds_what_scan_images_finds(tmp_path: Path, shapes_dir: Path) -> None:
-    from imgsim.data import scan_images
-    from imgsim.trainset import scan_names
+    from imgsim.images.data import scan_images
+    from imgsim.train.trainset import scan_names
 
     png = next(shapes_dir.glob("*.png")).read_bytes()
     for name in ("a.png", "a/b.png", "a/c/d.jpg", "a-b/x.png", "z.PNG", ".hidden.png",
@@ -73,7 +73,7 @@ def test_scan_names_finds_what_scan_images_finds(tmp_path: Path, shapes_dir: Pat
 
 
 def test_workers_zero_means_the_default_and_memory_needs_none(shapes_dir: Path) -> None:
-    from imgsim.data import default_workers
+    from imgsim.images.data import default_workers
 
     data = scan_collection(shapes_dir, workers=1)
     assert data.workers(0) == default_workers() and data.workers(3) == 3
@@ -99,7 +99,7 @@ def test_fingerprint_is_the_digest_of_every_name_and_label(
 ) -> None:
     import hashlib
 
-    from imgsim import trainset
+    from imgsim.train import trainset
 
     monkeypatch.setattr(trainset, "FINGERPRINT_SLICE", slice_size)
     data = scan_collection(shapes_dir, workers=1)

@@ -1,4 +1,4 @@
-"""Tests for imgsim.trash: removed files wait in the work folder and can always come back."""
+"""Tests for imgsim.files.trash: removed files wait in the work folder and can always come back."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from imgsim import fileio, trash
-from imgsim.cli import main
-from imgsim.config import TRASH_DIR, TRASH_JOURNAL
-from imgsim.errors import TrashError, UnsafePathError
-from imgsim.trash import empty, list_trash, move_to_trash, restore
+from imgsim.cli.commands import main
+from imgsim.core import fileio
+from imgsim.core.config import TRASH_DIR, TRASH_JOURNAL
+from imgsim.core.errors import TrashError, UnsafePathError
+from imgsim.files import trash
+from imgsim.files.trash import empty, list_trash, move_to_trash, restore
 
 
 @pytest.fixture

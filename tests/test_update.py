@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-import imgsim.extract
-import imgsim.update
-from imgsim.cli import main
-from imgsim.config import ExtractConfig
-from imgsim.model import load_model, save_model
-from imgsim.search import Searcher
+import imgsim.embed.extract
+import imgsim.embed.update
+from imgsim.cli.commands import main
+from imgsim.core.config import ExtractConfig
+from imgsim.embed.update import update_index
+from imgsim.model.network import load_model, save_model
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
-from imgsim.update import update_index
 
 
 @pytest.fixture
@@ -47,14 +47,14 @@ def _config(work: Path) -> ExtractConfig:
 def embedded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the images run through the model."""
     names: list[str] = []
-    real = imgsim.update.embed_records
+    real = imgsim.embed.update.embed_records
 
     def spy(model, size, records, *args, **kwargs):
         names.extend(r.name for r in records)
         return real(model, size, records, *args, **kwargs)
 
-    monkeypatch.setattr(imgsim.update, "embed_records", spy)
-    monkeypatch.setattr(imgsim.extract, "embed_records", spy)  # full rebuilds embed there
+    monkeypatch.setattr(imgsim.embed.update, "embed_records", spy)
+    monkeypatch.setattr(imgsim.embed.extract, "embed_records", spy)  # full rebuilds embed there
     return names
 
 
@@ -101,9 +101,11 @@ def test_a_no_op_update_reads_the_folder_once_and_takes_no_lock(
 ) -> None:
     update_index(_config(workdir), progress=False)
     scans, locks = [], []
-    real_scan, real_lock = imgsim.update.scan_names, imgsim.update.changing
-    monkeypatch.setattr(imgsim.update, "scan_names", lambda d: scans.append(d) or real_scan(d))
-    monkeypatch.setattr(imgsim.update, "changing", lambda w: locks.append(w) or real_lock(w))
+    real_scan, real_lock = imgsim.embed.update.scan_names, imgsim.embed.update.changing
+    monkeypatch.setattr(
+        imgsim.embed.update, "scan_names", lambda d: scans.append(d) or real_scan(d)
+    )
+    monkeypatch.setattr(imgsim.embed.update, "changing", lambda w: locks.append(w) or real_lock(w))
     assert update_index(_config(workdir), progress=False).unchanged == 24
     assert len(scans) == 1 and locks == []
     # A removal only: committed under the lock from the one look (nothing was embedded and no
@@ -123,7 +125,7 @@ def test_a_removal_planned_before_a_writer_came_is_planned_again(
 ) -> None:
     update_index(_config(workdir), progress=False)
     scans: list[str] = []
-    real_scan = imgsim.update.scan_names
+    real_scan = imgsim.embed.update.scan_names
     upload = workdir.parent / "data" / "square_00002.png"
 
     def scan_then_another_writer(folder: str) -> list:
@@ -135,7 +137,7 @@ def test_a_removal_planned_before_a_writer_came_is_planned_again(
             store.close()
         return records
 
-    monkeypatch.setattr(imgsim.update, "scan_names", scan_then_another_writer)
+    monkeypatch.setattr(imgsim.embed.update, "scan_names", scan_then_another_writer)
     (workdir.parent / "data" / "circle_00001.png").unlink()
     result = update_index(_config(workdir), progress=False)
     assert len(scans) == 2  # the generation moved: the folder was read again under the lock
@@ -185,7 +187,7 @@ def test_cli_index_update_and_kind(workdir: Path, capsys: pytest.CaptureFixture)
 
 
 def test_extract_builds_the_same_index(workdir: Path, embedded: list[str]) -> None:
-    from imgsim.extract import extract
+    from imgsim.embed.extract import extract
 
     result = extract(_config(workdir), progress=False)
     with open_store(workdir) as store:
@@ -221,7 +223,7 @@ def test_a_full_disk_stops_an_update_with_one_line_and_no_change(
     import sqlite3
 
     import imgsim.store.faiss_store
-    import imgsim.vectors
+    import imgsim.store.vectors
 
     data = str(workdir.parent / "data")
     assert main(["index", "--data", data, "--workdir", str(workdir)]) == 0
@@ -248,7 +250,7 @@ def test_a_full_disk_stops_an_update_with_one_line_and_no_change(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(imgsim.vectors, "write_file", no_space)
+        patch.setattr(imgsim.store.vectors, "write_file", no_space)
         assert main(["index", "--update", "--data", data, "--workdir", str(workdir)]) == 0
     assert "1 removed" in capsys.readouterr().out
     assert "square_00004.png" not in _vectors(workdir)[0]

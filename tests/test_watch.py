@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgsim.config import MANIFEST_FILE, MODEL_FILE, WATCH_STATUS_FILE, ExtractConfig
+from imgsim.core.config import MANIFEST_FILE, MODEL_FILE, WATCH_STATUS_FILE, ExtractConfig
+from imgsim.embed.watch import FolderWatcher, WatchLock, WatchLockHeld, run_watch, watch_status
 from imgsim.store import open_store
 from imgsim.store.database import Database
-from imgsim.watch import FolderWatcher, WatchLock, WatchLockHeld, run_watch, watch_status
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 WITHIN = 10.0  # seconds a change may take to reach the index here (2 busy cores, tests alongside)
@@ -196,7 +196,7 @@ def _get(url: str) -> dict:
 
 
 def test_serve_watch_with_two_workers(make_workdir, shapes_dir: Path) -> None:
-    from imgsim.update import update_index
+    from imgsim.embed.update import update_index
 
     work = make_workdir(per_shape=4)
     data = work.parent / "data"
@@ -269,7 +269,7 @@ def test_a_file_moved_out_is_handed_on_without_watchdogs_pairing_wait(tmp_path: 
     from watchdog.observers import Observer
     from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
-    from imgsim.watch import MOVE_PAIRING_SECONDS, _Events, _pair_moves_quickly
+    from imgsim.embed.watch import MOVE_PAIRING_SECONDS, _Events, _pair_moves_quickly
 
     folder, outside = tmp_path / "data", tmp_path / "held"
     folder.mkdir()
@@ -297,20 +297,20 @@ def test_new_images_duplicate_data_comes_after_their_batch(
 ) -> None:
     """Indexed first, duplicate data next (in chunks, while no event waits): a file moved out
     during a large batch's duplicate data is not held behind it."""
-    import imgsim.extract
-    import imgsim.watch
+    import imgsim.embed.extract
+    import imgsim.embed.watch
 
     work, data, watcher = watched
-    monkeypatch.setattr(imgsim.watch, "DUPLICATE_DATA_CHUNK", 2)
+    monkeypatch.setattr(imgsim.embed.watch, "DUPLICATE_DATA_CHUNK", 2)
     chunks: list[list[str]] = []
-    real = imgsim.extract.keep_duplicate_data
+    real = imgsim.embed.extract.keep_duplicate_data
 
     def keep(store, config, names, done) -> None:
         chunks.append(list(names))
         time.sleep(0.3)  # a slow chunk: the move below must not wait for all of them
         real(store, config, names, done)
 
-    monkeypatch.setattr(imgsim.extract, "keep_duplicate_data", keep)
+    monkeypatch.setattr(imgsim.embed.extract, "keep_duplicate_data", keep)
     new = [f"circle_{i:05d}.png" for i in range(10, 16)]
     for name in new:
         shutil.copy(shapes_dir / name, data / name)

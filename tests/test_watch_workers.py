@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.config import WATCH_LOCK_FILE
-from imgsim.sample import generate_shapes
+from imgsim.core.config import WATCH_LOCK_FILE
+from imgsim.images.sample import generate_shapes
 
 from .benchmark_import import load_benchmark
 from .conftest import SHAPES
@@ -43,7 +43,7 @@ PER_WORKER = 3  # searches each worker must answer
 @pytest.fixture
 def served(make_workdir) -> Iterator[tuple[Path, Path, int, subprocess.Popen]]:
     """(workdir, data, port, server): 160 indexed images under `serve --watch --workers 2`."""
-    from imgsim.update import update_index
+    from imgsim.embed.update import update_index
 
     work = make_workdir(per_shape=0)
     data = work.parent / "data"

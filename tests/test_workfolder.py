@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imgsim.cli import main
-from imgsim.config import WORKFOLDER_FILE
-from imgsim.workfolder import recall, settle
+from imgsim.cli.commands import main
+from imgsim.core.config import WORKFOLDER_FILE
+from imgsim.core.workfolder import recall, settle
 
 TINY = [
     "--epochs", "1", "--steps-per-epoch", "2", "--workers", "1", "--threads", "1",

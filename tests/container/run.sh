@@ -166,7 +166,7 @@ main() {
     log "sample images, train, index (containers, folders as volumes)"
     podman run --rm --no-healthcheck "${run_flags[@]}" -v "$tmp/data:/data" \
         --entrypoint python3 "$image" -c \
-        'from imgsim.sample import generate_shapes; print(generate_shapes("/data", 12), "images")'
+        'from imgsim.images.sample import generate_shapes; print(generate_shapes("/data", 12), "images")'
     in_container stats --data /data
     in_container train --epochs 3 --seed 0 --workers 1
     in_container index --kind flat

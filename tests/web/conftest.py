@@ -14,9 +14,9 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from webtest_images import COLOURS, ODD_NAMES, make_image
 from werkzeug.serving import make_server
 
-from imgsim.config import MODEL_FILE, ModelConfig, SearchConfig
-from imgsim.model import EmbeddingNet, save_model
-from imgsim.search import Searcher
+from imgsim.core.config import MODEL_FILE, ModelConfig, SearchConfig
+from imgsim.model.network import EmbeddingNet, save_model
+from imgsim.search.searcher import Searcher
 from imgsim.store import open_store
 from imgsim.store.exports import build_collection, write_exports
 from imgsim.web import create_app

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from imgsim.search import EMBEDDINGS_MISSING
+from imgsim.search.searcher import EMBEDDINGS_MISSING
 
 QUERY_KEYS = ["query", "results", "total_results", "threshold", "hidden"]
 RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "confidence", "url"]
@@ -94,7 +94,7 @@ def test_bad_parameters_are_400(
 
 
 def test_batch_without_embeddings_is_503(make_app, tmp_path: Path, data_dir: Path) -> None:
-    from imgsim.config import MODEL_FILE
+    from imgsim.core.config import MODEL_FILE
 
     (tmp_path / MODEL_FILE).write_bytes((data_dir.parent / "work" / MODEL_FILE).read_bytes())
     client = make_app(fresh=True, workdir=str(tmp_path)).test_client()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from imgsim.search import Searcher
+from imgsim.search.searcher import Searcher
 
 CATEGORIES = {"blue": 3, "blue_<img src=x onerror=alert(1)>": 1, "green": 3, "green stripes": 1}
 CATEGORIES |= {"red": 3}

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from imgsim import trash
-from imgsim.config import DUPLICATES_FILE, DuplicatesConfig
-from imgsim.duplicates import StoreFinder
-from imgsim.duplicates.dismissed import load_dismissed
-from imgsim.search import NotReadyError, Searcher
+from imgsim.core.config import DUPLICATES_FILE, DuplicatesConfig
+from imgsim.explore.duplicates import StoreFinder
+from imgsim.explore.duplicates.dismissed import load_dismissed
+from imgsim.explore.duplicates.kept import KeptDuplicates
+from imgsim.files import trash
+from imgsim.search.searcher import NotReadyError, Searcher
 from imgsim.web.app import CSP
-from imgsim.web.duplicates import wait_for_groups
+from imgsim.web.duplicates import embed_views, wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
 
 TOKEN = "s3cret-token"
@@ -77,7 +79,7 @@ def test_groups_of_the_index_with_image_urls(dup_client: FlaskClient) -> None:
 def test_the_answer_is_kept_until_the_index_changes(
     dup_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgsim.duplicates import stored
+    from imgsim.explore.duplicates import stored
 
     calls, decoded = [], []
     real = StoreFinder.find
@@ -218,19 +220,20 @@ def test_trash_needs_the_token(
     assert trash.list_trash(dup_workdir) == []
 
 
-def test_the_searcher_finds_the_groups_the_web_layer_serves(dup_workdir: Path) -> None:
-    # As for the map, the web layer asks the Searcher; the library gets the same groups.
+def test_the_views_helper_finds_the_groups_the_web_layer_serves(dup_workdir: Path) -> None:
+    # The duplicates view's helper, used as a library, gets the same groups.
     searcher = Searcher.from_workdir(dup_workdir)
+    kept = KeptDuplicates(searcher.workdir, partial(embed_views, searcher))
     try:
-        first = searcher.duplicate_groups(DuplicatesConfig())
+        first = kept.current(searcher.ready(), DuplicatesConfig())
         assert first.document is None and first.computing
-        searcher.duplicates.wait(60)
-        state = searcher.duplicate_groups(DuplicatesConfig())
+        kept.wait(60)
+        state = kept.current(searcher.ready(), DuplicatesConfig())
         assert state.status == "ready" and member_sets(state.document) == PLANTED
     finally:
         searcher.store.close()
-    with pytest.raises(NotReadyError):
-        Searcher.from_workdir(dup_workdir.parent / "empty").duplicate_groups(DuplicatesConfig())
+    with pytest.raises(NotReadyError):  # what the view answers with 503
+        Searcher.from_workdir(dup_workdir.parent / "empty").ready()
 
 
 def test_without_an_index_503(make_app: Callable[..., Flask], tmp_path: Path) -> None:

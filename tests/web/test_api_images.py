@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from webtest_images import ODD_NAMES
 
-from imgsim.config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE, MODEL_FILE
+from imgsim.core.config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE, MODEL_FILE
 from imgsim.store import open_store
 from imgsim.store.exports import build_collection
 
@@ -100,10 +100,12 @@ def test_a_folder_symlink_that_leads_out_is_not_followed(
 ) -> None:
     from webtest_images import image_bytes, make_image
 
-    from imgsim.search import Searcher
+    from imgsim.search.editor import CollectionEditor
+    from imgsim.search.searcher import Searcher
 
     searcher = Searcher.from_workdir(own_workdir)
-    searcher.add_images({"linked/hat_001.png": image_bytes(make_image((1, 2, 3), 1))})
+    image = image_bytes(make_image((1, 2, 3), 1))
+    CollectionEditor(searcher).add_images({"linked/hat_001.png": image})
     data = own_workdir.parent / "data"
     client = make_app(searcher).test_client()
     assert client.get("/images/linked/hat_001.png").status_code == 200

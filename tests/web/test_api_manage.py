@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from webtest_images import ODD_NAMES, image_bytes, make_image
 from werkzeug.test import TestResponse
 
-from imgsim.search import ModelMismatchError
+from imgsim.search.searcher import ModelMismatchError
 from imgsim.web import manage
 from imgsim.web.app import config_from_env
 from imgsim.web.openapi import openapi_spec
@@ -275,12 +275,12 @@ def test_changes_by_another_process_are_seen_at_once(
 def test_embeddings_of_another_model_are_409(
     client_w: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    searcher = client_w.application.extensions["imgsim.searcher"]
+    editor = client_w.application.extensions["imgsim.editor"]
 
     def mismatch(images: object) -> list[str]:
         raise ModelMismatchError("These embeddings come from model a but the index holds b's")
 
-    monkeypatch.setattr(searcher, "add_images", mismatch)
+    monkeypatch.setattr(editor, "add_images", mismatch)
     response = post_images(client_w, [("yellow_001.png", new_png())])
     assert response.status_code == 409
     assert "model" in response.get_json()["error"]
@@ -370,7 +370,7 @@ def test_unknown_names_never_touch_the_disk(
 def test_delete_moves_the_file_to_the_trash_and_restore_brings_it_back(
     client_w: FlaskClient, own_workdir: Path
 ) -> None:
-    from imgsim import trash
+    from imgsim.files import trash
 
     data = own_workdir.parent / "data"
     original = (data / "red_001.jpg").read_bytes()
@@ -383,7 +383,7 @@ def test_delete_moves_the_file_to_the_trash_and_restore_brings_it_back(
 
 
 def test_a_replaced_image_goes_to_the_trash(client_w: FlaskClient, own_workdir: Path) -> None:
-    from imgsim import trash
+    from imgsim.files import trash
 
     data = own_workdir.parent / "data"
     original = (data / "red_002.png").read_bytes()

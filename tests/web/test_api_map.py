@@ -12,9 +12,11 @@ from conftest import build_workdir
 from flask import Flask
 from flask.testing import FlaskClient
 
-from imgsim.config import MAP_FILE
-from imgsim.search import Searcher
+from imgsim.core.config import MAP_FILE
+from imgsim.search.searcher import Searcher
+from imgsim.web.map_view import wait_for_map
 from imgsim.web.openapi import openapi_spec
+from imgsim.web.searcher import editor_of
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def ready_map(client: FlaskClient) -> dict[str, Any]:
         assert first.get_json() == {"status": "computing", "retry_after": 2}
         assert first.headers["Retry-After"] == "2"
     if first.status_code == 202 or first.get_json()["status"] == "updating":
-        client.application.extensions["imgsim.searcher"].map.wait(60)
+        wait_for_map(client.application, 60)
     response = client.get("/map/points")
     assert response.status_code == 200
     return response.get_json()
@@ -69,11 +71,10 @@ def test_map_is_bounded_and_stratified(make_app, map_workdir: Path) -> None:
 def test_map_follows_changes_of_the_collection(make_app, own_workdir: Path, data_dir: Path) -> None:
     client = map_client(make_app, own_workdir)
     before = ready_map(client)
-    searcher = client.application.extensions["imgsim.searcher"]
-    searcher.add_images({"red_050.png": data_dir / "red_001.jpg"})
+    editor_of(client.application).add_images({"red_050.png": data_dir / "red_001.jpg"})
     during = client.get("/map/points").get_json()
     assert during["status"] == "updating" and during["generation"] == before["generation"]
-    searcher.map.wait(60)
+    wait_for_map(client.application, 60)
     after = client.get("/map/points").get_json()
     assert after["status"] == "ready" and after["generation"] > before["generation"]
     assert "red_050.png" in {p["filename"] for p in after["points"]}
@@ -89,10 +90,10 @@ def test_a_failed_map_is_a_json_error(make_app, own_workdir: Path, monkeypatch) 
     def broken(*args: object) -> None:
         raise ValueError("no memory left")
 
-    monkeypatch.setattr("imgsim.collection_map.compute_map", broken)
+    monkeypatch.setattr("imgsim.explore.collection_map.compute_map", broken)
     client = map_client(make_app, own_workdir)
     assert client.get("/map/points").status_code == 202
-    client.application.extensions["imgsim.searcher"].map.wait(60)
+    wait_for_map(client.application, 60)
     response = client.get("/map/points")
     assert response.status_code == 500
     assert response.get_json() == {"error": "cannot compute the map: no memory left"}

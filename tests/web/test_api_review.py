@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from imgsim import trash
-from imgsim.config import DUPLICATES_FILE
-from imgsim.search import Searcher
+from imgsim.core.config import DUPLICATES_FILE
+from imgsim.files import trash
+from imgsim.search.searcher import Searcher
 from imgsim.web.duplicates import wait_for_groups
 from tests.duplicate_folder import PLANTED, contents, indexed_workdir, make_planted_folder
 

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 from webtest_images import image_bytes, make_image
 
-from imgsim.config import NEAR_COPY_SIMILARITY
-from imgsim.search import Searcher
+from imgsim.core.config import NEAR_COPY_SIMILARITY
+from imgsim.search.searcher import Searcher
 
 # The original's four keys, then the category-calibrated confidence (or null) and the link.
 RESULT_KEYS = ["filename", "similarity", "embedding_distance", "category", "confidence", "url"]

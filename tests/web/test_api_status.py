@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from imgsim.config import MODEL_FILE
-from imgsim.search import EMBEDDINGS_MISSING, MODEL_MISSING
+from imgsim.core.config import MODEL_FILE
+from imgsim.search.searcher import EMBEDDINGS_MISSING, MODEL_MISSING
 
 ORIGINAL_KEYS = [
     "model_loaded",

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from imgsim.config import SearchConfig
-from imgsim.search import Searcher
+from imgsim.core.config import SearchConfig
+from imgsim.search.searcher import Searcher
 from imgsim.web import create_app, serve
 from imgsim.web.app import config_from_env
 
@@ -61,7 +61,7 @@ def test_config_from_env_defaults() -> None:
 
 
 def test_bad_config_file_is_refused(tmp_path: Path) -> None:
-    from imgsim.config import ConfigError
+    from imgsim.core.config import ConfigError
 
     config_file = tmp_path / "bad.toml"
     config_file.write_text("[search]\nno_such_setting = 1\n")
@@ -131,7 +131,7 @@ def test_serve_dev_runs_flasks_server(workdir: Path, dev_runs) -> None:
 
 
 def test_serve_binds_to_loopback_by_default(workdir: Path, runs) -> None:
-    from imgsim.cli import build_parser
+    from imgsim.cli.commands import build_parser
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
     serve(str(workdir))
@@ -152,9 +152,9 @@ def test_serve_keeps_the_config_files_workdir_unless_given(
 
 def test_app_triplet_shim_runs_imgsim_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
-    fake_cli = types.ModuleType("imgsim.cli")
+    fake_cli = types.ModuleType("imgsim.cli.commands")
     fake_cli.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "imgsim.cli", fake_cli)
+    monkeypatch.setitem(sys.modules, "imgsim.cli.commands", fake_cli)
     monkeypatch.setattr(sys, "argv", ["app_triplet.py", "--port", "8000"])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(REPO / "app_triplet.py"), run_name="__main__")
@@ -177,7 +177,7 @@ def test_unhandled_errors_are_json_500(make_app) -> None:
 def test_an_unhandled_error_logs_its_traceback(
     make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from imgsim.logs import setup_logging
+    from imgsim.core.logs import setup_logging
 
     app = make_app()
 
@@ -197,7 +197,7 @@ def test_an_unhandled_error_logs_its_traceback(
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.org", ""])
 def test_debug_is_refused_beyond_loopback(host: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from imgsim.cli import main
+    from imgsim.cli.commands import main
 
     assert main(["serve", "--debug", "--host", host]) == 1
     assert "only on loopback" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 from browser_page import BROWSER_TEST, playwright_api, results_shown
 from flask import Flask
 
-from imgsim.search import Searcher
+from imgsim.search.searcher import Searcher
 
 expect = playwright_api().expect
 pytestmark = BROWSER_TEST

@@ -10,8 +10,8 @@ import pytest
 from browser_page import BROWSER_TEST, playwright_api
 from flask import Flask
 
-from imgsim import trash
-from imgsim.search import Searcher
+from imgsim.files import trash
+from imgsim.search.searcher import Searcher
 from tests.duplicate_folder import PLANTED, indexed_workdir, make_planted_folder
 
 TOKEN = "browser-token"

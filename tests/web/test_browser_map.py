@@ -10,7 +10,7 @@ import pytest
 from browser_page import BROWSER_TEST, playwright_api
 from conftest import build_workdir
 
-from imgsim.search import Searcher
+from imgsim.search.searcher import Searcher
 
 expect = playwright_api().expect
 pytestmark = BROWSER_TEST

@@ -12,7 +12,7 @@ from typing import Any
 from browser_page import BROWSER_TEST, playwright_api
 from test_browser_duplicates import TOKEN, dup_workdir, open_page  # noqa: F401 - fixtures
 
-from imgsim import trash
+from imgsim.files import trash
 from tests.duplicate_folder import PLANTED, contents
 
 expect = playwright_api().expect

@@ -13,8 +13,8 @@ from browser_page import BROWSER_TEST, playwright_api, results_shown
 from flask import Flask
 from webtest_images import image_bytes, make_image
 
-from imgsim.config import SearchConfig
-from imgsim.watch import FolderWatcher
+from imgsim.core.config import SearchConfig
+from imgsim.embed.watch import FolderWatcher
 from imgsim.web import create_app, pages, watching
 
 expect = playwright_api().expect

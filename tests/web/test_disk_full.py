@@ -14,11 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from webtest_images import image_bytes, make_image
 
-import imgsim.staging
+import imgsim.files.staging
+import imgsim.files.trash
 import imgsim.store.faiss_store
-import imgsim.trash
-from imgsim.staging import STAGING_DIR
-from imgsim.trash import list_trash
+from imgsim.files.staging import STAGING_DIR
+from imgsim.files.trash import list_trash
 
 TOKEN = "disk-full-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,9 +54,9 @@ def state(client: FlaskClient, work: Path) -> tuple[int, list[str], list[str]]:
 # Where a full disk can meet an upload: its file, its intent, the trash record of the image
 # it replaces, and the database commit.
 FAILURES = {
-    "staged file": (imgsim.staging, "_write_synced", enospc),
-    "intent": (imgsim.staging.os, "fsync", enospc),
-    "trash record": (imgsim.trash, "_append", enospc),
+    "staged file": (imgsim.files.staging, "_write_synced", enospc),
+    "intent": (imgsim.files.staging.os, "fsync", enospc),
+    "trash record": (imgsim.files.trash, "_append", enospc),
     "commit": (imgsim.store.faiss_store, "insert_rows", sqlite_full),
 }
 
@@ -95,7 +95,7 @@ def test_a_delete_on_a_full_disk_is_507_and_changes_nothing(
 ) -> None:
     target = own_workdir.parent / "data" / "red_001.jpg"
     before = state(client, own_workdir)
-    failure = (imgsim.trash, "_append", enospc) if where == "trash record" else None
+    failure = (imgsim.files.trash, "_append", enospc) if where == "trash record" else None
     failure = failure or (imgsim.store.faiss_store, "delete_paths", sqlite_full)
     with monkeypatch.context() as patch:
         patch.setattr(*failure)

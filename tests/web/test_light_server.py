@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_workers import free_port, http, multipart
 
-from imgsim.config import MODEL_FILE, ONNX_FILE, SearchConfig
+from imgsim.core.config import MODEL_FILE, ONNX_FILE, SearchConfig
 from imgsim.web.server import cores, share_cores
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux /proc only")
@@ -41,7 +41,7 @@ def mapped_libraries(pid: int) -> str:
 def server(request: pytest.FixtureRequest, own_workdir: Path) -> Iterator[tuple[str, int]]:
     """(URL, master pid) of `imgsim serve --workers 2`, with the model's ONNX export kept (as
     extract leaves it) or missing (a model file alone: serve exports it before forking)."""
-    from imgsim.export import export_onnx
+    from imgsim.model.export import export_onnx
 
     if request.param == "kept":
         export_onnx(own_workdir / MODEL_FILE)

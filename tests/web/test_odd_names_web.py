@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-from imgsim.cli import main
-from imgsim.trash import list_trash, restore
+from imgsim.cli.commands import main
+from imgsim.files.trash import list_trash, restore
 
 RAW = os.fsdecode(b"red_913_\xff.png")  # not UTF-8: Python holds the byte as a surrogate
 NAME = "red_913_\\xff.png"  # its escaped name, as every page and answer shows it

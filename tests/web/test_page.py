@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from imgsim.config import PAGE_WATCH_REFRESH_SECONDS
+from imgsim.core.config import PAGE_WATCH_REFRESH_SECONDS
 from imgsim.web.app import CSP
 
 

@@ -20,10 +20,10 @@ import pytest
 from flask import Flask
 from webtest_images import image_bytes, make_image
 
-import imgsim.kept_document
-import imgsim.search
+import imgsim.explore.kept_document
+import imgsim.search.editor
 import imgsim.store.database
-from imgsim.changes import CHANGES_LOCK
+from imgsim.files.changes import CHANGES_LOCK
 
 TOKEN = "read-only-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -55,8 +55,8 @@ def read_only(monkeypatch: pytest.MonkeyPatch, own_workdir: Path) -> Path:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(imgsim.store.database.sqlite3, "connect", connect)
-    monkeypatch.setattr(imgsim.search, "changing", changing)
-    monkeypatch.setattr(imgsim.kept_document, "write_document", write_document)
+    monkeypatch.setattr(imgsim.search.editor, "changing", changing)
+    monkeypatch.setattr(imgsim.explore.kept_document, "write_document", write_document)
     return own_workdir
 
 

@@ -13,8 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from webtest_images import image_bytes, make_image
 
-from imgsim.config import SearchConfig
-from imgsim.data import decode_limits, set_decode_limits
+from imgsim.core.config import SearchConfig
+from imgsim.images.data import decode_limits, set_decode_limits
 from imgsim.web import create_app
 from imgsim.web.manage import NAME_MAX, NAME_ROOM
 

@@ -100,7 +100,7 @@ def server(request: pytest.FixtureRequest, own_workdir: Path) -> Iterator[tuple[
         with open_store(workdir, "faiss") as local:  # copy the collection into Milvus
             names, vectors = zip(*local.iter_vectors(), strict=True)
             info = local.info()
-        from imgsim.model import load_model
+        from imgsim.model.network import load_model
 
         model_id = load_model(workdir / "triplet_base_final.pt")[1]["model_id"]
         with open_store(workdir, store, model_id) as remote:

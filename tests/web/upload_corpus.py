@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-import imgsim.data  # noqa: F401  (registers pillow-heif, which writes the HEIC case)
+import imgsim.images.data  # noqa: F401  (registers pillow-heif, which writes the HEIC case)
 
 # The corpus app's limits: small, so the over-limit cases stay small too.
 MAX_IMAGE_BYTES = 256 * 1024

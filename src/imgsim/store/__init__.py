@@ -1,4 +1,7 @@
-"""The vector store: one interface, an embedded engine (FAISS + SQLite) and Milvus."""
+"""The vector store: one interface, an embedded engine (FAISS + SQLite) and Milvus.
+
+Layer 5: may import `core`, `files`, `images` and `model`.
+"""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ImgsimError
-from ..filefacts import FileFacts
+from ..core.errors import ImgsimError
+from ..files.filefacts import FileFacts
 
 # The original's words, kept for its users (and its API's 503 answer).
 EMBEDDINGS_MISSING = "No embeddings loaded — run extraction first (imgsim extract)"

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ReadOnlyError, storage_error
-from ..filefacts import FileFacts
+from ..core.errors import ReadOnlyError, storage_error
+from ..files.filefacts import FileFacts
 from .base import ConcurrentChangeError, Derived, StoreError
 
 SCHEMA_VERSION = 2

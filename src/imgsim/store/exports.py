@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE
-from ..errors import EmbeddingsNotLoadedError
-from ..filefacts import FileFacts, collect_facts
-from ..fileio import atomic_path, write_text_atomic
+from ..core.config import FEATURES_FILE, IMAGES_FILE, INDEX_META_FILE
+from ..core.errors import EmbeddingsNotLoadedError
+from ..core.fileio import atomic_path, write_text_atomic
+from ..files.filefacts import FileFacts, collect_facts
 from .base import CollectionInfo, Item, Store
 
 log = logging.getLogger("imgsim")

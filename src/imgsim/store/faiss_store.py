@@ -22,11 +22,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .. import vectors as vx
-from ..config import FAISS_INDEX_FILE, MANIFEST_FILE
-from ..data import category_of
-from ..errors import storage_error
-from ..filefacts import FileFacts
+from ..core.config import FAISS_INDEX_FILE, MANIFEST_FILE
+from ..core.errors import storage_error
+from ..core.names import category_of
+from ..files.filefacts import FileFacts
+from . import vectors as vx
 from .base import CollectionInfo, Derived, Hit, Item, ModelMismatchError, Store
 from .database import (
     Database,

@@ -24,9 +24,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ..data import category_of
-from ..filefacts import FileFacts
-from ..vectors import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
+from ..core.names import category_of
+from ..files.filefacts import FileFacts
 from .base import (
     CollectionInfo,
     ConcurrentChangeError,
@@ -39,6 +38,7 @@ from .base import (
     StoreUnavailableError,
 )
 from .milvus_derived import STRONG, TEXT_MAX, UNUSED, MilvusDerived, create_without_vectors
+from .vectors import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
 
 log = logging.getLogger("imgsim")
 

@@ -11,9 +11,9 @@ import click
 from flask import Flask, Response
 from flask.cli import with_appcontext
 
-from ..config import ENV_CONFIG, SearchConfig, load_config, replace
-from ..data import set_decode_limits
-from ..search import Searcher
+from ..core.config import ENV_CONFIG, SearchConfig, load_config, replace
+from ..images.data import set_decode_limits
+from ..search.searcher import Searcher
 from . import (
     browse,
     duplicates,
@@ -71,6 +71,8 @@ def create_app(
     app.config.update(flask_config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original's key order
     init_app(app, config, searcher)
+    map_view.init_app(app)  # each view owns its helper
+    duplicates.init_app(app)
     views = (pages, search, status, images, manage, openapi, browse, map_view, duplicates, review)
     for view in views:
         app.register_blueprint(view.bp)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, url_for
 
-from ..search import results_response
+from ..search.searcher import results_response
 from .forms import read_categories, read_field, read_int, read_threshold, read_top_k
 from .search import with_urls
 from .searcher import get_searcher
@@ -22,7 +22,7 @@ PAGE_MAX = 10_000_000  # a bound for the number itself; past the last page is ju
 def browse() -> Any:
     """One page of the collection's images (of one category, or all), by name, with counts."""
     searcher = get_searcher()
-    store = searcher.collection()
+    store = searcher.ready(model=False, vectors=False)
     category = read_field("category")
     page = read_int("page", 1, 1, PAGE_MAX)
     per_page = read_int("per_page", PER_PAGE_DEFAULT, 1, PER_PAGE_MAX)

@@ -4,11 +4,15 @@ POST /duplicates/not-duplicates."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, url_for
 
-from ..config import (
+from ..core.config import (
     DUPLICATES_MAX_PER_PAGE,
     DUPLICATES_PER_PAGE,
     DUPLICATES_SORTS,
@@ -17,21 +21,23 @@ from ..config import (
     load_config,
     replace,
 )
-from ..duplicates.dismissed import change_dismissed, group_pairs
-from ..duplicates.finder import check_method
-from ..duplicates.kept import SETTINGS
-from ..duplicates.review import review_page
-from ..errors import ImgsimError, TrashError
-from ..kept_document import DocumentState
-from ..trash import find as find_in_trash
+from ..core.errors import ImgsimError, NotReadyError, TrashError
+from ..explore.duplicates.dismissed import change_dismissed, group_pairs
+from ..explore.duplicates.finder import check_method
+from ..explore.duplicates.kept import SETTINGS, KeptDuplicates
+from ..explore.duplicates.review import review_page
+from ..explore.kept_document import DocumentState
+from ..files.trash import find as find_in_trash
+from ..search.searcher import Searcher
 from .errors import ApiError
 from .manage import require_token
 from .pending import pending_answer
-from .searcher import get_searcher, searcher_of
+from .searcher import get_editor, get_searcher, searcher_of
 
 bp = Blueprint("duplicates", __name__, url_prefix="/duplicates")
 
 _KEY = "imgsim.duplicates"
+_GROUPS_KEY = "imgsim.duplicate_groups"
 SETTINGS_KEY = "IMGSIM_DUPLICATES"  # a DuplicatesConfig in app.config; else IMGSIM_CONFIG's
 MAX_NAMES = 10_000  # names one trash request may carry
 # A trash right after another waits this long for the new groups (known fingerprints are not
@@ -77,14 +83,32 @@ def trash_ids(names: list[str]) -> list[str]:
     return ids
 
 
+def init_app(app: Flask) -> None:
+    """Give `app` its duplicate groups: found in the background, kept in the work folder;
+    turned copies are embedded by the app's network."""
+    searcher = searcher_of(app)
+    app.extensions[_GROUPS_KEY] = KeptDuplicates(searcher.workdir, partial(embed_views, searcher))
+
+
+def embed_views(searcher: Searcher, paths: Sequence[Path], views: Sequence[int]) -> np.ndarray:
+    """The embeddings of these turned views of these files, by the searcher's network."""
+    from ..explore.duplicates.views import ViewEmbedder
+
+    if searcher.embedder is None:
+        raise NotReadyError("no model to embed images with")
+    return ViewEmbedder(searcher.embedder)(paths, views)
+
+
 def wait_for_groups(app: Flask, timeout: float | None = None) -> None:
     """Wait until a search for groups in progress in this process ends (tests, scripts)."""
-    searcher_of(app).duplicates.wait(timeout)
+    app.extensions[_GROUPS_KEY].wait(timeout)
 
 
 def groups_now(settings: DuplicatesConfig) -> DocumentState:
-    """The kept groups for `settings`, starting a search in the background when not current."""
-    return get_searcher().duplicate_groups(settings)
+    """The kept groups for `settings`, starting a search in the background when not current;
+    NotReadyError while a search could not run."""
+    store = get_searcher().ready()
+    return current_app.extensions[_GROUPS_KEY].current(store, settings)
 
 
 def current_groups(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,7 +117,7 @@ def current_groups(body: dict[str, Any]) -> list[dict[str, Any]]:
     settings = request_settings(body)
     state = groups_now(settings)
     if not state.current:  # after a change (another trash): its groups take a moment, mostly
-        get_searcher().duplicates.wait(TRASH_WAIT_SECONDS)
+        wait_for_groups(current_app, TRASH_WAIT_SECONDS)
         state = groups_now(settings)
     if not state.current or state.document is None:
         raise ApiError("the duplicate groups are being found again (the collection changed); "
@@ -178,7 +202,7 @@ def trash() -> Any:
             f"not an extra of any duplicate group now (reload the groups): {unknown[0][:200]!r}",
             409,
         )
-    removed = get_searcher().remove_images(names)
+    removed = get_editor().remove_images(names)
     total = int(get_searcher().stats()["total_images"])
     return jsonify(trashed=removed, ids=trash_ids(removed), total_images=total)
 

@@ -12,10 +12,10 @@ from werkzeug.exceptions import (
     RequestTimeout,
 )
 
-from ..errors import DiskFullError, ReadOnlyError, UnsafePathError
-from ..search import (
+from ..core.errors import DiskFullError, ReadOnlyError, UnsafePathError
+from ..search.editor import ImageNameError
+from ..search.searcher import (
     ConcurrentChangeError,
-    ImageNameError,
     ImageNotIndexedError,
     ModelMismatchError,
     NotReadyError,

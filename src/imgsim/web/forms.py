@@ -10,7 +10,7 @@ from typing import IO
 from flask import Request, current_app, request
 from werkzeug.datastructures import FileStorage
 
-from ..config import TOP_K_RANGE
+from ..core.config import TOP_K_RANGE
 from .errors import ApiError, too_large_message
 
 TOP_K_MIN, TOP_K_MAX = TOP_K_RANGE  # the API's, as the CLI's (the page offers less)

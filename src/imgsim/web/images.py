@@ -8,12 +8,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from ..data import load_image
-from ..errors import UnsafePathError
-from ..paths import safe_path
+from ..core.errors import UnsafePathError
+from ..core.paths import safe_path
+from ..images.data import load_image
 from .errors import ApiError
 from .forms import read_field
-from .searcher import get_searcher
+from .searcher import get_editor
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -35,7 +35,7 @@ def image(name: str) -> Any:
     thumbnail that fits in size × size.
     """
     size = _thumbnail_size()
-    path = get_searcher().image_path(name)
+    path = get_editor().image_path(name)
     if path is None:
         raise ApiError(f"no indexed image named {name[:200]!r}", 404)
     # image_path is data_dir / name: its data folder is as many levels up as name has parts.

@@ -10,14 +10,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from ..data import category_of
-from ..errors import ImgsimError
-from ..paths import safe_path
-from ..search import ImageNameError, UnreadableImageError, dataset_name
+from ..core.errors import ImgsimError
+from ..core.paths import safe_path
+from ..images.data import category_of
+from ..search.editor import ImageNameError, dataset_name
+from ..search.searcher import UnreadableImageError
 from .errors import ApiError, error_response
 from .forms import limit_request, read_field, read_images
 from .search import name_unreadable
-from .searcher import get_searcher
+from .searcher import get_editor, get_searcher
 
 bp = Blueprint("manage", __name__)
 
@@ -75,7 +76,7 @@ def add_images() -> Any:
     stored = stored_names(uploads, read_field("category"), _data_dir())
     images = {name: data for name, (_, data) in zip(stored, uploads, strict=True)}
     try:
-        names = get_searcher().add_images(images)
+        names = get_editor().add_images(images)
     except UnreadableImageError:
         raise name_unreadable(uploads) from None
     added = [
@@ -88,7 +89,7 @@ def add_images() -> Any:
 @bp.delete("/images/<path:name>")
 def remove_image(name: str) -> Any:
     """Remove an indexed image and its file; 404 for any other name (nothing is touched)."""
-    if not get_searcher().remove_images([name]):
+    if not get_editor().remove_images([name]):
         raise ApiError(f"no indexed image named {name[:200]!r}", 404)
     return jsonify(removed=name, total_images=_total())
 
@@ -165,9 +166,8 @@ def _check_place(where: str, data_dir: Path, name: str) -> None:
 
 def _data_dir() -> Path | None:
     """The data folder of the app's index, or None while there is none (the add says so)."""
-    searcher = get_searcher()
     try:
-        return searcher.data_dir
+        return get_editor().data_dir
     except ImgsimError:  # the store cannot say (unreachable): the add will answer for it
         return None
 

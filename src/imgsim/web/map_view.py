@@ -5,19 +5,37 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, url_for
+from flask import Blueprint, Flask, Response, current_app, render_template, url_for
 
-from ..collection_map import MapSettings
-from ..config import PAGE_TOP_K_RANGE
+from ..core.config import PAGE_TOP_K_RANGE
+from ..explore.collection_map import CollectionMap, MapSettings
+from ..explore.kept_document import DocumentState
 from .pages import url_prefix
 from .pending import pending_answer
-from .searcher import get_searcher
+from .searcher import get_searcher, searcher_of
 
 bp = Blueprint("map", __name__, url_prefix="/map")
 
 # Kept in the work folder's map file for the server's own checks; not the API's business.
 PRIVATE_KEYS = frozenset({"store"})
 _BODY_KEY = "imgsim.map_body"  # (the document, its answer serialised): once per new map
+_KEY = "imgsim.map"
+
+
+def init_app(app: Flask) -> None:
+    """Give `app` the collection's map: computed in the background, kept in the work folder."""
+    app.extensions[_KEY] = CollectionMap(searcher_of(app).workdir)
+
+
+def collection_map(settings: MapSettings) -> DocumentState:
+    """The 2-D map of the app's collection; NotReadyError while there is no collection."""
+    store = get_searcher().ready(model=False)
+    return current_app.extensions[_KEY].current(store, settings)
+
+
+def wait_for_map(app: Flask, timeout: float | None = None) -> None:
+    """Wait until a map being computed in this process is done (tests, scripts)."""
+    app.extensions[_KEY].wait(timeout)
 
 
 @bp.get("")
@@ -40,7 +58,7 @@ def points() -> Any:
     or 202 computing while the first is; each point's image is at its `url`."""
     config = current_app.config["IMGSIM"]
     settings = MapSettings(config.map_points, config.map_method, config.map_seed)
-    state = get_searcher().collection_map(settings)
+    state = collection_map(settings)
     pending = pending_answer(state)
     if pending is not None:
         return pending

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, url_for
 
-from ..config import PAGE_TOP_K_RANGE, PAGE_WATCH_REFRESH_SECONDS
+from ..core.config import PAGE_TOP_K_RANGE, PAGE_WATCH_REFRESH_SECONDS
 from .browse import PER_PAGE_DEFAULT
 
 bp = Blueprint("pages", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..kept_document import DocumentState
+from ..explore.kept_document import DocumentState
 from .errors import ApiError
 
 RETRY_SECONDS = 2  # how soon a client should ask again while the first one is computed

@@ -7,12 +7,12 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from ..errors import TrashError
-from ..untrash import restore_to_index
+from ..core.errors import TrashError
+from ..search.untrash import restore_to_index
 from .duplicates import MAX_NAMES, current_groups, trash_ids
 from .errors import ApiError
 from .manage import require_token
-from .searcher import get_searcher
+from .searcher import get_editor, get_searcher
 
 bp = Blueprint("review", __name__, url_prefix="/duplicates")
 
@@ -46,7 +46,7 @@ def keep() -> Any:
                  None)  # fmt: skip
     if group is None or {m["name"] for m in group["members"]} != set(names):
         raise ApiError("that group is not as it was shown (reload the groups)", 409)
-    removed = get_searcher().remove_images([n for n in names if n != kept])
+    removed = get_editor().remove_images([n for n in names if n != kept])
     total = int(get_searcher().stats()["total_images"])
     return jsonify(kept=kept, trashed=removed, ids=trash_ids(removed), total_images=total)
 
@@ -59,9 +59,9 @@ def restore() -> Any:
     if denied is not None:
         return denied
     ids = _names(request.get_json(silent=True), "ids", 1)
-    get_searcher().require_ready()  # 503 without a collection to put them back into
+    get_searcher().ready()  # 503 without a collection to put them back into
     try:
-        restored = restore_to_index(get_searcher(), ids)
+        restored = restore_to_index(get_editor(), ids)
     except TrashError as exc:
         raise ApiError(str(exc), 409) from None
     return jsonify(restored=restored, total_images=int(get_searcher().stats()["total_images"]))

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, current_app, jsonify, url_for
 
-from ..search import UnreadableImageError, results_response
+from ..search.searcher import UnreadableImageError, results_response
 from .forms import (
     limit_request,
     read_categories,
@@ -28,7 +28,7 @@ def search() -> Any:
     """The most similar indexed images to the uploaded one."""
     limit_request(1)
     searcher = get_searcher()
-    searcher.require_ready()
+    searcher.ready()
     _, data = read_image()
     results = searcher.search(data, read_top_k(), read_threshold(), read_categories())
     return jsonify(with_urls(results_response(results)))
@@ -39,7 +39,7 @@ def search_batch() -> Any:
     """One result list per uploaded image, in upload order, from one forward pass."""
     limit_request(current_app.config["IMGSIM"].max_batch_files)
     searcher = get_searcher()
-    searcher.require_ready()
+    searcher.ready()
     uploads = read_images()
     top_k, threshold, categories = read_top_k(), read_threshold(), read_categories()
     try:

@@ -14,11 +14,11 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from ..config import MODEL_FILE, SearchConfig, load_config, replace
-from ..errors import ConfigError, ImgsimError, ModelNotLoadedError
-from ..export import kept_export_names
-from ..interrupt import Stopped
-from ..modelfile import read_model_meta
+from ..core.config import MODEL_FILE, SearchConfig, load_config, replace
+from ..core.errors import ConfigError, ImgsimError, ModelNotLoadedError
+from ..core.interrupt import Stopped
+from ..model.export import kept_export_names
+from ..model.modelfile import read_model_meta
 from .app import create_app, token_from_env
 from .limits import request_handler
 from .searcher import get_searcher
@@ -83,7 +83,7 @@ def serve(
     A config file's [search] section applies first; `workdir` overrides its workdir unless it
     is the default ".", so `imgsim serve --config x.toml` keeps the file's choice. IMGSIM_TOKEN
     sets the update endpoints' token, over the file's. `watch`: the image folder is followed
-    (watch.py), under gunicorn by a process of its own beside the workers.
+    (embed/watch.py), under gunicorn by a process of its own beside the workers.
     """
     if debug and not is_loopback(host):
         # Werkzeug's debugger runs any Python a visitor types into an error page.

@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 
-from ..config import SearchConfig
-from ..interrupt import leave_to_parent
+from ..core.config import SearchConfig
+from ..core.interrupt import leave_to_parent
 
 log = logging.getLogger("imgsim")
 
@@ -88,7 +88,7 @@ def _leave_with_parent(parent: int) -> None:
 
 def main() -> None:
     """The watcher process: settings on stdin; watch until the master stops it."""
-    from ..logs import setup_logging
+    from ..core.logs import setup_logging
     from .watching import start_watching_here
 
     leave_to_parent()  # Ctrl+C reaches the whole group: the master stops us itself

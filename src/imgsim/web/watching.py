@@ -5,27 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import MODEL_FILE, ExtractConfig, SearchConfig
-from ..errors import EmbeddingsNotLoadedError
+from ..core.config import MODEL_FILE, ExtractConfig, SearchConfig
+from ..core.errors import EmbeddingsNotLoadedError
 
 
 def start_watching(config: SearchConfig) -> None:
     """Offer to watch from a thread of this server process (it watches if it gets the lock)."""
-    from ..watch import watch_in_background
+    from ..embed.watch import watch_in_background
 
     watch_in_background(lambda: watch_config(config), config.watch_poll)
 
 
 def start_watching_here(config: SearchConfig) -> None:
     """Watch from this process's main thread, taking the lock when it is free; never returns."""
-    from ..watch import keep_watching
+    from ..embed.watch import keep_watching
 
     keep_watching(lambda: watch_config(config), config.watch_poll)
 
 
 def watch_config(config: SearchConfig) -> ExtractConfig:
     """What the watcher indexes with: the collection's folder, the workdir's model and store."""
-    from ..modelfile import read_model_meta
+    from ..model.modelfile import read_model_meta
     from ..store import open_store
 
     model_path = Path(config.workdir) / MODEL_FILE
@@ -45,7 +45,7 @@ def watch_config(config: SearchConfig) -> ExtractConfig:
 
 def watcher_health(config: SearchConfig) -> dict[str, Any] | None:
     """/health's `watcher`: None unless this server watches or some process watches its workdir."""
-    from ..watch import watch_status, watcher_running
+    from ..embed.watch import watch_status, watcher_running
 
     if not (config.watch or watcher_running(config.workdir)):
         return None

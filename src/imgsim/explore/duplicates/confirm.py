@@ -1,0 +1,150 @@
+"""Near duplicates proposed by cheap signals and confirmed by the embeddings of the pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from ...core.config import DuplicatesConfig
+from ...core.errors import ConfigError
+from . import views as _views  # MAX_DETAIL read when used: the benchmark varies it
+from .fingerprint import Fingerprint
+from .groups import NEAR, Link
+from .neighbours import pairs_above, view_pairs
+from .views import CroppedCache, best_alignment, cropped_at, detail_difference, dihedral_view
+
+if TYPE_CHECKING:
+    from .finder import Collection
+
+T = TypeVar("T")
+# Embeds (path, view) pairs: images turned and mirrored (views.ViewEmbedder).
+ViewEmbed = Callable[[Sequence[Path], Sequence[int]], np.ndarray]
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1, so that inner products are cosines."""
+    x = np.asarray(vectors, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def confirmed_links(
+    collection: Collection,
+    rows: np.ndarray,
+    prints: Sequence[Fingerprint],
+    config: DuplicatesConfig,
+    views: ViewEmbed | None,
+) -> dict[tuple[int, int], Link]:
+    """Pairs whose embeddings agree, proposed by hashes or by the embeddings themselves.
+
+    Proposed: a pair where one of the 8 views (turned, mirrored) of one image is within
+    `threshold` hash bits of the other, or whose embeddings have cosine at least
+    `embedding_threshold` among its 20 nearest (FAISS: crops and colour changes move hashes
+    more).
+    Confirmed: the cosine of one image's embedding and the other's, in the view the hashes
+    matched (embedded turned by `views`), is at least `embedding_threshold`, their
+    thumbnails, aligned, correlate at least `pixel_threshold` (views.aligned_correlation),
+    and no small region of them differs by more than views.MAX_DETAIL
+    (views.detail_difference).
+    """
+    if collection.vectors is None or len(collection.vectors) != len(collection.names):
+        raise ConfigError("the confirmed method needs the images' embeddings")
+    vectors = unit(collection.vectors)
+    hashes = np.array([f.views or (f.phash,) * 8 for f in prints], np.uint64).reshape(-1, 8)
+    found, view, distance = view_pairs(hashes, config.threshold)
+    pairs = rows[found] if len(found) else found.reshape(-1, 2)
+    cosine = _view_cosines(collection, vectors, pairs, view, views)
+    found_by_hash = zip(pairs.tolist(), view.tolist(), distance.tolist(), cosine, strict=True)
+    proposed = {(a, b): (v, d, c) for (a, b), v, d, c in found_by_hash}
+    near, near_cosine = pairs_above(vectors, config.embedding_threshold)
+    phash = {int(r): f.phash for r, f in zip(rows.tolist(), prints, strict=True)}
+    for (a, b), c in zip(near.tolist(), near_cosine.tolist(), strict=True):
+        best = proposed.get((a, b))
+        if best is None or best[2] < c:  # the views as they are are the closer match
+            d = (phash[a] ^ phash[b]).bit_count() if a in phash and b in phash else None
+            proposed[(a, b)] = (0, d, c)
+    return _confirmed(collection, proposed, config)
+
+
+def _confirmed(
+    collection: Collection,
+    proposed: dict[tuple[int, int], tuple[int, int | None, float]],
+    config: DuplicatesConfig,
+) -> dict[tuple[int, int], Link]:
+    """The proposed pairs (view, hash distance, cosine) whose cosine and aligned pixels agree."""
+    todo = [(pair, found) for pair, found in proposed.items()
+            if found[2] >= config.embedding_threshold]  # fmt: skip
+    # The thumbnails of every pair to compare, read at once (kept in the store, or decoded).
+    collection.fill_thumbnails(sorted({i for pair, _ in todo for i in pair}))
+    links = {}
+    crops = CroppedCache()
+    for (a, b), (v, d, c) in _local_order(todo, len(collection.names)):
+        if _pixels_agree(collection, a, b, v, crops, config.pixel_threshold):
+            links[(a, b)] = _link(v, d, c)
+    return links
+
+
+def _local_order(todo: list[tuple[tuple[int, int], T]], n: int) -> list[tuple[tuple[int, int], T]]:
+    """The pairs in an order where each image's pairs come close together (reverse
+    Cuthill-McKee of the pair graph), so the crops of both images of a pair are mostly still
+    in the CroppedCache: cropping is most of the confirmation's work."""
+    if len(todo) < 2:
+        return todo
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    ends = np.array([pair for pair, _ in todo], np.int64)
+    graph = coo_matrix((np.ones(len(ends), np.int8), (ends[:, 0], ends[:, 1])), (n, n)).tocsr()
+    position = np.empty(n, np.int64)
+    position[reverse_cuthill_mckee(graph, symmetric_mode=False)] = np.arange(n)
+    at = position[ends]
+    order = np.lexsort((at.min(axis=1), at.max(axis=1)))
+    return [todo[i] for i in order.tolist()]
+
+
+def _pixels_agree(
+    collection: Collection, a: int, b: int, view: int, crops: CroppedCache, threshold: float
+) -> bool:
+    """Whether the pair's thumbnails, aligned, correlate at least `threshold`
+    (views.aligned_correlation) and differ nowhere by more than views.MAX_DETAIL
+    (views.detail_difference); False when one is unreadable."""
+    collection.fill_thumbnails((a, b))
+    thumbs = collection.thumbnails
+    first, second = thumbs[a], thumbs[b]
+    if first is None or second is None:
+        return False
+    r, i, j = best_alignment(crops.get((a, 0), first), crops.get((b, view), second))
+    if r < threshold:
+        return False
+    second = dihedral_view(second, view)
+    return detail_difference(cropped_at(first, i), cropped_at(second, j)) <= _views.MAX_DETAIL
+
+
+def _link(view: int, distance: int | None, cosine: float) -> Link:
+    # Only the same bytes or decoded pixels are the same picture (finder._same_links): a
+    # re-saved or recoloured copy correlates as well as one but is not it.
+    return Link(NEAR, view, distance, round(min(float(cosine), 1.0), 4))
+
+
+def _view_cosines(
+    collection: Collection,
+    vectors: np.ndarray,
+    pairs: np.ndarray,
+    view: np.ndarray,
+    views: ViewEmbed | None,
+) -> list[float]:
+    """Cosine of each pair's first embedding and its second's in the view given."""
+    cosine = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]]) if len(pairs) else (
+        np.empty(0, np.float32)
+    )  # fmt: skip
+    turned = np.flatnonzero(view != 0)
+    if len(turned):
+        if views is None:
+            cosine[turned] = -1.0  # cannot be confirmed without embedding the turned image
+        else:
+            paths = [collection.paths[j] for j in pairs[turned, 1].tolist()]
+            seen = unit(views(paths, view[turned].tolist()))
+            cosine[turned] = np.einsum("ij,ij->i", vectors[pairs[turned, 0]], seen)
+    return cosine.astype(float).tolist()
