@@ -40,20 +40,74 @@ SIDE = (96, 72)  # small pictures: generating and indexing 100,000 stays minutes
 
 
 def picture(seed: int) -> Image.Image:
-    """A small picture unlike other seeds': a gradient and a few shapes."""
+    """A small picture unlike other seeds', also to a pretrained network: a background of one
+    of several kinds (gradient, waves, stripes, checks, blotches, noise) and 2-9 shapes of
+    several kinds (ellipses, boxes, polygons, lines, arcs, pie slices) in a palette of its own.
+    Simple gradients with discs (the earlier pictures) all look alike to the network, which
+    made every image a candidate of ~14 others: not a library's count."""
     rng = np.random.default_rng(seed)
-    w, h = SIDE
-    ramp = np.linspace(0, 1, w)[None, :, None] * rng.integers(0, 256, 3)
-    ramp = ramp + np.linspace(0, 1, h)[:, None, None] * rng.integers(0, 256, 3)
-    im = Image.fromarray(np.clip(ramp / 2, 0, 255).astype(np.uint8), "RGB")
+    palette = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(5)]
+    im = Image.fromarray(_background(rng, palette), "RGB")
     draw = ImageDraw.Draw(im)
-    for _ in range(6):
-        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-        r = int(rng.integers(6, w // 3))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)((x - r, y - r, x + r, y + r),
-                                                                 fill=colour)  # fmt: skip
+    for _ in range(int(rng.integers(2, 10))):
+        _shape(draw, rng, palette[int(rng.integers(0, 5))])
     return im
+
+
+def _background(rng: np.random.Generator, palette: list[tuple[int, ...]]) -> np.ndarray:
+    """SIDE pixels of one of six kinds, blended between two of the palette's colours."""
+    w, h = SIDE
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle, scale = rng.uniform(0, np.pi), rng.uniform(3, 30)
+    u = x * np.cos(angle) + y * np.sin(angle)
+    v = -x * np.sin(angle) + y * np.cos(angle)
+    kind = int(rng.integers(0, 6))
+    if kind == 0:  # gradient
+        t = (u - u.min()) / max(float(np.ptp(u)), 1.0)
+    elif kind == 1:  # waves, two directions
+        t = 0.5 + 0.25 * (np.sin(u / scale * 2) + np.sin(v / rng.uniform(3, 30) * 2))
+    elif kind == 2:  # stripes
+        t = ((u // scale) % 2).astype(np.float32)
+    elif kind == 3:  # checks
+        t = (((u // scale) + (v // scale)) % 2).astype(np.float32)
+    elif kind == 4:  # blotches: coarse noise, enlarged
+        coarse = rng.random((int(rng.integers(2, 8)), int(rng.integers(2, 8))))
+        small = Image.fromarray((coarse * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+        t = np.asarray(small, np.float32) / 255
+    else:  # fine noise
+        t = rng.random((h, w)).astype(np.float32)
+    first, second = (np.array(palette[i], np.float32) for i in rng.choice(5, 2, replace=False))
+    pixels = first * (1 - t[..., None]) + second * t[..., None]
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, colour: tuple[int, ...]) -> None:
+    """One shape of six kinds, anywhere, of any size, filled or outlined."""
+    w, h = SIDE
+    x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+    r = int(rng.integers(4, w // 2))
+    box = (x - r, y - int(r * rng.uniform(0.3, 1.5)), x + r, y + r)
+    box = (box[0], min(box[1], box[3]), box[2], max(box[1], box[3]))
+    width = int(rng.integers(1, 6))
+    kind = int(rng.integers(0, 6))
+    outline = bool(rng.integers(0, 3) == 0)  # a third only outlined
+    fill = None if outline else colour
+    if kind == 0:
+        draw.ellipse(box, fill=fill, outline=colour, width=width)
+    elif kind == 1:
+        draw.rectangle(box, fill=fill, outline=colour, width=width)
+    elif kind == 2:
+        corners = rng.integers(-r, r, (int(rng.integers(3, 8)), 2)) + (x, y)
+        draw.polygon([tuple(int(c) for c in p) for p in corners], fill=fill, outline=colour)
+    elif kind == 3:
+        points = rng.integers(0, (w, h), (int(rng.integers(2, 5)), 2))
+        draw.line([tuple(int(c) for c in p) for p in points], fill=colour, width=width + 2)
+    elif kind == 4:
+        start = int(rng.integers(0, 360))
+        draw.arc(box, start, start + int(rng.integers(60, 300)), fill=colour, width=width + 1)
+    else:
+        start = int(rng.integers(0, 360))
+        draw.pieslice(box, start, start + int(rng.integers(40, 320)), fill=colour)
 
 
 def write_picture(args: tuple[Path, int]) -> None:

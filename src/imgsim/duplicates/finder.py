@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..config import DUPLICATE_METHODS, DuplicatesConfig
+from ..config import DUPLICATE_METHODS, VERDICTS_FILE, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, default_workers, scan_images
 from ..errors import ConfigError
 from ..paths import name_path
@@ -25,6 +25,7 @@ from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
 from .neighbours import INVERSE_VIEW, centred, pairs_above, pairs_within
 from .stored import StoredImages, load_stored, stored_thumbnails
 from .turned import KeptViews
+from .verdicts import Verdicts, settings_key
 from .views import VIEW_NAMES, thumbnail
 
 log = logging.getLogger("imgsim")
@@ -81,6 +82,8 @@ class Collection:
     # member's header and dates need no file; and thumbnails by position, read when needed.
     stored: StoredImages | None = None
     load_thumbnails: Callable[[list[int]], dict[int, np.ndarray | None]] | None = None
+    # Candidate pairs judged by earlier runs (duplicates.verdicts); None: judge every pair.
+    verdicts: Verdicts | None = None
 
     def fill_thumbnails(self, rows: Sequence[int]) -> None:
         """Thumbnails of these positions into `thumbnails`: kept ones, else decoded."""
@@ -318,8 +321,10 @@ class StoreFinder:
     and what it gives is written back, so a second run over the same files decodes none.
     """
 
-    def __init__(self, views: ViewEmbed | None = None) -> None:
+    def __init__(self, views: ViewEmbed | None = None, workdir: str | Path | None = None) -> None:
         self.views = views  # embeds images turned: the confirmed method's turned copies
+        # Verdicts on candidate pairs are kept there (VERDICTS_FILE); None: every pair judged.
+        self.verdicts_path = Path(workdir) / VERDICTS_FILE if workdir is not None else None
         self._lock = threading.Lock()  # one reading-and-writing-back at a time
 
     def find(
@@ -357,7 +362,12 @@ class StoreFinder:
         if config.method != "embedding":
             collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
             skipped = stored.skipped
+        if self.verdicts_path is not None and info is not None:
+            settings = settings_key(config, info.model_id, self.views is not None)
+            collection.verdicts = Verdicts.load(self.verdicts_path, settings)
         groups = find_groups(collection, config, views)
+        if collection.verdicts is not None:
+            collection.verdicts.save()
         return _report(groups, len(names), config, skipped, started)
 
 
