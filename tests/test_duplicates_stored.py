@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from imgsim.cli import main
-from imgsim.config import DuplicatesConfig, ExtractConfig
+from imgsim.config import VERDICTS_FILE, DuplicatesConfig, ExtractConfig
 from imgsim.duplicates import StoreFinder, stored
 from imgsim.duplicates.derived import DERIVED_VERSION, decode
 from imgsim.search import Searcher
@@ -165,3 +165,100 @@ def test_the_watchers_update_pass_keeps_it_too(workdir: Path) -> None:
     with open_store(workdir, "faiss", model.model_id) as store:
         update_pass(store, model, config(workdir, "faiss"))  # one batch of `imgsim watch`
         assert "watched.png" in store.derived()
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
+    """The pairs of names the confirmed method judges from now on (confirm._confirmed)."""
+    from imgsim.duplicates import confirm
+
+    pairs: list[frozenset[str]] = []
+    real = confirm._confirmed
+
+    def counting(collection, proposed, config):  # the judge's own arguments
+        pairs.extend(frozenset(collection.names[i] for i in pair) for pair in proposed)
+        return real(collection, proposed, config)
+
+    monkeypatch.setattr(confirm, "_confirmed", counting)
+    return pairs
+
+
+def kept_report(store: Store, work: Path, settings: DuplicatesConfig = CONFIRMED) -> dict:
+    """The report of a run that keeps its verdicts in `work`."""
+    return {**StoreFinder(workdir=work).find(store, settings).to_dict(), "seconds": 0}
+
+
+def test_a_second_run_judges_no_pair(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]]
+) -> None:
+    with open_store(workdir, store_spec) as store:
+        first = kept_report(store, workdir)
+        assert judged and (workdir / VERDICTS_FILE).is_file()
+        assert first == report(store)  # the same groups as a run that keeps nothing
+        judged.clear()
+        assert kept_report(store, workdir) == first
+        assert not judged
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+def test_a_changed_file_has_only_its_pairs_judged(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]]
+) -> None:
+    with open_store(workdir, store_spec) as store:
+        kept_report(store, workdir)
+    data = workdir.parent / "data"
+    with Image.open(data / "circle_00003.png") as im:  # new content: one pixel changed
+        changed = im.convert("RGB")
+    changed.putpixel((0, 0), (1, 2, 3))
+    changed.save(data / "square_00002.png")
+    update_index(config(workdir, store_spec), progress=False)
+    judged.clear()
+    with open_store(workdir, store_spec) as store:
+        after = kept_report(store, workdir)
+        assert judged and all("square_00002.png" in pair for pair in judged)
+        # Now a near copy of circle_00003: grouped with it, as a run keeping nothing finds.
+        assert any({"square_00002.png", "circle_00003.png"} <= {m["name"] for m in g["members"]}
+                   for g in after["groups"])  # fmt: skip
+        assert after == report(store)
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+def test_another_judge_judges_every_pair_again(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgsim.duplicates import confirm
+
+    with open_store(workdir, store_spec) as store:
+        kept_report(store, workdir)
+        everything = set(judged)
+        judged.clear()
+        kept_report(store, workdir, replace(CONFIRMED, pixel_threshold=0.96))
+        assert set(judged) == everything  # another threshold: none of the verdicts holds
+        judged.clear()
+        monkeypatch.setattr(confirm, "CONFIRM_VERSION", confirm.CONFIRM_VERSION + 1)
+        kept_report(store, workdir, replace(CONFIRMED, pixel_threshold=0.96))
+        assert set(judged) == everything  # another judge: the same
+        judged.clear()
+        kept_report(store, workdir, replace(CONFIRMED, pixel_threshold=0.96, workers=2))
+        assert not judged  # the workers do not judge
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 not a zip", None])
+def test_an_unreadable_verdicts_file_is_ignored_and_written_anew(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], damage: bytes | None
+) -> None:
+    kept = workdir / VERDICTS_FILE
+    with open_store(workdir, store_spec) as store:
+        first = kept_report(store, workdir)
+        everything = set(judged)
+        if damage is None:  # a readable file cut short: half the bytes
+            kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])
+        else:
+            kept.write_bytes(damage)
+        judged.clear()
+        assert kept_report(store, workdir) == first
+        assert set(judged) == everything
+        judged.clear()
+        assert kept_report(store, workdir) == first
+        assert not judged  # written anew, readable
