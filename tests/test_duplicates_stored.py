@@ -183,26 +183,38 @@ def judged(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
     return pairs
 
 
+def search_none_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, searching every image's candidates (as a first run does) fails."""
+    from imgsim.duplicates import confirm
+
+    def whole(*args: object) -> None:
+        raise AssertionError("every image's candidates searched")
+
+    monkeypatch.setattr(confirm, "view_pairs", whole)
+    monkeypatch.setattr(confirm, "pairs_above", whole)
+
+
 def kept_report(store: Store, work: Path, settings: DuplicatesConfig = CONFIRMED) -> dict:
     """The report of a run that keeps its verdicts in `work`."""
     return {**StoreFinder(workdir=work).find(store, settings).to_dict(), "seconds": 0}
 
 
 def test_a_second_run_judges_no_pair(
-    workdir: Path, store_spec: str, judged: list[frozenset[str]]
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with open_store(workdir, store_spec) as store:
         first = kept_report(store, workdir)
         assert judged and (workdir / VERDICTS_FILE).is_file()
         assert first == report(store)  # the same groups as a run that keeps nothing
         judged.clear()
+        search_none_whole(monkeypatch)
         assert kept_report(store, workdir) == first
         assert not judged
 
 
 @pytest.mark.parametrize("store_spec", ["faiss"])
 def test_a_changed_file_has_only_its_pairs_judged(
-    workdir: Path, store_spec: str, judged: list[frozenset[str]]
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with open_store(workdir, store_spec) as store:
         kept_report(store, workdir)
@@ -214,7 +226,9 @@ def test_a_changed_file_has_only_its_pairs_judged(
     update_index(config(workdir, store_spec), progress=False)
     judged.clear()
     with open_store(workdir, store_spec) as store:
-        after = kept_report(store, workdir)
+        with monkeypatch.context() as alone:
+            search_none_whole(alone)  # only the changed image's candidates are searched
+            after = kept_report(store, workdir)
         assert judged and all("square_00002.png" in pair for pair in judged)
         # Now a near copy of circle_00003: grouped with it, as a run keeping nothing finds.
         assert any({"square_00002.png", "circle_00003.png"} <= {m["name"] for m in g["members"]}

@@ -362,7 +362,7 @@ class StoreFinder:
         if config.method != "embedding":
             collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
             skipped = stored.skipped
-        if self.verdicts_path is not None and info is not None:
+        if self.verdicts_path is not None and info is not None and config.method == "confirmed":
             settings = settings_key(config, info.model_id, self.views is not None)
             collection.verdicts = Verdicts.load(self.verdicts_path, settings)
         groups = find_groups(collection, config, views)
