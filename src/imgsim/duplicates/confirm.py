@@ -101,7 +101,7 @@ def _proposed(
     swap = pairs[:, 0] > pairs[:, 1]
     view = np.where(swap, np.asarray(INVERSE_VIEW)[view], view) if len(view) else view
     pairs = np.sort(pairs, axis=1)
-    cosine = _view_cosines(collection, vectors, pairs, view, views)
+    cosine = _view_cosines(collection, vectors, pairs, view, views, config)
     found_by_hash = zip(pairs.tolist(), view.tolist(), distance.tolist(), cosine, strict=True)
     proposed = {(a, b): (v, d, c) for (a, b), v, d, c in found_by_hash}
     phash = {int(r): f.phash for r, f in zip(rows.tolist(), prints, strict=True)}
@@ -171,8 +171,10 @@ def _view_cosines(
     pairs: np.ndarray,
     view: np.ndarray,
     views: ViewEmbed | None,
+    config: DuplicatesConfig,
 ) -> list[float]:
-    """Cosine of each pair's first embedding and its second's in the view given."""
+    """Cosine of each pair's first embedding and its second's in the view given; -1 for a
+    turned pair that cannot be confirmed (no `views`, or its pixels disagree)."""
     cosine = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]]) if len(pairs) else (
         np.empty(0, np.float32)
     )  # fmt: skip
@@ -181,7 +183,25 @@ def _view_cosines(
         if views is None:
             cosine[turned] = -1.0  # cannot be confirmed without embedding the turned image
         else:
+            # Embedding an image turned (decode, network) costs ~50 times the pixel check, and
+            # a pair whose aligned pixels disagree is never confirmed, whatever its cosine
+            # (_confirmed): only the turned pairs whose pixels agree are embedded.
+            agree = _pixels_agree(collection, pairs, view, turned, config.pixel_threshold)
+            cosine[turned[~agree]] = -1.0
+            turned = turned[agree]
+        if views is not None and len(turned):
             paths = [collection.paths[j] for j in pairs[turned, 1].tolist()]
             seen = unit(views(paths, view[turned].tolist()))
             cosine[turned] = np.einsum("ij,ij->i", vectors[pairs[turned, 0]], seen)
     return cosine.astype(float).tolist()
+
+
+def _pixels_agree(
+    collection: Collection, pairs: np.ndarray, view: np.ndarray, rows: np.ndarray, least: float
+) -> np.ndarray:
+    """Whether each pair of `rows` passes the judge's pixel check (_correlation >= least)."""
+    collection.fill_thumbnails(sorted(set(pairs[rows].ravel().tolist())))
+    crops = CroppedCache()
+    chosen = zip(pairs[rows].tolist(), view[rows].tolist(), strict=True)
+    found = [_correlation(collection, a, b, v, crops) >= least for (a, b), v in chosen]
+    return np.array(found, bool)
