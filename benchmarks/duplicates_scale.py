@@ -178,11 +178,13 @@ def clear_kept(workdir: Path) -> None:
 
 
 def change_some(folder: Path, n: int) -> None:
-    """Replace CHANGED of the pictures (not planted copies) by new ones: a few files changed."""
+    """Replace CHANGED of the pictures (not planted copies) by new ones: a few files changed.
+    Seeded by the clock, so that a second benchmark over the same folder changes them too."""
     step = max(n // CHANGED, 1)
+    seed = time.time_ns() % 10**12
     for i in range(0, n, step)[:CHANGED]:
         path = folder / f"{i // 1000:03d}" / f"img_{i:07d}.jpg"
-        picture(n + i).save(path, "JPEG", quality=90)
+        picture(seed + i).save(path, "JPEG", quality=90)
 
 
 def run(root: Path, n: int) -> list[tuple[str, dict]]:
