@@ -18,6 +18,7 @@ from ..config import DUPLICATE_METHODS, VERDICTS_FILE, DuplicatesConfig
 from ..data import DECODE_FORMATS, ImageRecord, default_workers, scan_images
 from ..errors import ConfigError
 from ..paths import name_path
+from . import confirm
 from .captured import capture_time
 from .confirm import ViewEmbed, confirmed_links
 from .fingerprint import Fingerprint, iter_fingerprints
@@ -363,7 +364,8 @@ class StoreFinder:
             collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
             skipped = stored.skipped
         if self.verdicts_path is not None and info is not None and config.method == "confirmed":
-            settings = settings_key(config, info.model_id, self.views is not None)
+            turned, judge = self.views is not None, confirm.CONFIRM_VERSION
+            settings = settings_key(config, info.model_id, turned, judge)
             collection.verdicts = Verdicts.load(self.verdicts_path, settings)
         groups = find_groups(collection, config, views)
         if collection.verdicts is not None:

@@ -47,14 +47,15 @@ SEARCH_ALONE_MAX = 500
 LAYOUT = 1  # the file's arrays; another layout is ignored (judged again)
 
 
-def settings_key(config: DuplicatesConfig, model_id: str, turned: bool) -> str:
+def settings_key(config: DuplicatesConfig, model_id: str, turned: bool, judge: int) -> str:
     """What a verdict was reached with: every setting but the workers, the network that made
-    the embeddings, whether turned views could be embedded, and the judge's code versions."""
-    from . import confirm, derived, views
+    the embeddings, whether turned views could be embedded, and the code's versions (`judge`:
+    confirm.CONFIRM_VERSION, given by the caller: confirm imports this module)."""
+    from . import derived, views
 
     settings = {k: v for k, v in asdict(config).items() if k != "workers"}
     code = {
-        "confirm": confirm.CONFIRM_VERSION,
+        "confirm": judge,
         "derived": derived.DERIVED_VERSION,
         "thumb": views.THUMB_SIDE,
         "compare": views.COMPARE_SIDE,
