@@ -218,9 +218,10 @@ def test_a_changed_file_has_only_its_pairs_judged(
     with open_store(workdir, store_spec) as store:
         kept_report(store, workdir)
     data = workdir.parent / "data"
-    with Image.open(data / "circle_00003.png") as im:  # new content: one pixel changed
+    with Image.open(data / "circle_00003.png") as im:  # new content: one pixel a shade off
         changed = im.convert("RGB")
-    changed.putpixel((0, 0), (1, 2, 3))
+    red, green, blue = changed.getpixel((0, 0))
+    changed.putpixel((0, 0), (red ^ 1, green, blue))
     changed.save(data / "square_00002.png")
     update_index(config(workdir, store_spec), progress=False)
     judged.clear()

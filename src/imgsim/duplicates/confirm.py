@@ -11,11 +11,12 @@ import numpy as np
 
 from ..config import DuplicatesConfig
 from ..errors import ConfigError
+from . import views as _views  # MAX_DETAIL read when used: the benchmark varies it
 from .fingerprint import Fingerprint
 from .groups import NEAR, Link
 from .neighbours import INVERSE_VIEW, neighbours_of, pairs_above, view_pairs, view_pairs_of
 from .verdicts import Verdicts
-from .views import CroppedCache, correlation_of
+from .views import CroppedCache, best_alignment, cropped_at, detail_difference, dihedral_view
 
 if TYPE_CHECKING:
     from .finder import Collection
@@ -49,8 +50,10 @@ def confirmed_links(
     `embedding_threshold` among its 20 nearest (FAISS: crops and colour changes move hashes
     more).
     Confirmed: the cosine of one image's embedding and the other's, in the view the hashes
-    matched (embedded turned by `views`), is at least `embedding_threshold`, and their
-    thumbnails, aligned, correlate at least `pixel_threshold` (views.aligned_correlation).
+    matched (embedded turned by `views`), is at least `embedding_threshold`, their
+    thumbnails, aligned, correlate at least `pixel_threshold` (views.aligned_correlation),
+    and no small region of them differs by more than views.MAX_DETAIL
+    (views.detail_difference).
     """
     if collection.vectors is None or len(collection.vectors) != len(collection.names):
         raise ConfigError("the confirmed method needs the images' embeddings")
@@ -126,8 +129,7 @@ def _confirmed(
     links = {}
     crops = CroppedCache()
     for (a, b), (v, d, c) in _local_order(todo, len(collection.names)):
-        r = _correlation(collection, a, b, v, crops)
-        if r >= config.pixel_threshold:
+        if _pixels_agree(collection, a, b, v, crops, config.pixel_threshold):
             links[(a, b)] = _link(v, d, c)
     return links
 
@@ -150,13 +152,22 @@ def _local_order(todo: list[tuple[tuple[int, int], T]], n: int) -> list[tuple[tu
     return [todo[i] for i in order.tolist()]
 
 
-def _correlation(collection: Collection, a: int, b: int, view: int, crops: CroppedCache) -> float:
-    """The pair's aligned pixel correlation (views.aligned_correlation); -1 when unreadable."""
+def _pixels_agree(
+    collection: Collection, a: int, b: int, view: int, crops: CroppedCache, threshold: float
+) -> bool:
+    """Whether the pair's thumbnails, aligned, correlate at least `threshold`
+    (views.aligned_correlation) and differ nowhere by more than views.MAX_DETAIL
+    (views.detail_difference); False when one is unreadable."""
     collection.fill_thumbnails((a, b))
     thumbs = collection.thumbnails
-    if thumbs[a] is None or thumbs[b] is None:
-        return -1.0
-    return correlation_of(crops.get((a, 0), thumbs[a]), crops.get((b, view), thumbs[b]))
+    first, second = thumbs[a], thumbs[b]
+    if first is None or second is None:
+        return False
+    r, i, j = best_alignment(crops.get((a, 0), first), crops.get((b, view), second))
+    if r < threshold:
+        return False
+    second = dihedral_view(second, view)
+    return detail_difference(cropped_at(first, i), cropped_at(second, j)) <= _views.MAX_DETAIL
 
 
 def _link(view: int, distance: int | None, cosine: float) -> Link:
@@ -186,7 +197,7 @@ def _view_cosines(
             # Embedding an image turned (decode, network) costs ~50 times the pixel check, and
             # a pair whose aligned pixels disagree is never confirmed, whatever its cosine
             # (_confirmed): only the turned pairs whose pixels agree are embedded.
-            agree = _pixels_agree(collection, pairs, view, turned, config.pixel_threshold)
+            agree = _turned_agree(collection, pairs, view, turned, config.pixel_threshold)
             cosine[turned[~agree]] = -1.0
             turned = turned[agree]
         if views is not None and len(turned):
@@ -196,12 +207,12 @@ def _view_cosines(
     return cosine.astype(float).tolist()
 
 
-def _pixels_agree(
+def _turned_agree(
     collection: Collection, pairs: np.ndarray, view: np.ndarray, rows: np.ndarray, least: float
 ) -> np.ndarray:
-    """Whether each pair of `rows` passes the judge's pixel check (_correlation >= least)."""
+    """Whether each pair of `rows` passes the judge's pixel check (_pixels_agree)."""
     collection.fill_thumbnails(sorted(set(pairs[rows].ravel().tolist())))
     crops = CroppedCache()
     chosen = zip(pairs[rows].tolist(), view[rows].tolist(), strict=True)
-    found = [_correlation(collection, a, b, v, crops) >= least for (a, b), v in chosen]
+    found = [_pixels_agree(collection, a, b, v, crops, least) for (a, b), v in chosen]
     return np.array(found, bool)

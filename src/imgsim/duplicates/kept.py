@@ -19,9 +19,10 @@ from .dismissed import load_dismissed
 from .finder import StoreFinder
 
 SETTINGS = ("method", "threshold", "embedding_threshold", "pixel_threshold")
-# What a group's members carry: 2 added their capture dates. A kept file of another layout is
-# found again (and shown meanwhile, as after a change).
-LAYOUT = 2
+# What a group's members carry: 2 added their capture dates; 3: groups confirmed by the worst
+# region too (views.detail_difference), so groups kept before may hold look-alikes. A kept
+# file of another layout is found again (and shown meanwhile, as after a change).
+LAYOUT = 3
 
 
 class KeptDuplicates(KeptDocument[DuplicatesConfig]):

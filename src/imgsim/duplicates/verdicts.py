@@ -60,6 +60,8 @@ def settings_key(config: DuplicatesConfig, model_id: str, turned: bool, judge: i
         "thumb": views.THUMB_SIDE,
         "compare": views.COMPARE_SIDE,
         "crops": list(views.CROPS),
+        # The worst-region check's settings, read when used (the quality benchmark varies them).
+        "detail": [views.DETAIL_BLUR, views.DETAIL_SHIFT, views.DETAIL_BLOCK, views.MAX_DETAIL],
         "neighbours": NEIGHBOURS,
         "layout": LAYOUT,
     }

@@ -82,8 +82,16 @@ class ViewEmbedder:
 
 
 THUMB_SIDE = 64  # each image, squashed to a square this size, for the pixel comparison
-COMPARE_SIDE = 32  # compared at this size: detail a road sign's pictogram still shows
+COMPARE_SIDE = 32  # correlated at this size: detail a road sign's pictogram still shows
 CROPS = (0.0, 0.02, 0.04, 0.06)  # per side: a copy cropped by up to ~12 % still lines up
+# The aligned pair is then compared again region by region at THUMB_SIDE (detail_difference):
+DETAIL_BLUR = 0.7  # Gaussian sigma in pixels: evens out resampling and JPEG edges
+DETAIL_SHIFT = 1  # each pixel may match the other image's within this many pixels
+DETAIL_BLOCK = 2  # the worst DETAIL_BLOCK² block of the difference decides
+# At most this (levels of 255): chosen on the benchmark's --seed 0 planting (docs/benchmarks.md,
+# "Duplicates"), where 99 % of the true copies that pass the correlation stay below it and
+# most look-alikes that differ in one region (a face's mouth, an archive box's label) do not.
+MAX_DETAIL = 52.0
 
 
 def thumbnail(path: Path) -> np.ndarray | None:
@@ -97,19 +105,33 @@ def thumbnail(path: Path) -> np.ndarray | None:
     return np.asarray(im.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BOX))
 
 
+def _crop_box(crop: float) -> tuple[float, float, float, float]:
+    edge = THUMB_SIDE * crop
+    return (edge, edge, THUMB_SIDE - edge, THUMB_SIDE - edge)
+
+
 def cropped(pixels: np.ndarray) -> list[np.ndarray]:
     """The thumbnail cropped by each of CROPS per side, at COMPARE_SIDE², zero mean and unit
     length: so a brighter or darker copy compares as the same."""
     im = Image.fromarray(np.ascontiguousarray(pixels))
     out = []
     for crop in CROPS:
-        edge = THUMB_SIDE * crop
-        box = (edge, edge, THUMB_SIDE - edge, THUMB_SIDE - edge)
-        small = im.resize((COMPARE_SIDE, COMPARE_SIDE), Image.Resampling.BILINEAR, box=box)
+        side = (COMPARE_SIDE, COMPARE_SIDE)
+        small = im.resize(side, Image.Resampling.BILINEAR, box=_crop_box(crop))
         x = np.asarray(small, np.float32).ravel()
         x = x - x.mean()
         out.append(x / max(float(np.linalg.norm(x)), 1e-6))
     return out
+
+
+def cropped_at(pixels: np.ndarray, crop: int) -> np.ndarray:
+    """The thumbnail cropped by CROPS[crop] per side, at THUMB_SIDE² (float, RGB)."""
+    if crop == 0:
+        return np.asarray(pixels, np.float32)
+    im = Image.fromarray(np.ascontiguousarray(pixels))
+    side = (THUMB_SIDE, THUMB_SIDE)
+    return np.asarray(im.resize(side, Image.Resampling.BILINEAR, box=_crop_box(CROPS[crop])),
+                      np.float32)  # fmt: skip
 
 
 def aligned_correlation(a: np.ndarray, b: np.ndarray, view: int) -> float:
@@ -124,10 +146,69 @@ def aligned_correlation(a: np.ndarray, b: np.ndarray, view: int) -> float:
     return correlation_of(cropped(a), cropped(dihedral_view(b, view)))
 
 
+def aligned_measures(a: np.ndarray, b: np.ndarray, view: int) -> tuple[float, float]:
+    """aligned_correlation of two thumbnails, and the detail_difference of the crops that
+    give it: a pair is confirmed when the first is at least the pixel threshold and the
+    second at most MAX_DETAIL."""
+    b = dihedral_view(b, view)
+    r, i, j = best_alignment(cropped(a), cropped(b))
+    return r, detail_difference(cropped_at(a, i), cropped_at(b, j))
+
+
 def correlation_of(first: list[np.ndarray], second: list[np.ndarray]) -> float:
     """aligned_correlation of two thumbnails' `cropped` (the second already turned)."""
-    best = max(float(first[0] @ y) for y in second)
-    return max(best, max(float(x @ second[0]) for x in first[1:]))
+    return best_alignment(first, second)[0]
+
+
+def best_alignment(first: list[np.ndarray], second: list[np.ndarray]) -> tuple[float, int, int]:
+    """The best correlation of two thumbnails' `cropped` (the second already turned) and the
+    crops (indices into CROPS) that give it: one of the two is whole."""
+    best = max((float(first[0] @ y), 0, j) for j, y in enumerate(second))
+    return max(best, *((float(x @ second[0]), i, 0) for i, x in enumerate(first) if i))
+
+
+def detail_difference(first: np.ndarray, second: np.ndarray) -> float:
+    """How much two aligned THUMB_SIDE² thumbnails (cropped_at) differ in their most different
+    small region, in levels of 255: 0 for the same picture.
+
+    Each colour channel of the second is scaled to the first's mean and spread (a brighter,
+    darker or more saturated copy compares as the same), both are blurred by DETAIL_BLUR, and
+    each pixel is compared with the closest of the other's within DETAIL_SHIFT pixels (so an
+    edge moved by resampling, cropping or JPEG costs little), both ways, by its most different
+    channel; the answer is the mean of the worst DETAIL_BLOCK² block. One global correlation
+    misses what this catches: two faces that differ in the mouth, archive boxes with
+    another label.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    # Channels first: each channel a contiguous plane, which numpy goes through fastest.
+    a = np.ascontiguousarray(np.asarray(first, np.float32).transpose(2, 0, 1))
+    b = np.ascontiguousarray(np.asarray(second, np.float32).transpose(2, 0, 1))
+    a_mean, b_mean = a.mean(axis=(1, 2), keepdims=True), b.mean(axis=(1, 2), keepdims=True)
+    a_std, b_std = a.std(axis=(1, 2), keepdims=True), b.std(axis=(1, 2), keepdims=True)
+    gain = np.where(b_std > 1.0, np.clip(a_std / np.maximum(b_std, 1e-6), 0.5, 2.0), 1.0)
+    b = (b - b_mean) * gain + a_mean
+    blur = (0, DETAIL_BLUR, DETAIL_BLUR)
+    a, b = gaussian_filter(a, blur), gaussian_filter(b, blur)
+    d = np.maximum(_closest(a, b), _closest(b, a))
+    n = THUMB_SIDE // DETAIL_BLOCK
+    return float(d.reshape(n, DETAIL_BLOCK, n, DETAIL_BLOCK).mean(axis=(1, 3)).max())
+
+
+def _closest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel of a (channels first): the least, over b's pixels within DETAIL_SHIFT, of the
+    largest channel difference."""
+    k, (h, w) = DETAIL_SHIFT, a.shape[1:]
+    padded = np.pad(b, ((0, 0), (k, k), (k, k)), mode="edge")
+    best = np.full((h, w), np.inf, np.float32)
+    for dy in range(2 * k + 1):
+        for dx in range(2 * k + 1):
+            near = padded[:, dy : dy + h, dx : dx + w]
+            d = np.abs(a[0] - near[0])
+            for c in range(1, len(a)):
+                np.maximum(d, np.abs(a[c] - near[c]), out=d)
+            np.minimum(best, d, out=best)
+    return best
 
 
 class CroppedCache:
