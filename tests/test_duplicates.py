@@ -345,3 +345,32 @@ def test_dismissed_pairs_are_never_grouped(tmp_path: Path) -> None:
     (tmp_path / "not_duplicates.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match="fix or remove it"):
         load_dismissed(tmp_path)
+
+
+def by_pair(found: np.ndarray, view: np.ndarray, distance: np.ndarray) -> dict:
+    """view_pairs' answer as {(i, j): (view, distance)}."""
+    measures = zip(view.tolist(), distance.tolist(), strict=True)
+    return dict(zip(map(tuple, found.tolist()), measures, strict=True))
+
+
+def test_the_search_of_a_few_images_finds_what_the_whole_search_finds_for_them() -> None:
+    from imgsim.explore.duplicates.neighbours import neighbours_of, view_pairs, view_pairs_of
+
+    rng = np.random.default_rng(3)
+    noise = lambda: rng.integers(0, 2**63, (400, 8), dtype=np.uint64)  # noqa: E731
+    views = noise() ^ (noise() & noise() & noise())  # views of one image share some bits
+    views[7] = views[3] ^ np.uint64(0b101)  # a near copy, as it is
+    views[9, 2] = views[4, 0] ^ np.uint64(1)  # a turned copy
+    rows = np.array([3, 4, 9, 100])
+    whole = by_pair(*view_pairs(views, 12))
+    alone = by_pair(*view_pairs_of(views, rows, 12))
+    assert alone == {p: v for p, v in whole.items() if set(p) & set(rows.tolist())}
+    assert {(3, 7), (4, 9)} <= set(alone)
+    x = rng.normal(size=(600, 16)).astype(np.float32)
+    x[5] = x[6] + 0.05
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    every, _ = pairs_above(x, 0.5)
+    some, _ = neighbours_of(x, np.array([5, 50]), 0.5)
+    assert {tuple(p) for p in some.tolist()} == {
+        tuple(p) for p in every.tolist() if {5, 50} & set(p)
+    }

@@ -10,15 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from imgsim.cli.commands import main
+from imgsim.search.editor import CollectionEditor
+from imgsim.search.searcher import Searcher
 from PIL import Image
 
-from imgsim.cli.commands import main
-from imgsim.core.config import DuplicatesConfig, ExtractConfig
+from imgsim.core.config import VERDICTS_FILE, DuplicatesConfig, ExtractConfig
 from imgsim.embed.update import update_index
 from imgsim.explore.duplicates import StoreFinder, stored
 from imgsim.explore.duplicates.derived import DERIVED_VERSION, decode
-from imgsim.search.editor import CollectionEditor
-from imgsim.search.searcher import Searcher
 from imgsim.store import Store, open_store
 
 CONFIRMED = DuplicatesConfig(method="confirmed", workers=1)
@@ -136,8 +136,7 @@ def test_the_cli_second_run_opens_no_image(
     args = ["duplicates", "--workdir", str(workdir), "--json"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    # Round shapes match turned: the first run embeds them turned, and keeps those too.
-    assert [p for p in opened if not p.endswith(".pt")]
+    # Turned pairs whose pixels agree are embedded turned by the first run, and kept too.
     opened.clear()
     assert main(args) == 0
     assert not [p for p in opened if not p.endswith(".pt")]
@@ -159,8 +158,9 @@ def test_another_algorithm_version_is_derived_again(
 
 @pytest.mark.parametrize("store_spec", ["faiss"])
 def test_the_watchers_update_pass_keeps_it_too(workdir: Path) -> None:
-    from imgsim.embed.update import update_pass
     from imgsim.model.model_handle import ModelFile
+
+    from imgsim.embed.update import update_pass
 
     data = workdir.parent / "data"
     shutil.copy(data / "square_00005.png", data / "watched.png")
@@ -168,3 +168,115 @@ def test_the_watchers_update_pass_keeps_it_too(workdir: Path) -> None:
     with open_store(workdir, "faiss", model.model_id) as store:
         update_pass(store, model, config(workdir, "faiss"))  # one batch of `imgsim watch`
         assert "watched.png" in store.derived()
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
+    """The pairs of names the confirmed method judges from now on (confirm._confirmed)."""
+    from imgsim.explore.duplicates import confirm
+
+    pairs: list[frozenset[str]] = []
+    real = confirm._confirmed
+
+    def counting(collection, proposed, config):  # the judge's own arguments
+        pairs.extend(frozenset(collection.names[i] for i in pair) for pair in proposed)
+        return real(collection, proposed, config)
+
+    monkeypatch.setattr(confirm, "_confirmed", counting)
+    return pairs
+
+
+def search_none_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, searching every image's candidates (as a first run does) fails."""
+    from imgsim.explore.duplicates import confirm
+
+    def whole(*args: object) -> None:
+        raise AssertionError("every image's candidates searched")
+
+    monkeypatch.setattr(confirm, "view_pairs", whole)
+    monkeypatch.setattr(confirm, "pairs_above", whole)
+
+
+def kept_report(store: Store, work: Path, settings: DuplicatesConfig = CONFIRMED) -> dict:
+    """The report of a run that keeps its verdicts in `work`."""
+    return {**StoreFinder(workdir=work).find(store, settings).to_dict(), "seconds": 0}
+
+
+def test_a_second_run_judges_no_pair(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(workdir, store_spec) as store:
+        first = kept_report(store, workdir)
+        assert judged and (workdir / VERDICTS_FILE).is_file()
+        assert first == report(store)  # the same groups as a run that keeps nothing
+        judged.clear()
+        search_none_whole(monkeypatch)
+        assert kept_report(store, workdir) == first
+        assert not judged
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+def test_a_changed_file_has_only_its_pairs_judged(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(workdir, store_spec) as store:
+        kept_report(store, workdir)
+    data = workdir.parent / "data"
+    with Image.open(data / "circle_00003.png") as im:  # new content: one pixel a shade off
+        changed = im.convert("RGB")
+    red, green, blue = changed.getpixel((0, 0))
+    changed.putpixel((0, 0), (red ^ 1, green, blue))
+    changed.save(data / "square_00002.png")
+    update_index(config(workdir, store_spec), progress=False)
+    judged.clear()
+    with open_store(workdir, store_spec) as store:
+        with monkeypatch.context() as alone:
+            search_none_whole(alone)  # only the changed image's candidates are searched
+            after = kept_report(store, workdir)
+        assert judged and all("square_00002.png" in pair for pair in judged)
+        # Now a near copy of circle_00003: grouped with it, as a run keeping nothing finds.
+        assert any({"square_00002.png", "circle_00003.png"} <= {m["name"] for m in g["members"]}
+                   for g in after["groups"])  # fmt: skip
+        assert after == report(store)
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+def test_another_judge_judges_every_pair_again(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgsim.explore.duplicates import confirm
+
+    with open_store(workdir, store_spec) as store:
+        kept_report(store, workdir)
+        everything = set(judged)
+        judged.clear()
+        kept_report(store, workdir, replace(CONFIRMED, pixel_threshold=0.96))
+        assert set(judged) == everything  # another threshold: none of the verdicts holds
+        judged.clear()
+        monkeypatch.setattr(confirm, "CONFIRM_VERSION", confirm.CONFIRM_VERSION + 1)
+        kept_report(store, workdir, replace(CONFIRMED, pixel_threshold=0.96))
+        assert set(judged) == everything  # another judge: the same
+        judged.clear()
+        kept_report(store, workdir, replace(CONFIRMED, pixel_threshold=0.96, workers=2))
+        assert not judged  # the workers do not judge
+
+
+@pytest.mark.parametrize("store_spec", ["faiss"])
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 not a zip", None])
+def test_an_unreadable_verdicts_file_is_ignored_and_written_anew(
+    workdir: Path, store_spec: str, judged: list[frozenset[str]], damage: bytes | None
+) -> None:
+    kept = workdir / VERDICTS_FILE
+    with open_store(workdir, store_spec) as store:
+        first = kept_report(store, workdir)
+        everything = set(judged)
+        if damage is None:  # a readable file cut short: half the bytes
+            kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])
+        else:
+            kept.write_bytes(damage)
+        judged.clear()
+        assert kept_report(store, workdir) == first
+        assert set(judged) == everything
+        judged.clear()
+        assert kept_report(store, workdir) == first
+        assert not judged  # written anew, readable

@@ -579,7 +579,7 @@ def _duplicates_in_index(
             )
         # Turned copies are confirmed by the index's own network, embedding them turned.
         views = ViewEmbedder(_duplicates_embedder(str(model_path))) if model_id else None
-        return StoreFinder(views).find(store, cfg, dismissed)
+        return StoreFinder(views, args.workdir).find(store, cfg, dismissed)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

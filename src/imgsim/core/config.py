@@ -35,6 +35,9 @@ DUPLICATES_FILE = "duplicates.json"  # the duplicate groups the server found las
 DUPLICATES_LOCK_FILE = "duplicates.lock"  # held by the one process finding duplicates
 # Image pairs a person said are not duplicates: {"pairs": [[name, name], ...]}, names sorted.
 NOT_DUPLICATES_FILE = "not_duplicates.json"
+# Each judged candidate pair of duplicates, by the two images' content and the judge's
+# settings (NumPy .npz, written atomically), so a run over an unchanged collection judges none.
+VERDICTS_FILE = "duplicate_verdicts.npz"
 WATCH_LOCK_FILE = "watch.lock"  # held by the one process watching the image folder
 WATCH_STATUS_FILE = "watch_status.json"  # what the watcher last did (JSON), for /health
 MAP_METHODS = ("tsne", "pca")  # how the map projects embeddings to 2-D

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -13,13 +14,18 @@ from ...core.errors import ConfigError
 from . import views as _views  # MAX_DETAIL read when used: the benchmark varies it
 from .fingerprint import Fingerprint
 from .groups import NEAR, Link
-from .neighbours import pairs_above, view_pairs
+from .neighbours import INVERSE_VIEW, neighbours_of, pairs_above, view_pairs, view_pairs_of
+from .verdicts import Verdicts
 from .views import CroppedCache, best_alignment, cropped_at, detail_difference, dihedral_view
 
 if TYPE_CHECKING:
     from .finder import Collection
 
+log = logging.getLogger("imgsim")
 T = TypeVar("T")
+# The judge's version (_confirmed and what it compares): bump it when a pair would be judged
+# otherwise, and the verdicts kept from earlier runs (duplicates.verdicts) are judged again.
+CONFIRM_VERSION = 1
 # Embeds (path, view) pairs: images turned and mirrored (views.ViewEmbedder).
 ViewEmbed = Callable[[Sequence[Path], Sequence[int]], np.ndarray]
 
@@ -52,20 +58,62 @@ def confirmed_links(
     if collection.vectors is None or len(collection.vectors) != len(collection.names):
         raise ConfigError("the confirmed method needs the images' embeddings")
     vectors = unit(collection.vectors)
+    # Verdicts kept from earlier runs (duplicates.verdicts): only pairs without one are
+    # judged, and only new contents' candidates searched. Without any, all are.
+    verdicts = collection.verdicts if collection.verdicts is not None else Verdicts()
+    content = verdicts.content_of(collection)
+    search = verdicts.to_search(content)
+    if search is None:
+        proposed = _proposed(collection, vectors, rows, prints, config, views)
+    else:
+        proposed = verdicts.proposals(content)
+        if len(search):
+            proposed.update(_proposed(collection, vectors, rows, prints, config, views, search))
+    known, todo = verdicts.split(proposed)
+    links = _confirmed(collection, todo, config) if todo else {}
+    verdicts.record(todo, links)
+    stats = verdicts.stats
+    log.info("%d candidate pairs (%.2f per image): %d verdicts kept, %d judged; "
+             "candidates of %d images searched", stats["proposed"],
+             stats["proposed"] / max(len(collection.names), 1), stats["kept"],
+             stats["judged"], len(collection.names) if search is None else len(search))  # fmt: skip
+    return {**known, **links}
+
+
+def _proposed(
+    collection: Collection,
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    prints: Sequence[Fingerprint],
+    config: DuplicatesConfig,
+    views: ViewEmbed | None,
+    only: np.ndarray | None = None,
+) -> dict[tuple[int, int], tuple[int, int | None, float]]:
+    """The candidate pairs (view, hash distance, cosine) of every image, or only those with
+    an image of the positions `only` (each of them searched alone)."""
     hashes = np.array([f.views or (f.phash,) * 8 for f in prints], np.uint64).reshape(-1, 8)
-    found, view, distance = view_pairs(hashes, config.threshold)
+    if only is None:
+        found, view, distance = view_pairs(hashes, config.threshold)
+        near, near_cosine = pairs_above(vectors, config.embedding_threshold)
+    else:
+        local = np.flatnonzero(np.isin(rows, only))
+        found, view, distance = view_pairs_of(hashes, local, config.threshold)
+        near, near_cosine = neighbours_of(vectors, only, config.embedding_threshold)
     pairs = rows[found] if len(found) else found.reshape(-1, 2)
-    cosine = _view_cosines(collection, vectors, pairs, view, views)
+    # rows need not be in order: each pair first < second, its view then the first's inverse.
+    swap = pairs[:, 0] > pairs[:, 1]
+    view = np.where(swap, np.asarray(INVERSE_VIEW)[view], view) if len(view) else view
+    pairs = np.sort(pairs, axis=1)
+    cosine = _view_cosines(collection, vectors, pairs, view, views, config)
     found_by_hash = zip(pairs.tolist(), view.tolist(), distance.tolist(), cosine, strict=True)
     proposed = {(a, b): (v, d, c) for (a, b), v, d, c in found_by_hash}
-    near, near_cosine = pairs_above(vectors, config.embedding_threshold)
     phash = {int(r): f.phash for r, f in zip(rows.tolist(), prints, strict=True)}
     for (a, b), c in zip(near.tolist(), near_cosine.tolist(), strict=True):
         best = proposed.get((a, b))
         if best is None or best[2] < c:  # the views as they are are the closer match
             d = (phash[a] ^ phash[b]).bit_count() if a in phash and b in phash else None
             proposed[(a, b)] = (0, d, c)
-    return _confirmed(collection, proposed, config)
+    return proposed
 
 
 def _confirmed(
@@ -134,8 +182,10 @@ def _view_cosines(
     pairs: np.ndarray,
     view: np.ndarray,
     views: ViewEmbed | None,
+    config: DuplicatesConfig,
 ) -> list[float]:
-    """Cosine of each pair's first embedding and its second's in the view given."""
+    """Cosine of each pair's first embedding and its second's in the view given; -1 for a
+    turned pair that cannot be confirmed (no `views`, or its pixels disagree)."""
     cosine = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]]) if len(pairs) else (
         np.empty(0, np.float32)
     )  # fmt: skip
@@ -144,7 +194,25 @@ def _view_cosines(
         if views is None:
             cosine[turned] = -1.0  # cannot be confirmed without embedding the turned image
         else:
+            # Embedding an image turned (decode, network) costs ~50 times the pixel check, and
+            # a pair whose aligned pixels disagree is never confirmed, whatever its cosine
+            # (_confirmed): only the turned pairs whose pixels agree are embedded.
+            agree = _turned_agree(collection, pairs, view, turned, config.pixel_threshold)
+            cosine[turned[~agree]] = -1.0
+            turned = turned[agree]
+        if views is not None and len(turned):
             paths = [collection.paths[j] for j in pairs[turned, 1].tolist()]
             seen = unit(views(paths, view[turned].tolist()))
             cosine[turned] = np.einsum("ij,ij->i", vectors[pairs[turned, 0]], seen)
     return cosine.astype(float).tolist()
+
+
+def _turned_agree(
+    collection: Collection, pairs: np.ndarray, view: np.ndarray, rows: np.ndarray, least: float
+) -> np.ndarray:
+    """Whether each pair of `rows` passes the judge's pixel check (_pixels_agree)."""
+    collection.fill_thumbnails(sorted(set(pairs[rows].ravel().tolist())))
+    crops = CroppedCache()
+    chosen = zip(pairs[rows].tolist(), view[rows].tolist(), strict=True)
+    found = [_pixels_agree(collection, a, b, v, crops, least) for (a, b), v in chosen]
+    return np.array(found, bool)

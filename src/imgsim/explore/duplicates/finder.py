@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...core.config import DUPLICATE_METHODS, DuplicatesConfig
+from ...core.config import DUPLICATE_METHODS, VERDICTS_FILE, DuplicatesConfig
 from ...core.errors import ConfigError
 from ...core.paths import name_path
 from ...images.data import DECODE_FORMATS, ImageRecord, default_workers, scan_images
+from . import confirm
 from .captured import capture_time
 from .confirm import ViewEmbed, confirmed_links
 from .fingerprint import Fingerprint, iter_fingerprints
@@ -25,6 +26,7 @@ from .groups import NEAR, SAME, Group, Link, Member, keeper_first, stars
 from .neighbours import INVERSE_VIEW, centred, pairs_above, pairs_within
 from .stored import StoredImages, load_stored, stored_thumbnails
 from .turned import KeptViews
+from .verdicts import Verdicts, settings_key
 from .views import VIEW_NAMES, thumbnail
 
 log = logging.getLogger("imgsim")
@@ -81,6 +83,8 @@ class Collection:
     # member's header and dates need no file; and thumbnails by position, read when needed.
     stored: StoredImages | None = None
     load_thumbnails: Callable[[list[int]], dict[int, np.ndarray | None]] | None = None
+    # Candidate pairs judged by earlier runs (duplicates.verdicts); None: judge every pair.
+    verdicts: Verdicts | None = None
 
     def fill_thumbnails(self, rows: Sequence[int]) -> None:
         """Thumbnails of these positions into `thumbnails`: kept ones, else decoded."""
@@ -318,8 +322,10 @@ class StoreFinder:
     and what it gives is written back, so a second run over the same files decodes none.
     """
 
-    def __init__(self, views: ViewEmbed | None = None) -> None:
+    def __init__(self, views: ViewEmbed | None = None, workdir: str | Path | None = None) -> None:
         self.views = views  # embeds images turned: the confirmed method's turned copies
+        # Verdicts on candidate pairs are kept there (VERDICTS_FILE); None: every pair judged.
+        self.verdicts_path = Path(workdir) / VERDICTS_FILE if workdir is not None else None
         self._lock = threading.Lock()  # one reading-and-writing-back at a time
 
     def find(
@@ -357,7 +363,13 @@ class StoreFinder:
         if config.method != "embedding":
             collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
             skipped = stored.skipped
+        if self.verdicts_path is not None and info is not None and config.method == "confirmed":
+            turned, judge = self.views is not None, confirm.CONFIRM_VERSION
+            settings = settings_key(config, info.model_id, turned, judge)
+            collection.verdicts = Verdicts.load(self.verdicts_path, settings)
         groups = find_groups(collection, config, views)
+        if collection.verdicts is not None:
+            collection.verdicts.save()
         return _report(groups, len(names), config, skipped, started)
 
 

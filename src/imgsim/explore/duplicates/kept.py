@@ -34,9 +34,9 @@ class KeptDuplicates(KeptDocument[DuplicatesConfig]):
     def __init__(self, workdir: str | Path, views: ViewEmbed | None = None) -> None:
         super().__init__(Path(workdir) / DUPLICATES_FILE, Path(workdir) / DUPLICATES_LOCK_FILE)
         self.workdir = Path(workdir)
-        # Fingerprints kept by content: a change costs its images. `views` embeds turned
-        # images with the index's network, to confirm turned and mirrored copies.
-        self.finder = StoreFinder(views)
+        # Fingerprints and verdicts kept by content: a change costs its images. `views`
+        # embeds turned images with the index's network, to confirm turned and mirrored copies.
+        self.finder = StoreFinder(views, workdir)
 
     def compute(self, store: Store, settings: DuplicatesConfig) -> dict[str, Any]:
         generation = store.generation()  # read first: a change during the search makes it stale

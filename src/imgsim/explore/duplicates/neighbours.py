@@ -157,6 +157,13 @@ def view_pairs(views: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nda
         a, b = (found[:, 0], found[:, 1]) if len(found) else (found, found)
         keep = (a < n) & (b % n != a)  # a as it is, b any view of another image
         i, j, view, distance = a[keep], b[keep] % n, b[keep] // n, distance[keep]
+    return _closest_views(i, j, view, distance, n)
+
+
+def _closest_views(
+    i: np.ndarray, j: np.ndarray, view: np.ndarray, distance: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, view of j like i, distance) as pairs i < j, each once with its closest view."""
     swap = i > j  # view v of j looks like i, so view INVERSE[v] of i looks like j
     view = np.where(swap, np.asarray(INVERSE_VIEW)[view], view)
     i, j = np.minimum(i, j), np.maximum(i, j)
@@ -193,3 +200,62 @@ def _view_neighbours(
     j, view = rows % n, rows // n
     keep = (i >= 0) & (i != j) & (distance <= max_distance)
     return i[keep], j[keep], view[keep], distance[keep]
+
+
+def view_pairs_of(
+    views: np.ndarray, rows: np.ndarray, max_distance: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """view_pairs, only the pairs with an image of `rows`: each of those images as it is
+    against every view of every image, and every image as it is against each of its views.
+
+    For the few images new since the last run (duplicates.verdicts): every pair within
+    `max_distance` is found, comparing len(rows) x 16n hashes, not all n images' again.
+    """
+    views = np.ascontiguousarray(views, dtype=np.uint64).reshape(-1, 8)
+    n = len(views)
+    found: list[tuple[np.ndarray, ...]] = []
+    for r in np.asarray(rows, np.int64).tolist():
+        # r as it is, like view v of j; then j as it is, like view v of r.
+        for mine, distance in ((True, _popcount(views ^ views[r, 0])),
+                               (False, _popcount(views[:, :1] ^ views[r][None, :]))):  # fmt: skip
+            j, v = np.nonzero(distance <= max_distance)
+            keep = j != r
+            j, v, d = j[keep], v[keep], distance[j[keep], v[keep]]
+            mine_i = np.full(len(j), r, np.int64)
+            found.append((mine_i, j, v, d) if mine else (j, mine_i, v, d))
+    if not found:
+        empty = np.empty(0, np.int64)
+        return empty.reshape(0, 2), empty, empty
+    parts = zip(*found, strict=True)
+    i, j, view, distance = (np.concatenate(part).astype(np.int64) for part in parts)
+    return _closest_views(i, j, view, distance, n)
+
+
+def neighbours_of(
+    vectors: np.ndarray, rows: np.ndarray, min_similarity: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """pairs_above, only for the vectors of `rows`: each one's NEIGHBOURS nearest among all,
+    found exactly (len(rows) x n inner products), with cosine at least `min_similarity`."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = np.asarray(rows, np.int64)
+    n = len(x)
+    k = min(n, NEIGHBOURS + 1)  # the vector itself among them
+    found_i, found_j, found_s = [], [], []
+    for start in range(0, len(rows), 256):  # 256 x n scores at a time: 100 MB at 100,000
+        chunk = rows[start : start + 256]
+        scores = x[chunk] @ x.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else (
+            np.broadcast_to(np.arange(n), (len(chunk), n))
+        )  # fmt: skip
+        best = np.take_along_axis(scores, top, axis=1)
+        mine = np.repeat(chunk, top.shape[1])
+        keep = (top.ravel() != mine) & (best.ravel() > float(min_similarity) - 1e-6)
+        found_i.append(mine[keep])
+        found_j.append(top.ravel()[keep].astype(np.int64))
+        found_s.append(best.ravel()[keep])
+    if not found_i:
+        return np.empty((0, 2), np.int64), np.empty(0, np.float32)
+    i, j, s = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+    low, high = np.minimum(i, j), np.maximum(i, j)
+    codes, first = np.unique(low * n + high, return_index=True)
+    return np.stack([codes // n, codes % n], axis=1), np.minimum(s[first], 1.0)
