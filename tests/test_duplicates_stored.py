@@ -10,15 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from imgsim.cli.commands import main
-from imgsim.search.editor import CollectionEditor
-from imgsim.search.searcher import Searcher
 from PIL import Image
 
+from imgsim.cli.commands import main
 from imgsim.core.config import VERDICTS_FILE, DuplicatesConfig, ExtractConfig
 from imgsim.embed.update import update_index
 from imgsim.explore.duplicates import StoreFinder, stored
 from imgsim.explore.duplicates.derived import DERIVED_VERSION, decode
+from imgsim.search.editor import CollectionEditor
+from imgsim.search.searcher import Searcher
 from imgsim.store import Store, open_store
 
 CONFIRMED = DuplicatesConfig(method="confirmed", workers=1)
@@ -158,9 +158,8 @@ def test_another_algorithm_version_is_derived_again(
 
 @pytest.mark.parametrize("store_spec", ["faiss"])
 def test_the_watchers_update_pass_keeps_it_too(workdir: Path) -> None:
-    from imgsim.model.model_handle import ModelFile
-
     from imgsim.embed.update import update_pass
+    from imgsim.model.model_handle import ModelFile
 
     data = workdir.parent / "data"
     shutil.copy(data / "square_00005.png", data / "watched.png")
