@@ -369,7 +369,7 @@ class StoreFinder:
             collection.verdicts = Verdicts.load(self.verdicts_path, settings)
         groups = find_groups(collection, config, views)
         if collection.verdicts is not None:
-            collection.verdicts.save()
+            collection.verdicts.keep()
         return _report(groups, len(names), config, skipped, started)
 
 

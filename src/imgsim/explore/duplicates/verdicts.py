@@ -192,7 +192,7 @@ class Verdicts:
             self.kept[key] = (bits, cosine, _turned(links.get((a, b)), swap))
             self._changed = True
 
-    def save(self) -> None:
+    def keep(self) -> None:
         """Write the verdicts among the contents of this run, atomically; nothing when none
         changed. A read-only work folder only costs the next run the same judging."""
         present = {c for c in self._content if c is not None}
