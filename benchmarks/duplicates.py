@@ -12,8 +12,9 @@ named: a copy of one would be a true copy of the others.
 Every setting then groups the folder. A planted pair counts as found when original and copy
 land in one group; precision is over every pair the groups make. Beside the confirmed method
 (the default: hashes of 8 views and embedding neighbours propose; the pretrained network's
-embedding in the matching view, the aligned 32-px thumbnails' correlation and their worst 64-px
-region confirm), the plain pHash at 10 bits, the default before.
+embedding in the matching view, the aligned 32-px thumbnails' correlation, their worst 64-px
+region and a second look at up to 128 px confirm), the plain pHash at 10 bits, the default
+before.
 
 Prints markdown tables; `--write-docs` replaces the "Duplicates" section of
 docs/benchmarks.md. Not a test: the figures depend on the images.
@@ -26,6 +27,7 @@ docs/benchmarks.md. Not a test: the figures depend on the images.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import itertools
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +50,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from imgsim.core.config import DuplicatesConfig  # noqa: E402
 from imgsim.core.errors import UnreadableImageError  # noqa: E402
-from imgsim.explore.duplicates import Collection, find_groups  # noqa: E402
+from imgsim.explore.duplicates import (  # noqa: E402
+    Collection,
+    confirm,
+    find_groups,
+)
 from imgsim.explore.duplicates import views as dup_views  # noqa: E402
 from imgsim.explore.duplicates.finder import fingerprint_all  # noqa: E402
 from imgsim.explore.duplicates.groups import SAME  # noqa: E402
@@ -58,7 +65,14 @@ BASELINE = ("hash", 10, 0.0, 0.0)  # the plain pHash at 10 bits: the default bef
 HASH_BITS = (12,)  # the confirmed method's proposal: hash bits, any of the 8 views
 COSINES = (0.8,)  # its confirmation: cosine at least
 PIXELS = (0.97,)  # and aligned thumbnails' correlation at least
-DETAILS = (math.inf, 45.0, 49.0, 52.0)  # and their worst region's difference at most (views)
+# And then (views): their worst region's difference at most, at 64 px; the second look's at
+# most (decoded again, up to 128 px); the cosine slack where hashes are close (confirm).
+CHECKS = (
+    (math.inf, math.inf, confirm.COSINE_SLACK),
+    (dup_views.MAX_DETAIL, math.inf, confirm.COSINE_SLACK),
+    (dup_views.MAX_DETAIL, dup_views.MAX_LOOK_DETAIL, 0.0),
+    (dup_views.MAX_DETAIL, dup_views.MAX_LOOK_DETAIL, confirm.COSINE_SLACK),
+)
 # Originals that are one artwork (benchmark ground truth, same_artwork): hashes of the 8 views
 # within ARTWORK_BITS propose, and at ARTWORK_SIDE² no pixel differs by more than the tolerance.
 ARTWORK_BITS = 10
@@ -308,20 +322,20 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
         truth = write_folder(args.source, folder, args.seed)
         collection, embedded, seconds = collection_of(folder, args.workers)
         cases = [BASELINE] + [
-            ("confirmed", *setting)
-            for setting in itertools.product(HASH_BITS, COSINES, PIXELS, DETAILS)
+            ("confirmed", bits, cosine, pixels, *checks)
+            for bits, cosine, pixels, checks in itertools.product(
+                HASH_BITS, COSINES, PIXELS, CHECKS
+            )
         ]
-        chosen = dup_views.MAX_DETAIL
-        for method, bits, cosine, pixels, *detail in cases:
+        for method, bits, cosine, pixels, *checks in cases:
             cfg = DuplicatesConfig(method, bits, cosine, pixels)
-            dup_views.MAX_DETAIL = detail[0] if detail else math.inf  # not a setting: the constant
             started = time.perf_counter()
-            groups = find_groups(dataclasses.replace(collection), cfg, embedded)
-            dup_views.MAX_DETAIL = chosen
+            with constants(*checks) if checks else contextlib.nullcontext():
+                groups = find_groups(dataclasses.replace(collection), cfg, embedded)
             rows.append(
                 {
                     "method": method,
-                    "threshold": _threshold(method, bits, cosine, pixels, *detail),
+                    "threshold": _threshold(method, bits, cosine, pixels, *checks),
                     "group_seconds": time.perf_counter() - started,
                     **score(groups, truth),
                 }
@@ -331,13 +345,35 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     return rows, seconds
 
 
+@contextlib.contextmanager
+def constants(detail: float, look: float, slack: float) -> Iterator[None]:
+    """The judge's constants (not settings) set for one row, then put back."""
+    kept = dup_views.MAX_DETAIL, dup_views.MAX_LOOK_DETAIL, confirm.COSINE_SLACK
+    dup_views.MAX_DETAIL, dup_views.MAX_LOOK_DETAIL, confirm.COSINE_SLACK = detail, look, slack
+    try:
+        yield
+    finally:
+        dup_views.MAX_DETAIL, dup_views.MAX_LOOK_DETAIL, confirm.COSINE_SLACK = kept
+
+
 def _threshold(
-    method: str, bits: int, cosine: float, pixels: float, detail: float = math.inf
+    method: str,
+    bits: int,
+    cosine: float,
+    pixels: float,
+    detail: float = math.inf,
+    look: float = math.inf,
+    slack: float = 0.0,
 ) -> str:
     if method == "hash":
         return f"≤ {bits} bits"
+    near = f" ({cosine - slack:g} within {confirm.CLOSE_BITS} bits)" if slack else ""
     region = "" if math.isinf(detail) else f", worst region ≤ {detail:g}"
-    return f"≤ {bits} bits (8 views) or neighbours; cos ≥ {cosine}, pixels ≥ {pixels}{region}"
+    second = "" if math.isinf(look) else f", second look ≤ {look:g}"
+    return (
+        f"≤ {bits} bits (8 views) or neighbours; cos ≥ {cosine}{near}, pixels ≥ {pixels}"
+        f"{region}{second}"
+    )
 
 
 def scale(count: int, threshold: int, cosine: float) -> str:
@@ -471,7 +507,8 @@ def main() -> None:
     chosen = next(
         r for r in rows if r["threshold"] == _threshold(
             default.method, default.threshold, default.embedding_threshold,
-            default.pixel_threshold, dup_views.MAX_DETAIL)
+            default.pixel_threshold, dup_views.MAX_DETAIL, dup_views.MAX_LOOK_DETAIL,
+            confirm.COSINE_SLACK)
     )  # fmt: skip
     tier_text = tiers(chosen)
     print(tier_text)

@@ -11,11 +11,17 @@ from PIL import Image, ImageDraw
 
 from imgsim.core.config import DuplicatesConfig
 from imgsim.explore.duplicates import Collection, find_groups
+from imgsim.explore.duplicates.confirm import COSINE_SLACK, _close_enough
 from imgsim.explore.duplicates.finder import fingerprint_all
 from imgsim.explore.duplicates.views import (
     MAX_DETAIL,
+    MAX_LOOK_DETAIL,
     aligned_measures,
+    best_alignment,
+    cropped,
     detail_difference,
+    dihedral_view,
+    second_look,
     thumbnail,
 )
 
@@ -64,6 +70,10 @@ def test_every_planted_transform_is_still_confirmed(tmp_path: Path, transform: s
         correlation, detail = max(aligned_measures(a, b, view) for view in range(8))
         assert correlation >= DuplicatesConfig().pixel_threshold, (transform, seed)
         assert detail <= MAX_DETAIL, (transform, seed, detail)
+        view = max(range(8), key=lambda v: aligned_measures(a, b, v)[0])
+        _, i, j = best_alignment(cropped(a), cropped(dihedral_view(b, view)))
+        seen = second_look(original, copy, view, (i, j))
+        assert seen is not None and seen <= MAX_LOOK_DETAIL, (transform, seed, seen)
 
 
 def test_detail_difference_ignores_brightness_and_one_pixel_shifts() -> None:
@@ -105,3 +115,49 @@ def test_the_finder_groups_the_copies_and_not_the_lookalike(tmp_path: Path) -> N
     assert [sorted(m.name for m in g.members) for g in groups] == [
         ["a_plain.png", "c_colour.jpg", "c_crop.jpg", "c_jpeg.jpg", "c_mirror.jpg"]
     ]
+
+
+def archive_box(label: str) -> Image.Image:
+    """A 128-px archive icon: a box with a small label, as icon themes draw one per format."""
+    im = Image.new("RGB", (128, 128), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle((16, 24, 112, 112), fill=(170, 120, 60), outline=(90, 60, 20), width=3)
+    draw.rectangle((30, 70, 98, 96), fill=(245, 245, 235))
+    draw.text((40, 76), label, fill=(0, 0, 0))
+    return im
+
+
+@pytest.mark.parametrize("label", ["zip", "7z"])
+def test_the_second_look_reads_a_label_the_thumbnails_blur(tmp_path: Path, label: str) -> None:
+    archive_box("tar").save(tmp_path / "tar.png")
+    archive_box(label).save(tmp_path / "other.png")
+    a, b = thumbnail(tmp_path / "tar.png"), thumbnail(tmp_path / "other.png")
+    correlation, detail = aligned_measures(a, b, 0)
+    assert correlation >= DuplicatesConfig().pixel_threshold and detail <= MAX_DETAIL
+    seen = second_look(tmp_path / "tar.png", tmp_path / "other.png", 0, (0, 0))
+    assert seen is not None and seen > MAX_LOOK_DETAIL
+
+
+def test_the_second_look_compares_a_halved_copy_at_its_own_size(tmp_path: Path) -> None:
+    archive_box("zip").save(tmp_path / "zip.png")
+    small = archive_box("zip").resize((24, 24), Image.Resampling.LANCZOS)
+    small.save(tmp_path / "small.jpg", quality=90)
+    seen = second_look(tmp_path / "zip.png", tmp_path / "small.jpg", 0, (0, 0))
+    assert seen is not None and seen <= MAX_LOOK_DETAIL / 1.5
+    # At 64 px, the copy blurred against its sharp original, it differs twice as much.
+    _, blurred = aligned_measures(
+        thumbnail(tmp_path / "zip.png"), thumbnail(tmp_path / "small.jpg"), 0
+    )
+    assert blurred > 1.8 * seen
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    assert second_look(tmp_path / "zip.png", tmp_path / "broken.jpg", 0, (0, 0)) is None
+
+
+def test_close_hashes_need_a_lower_cosine_and_far_ones_do_not() -> None:
+    config = DuplicatesConfig()
+    least = config.embedding_threshold
+    assert _close_enough((0, 20, least), config)  # the cosine alone
+    assert _close_enough((0, 2, least - COSINE_SLACK + 0.01), config)  # a halved icon's
+    assert not _close_enough((0, 2, least - COSINE_SLACK - 0.01), config)
+    assert not _close_enough((0, 10, least - 0.01), config)
+    assert not _close_enough((0, None, least - 0.01), config)  # proposed by the embeddings

@@ -145,6 +145,30 @@ def test_the_cli_second_run_opens_no_image(
     assert re.sub(r'"seconds": [\d.]+', "", first) == re.sub(r'"seconds": [\d.]+', "", second)
 
 
+@pytest.mark.parametrize("store_spec", ["faiss"])
+def test_a_near_copy_is_looked_at_on_the_first_run_only(
+    workdir: Path, opened: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    """The judge decodes a pair the thumbnails let by again (views.second_look), once: its
+    verdict is kept, so the next run opens no image."""
+    data = workdir.parent / "data"
+    with Image.open(data / "square_00001.png") as im:
+        im.convert("RGB").save(data / "resaved.jpg", quality=80)
+    update_index(config(workdir, "faiss"), progress=False)
+    args = ["duplicates", "--workdir", str(workdir), "--json"]
+    opened.clear()
+    assert main(args) == 0
+    assert {str(data / "square_00001.png"), str(data / "resaved.jpg")} <= set(opened)
+    first = capsys.readouterr().out
+    assert '"resaved.jpg"' in first
+    opened.clear()
+    assert main(args) == 0
+    assert not [p for p in opened if not p.endswith(".pt")]
+    assert re.sub(r'"seconds": [\d.]+', "", capsys.readouterr().out) == re.sub(
+        r'"seconds": [\d.]+', "", first
+    )
+
+
 def test_another_algorithm_version_is_derived_again(
     workdir: Path, store_spec: str, derived_names: list[str]
 ) -> None:

@@ -500,7 +500,8 @@ class DuplicatesConfig:
         default=0.8,
         metadata={
             "help": "cosine similarity of the embeddings at least this (confirmed: of the "
-            "pretrained network's, in the matching turn; embedding: less their mean)"
+            "pretrained network's, in the matching turn, 0.2 less where the hashes are within "
+            "4 bits; embedding: less their mean)"
         },
     )
     pixel_threshold: float = field(

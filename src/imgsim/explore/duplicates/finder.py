@@ -364,7 +364,8 @@ class StoreFinder:
             collection.fingerprints = {n: f.fingerprint for n, f in stored.facts.items()}
             skipped = stored.skipped
         if self.verdicts_path is not None and info is not None and config.method == "confirmed":
-            turned, judge = self.views is not None, confirm.CONFIRM_VERSION
+            turned = self.views is not None
+            judge = (confirm.CONFIRM_VERSION, confirm.CLOSE_BITS, confirm.COSINE_SLACK)
             settings = settings_key(config, info.model_id, turned, judge)
             collection.verdicts = Verdicts.load(self.verdicts_path, settings)
         groups = find_groups(collection, config, views)

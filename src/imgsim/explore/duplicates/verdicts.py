@@ -47,21 +47,25 @@ SEARCH_ALONE_MAX = 500
 LAYOUT = 1  # the file's arrays; another layout is ignored (judged again)
 
 
-def settings_key(config: DuplicatesConfig, model_id: str, turned: bool, judge: int) -> str:
+def settings_key(
+    config: DuplicatesConfig, model_id: str, turned: bool, judge: tuple[int, int, float]
+) -> str:
     """What a verdict was reached with: every setting but the workers, the network that made
     the embeddings, whether turned views could be embedded, and the code's versions (`judge`:
-    confirm.CONFIRM_VERSION, given by the caller: confirm imports this module)."""
+    confirm's CONFIRM_VERSION, CLOSE_BITS and COSINE_SLACK, given by the caller: confirm
+    imports this module)."""
     from . import derived, views
 
     settings = {k: v for k, v in asdict(config).items() if k != "workers"}
     code = {
-        "confirm": judge,
+        "confirm": list(judge),
         "derived": derived.DERIVED_VERSION,
         "thumb": views.THUMB_SIDE,
         "compare": views.COMPARE_SIDE,
         "crops": list(views.CROPS),
         # The worst-region check's settings, read when used (the quality benchmark varies them).
         "detail": [views.DETAIL_BLUR, views.DETAIL_SHIFT, views.DETAIL_BLOCK, views.MAX_DETAIL],
+        "look": [views.LOOK_SIDE, views.MAX_LOOK_DETAIL],
         "neighbours": NEIGHBOURS,
         "layout": LAYOUT,
     }

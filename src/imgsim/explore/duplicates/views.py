@@ -92,6 +92,13 @@ DETAIL_BLOCK = 2  # the worst DETAIL_BLOCK² block of the difference decides
 # "Duplicates"), where 99 % of the true copies that pass the correlation stay below it and
 # most look-alikes that differ in one region (a face's mouth, an archive box's label) do not.
 MAX_DETAIL = 52.0
+# A pair that passes is looked at again (second_look), decoded at up to LOOK_SIDE a side: at
+# most MAX_LOOK_DETAIL there. Chosen on the benchmark's --seed 0 planting (docs/benchmarks.md,
+# "Duplicates"): 99.5 % of the true copies that pass the thumbnails stay below it, and of the
+# 101 look-alike pairs that pass them 28 do (GNOME's icons and MATE's redraws of them, two
+# artists' flags of Poland: pictures whose pixels differ less than a JPEG re-save's).
+LOOK_SIDE = 128
+MAX_LOOK_DETAIL = 40.0
 
 
 def thumbnail(path: Path) -> np.ndarray | None:
@@ -167,15 +174,15 @@ def best_alignment(first: list[np.ndarray], second: list[np.ndarray]) -> tuple[f
     return max(best, *((float(x @ second[0]), i, 0) for i, x in enumerate(first) if i))
 
 
-def detail_difference(first: np.ndarray, second: np.ndarray) -> float:
-    """How much two aligned THUMB_SIDE² thumbnails (cropped_at) differ in their most different
-    small region, in levels of 255: 0 for the same picture.
+def detail_difference(first: np.ndarray, second: np.ndarray, block: int = DETAIL_BLOCK) -> float:
+    """How much two aligned pictures of one shape (cropped_at, or a second_look) differ in
+    their most different small region, in levels of 255: 0 for the same picture.
 
     Each colour channel of the second is scaled to the first's mean and spread (a brighter,
     darker or more saturated copy compares as the same), both are blurred by DETAIL_BLUR, and
     each pixel is compared with the closest of the other's within DETAIL_SHIFT pixels (so an
     edge moved by resampling, cropping or JPEG costs little), both ways, by its most different
-    channel; the answer is the mean of the worst DETAIL_BLOCK² block. One global correlation
+    channel; the answer is the mean of the worst block² block. One global correlation
     misses what this catches: two faces that differ in the mouth, archive boxes with
     another label.
     """
@@ -191,8 +198,9 @@ def detail_difference(first: np.ndarray, second: np.ndarray) -> float:
     blur = (0, DETAIL_BLUR, DETAIL_BLUR)
     a, b = gaussian_filter(a, blur), gaussian_filter(b, blur)
     d = np.maximum(_closest(a, b), _closest(b, a))
-    n = THUMB_SIDE // DETAIL_BLOCK
-    return float(d.reshape(n, DETAIL_BLOCK, n, DETAIL_BLOCK).mean(axis=(1, 3)).max())
+    rows, cols = d.shape[0] // block, d.shape[1] // block
+    d = d[: rows * block, : cols * block]
+    return float(d.reshape(rows, block, cols, block).mean(axis=(1, 3)).max())
 
 
 def _closest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -209,6 +217,36 @@ def _closest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 np.maximum(d, np.abs(a[c] - near[c]), out=d)
             np.minimum(best, d, out=best)
     return best
+
+
+def second_look(first: Path, second: Path, view: int, crops: tuple[int, int]) -> float | None:
+    """detail_difference of two images aligned as the thumbnails matched (the second turned
+    as `view` says, each cropped by CROPS[crops[...]]), decoded again and compared at the
+    smaller one's own size per side, at most LOOK_SIDE: a copy halved is compared with its
+    original halved, not blurred against it sharp, and a label's letters show; None when
+    either is unreadable.
+    """
+    from ...images.data import UnreadableImageError, load_image
+
+    try:
+        a = load_image(first, draft_size=LOOK_SIDE)
+        b = load_image(second, draft_size=LOOK_SIDE)
+    except (UnreadableImageError, OSError):
+        return None
+    b = Image.fromarray(np.ascontiguousarray(dihedral_view(np.asarray(b), view)))
+    boxes = [_box_of(im.size, CROPS[crop]) for im, crop in ((a, crops[0]), (b, crops[1]))]
+    side = [max(8, round(min(LOOK_SIDE, *(box[k + 2] - box[k] for box in boxes)))) for k in (0, 1)]
+    pictures = [
+        np.asarray(im.resize(tuple(side), Image.Resampling.BOX, box=box))
+        for im, box in zip((a, b), boxes, strict=True)
+    ]
+    block = max(1, round(DETAIL_BLOCK * max(side) / THUMB_SIDE))  # the same share of the picture
+    return detail_difference(pictures[0], pictures[1], block)
+
+
+def _box_of(size: tuple[int, int], crop: float) -> tuple[float, float, float, float]:
+    width, height = size
+    return (width * crop, height * crop, width * (1 - crop), height * (1 - crop))
 
 
 class CroppedCache:
