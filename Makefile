@@ -10,8 +10,8 @@ demo: setup  ## sample data → train → extract → sample searches → web se
 	$(BIN)/imgsim demo
 
 # The suite runs on $(TEST_WORKERS) pytest-xdist workers: much of it waits (Milvus loading a
-# collection, servers starting, subprocesses), so 3 workers halve it even on 2 cores. They share one Milvus
-# server (tests/milvus_server.py). TEST_WORKERS=0 runs it in one process, as plain pytest does.
+# collection, servers starting, subprocesses), so 3 workers about halve it even on 2 cores. They
+# share one Milvus server (tests/milvus_server.py). TEST_WORKERS=0: one process, as plain pytest.
 TEST_WORKERS ?= 3
 test: setup  ## the whole test suite (the command CI runs)
 	$(BIN)/pytest -n $(TEST_WORKERS)
