@@ -9,15 +9,19 @@ STAMP := $(VENV)/.installed
 demo: setup  ## sample data → train → extract → sample searches → web server on :5000
 	$(BIN)/imgsim demo
 
+# The suite runs on $(TEST_WORKERS) pytest-xdist workers: much of it waits (Milvus loading a
+# collection, servers starting, subprocesses), so 3 workers about halve it even on 2 cores. They
+# share one Milvus server (tests/milvus_server.py). TEST_WORKERS=0: one process, as plain pytest.
+TEST_WORKERS ?= 3
 test: setup  ## the whole test suite (the command CI runs)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Flakiness hunting: the whole suite N times, stopping at the first run that fails.
 N ?= 3
 test-repeat: setup  ## make test-repeat N=3
 	@for run in $$(seq $(N)); do \
 	  echo "== test run $$run of $(N)"; \
-	  $(BIN)/pytest || { echo "test run $$run of $(N) failed"; exit 1; }; \
+	  $(BIN)/pytest -n $(TEST_WORKERS) || { echo "test run $$run of $(N) failed"; exit 1; }; \
 	done; \
 	echo "all $(N) test runs passed"
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,13 +91,43 @@ def _imgsim_logs_propagate() -> None:
     logging.getLogger("imgsim").propagate = True
 
 
+# A parallel run (pytest -n N, pytest-xdist): its workers share one Milvus server, in a folder
+# the controller makes and hands to each worker, and stops at the end of the run.
+SHARED_MILVUS = "imgsim_shared_milvus"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(xdist, in the controller) Tell each worker where the run's shared server lives."""
+    config = node.config
+    if not hasattr(config, SHARED_MILVUS):
+        setattr(config, SHARED_MILVUS, Path(tempfile.mkdtemp(prefix="imgsim-tests-milvus-")))
+    node.workerinput[SHARED_MILVUS] = str(getattr(config, SHARED_MILVUS))
+    node.workerinput["imgsim_controller_pid"] = os.getpid()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = getattr(config, SHARED_MILVUS, None)
+    if shared is not None:  # the controller of a parallel run
+        from . import milvus_server
+
+        milvus_server.stop_shared(shared)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def milvus_server_started(tmp_path_factory: pytest.TempPathFactory) -> object:
+def milvus_server_started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> object:
     """HOST:PORT of a real Milvus server (see tests/milvus_server.py), or why ours failed."""
     from . import milvus_server
 
+    worker = getattr(request.config, "workerinput", {})
+    shared = Path(worker[SHARED_MILVUS]) if SHARED_MILVUS in worker else None
     try:
-        yield from milvus_server.start(tmp_path_factory.mktemp("milvus"))
+        yield from milvus_server.start(
+            tmp_path_factory.mktemp("milvus"), shared, worker.get("imgsim_controller_pid", 0)
+        )
     except ImportError:
         pytest.skip("no Milvus: pip install -e '.[dev]' (PyPI's milvus) or set IMGSIM_TEST_MILVUS")
     except milvus_server.ServerFailed as failure:
@@ -133,7 +167,6 @@ def store_spec(request: pytest.FixtureRequest) -> object:
 def make_workdir(trained_workdir: Path, shapes_dir: Path, tmp_path: Path) -> object:
     """make(shapes, per_shape) → a workdir with the trained model and no index, over a copy of
     `per_shape` images of each shape in ../data (tests that change files get their own)."""
-    import shutil
 
     def make(
         shapes: tuple[str, ...] = ("circle", "square", "triangle"), per_shape: int = 8

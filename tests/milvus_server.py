@@ -142,10 +142,17 @@ class MilvusTestServer:
         self._server.stop()
 
 
-def start(base_dir: Path) -> Iterator[str]:
-    """Yield HOST:PORT of a running Milvus server; stop ours afterwards."""
+def start(base_dir: Path, shared: Path | None = None, watch_pid: int = 0) -> Iterator[str]:
+    """Yield HOST:PORT of a running Milvus server; stop ours afterwards.
+
+    With `shared` (a parallel run, pytest -n N) every worker gets the one server in that
+    folder, started by the first worker that needs it (see start_shared).
+    """
     if os.environ.get(ENV):
         yield os.environ[ENV]
+        return
+    if shared is not None:
+        yield start_shared(shared, watch_pid)
         return
     server = MilvusTestServer(base_dir)
     address = server.start()
@@ -153,6 +160,70 @@ def start(base_dir: Path) -> Iterator[str]:
         yield address
     finally:
         server.stop()
+
+
+def start_shared(shared: Path, watch_pid: int) -> str:
+    """HOST:PORT of the one server of a parallel run: one server, not one per worker.
+
+    The first worker to ask starts it (`python -m tests.milvus_server`, in its own session, its
+    data in `shared`); the others wait on the lock and read its address. It outlives that
+    worker: stop_shared stops it at the end of the run, and it stops itself once `watch_pid`
+    (the run's controller) is gone. A failed start is written down, so each worker says why
+    at once instead of trying again.
+    """
+    import fcntl
+    import subprocess
+    import sys
+
+    shared.mkdir(parents=True, exist_ok=True)
+    ready, failed, log_path = shared / "address", shared / "failed", shared / "server.log"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if ready.exists():
+            return ready.read_text()
+        if failed.exists():
+            raise ServerFailed(failed.read_text())
+        command = [sys.executable, "-m", "tests.milvus_server", "--dir", str(shared / "data")]
+        command += ["--ready-file", str(ready), "--watch-pid", str(watch_pid)]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                command, cwd=Path(__file__).resolve().parents[1], stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        (shared / "pid").write_text(str(proc.pid))
+        while not ready.exists():  # the server gives up by itself after START_TIMEOUT
+            if proc.poll() is not None:
+                lines = log_path.read_text(errors="replace").strip().splitlines()
+                why = lines[-1] if lines else f"exited ({proc.returncode}) and said nothing"
+                failed.write_text(why.removeprefix("error: "))
+                raise ServerFailed(failed.read_text())
+            time.sleep(0.2)
+        return ready.read_text()
+
+
+def stop_shared(shared: Path, timeout: float = 15.0) -> None:
+    """Stop the server start_shared started in `shared`, if one did; wait until it has gone."""
+    import signal
+
+    pid_file = shared / "pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (not another process's child: no waitpid; a zombie is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def unique_spec(address: str) -> str:
@@ -187,6 +258,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="(a free one)")
     parser.add_argument("--dir", help="data folder (a new temporary one)")
     parser.add_argument("--ready-file", help="write HOST:PORT here once it answers")
+    parser.add_argument("--watch-pid", type=int, default=0, help="stop once this process ends")
     args = parser.parse_args()
     ports = choose_ports()
     if args.port:
@@ -202,7 +274,11 @@ def main() -> None:
         partial.rename(args.ready_file)
     print(f"Milvus ready on {address}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (server.stop(), os._exit(0)))
-    signal.pause()
+    if not args.watch_pid:
+        signal.pause()
+    while _running(args.watch_pid):  # a parallel test run's controller (start_shared)
+        time.sleep(1)
+    server.stop()
 
 
 if __name__ == "__main__":
