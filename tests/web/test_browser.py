@@ -23,22 +23,26 @@ def page(guarded_page: Callable[..., Any], live_server: Callable[[Flask], str], 
     return guarded_page(live_server(make_app()))
 
 
+def _wait_for(page: Any, done: Callable[[], bool]) -> None:
+    """Let Playwright deliver events (they arrive while it waits) until done() or 5 s pass."""
+    for _ in range(50):
+        if done():
+            return
+        page.wait_for_timeout(100)
+
+
 def test_the_guard_records_what_goes_wrong(page: Any, problems: list[str]) -> None:
     page.evaluate("console.error('boom')")
     page.evaluate("alert('hello')")  # recorded and dismissed
     page.evaluate("setTimeout(() => { throw new Error('late'); })")
+    # Navigating away before the timer fires would cancel it (CI saw that race).
+    _wait_for(page, lambda: len(problems) == 3)
+    assert sorted(problems) == ["console: boom", "dialog: hello", "page error: late"]
     with pytest.raises(playwright_api().Error):  # refused, so navigating there fails
         page.goto("http://elsewhere.invalid/x.png")
-    for _ in range(50):  # events arrive while Playwright waits
-        if len(problems) == 4:
-            break
-        page.wait_for_timeout(100)
-    assert sorted(problems) == [
-        "console: boom",
-        "dialog: hello",
-        "page error: late",
-        "request to another origin: http://elsewhere.invalid/x.png",
-    ]
+    _wait_for(page, lambda: len(problems) > 3)
+    # Chromium may ask for a refused navigation more than once; each ask is recorded.
+    assert set(problems[3:]) == {"request to another origin: http://elsewhere.invalid/x.png"}
 
 
 def test_upload_shows_a_grid_of_images_with_percentages(
