@@ -37,6 +37,45 @@ def _wait_until_up(url: str, process: subprocess.Popen, limit_s: float = 240) ->
     raise AssertionError(f"the demo's server never answered {url}")
 
 
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [child for child, of in parents.items() if of == parent]
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def _wait_until_workers_idle(master: int, limit_s: float = 60) -> None:
+    """Until every process under `master` (gunicorn's workers) used no CPU for a second: all
+    have booted. One answering /health says nothing of the others; on a loaded machine (make test
+    on 3 xdist workers) another may still be importing, and a worker stopped while it loads
+    its app outlives the master's grace and is killed (the SIGKILL text this test forbids)."""
+    deadline = time.monotonic() + limit_s
+    before: dict[int, int | None] = {}
+    while time.monotonic() < deadline:
+        now = {pid: _cpu_ticks(pid) for pid in _descendants(master)}
+        if now and now == before:
+            return
+        before = now
+        time.sleep(1)
+
+
 def test_ctrl_c_on_the_demo_stops_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "demo.log"
@@ -50,7 +89,7 @@ def test_ctrl_c_on_the_demo_stops_cleanly(tmp_path: Path) -> None:
         )  # fmt: skip
         try:
             _wait_until_up(f"http://127.0.0.1:{port}/health", process)
-            time.sleep(2)
+            _wait_until_workers_idle(process.pid)
             started = time.monotonic()
             os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl+C does
             process.wait(timeout=20)
