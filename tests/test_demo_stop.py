@@ -11,7 +11,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .benchmark_import import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
+probe = load_benchmark("worker_probe")  # which processes are gunicorn's workers
 
 
 def _free_port() -> int:
@@ -45,31 +48,16 @@ def _cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        children = [child for child, of in parents.items() if of == parent]
-        found.extend(children)
-        todo.extend(children)
-    return found
-
-
 def _wait_until_workers_idle(master: int, limit_s: float = 60) -> None:
-    """Until every process under `master` (gunicorn's workers) used no CPU for a second: all
-    have booted. One answering /health says nothing of the others; on a loaded machine (make test
-    on 3 xdist workers) another may still be importing, and a worker stopped while it loads
-    its app outlives the master's grace and is killed (the SIGKILL text this test forbids)."""
+    """Until every worker of gunicorn's `master` used no CPU for a second: all have booted.
+
+    One answering /health says nothing of the others; on a loaded machine (make test on 3
+    xdist workers) another may still be importing, and a worker stopped while it loads its
+    app outlives the master's grace and is killed (the SIGKILL text this test forbids)."""
     deadline = time.monotonic() + limit_s
     before: dict[int, int | None] = {}
     while time.monotonic() < deadline:
-        now = {pid: _cpu_ticks(pid) for pid in _descendants(master)}
+        now = {pid: _cpu_ticks(pid) for pid in probe.worker_pids(master)}
         if now and now == before:
             return
         before = now
