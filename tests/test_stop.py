@@ -145,3 +145,70 @@ def test_a_stopped_server_exits_within_the_limit(
     upload.close()
     check_clean(status, seconds, text, sig)
     assert f"To continue: imgsim serve --workdir {trained_workdir} --port {port}" in text
+
+
+# The app's loading, as a busy machine can stretch it: seconds in one C call, during which
+# Python runs no signal handler (e.g. a shared library's load).
+SLOW_LOAD = """
+import hashlib, sys
+import imgsim.web.server as server
+from imgsim.cli.commands import main
+
+load = server.create_app
+def create_app(*args, **kwargs):
+    print("loading the app", file=sys.stderr, flush=True)
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 20_000_000)
+    return load(*args, **kwargs)
+server.create_app = create_app
+sys.argv[0] = "imgsim"
+raise SystemExit(main())
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_server_stopped_while_its_workers_load_exits_at_once(
+    tmp_path: Path, trained_workdir: Path, sig: int
+) -> None:
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    args = ["serve", "--workdir", str(trained_workdir), "--port", str(port), "--workers", "2"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_LOAD, *args], stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_as_a_terminal_starts_it, env=env, cwd=tmp_path,
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while log.read_text().count("loading the app") < 2:
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    status, seconds, text = stop(process, sig, log)
+    check_clean(status, seconds, text, sig)
+    assert seconds < 2, text  # not the master's 4 s grace
+    assert "was sent" not in text, text  # the workers ended on the signals they were sent
+
+
+def test_a_second_quit_signal_inside_the_first_does_not_hang_the_worker() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from imgsim.web.server import _Worker
+
+    class Pool:  # as gunicorn's thread pool: its shutdown holds a lock that is not re-entrant
+        def __init__(self) -> None:
+            self.lock, self.calls = threading.Lock(), 0
+
+        def shutdown(self, wait: bool = True) -> None:
+            assert self.lock.acquire(timeout=2), "the quit handler ran inside itself: a deadlock"
+            try:
+                self.calls += 1
+                if self.calls == 1:  # the master's signal lands while the terminal's is handled
+                    worker.handle_quit(signal.SIGINT, None)
+            finally:
+                self.lock.release()
+
+    worker = object.__new__(_Worker)
+    worker.tpool, worker.alive = Pool(), True
+    worker.cfg = SimpleNamespace(worker_int=lambda _worker: None)
+    with pytest.raises(SystemExit):
+        worker.handle_quit(signal.SIGINT, None)
+    assert worker.tpool.calls == 1 and not worker.alive

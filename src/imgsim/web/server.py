@@ -13,6 +13,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.workers.gthread import ThreadWorker
 
 from ..core.config import MODEL_FILE, SearchConfig, load_config, replace
 from ..core.errors import ConfigError, ImgsimError, ModelNotLoadedError
@@ -125,7 +126,7 @@ def gunicorn_options(
         "bind": f"{host_part}:{port}",
         "workers": max(1, workers),
         "threads": threads or DEFAULT_THREADS,
-        "worker_class": "gthread",
+        "worker_class": _Worker,
         # The app answers a slow upload with 408 at request_timeout; gunicorn kills a worker
         # only well past it (a stuck forward pass, not a slow client).
         "timeout": int(config.request_timeout) + 30,
@@ -205,6 +206,47 @@ class Gunicorn(BaseApplication):
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
 
 
+class _Worker(ThreadWorker):
+    """gunicorn's threaded worker, which a stop ends at once, also while it loads the app.
+
+    Loading spends seconds in single C calls on a busy machine (a shared library's load, the
+    runtime's session), and Python runs a signal handler only between them: the master would
+    kill the worker at its grace ("SIGKILL! Perhaps out of memory?"). A worker that serves no
+    request yet has nothing to finish, so until then the kernel ends it on SIGINT or SIGTERM.
+    """
+
+    quitting = False
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        # Ctrl+C reaches a worker twice, from the terminal and from the master. gunicorn's
+        # handler, run again inside itself, waited forever on the thread pool's shutdown lock
+        # that its first run held, until the master killed the worker.
+        if self.quitting:
+            return
+        self.quitting = True
+        super().handle_quit(sig, frame)
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        signal.signal(signal.SIGINT, self.handle_quit)
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn sets it: requests go on
+
+
+class _ExpectedStops(logging.Filter):
+    """Drops the master's line for a worker that ended on the stop signal it was sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        expected = len(args) == 2 and args[1] in ("SIGINT", "SIGTERM")
+        return not (record.msg == "Worker (pid:%s) was sent %s!" and expected)
+
+
 def _exit_now(_arbiter: Arbiter, worker: Any) -> None:
     """gunicorn's last hook in a worker: end the process now if it was told to stop.
 
@@ -236,12 +278,18 @@ class _Arbiter(Arbiter):
         # GRACEFUL_TIMEOUT_S: the master waits longer before it kills any (set here, after
         # the workers took their copy of the settings).
         self.cfg.set("graceful_timeout", MASTER_GRACE_S)
+        self.log.error_log.addFilter(_ExpectedStops())
         watcher, self.watcher = self.watcher, None
         if watcher is not None and watcher.process is not None:
             watcher.process.terminate()  # it ends at once; it stops beside the workers
         super().stop(graceful)
         if watcher is not None:
             watcher.stop(MASTER_GRACE_S)
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        # gunicorn says "quit now" with SIGQUIT; SIGINT says the same to a serving worker and
+        # also ends one still loading (_Worker), as a terminal's Ctrl+C does.
+        super().kill_worker(pid, signal.SIGINT if sig == signal.SIGQUIT else sig)
 
     def handle_int(self) -> None:
         self.stopped_by = signal.SIGINT
