@@ -30,19 +30,23 @@ def _as_a_terminal_starts_it() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
+def start(
+    args: list[str], log: Path, cwd: Path, program: tuple[str, str] = ("-m", "imgsim.cli")
+) -> subprocess.Popen:
     """`imgsim ARGS` in its own process group (as a terminal runs it), output into `log`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "imgsim.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, *program, *args], stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_as_a_terminal_starts_it, env=env, cwd=cwd,
         )  # fmt: skip
 
 
-def wait_for(log: Path, text: str, process: subprocess.Popen, limit_s: float = 120) -> None:
+def wait_for(
+    log: Path, text: str, process: subprocess.Popen, limit_s: float = 120, count: int = 1
+) -> None:
     deadline = time.monotonic() + limit_s
-    while text not in log.read_text():
+    while log.read_text().count(text) < count:
         assert process.poll() is None, f"ended before {text!r}:\n{log.read_text()[-2000:]}"
         assert time.monotonic() < deadline, f"no {text!r} in {limit_s} s"
         time.sleep(0.05)
@@ -170,17 +174,9 @@ def test_a_server_stopped_while_its_workers_load_exits_at_once(
     tmp_path: Path, trained_workdir: Path, sig: int
 ) -> None:
     port, log = free_port(), tmp_path / "serve.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     args = ["serve", "--workdir", str(trained_workdir), "--port", str(port), "--workers", "2"]
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SLOW_LOAD, *args], stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_as_a_terminal_starts_it, env=env, cwd=tmp_path,
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while log.read_text().count("loading the app") < 2:
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+    process = start(args, log, tmp_path, program=("-c", SLOW_LOAD))
+    wait_for(log, "loading the app", process, count=2)  # both workers
     status, seconds, text = stop(process, sig, log)
     check_clean(status, seconds, text, sig)
     assert seconds < 2, text  # not the master's 4 s grace

@@ -228,23 +228,22 @@ class _Worker(ThreadWorker):
 
     def init_signals(self) -> None:
         super().init_signals()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.serving_handlers = {
+            sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        signal.signal(signal.SIGINT, self.handle_quit)
-        signal.signal(signal.SIGTERM, self.handle_exit)
+        for sig, handler in self.serving_handlers.items():
+            signal.signal(sig, handler)
         signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn sets it: requests go on
 
 
-class _ExpectedStops(logging.Filter):
-    """Drops the master's line for a worker that ended on the stop signal it was sent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        expected = len(args) == 2 and args[1] in ("SIGINT", "SIGTERM")
-        return not (record.msg == "Worker (pid:%s) was sent %s!" and expected)
+def _not_an_expected_stop(record: logging.LogRecord) -> bool:
+    """False for the master's line on a worker that ended on the stop signal it was sent."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    expected = len(args) == 2 and args[1] in ("SIGINT", "SIGTERM")
+    return not (record.msg == "Worker (pid:%s) was sent %s!" and expected)
 
 
 def _exit_now(_arbiter: Arbiter, worker: Any) -> None:
@@ -278,7 +277,7 @@ class _Arbiter(Arbiter):
         # GRACEFUL_TIMEOUT_S: the master waits longer before it kills any (set here, after
         # the workers took their copy of the settings).
         self.cfg.set("graceful_timeout", MASTER_GRACE_S)
-        self.log.error_log.addFilter(_ExpectedStops())
+        self.log.error_log.addFilter(_not_an_expected_stop)  # once: halt stops again
         watcher, self.watcher = self.watcher, None
         if watcher is not None and watcher.process is not None:
             watcher.process.terminate()  # it ends at once; it stops beside the workers
