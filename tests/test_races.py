@@ -268,8 +268,12 @@ def test_an_update_finishes_under_steady_uploads(
 
     real_embed = imgsim.embed.update.embed_records
 
-    def slow_embed(*args, **kwargs):  # the update's embedding takes a while
-        time.sleep(0.5)
+    def slow_embed(*args, **kwargs):  # the update's embedding lasts while 3 uploads land
+        # Waiting on the uploads rather than a fixed 0.5 s: on a loaded machine fewer than 3
+        # uploads fit in a fixed time, and the test said nothing about the update.
+        before, deadline = len(added), time.monotonic() + 20
+        while len(added) < before + 3 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return real_embed(*args, **kwargs)
 
     monkeypatch.setattr(imgsim.embed.update, "embed_records", slow_embed)
